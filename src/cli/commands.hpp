@@ -1,0 +1,9 @@
+#pragma once
+// Each subcommand registers itself on the app; main.cpp only wires them and reports errors.
+#include <CLI/CLI.hpp>
+
+namespace lpsim::cli {
+void add_formats_command(CLI::App& app);
+void add_round_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
+}  // namespace lpsim::cli

@@ -1,0 +1,21 @@
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lpsim: emulated-precision forward-error studies of transformers"};
+  app.require_subcommand(1);
+  lpsim::cli::add_formats_command(app);
+  lpsim::cli::add_round_command(app);
+  lpsim::cli::add_demo_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {  // bad formats, numbers, files: the message names the culprit
+    std::fprintf(stderr, "lpsim: error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

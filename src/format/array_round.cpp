@@ -1,0 +1,113 @@
+#include "lpsim/format/array_round.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <stdexcept>
+#include <vector>
+
+#include "lpsim/format/round_scalar.hpp"
+#include "round_kernels.hpp"
+
+namespace lpsim {
+
+namespace {
+
+constexpr std::size_t block_size = 1 << 14;        // 64 KiB of floats: fits L2 with its output
+constexpr std::size_t parallel_threshold = 1 << 16;  // below this, threads cost more than they save
+
+bool cpu_has_avx512() {
+#if defined(LPSIM_HAVE_AVX512) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+Isa resolve(Isa isa) {
+  static const bool avx512 = cpu_has_avx512();
+  if (isa == Isa::best) return avx512 ? Isa::avx512 : Isa::portable;
+  if (isa == Isa::avx512 && !avx512) throw std::invalid_argument("AVX-512 kernels are not available on this CPU/build");
+  return isa;
+}
+
+template <class C>
+void check_sizes(std::span<const C> in, std::span<C> out, const FormatSpec& f) {
+  if (in.size() != out.size())
+    throw std::invalid_argument(fmt::format("round_array: input has {} elements, output {}", in.size(), out.size()));
+  if (std::string bad = validate(f); !bad.empty()) throw FormatError("round_array: " + bad);
+}
+
+// Runs body(first, count) over the array in blocks, in parallel when it is large. Blocks are independent, so
+// any schedule gives the same bits.
+template <class Body>
+void for_blocks(std::size_t n, Body body) {
+  const auto blocks = static_cast<std::int64_t>((n + block_size - 1) / block_size);
+#pragma omp parallel for schedule(static) if (n >= parallel_threshold)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::size_t first = static_cast<std::size_t>(b) * block_size;
+    body(first, std::min(block_size, n - first));
+  }
+}
+
+}  // namespace
+
+bool isa_available(Isa isa) {
+  if (isa == Isa::avx512) return cpu_has_avx512();
+  return true;
+}
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::best: return "best";
+    case Isa::portable: return "portable";
+    case Isa::avx512: return "avx512";
+  }
+  return "?";
+}
+
+void round_array(std::span<const float> in, std::span<float> out, const FormatSpec& f, Rounding mode,
+                 StochasticStream sr, Isa isa) {
+  check_sizes(in, out, f);
+  if (!carrier_holds<float>(f)) {
+    // Formats wider than float: round through double (exact), then store; only overflow past float can change.
+    std::vector<double> tmp(in.begin(), in.end());
+    round_array(std::span<const double>(tmp), std::span<double>(tmp), f, mode, sr, isa);
+    std::transform(tmp.begin(), tmp.end(), out.begin(), [](double v) { return static_cast<float>(v); });
+    return;
+  }
+  const Isa chosen = resolve(isa);
+  const RoundParams<float> params = make_round_params<float>(f);
+  const auto& fmts = named_formats();
+  auto spec_of = [&](std::string_view name) {
+    return std::find_if(fmts.begin(), fmts.end(), [&](const Format& x) { return x.name == name; })->spec;
+  };
+  static const FormatSpec bf16 = spec_of("bf16"), fp16 = spec_of("fp16");
+  const kernels::Request rq{&f, mode, mode == Rounding::nearest_even && f == bf16,
+                            mode == Rounding::nearest_even && f == fp16};
+  for_blocks(in.size(), [&](std::size_t first, std::size_t count) {
+    const kernels::Block blk{count, first};
+#ifdef LPSIM_HAVE_AVX512
+    if (chosen == Isa::avx512) return kernels::round_f32_avx512(in.data() + first, out.data() + first, blk, params, rq, sr);
+#endif
+    kernels::round_f32_portable(in.data() + first, out.data() + first, blk, params, rq, sr);
+  });
+}
+
+void round_array(std::span<const double> in, std::span<double> out, const FormatSpec& f, Rounding mode,
+                 StochasticStream sr, Isa isa) {
+  check_sizes(in, out, f);
+  const Isa chosen = resolve(isa);
+  const RoundParams<double> params = make_round_params<double>(f);
+  const kernels::Request rq{&f, mode, false, false};
+  for_blocks(in.size(), [&](std::size_t first, std::size_t count) {
+    const kernels::Block blk{count, first};
+#ifdef LPSIM_HAVE_AVX512
+    if (chosen == Isa::avx512) return kernels::round_f64_avx512(in.data() + first, out.data() + first, blk, params, rq, sr);
+#endif
+    kernels::round_f64_portable(in.data() + first, out.data() + first, blk, params, rq, sr);
+  });
+}
+
+}  // namespace lpsim

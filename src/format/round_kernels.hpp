@@ -1,0 +1,79 @@
+#pragma once
+// Block kernels over the rounding core, compiled once per instruction set (round_kernels_portable.cpp,
+// round_kernels_avx512.cpp). Everything here is a template on the Isa tag or always_inline, so the two
+// compilations never share a symbol.
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+#include "lpsim/format/array_round.hpp"
+#include "lpsim/format/random_stream.hpp"
+#include "lpsim/format/round_core.hpp"
+
+namespace lpsim::kernels {
+
+struct Block {
+  std::size_t n;
+  std::uint64_t first_index;  // index of element 0 in the whole array, for the random stream
+};
+
+template <class Isa, class C, Rounding R>
+void round_block(const C* in, C* out, Block blk, const RoundParams<C>& p, const StochasticStream& sr) {
+  using Bits = typename Carrier<C>::Bits;
+  if constexpr (R == Rounding::stochastic) {
+    for (std::size_t i = 0; i < blk.n; ++i) {
+      const std::uint64_t rnd = random_bits(sr.seed, sr.stream, sr.offset + blk.first_index + i);
+      out[i] = std::bit_cast<C>(round_bits<Isa, C, R>(std::bit_cast<Bits>(in[i]), p, rnd));
+    }
+  } else {
+#pragma omp simd
+    for (std::size_t i = 0; i < blk.n; ++i) out[i] = std::bit_cast<C>(round_bits<Isa, C, R>(std::bit_cast<Bits>(in[i]), p));
+  }
+}
+
+// bfloat16 with round-to-nearest-even is the top half of a float: add 0x7fff plus the kept lsb, clear the rest.
+// The carry handles subnormals, binade steps and overflow to inf; NaNs are quieted as the core does.
+template <class Isa>
+void round_block_bf16_rne(const float* in, float* out, std::size_t n) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t b = std::bit_cast<std::uint32_t>(in[i]);
+    const std::uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+    const bool nan = (b & 0x7fffffffu) > 0x7f800000u;
+    out[i] = std::bit_cast<float>(nan ? ((b & 0xffff0000u) | 0x00400000u) : rounded);
+  }
+}
+
+template <class Isa, class C>
+void round_block_any(const C* in, C* out, Block blk, const RoundParams<C>& p, Rounding mode,
+                     const StochasticStream& sr) {
+  switch (mode) {
+    case Rounding::nearest_even: return round_block<Isa, C, Rounding::nearest_even>(in, out, blk, p, sr);
+    case Rounding::toward_zero: return round_block<Isa, C, Rounding::toward_zero>(in, out, blk, p, sr);
+    case Rounding::upward: return round_block<Isa, C, Rounding::upward>(in, out, blk, p, sr);
+    case Rounding::downward: return round_block<Isa, C, Rounding::downward>(in, out, blk, p, sr);
+    case Rounding::nearest_away: return round_block<Isa, C, Rounding::nearest_away>(in, out, blk, p, sr);
+    case Rounding::to_odd: return round_block<Isa, C, Rounding::to_odd>(in, out, blk, p, sr);
+    case Rounding::stochastic: return round_block<Isa, C, Rounding::stochastic>(in, out, blk, p, sr);
+  }
+}
+
+// What the dispatcher knows about the request, so each Isa can pick its fast special cases.
+struct Request {
+  const FormatSpec* format;
+  Rounding mode;
+  bool is_bf16_rne;  // exactly bfloat16 with RNE: the bit trick applies
+  bool is_fp16_rne;  // exactly binary16 with RNE: F16C applies
+};
+
+// One entry per Isa (defined in the kernel translation units).
+void round_f32_portable(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
+                        const StochasticStream& sr);
+void round_f64_portable(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
+                        const StochasticStream& sr);
+void round_f32_avx512(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
+                      const StochasticStream& sr);
+void round_f64_avx512(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
+                      const StochasticStream& sr);
+
+}  // namespace lpsim::kernels

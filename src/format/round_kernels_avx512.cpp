@@ -1,0 +1,41 @@
+// The kernels compiled with AVX-512 (and F16C); chosen at run time only where the CPU has them.
+#include <immintrin.h>
+
+#include "round_kernels.hpp"
+
+namespace lpsim::kernels {
+
+struct Avx512Isa {};
+
+namespace {
+// binary16 RNE through the hardware conversion, which is IEEE round-to-nearest-even with subnormals, overflow
+// to inf and NaN payload truncation exactly as the core defines them.
+void round_block_fp16_rne(const float* in, float* out, std::size_t n) {
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 x = _mm512_loadu_ps(in + i);
+    __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(h));
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 x = _mm512_maskz_loadu_ps(m, in + i);
+    __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(h));
+  }
+}
+}  // namespace
+
+void round_f32_avx512(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
+                      const StochasticStream& sr) {
+  if (rq.is_fp16_rne) return round_block_fp16_rne(in, out, blk.n);
+  if (rq.is_bf16_rne) return round_block_bf16_rne<Avx512Isa>(in, out, blk.n);
+  round_block_any<Avx512Isa, float>(in, out, blk, p, rq.mode, sr);
+}
+
+void round_f64_avx512(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
+                      const StochasticStream& sr) {
+  round_block_any<Avx512Isa, double>(in, out, blk, p, rq.mode, sr);
+}
+
+}  // namespace lpsim::kernels
