@@ -79,13 +79,8 @@ void round_array(std::span<const float> in, std::span<float> out, const FormatSp
   }
   const Isa chosen = resolve(isa);
   const RoundParams<float> params = make_round_params<float>(f);
-  const auto& fmts = named_formats();
-  auto spec_of = [&](std::string_view name) {
-    return std::find_if(fmts.begin(), fmts.end(), [&](const Format& x) { return x.name == name; })->spec;
-  };
-  static const FormatSpec bf16 = spec_of("bf16"), fp16 = spec_of("fp16");
-  const kernels::Request rq{&f, mode, mode == Rounding::nearest_even && f == bf16,
-                            mode == Rounding::nearest_even && f == fp16};
+  const kernels::Request rq{&f, mode, mode == Rounding::nearest_even && f == formats::bf16,
+                            mode == Rounding::nearest_even && f == formats::fp16};
   for_blocks(in.size(), [&](std::size_t first, std::size_t count) {
     const kernels::Block blk{count, first};
 #ifdef LPSIM_HAVE_AVX512

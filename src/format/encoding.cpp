@@ -95,9 +95,9 @@ std::uint64_t encode(double value, const FormatSpec& f) {
     if (!f.has_inf()) throw FormatError(fmt::format("{} is not a value of this format (it has no infinity)", value));
     return join(f, sign, top, 0);
   }
+  if (value == 0) return join(f, f.has_negative_zero() ? sign : 0, 0, 0);  // fnuz stores -0 as +0
   if (!representable(value, f))
     throw FormatError(fmt::format("{} is not a value of this format: round it first", value));
-  if (value == 0) return join(f, f.has_negative_zero() ? sign : 0, 0, 0);
   const double a = std::fabs(value);
   const int e = std::ilogb(a);
   if (e < f.emin) return join(f, sign, 0, static_cast<std::uint64_t>(std::ldexp(a, mb - f.emin)));

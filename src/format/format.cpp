@@ -14,23 +14,6 @@ double FormatSpec::min_normal() const { return std::ldexp(1.0, emin); }
 double FormatSpec::min_subnormal() const { return subnormals ? std::ldexp(1.0, emin - precision + 1) : min_normal(); }
 double FormatSpec::unit_roundoff() const { return std::ldexp(1.0, -precision); }
 
-FormatSpec make_spec(int exponent_bits, int mantissa_bits, Encoding encoding) {
-  FormatSpec s;
-  s.precision = mantissa_bits + 1;
-  s.exponent_bits = exponent_bits;
-  s.encoding = encoding;
-  const int half = 1 << (exponent_bits - 1);
-  const int bias = encoding == Encoding::fnuz ? half : half - 1;
-  const int top_field = (1 << exponent_bits) - 1;  // all-ones exponent field
-  // IEEE keeps the all-ones exponent for inf/NaN; the others use it for finite numbers.
-  s.emax = (encoding == Encoding::ieee ? top_field - 1 : top_field) - bias;
-  s.emin = 1 - bias;
-  s.overflow = encoding == Encoding::ieee          ? Overflow::infinity
-               : encoding == Encoding::finite_only ? Overflow::saturate
-                                                   : Overflow::nan;
-  return s;
-}
-
 std::string validate(const FormatSpec& s) {
   if (s.precision < 1 || s.precision > 53) return fmt::format("precision {} is outside 1..53", s.precision);
   if (s.emax > 1023) return fmt::format("emax {} is above binary64's 1023", s.emax);
@@ -47,11 +30,6 @@ namespace {
 
 Format named(std::string name, std::string description, FormatSpec spec) {
   return Format{std::move(name), std::move(description), spec};
-}
-
-FormatSpec saturating(FormatSpec s) {
-  s.overflow = Overflow::saturate;
-  return s;
 }
 
 struct Alias {
@@ -127,23 +105,21 @@ bool parse_layout(std::string_view s, FormatSpec& spec, std::string& error) {
 const std::vector<Format>& named_formats() {
   static const std::vector<Format> formats = [] {
     std::vector<Format> v;
-    v.push_back(named("fp64", "IEEE binary64", make_spec(11, 52, Encoding::ieee)));
-    v.push_back(named("fp32", "IEEE binary32", make_spec(8, 23, Encoding::ieee)));
-    FormatSpec tf32 = make_spec(8, 10, Encoding::ieee);
+    using namespace formats;
+    v.push_back(named("fp64", "IEEE binary64", fp64));
+    v.push_back(named("fp32", "IEEE binary32", fp32));
     v.push_back(named("tf32", "NVIDIA TensorFloat-32 (19 bits, float32 range)", tf32));
-    v.push_back(named("fp16", "IEEE binary16", make_spec(5, 10, Encoding::ieee)));
-    v.push_back(named("bf16", "bfloat16 (float32 range, 8-bit significand)", make_spec(8, 7, Encoding::ieee)));
-    v.push_back(named("e5m2", "OCP fp8 E5M2 (IEEE-like, with inf)", make_spec(5, 2, Encoding::ieee)));
-    v.push_back(named("e4m3", "OCP fp8 E4M3FN (no inf, NaN on overflow as ml_dtypes)", make_spec(4, 3, Encoding::fn)));
-    v.push_back(named("e4m3:sat", "OCP fp8 E4M3FN, saturating conversion (NVIDIA SATFINITE)",
-                      saturating(make_spec(4, 3, Encoding::fn))));
-    v.push_back(named("e5m2:sat", "OCP fp8 E5M2, saturating conversion", saturating(make_spec(5, 2, Encoding::ieee))));
-    v.push_back(named("e4m3fnuz", "fp8 E4M3FNUZ (AMD/Graphcore: bias 8, no -0, NaN = 0x80)",
-                      make_spec(4, 3, Encoding::fnuz)));
-    v.push_back(named("e5m2fnuz", "fp8 E5M2FNUZ (bias 16, no -0, NaN = 0x80)", make_spec(5, 2, Encoding::fnuz)));
-    v.push_back(named("e2m3", "OCP MX fp6 E2M3 (finite only, saturating)", make_spec(2, 3, Encoding::finite_only)));
-    v.push_back(named("e3m2", "OCP MX fp6 E3M2 (finite only, saturating)", make_spec(3, 2, Encoding::finite_only)));
-    v.push_back(named("e2m1", "OCP MX fp4 E2M1 (finite only, saturating)", make_spec(2, 1, Encoding::finite_only)));
+    v.push_back(named("fp16", "IEEE binary16", fp16));
+    v.push_back(named("bf16", "bfloat16 (float32 range, 8-bit significand)", bf16));
+    v.push_back(named("e5m2", "OCP fp8 E5M2 (IEEE-like, with inf)", e5m2));
+    v.push_back(named("e4m3", "OCP fp8 E4M3FN (no inf, NaN on overflow as ml_dtypes)", e4m3));
+    v.push_back(named("e4m3:sat", "OCP fp8 E4M3FN, saturating conversion (NVIDIA SATFINITE)", e4m3_sat));
+    v.push_back(named("e5m2:sat", "OCP fp8 E5M2, saturating conversion", e5m2_sat));
+    v.push_back(named("e4m3fnuz", "fp8 E4M3FNUZ (AMD/Graphcore: bias 8, no -0, NaN = 0x80)", e4m3fnuz));
+    v.push_back(named("e5m2fnuz", "fp8 E5M2FNUZ (bias 16, no -0, NaN = 0x80)", e5m2fnuz));
+    v.push_back(named("e2m3", "OCP MX fp6 E2M3 (finite only, saturating)", e2m3));
+    v.push_back(named("e3m2", "OCP MX fp6 E3M2 (finite only, saturating)", e3m2));
+    v.push_back(named("e2m1", "OCP MX fp4 E2M1 (finite only, saturating)", e2m1));
     return v;
   }();
   return formats;

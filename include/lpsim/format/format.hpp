@@ -67,7 +67,45 @@ struct FormatError : std::invalid_argument {
 };
 
 // Formats of the form e<E>m<M> with the given encoding (bias from the encoding's convention).
-FormatSpec make_spec(int exponent_bits, int mantissa_bits, Encoding encoding);
+constexpr FormatSpec make_spec(int exponent_bits, int mantissa_bits, Encoding encoding) {
+  FormatSpec s;
+  s.precision = mantissa_bits + 1;
+  s.exponent_bits = exponent_bits;
+  s.encoding = encoding;
+  const int half = 1 << (exponent_bits - 1);
+  const int bias = encoding == Encoding::fnuz ? half : half - 1;
+  const int top_field = (1 << exponent_bits) - 1;  // the all-ones exponent field
+  // IEEE keeps the all-ones exponent for inf/NaN; the other encodings use it for finite numbers.
+  s.emax = (encoding == Encoding::ieee ? top_field - 1 : top_field) - bias;
+  s.emin = 1 - bias;
+  s.overflow = encoding == Encoding::ieee          ? Overflow::infinity
+               : encoding == Encoding::finite_only ? Overflow::saturate
+                                                   : Overflow::nan;
+  return s;
+}
+
+constexpr FormatSpec with_overflow(FormatSpec s, Overflow o) {
+  s.overflow = o;
+  return s;
+}
+
+// Compile-time constants of the named formats, for lp<> and kernels specialised on a format.
+namespace formats {
+inline constexpr FormatSpec fp64 = make_spec(11, 52, Encoding::ieee);
+inline constexpr FormatSpec fp32 = make_spec(8, 23, Encoding::ieee);
+inline constexpr FormatSpec tf32 = make_spec(8, 10, Encoding::ieee);
+inline constexpr FormatSpec fp16 = make_spec(5, 10, Encoding::ieee);
+inline constexpr FormatSpec bf16 = make_spec(8, 7, Encoding::ieee);
+inline constexpr FormatSpec e5m2 = make_spec(5, 2, Encoding::ieee);
+inline constexpr FormatSpec e4m3 = make_spec(4, 3, Encoding::fn);
+inline constexpr FormatSpec e4m3_sat = with_overflow(e4m3, Overflow::saturate);
+inline constexpr FormatSpec e5m2_sat = with_overflow(e5m2, Overflow::saturate);
+inline constexpr FormatSpec e4m3fnuz = make_spec(4, 3, Encoding::fnuz);
+inline constexpr FormatSpec e5m2fnuz = make_spec(5, 2, Encoding::fnuz);
+inline constexpr FormatSpec e2m3 = make_spec(2, 3, Encoding::finite_only);
+inline constexpr FormatSpec e3m2 = make_spec(3, 2, Encoding::finite_only);
+inline constexpr FormatSpec e2m1 = make_spec(2, 1, Encoding::finite_only);
+}  // namespace formats
 
 // Checks the ranges the rounding core supports (p <= 53, exponents within binary64) and returns a message
 // naming the bad field, or "" when the spec is valid.

@@ -29,7 +29,7 @@ inline void set_stochastic_stream(std::uint64_t seed, std::uint64_t stream) { st
 namespace detail {
 // r is RN(exact) and err = exact - r (its sign is all that matters): returns the round-to-odd of exact at 53 bits.
 inline double odd_from_error(double r, double err) {
-  if (err == 0 || !std::isfinite(r) || (std::bit_cast<std::uint64_t>(r) & 1)) return r;
+  if (!(err > 0 || err < 0) || !std::isfinite(r) || (std::bit_cast<std::uint64_t>(r) & 1)) return r;  // NaN err: exact
   return std::nextafter(r, err > 0 ? std::numeric_limits<double>::infinity()
                                    : -std::numeric_limits<double>::infinity());
 }
@@ -80,8 +80,8 @@ class lp {
   friend lp operator*(lp a, lp b) { return lp(finish(a.v_ * b.v_, 0), exact_tag{}); }  // the product is exact
   friend lp operator/(lp a, lp b) {
     double q = a.v_ / b.v_;
-    double residual = std::fma(-q, b.v_, a.v_);  // exact: a - q*b
-    return lp(finish(q, std::isfinite(q) ? residual * (b.v_ < 0 ? -1.0 : 1.0) : 0.0), exact_tag{});
+    double residual = std::fma(-q, b.v_, a.v_);  // exact a - q*b; NaN when b or q is infinite, where q is exact
+    return lp(finish(q, std::isfinite(residual) ? residual * (b.v_ < 0 ? -1.0 : 1.0) : 0.0), exact_tag{});
   }
   friend lp sqrt(lp a) {
     double r = std::sqrt(a.v_);

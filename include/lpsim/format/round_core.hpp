@@ -120,7 +120,9 @@ template <class Isa, class C, Rounding R>
   // significand bits dropped: the format's quantum is 2^(e-p+1) from 2^emin up and 2^q_below below it.
   const int biased = int(a >> frac);
   const int e = (biased == 0 ? 1 : biased) - Carrier<C>::bias;
-  const int s = (e < f.emin ? f.q_below - e : 1 - f.precision) + frac;
+  // A carrier subnormal lies below 2^emin even when the format's emin is the carrier's (bf16 in a float).
+  const bool below_normal = biased == 0 || e < f.emin;
+  const int s = (below_normal ? f.q_below - e : 1 - f.precision) + frac;
   // Past frac+2 nothing changes for the deterministic modes (the whole significand is below half a quantum);
   // clamping keeps every shift defined.
   const int sc = s > frac + 2 ? frac + 2 : s;
