@@ -65,7 +65,9 @@ TEST(Encoding, Bf16IsTheTopHalfOfAFloat) {
     const float theirs = std::bit_cast<float>(b << 16);
     const double mine = decode(b, bf16);
     ASSERT_TRUE(std::isnan(theirs) ? std::isnan(mine) : mine == theirs && std::signbit(mine) == std::signbit(theirs)) << b;
-    if (std::isnan(theirs)) ASSERT_EQ(std::bit_cast<std::uint64_t>(mine) >> 45 & 0x7f, b & 0x7f) << "NaN payload";
+    if (std::isnan(theirs)) {
+      ASSERT_EQ(std::bit_cast<std::uint64_t>(mine) >> 45 & 0x7f, b & 0x7f) << "NaN payload";
+    }
   }
 }
 
