@@ -54,7 +54,8 @@ inline double oracle_round(mpfr_ptr z, const FormatSpec& f, Rounding mode) {
   if (mpfr_nan_p(z)) return nan;
   const bool neg = mpfr_signbit(z) != 0;
   const double sgn = neg ? -1.0 : 1.0;
-  if (mpfr_inf_p(z)) return f.has_inf() ? sgn * inf : sgn * overflow_value;
+  // A saturating conversion clamps infinities as well (NVIDIA __NV_SATFINITE, measured on the H100).
+  if (mpfr_inf_p(z)) return f.overflow == Overflow::saturate ? sgn * max : f.has_inf() ? sgn * inf : sgn * overflow_value;
 
   Mpfr y(f.precision);
   switch (mode) {

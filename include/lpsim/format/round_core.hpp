@@ -94,7 +94,8 @@ constexpr RoundParams<C> make_round_params(const FormatSpec& f) {
     case Overflow::saturate: r.overflow_bits = r.max_bits; break;
     case Overflow::nan: r.overflow_bits = carrier_nan; break;
   }
-  r.inf_input_bits = f.has_inf() ? carrier_inf : r.overflow_bits;
+  // Saturation clamps infinite inputs too: the H100's SATFINITE conversion turns e5m2's +-inf into +-57344.
+  r.inf_input_bits = f.overflow == Overflow::saturate ? r.max_bits : f.has_inf() ? carrier_inf : r.overflow_bits;
   r.no_negative_zero = !f.has_negative_zero();
   r.nan_keep_mask = ~((Bits{1} << (T::frac_bits - (f.precision - 1))) - 1);
   return r;
