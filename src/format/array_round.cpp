@@ -67,6 +67,24 @@ std::string_view isa_name(Isa isa) {
   return "?";
 }
 
+namespace {
+// Runs the chosen instruction set's kernels over the array, block by block.
+template <class C>
+void run_kernels(std::span<const C> in, std::span<C> out, const FormatSpec& f, const kernels::Request& rq,
+                 const StochasticStream& sr, Isa isa) {
+  const RoundParams<C> params = make_round_params<C>(f);
+  for_blocks(in.size(), [&](std::size_t first, std::size_t count) {
+    const kernels::Block blk{count, first};
+    const C* src = in.data() + first;
+    C* dst = out.data() + first;
+#ifdef LPSIM_HAVE_AVX512
+    if (isa == Isa::avx512) return kernels::round_avx512(src, dst, blk, params, rq, sr);
+#endif
+    kernels::round_portable(src, dst, blk, params, rq, sr);
+  });
+}
+}  // namespace
+
 void round_array(std::span<const float> in, std::span<float> out, const FormatSpec& f, Rounding mode,
                  StochasticStream sr, Isa isa) {
   check_sizes(in, out, f);
@@ -77,32 +95,15 @@ void round_array(std::span<const float> in, std::span<float> out, const FormatSp
     std::transform(tmp.begin(), tmp.end(), out.begin(), [](double v) { return static_cast<float>(v); });
     return;
   }
-  const Isa chosen = resolve(isa);
-  const RoundParams<float> params = make_round_params<float>(f);
   const kernels::Request rq{&f, mode, mode == Rounding::nearest_even && f == formats::bf16,
                             mode == Rounding::nearest_even && f == formats::fp16};
-  for_blocks(in.size(), [&](std::size_t first, std::size_t count) {
-    const kernels::Block blk{count, first};
-#ifdef LPSIM_HAVE_AVX512
-    if (chosen == Isa::avx512) return kernels::round_f32_avx512(in.data() + first, out.data() + first, blk, params, rq, sr);
-#endif
-    kernels::round_f32_portable(in.data() + first, out.data() + first, blk, params, rq, sr);
-  });
+  run_kernels(in, out, f, rq, sr, resolve(isa));
 }
 
 void round_array(std::span<const double> in, std::span<double> out, const FormatSpec& f, Rounding mode,
                  StochasticStream sr, Isa isa) {
   check_sizes(in, out, f);
-  const Isa chosen = resolve(isa);
-  const RoundParams<double> params = make_round_params<double>(f);
-  const kernels::Request rq{&f, mode, false, false};
-  for_blocks(in.size(), [&](std::size_t first, std::size_t count) {
-    const kernels::Block blk{count, first};
-#ifdef LPSIM_HAVE_AVX512
-    if (chosen == Isa::avx512) return kernels::round_f64_avx512(in.data() + first, out.data() + first, blk, params, rq, sr);
-#endif
-    kernels::round_f64_portable(in.data() + first, out.data() + first, blk, params, rq, sr);
-  });
+  run_kernels(in, out, f, kernels::Request{&f, mode, false, false}, sr, resolve(isa));
 }
 
 }  // namespace lpsim

@@ -75,13 +75,13 @@ struct Request {
 };
 
 // One entry per Isa (defined in the kernel translation units).
-void round_f32_portable(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
+void round_portable(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
                         const StochasticStream& sr);
-void round_f64_portable(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
+void round_portable(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
                         const StochasticStream& sr);
-void round_f32_avx512(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
+void round_avx512(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
                       const StochasticStream& sr);
-void round_f64_avx512(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
+void round_avx512(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
                       const StochasticStream& sr);
 
 }  // namespace lpsim::kernels

@@ -26,14 +26,14 @@ void round_block_fp16_rne(const float* in, float* out, std::size_t n) {
 }
 }  // namespace
 
-void round_f32_avx512(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
+void round_avx512(const float* in, float* out, Block blk, const RoundParams<float>& p, const Request& rq,
                       const StochasticStream& sr) {
   if (rq.is_fp16_rne) return round_block_fp16_rne(in, out, blk.n);
   if (rq.is_bf16_rne) return round_block_bf16_rne<Avx512Isa>(in, out, blk.n);
   round_block_any<Avx512Isa, float>(in, out, blk, p, rq.mode, sr);
 }
 
-void round_f64_avx512(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
+void round_avx512(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
                       const StochasticStream& sr) {
   round_block_any<Avx512Isa, double>(in, out, blk, p, rq.mode, sr);
 }
