@@ -69,6 +69,10 @@ TEST(Encoding, Bf16IsTheTopHalfOfAFloat) {
     const float theirs = std::bit_cast<float>(b << 16);
     const double mine = decode(b, bf16);
     ASSERT_TRUE(std::isnan(theirs) ? std::isnan(mine) : mine == theirs && std::signbit(mine) == std::signbit(theirs)) << b;
+    const int fpc = std::fpclassify(theirs);  // the C library classifies the float that holds the same value
+    const Class expected = fpc == FP_NAN ? Class::nan : fpc == FP_INFINITE ? Class::infinite : fpc == FP_ZERO ? Class::zero
+                         : fpc == FP_SUBNORMAL ? Class::subnormal : Class::normal;
+    ASSERT_EQ(classify_bits(b, bf16), expected) << b;
     if (std::isnan(theirs)) {
       ASSERT_EQ(std::bit_cast<std::uint64_t>(mine) >> 45 & 0x7f, b & 0x7f) << "NaN payload";
     }
@@ -122,6 +126,22 @@ TEST(Encoding, SpecialsAndNanPatterns) {
   for (std::uint64_t b = 0; b < 256; ++b) nans += classify_bits(b, e5m2) == Class::nan, infs += classify_bits(b, e5m2) == Class::infinite;
   EXPECT_EQ(nans, 6);
   EXPECT_EQ(infs, 2);
+  // Class counts of every 8-bit format, from the OCP and FNUZ definitions: {zero, subnormal, normal, inf, nan}.
+  struct Counts {
+    const char* format;
+    int zero, subnormal, normal, inf, nan;
+  };
+  for (const Counts& c : {Counts{"e4m3", 2, 14, 238, 0, 2}, Counts{"e5m2", 2, 6, 240, 2, 6},
+                          Counts{"e4m3fnuz", 1, 14, 240, 0, 1}, Counts{"e5m2fnuz", 1, 6, 248, 0, 1}}) {
+    const FormatSpec f = parse_format(c.format).spec;
+    int n[5] = {};
+    for (std::uint64_t b = 0; b < 256; ++b) ++n[int(classify_bits(b, f))];
+    EXPECT_EQ(n[int(Class::zero)], c.zero) << c.format;
+    EXPECT_EQ(n[int(Class::subnormal)], c.subnormal) << c.format;
+    EXPECT_EQ(n[int(Class::normal)], c.normal) << c.format;
+    EXPECT_EQ(n[int(Class::infinite)], c.inf) << c.format;
+    EXPECT_EQ(n[int(Class::nan)], c.nan) << c.format;
+  }
 }
 
 }  // namespace
