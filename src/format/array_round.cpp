@@ -95,7 +95,7 @@ void round_array(std::span<const float> in, std::span<float> out, const FormatSp
     std::transform(tmp.begin(), tmp.end(), out.begin(), [](double v) { return static_cast<float>(v); });
     return;
   }
-  const kernels::Request rq{&f, mode, mode == Rounding::nearest_even && f == formats::bf16,
+  const kernels::Request rq{mode, mode == Rounding::nearest_even && f == formats::bf16,
                             mode == Rounding::nearest_even && f == formats::fp16};
   run_kernels(in, out, f, rq, sr, resolve(isa));
 }
@@ -103,7 +103,7 @@ void round_array(std::span<const float> in, std::span<float> out, const FormatSp
 void round_array(std::span<const double> in, std::span<double> out, const FormatSpec& f, Rounding mode,
                  StochasticStream sr, Isa isa) {
   check_sizes(in, out, f);
-  run_kernels(in, out, f, kernels::Request{&f, mode, false, false}, sr, resolve(isa));
+  run_kernels(in, out, f, kernels::Request{mode, false, false}, sr, resolve(isa));
 }
 
 }  // namespace lpsim

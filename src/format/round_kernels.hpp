@@ -55,20 +55,11 @@ void round_block_bf16_rne(const float* in, float* out, std::size_t n) {
 template <class Isa, class C>
 void round_block_any(const C* in, C* out, Block blk, const RoundParams<C>& p, Rounding mode,
                      const StochasticStream& sr) {
-  switch (mode) {
-    case Rounding::nearest_even: return round_block<Isa, C, Rounding::nearest_even>(in, out, blk, p, sr);
-    case Rounding::toward_zero: return round_block<Isa, C, Rounding::toward_zero>(in, out, blk, p, sr);
-    case Rounding::upward: return round_block<Isa, C, Rounding::upward>(in, out, blk, p, sr);
-    case Rounding::downward: return round_block<Isa, C, Rounding::downward>(in, out, blk, p, sr);
-    case Rounding::nearest_away: return round_block<Isa, C, Rounding::nearest_away>(in, out, blk, p, sr);
-    case Rounding::to_odd: return round_block<Isa, C, Rounding::to_odd>(in, out, blk, p, sr);
-    case Rounding::stochastic: return round_block<Isa, C, Rounding::stochastic>(in, out, blk, p, sr);
-  }
+  with_rounding(mode, [&]<Rounding R>() { round_block<Isa, C, R>(in, out, blk, p, sr); });
 }
 
 // What the dispatcher knows about the request, so each Isa can pick its fast special cases.
 struct Request {
-  const FormatSpec* format;
   Rounding mode;
   bool is_bf16_rne;  // exactly bfloat16 with RNE: the bit trick applies
   bool is_fp16_rne;  // exactly binary16 with RNE: F16C applies
