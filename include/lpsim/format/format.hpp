@@ -59,6 +59,7 @@ struct Format {
   std::string name;         // canonical spelling, e.g. "e4m3fn:sat" or "fp16"
   std::string description;  // one line for `lpsim formats`
   FormatSpec spec;
+  friend bool operator==(const Format& a, const Format& b) { return a.spec == b.spec; }  // names are spellings
 };
 
 // Thrown for bad format strings and values a format cannot hold; the message names the culprit.

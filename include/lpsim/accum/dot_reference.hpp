@@ -1,0 +1,22 @@
+#pragma once
+// The definition of every accumulation policy: one scalar step at a time, each step's exact value computed by
+// MPFR (at a precision wide enough that nothing is rounded) and rounded once by mpfr_round.hpp. Slow and plain on
+// purpose; every fast kernel must agree with it bit for bit.
+#include <cstdint>
+#include <span>
+
+#include "lpsim/accum/policy.hpp"
+#include "lpsim/format/array_round.hpp"
+
+namespace lpsim {
+
+// sum_t a[t]*b[t] under the policy; a and b hold values of policy.input. `element` numbers the dot product within
+// a matrix product (i*n + j), for the stochastic-rounding stream (sr_slots.hpp).
+double reference_dot(const AccumPolicy& policy, std::span<const double> a, std::span<const double> b,
+                     const StochasticStream& sr = {}, std::uint64_t element = 0);
+
+// c (m x n) = a (m x k) * b (k x n), row-major, each element by reference_dot.
+void reference_gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a,
+                    std::span<const double> b, std::span<double> c, const StochasticStream& sr = {});
+
+}  // namespace lpsim

@@ -1,0 +1,40 @@
+#pragma once
+// Dot products and matrix products under an accumulation policy, computed by the fastest kernel that gives the
+// reference's bits (dot_reference.hpp): an AVX-512 kernel for the common policies, a portable exact kernel for the
+// rest, the MPFR reference itself for exact accumulation and operands wider than 26 bits.
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "lpsim/accum/policy.hpp"
+#include "lpsim/format/array_round.hpp"
+
+namespace lpsim {
+
+struct GemmOptions {
+  StochasticStream sr{};     // stochastic rounding words; element (i, j) is number offset + i*n + j (sr_slots.hpp)
+  Isa isa = Isa::best;       // every choice gives the same bits
+  bool check_inputs = true;  // reject operands that are not values of the policy's input format
+};
+
+// Which kernel computes a policy.
+enum class GemmPath : std::uint8_t {
+  fp32_fma,       // AVX-512: binary32 accumulation with fma (or separate multiply and add), native instructions
+  rounded_acc,    // AVX-512: narrower accumulators, each step rounded through round-to-odd at 24 bits
+  tensor_core,    // AVX-512: the tensor-core model, vectorised over output elements
+  generic,        // portable exact kernel, one element at a time
+  reference,      // MPFR, one step at a time
+};
+std::string_view path_name(GemmPath path);
+GemmPath gemm_path(const AccumPolicy& policy, Isa isa, bool float_operands);
+
+// c (m x n) = a (m x k) * b (k x n), all row-major. Float arrays need formats that float holds (input, output).
+void gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
+          std::span<float> c, const GemmOptions& options = {});
+void gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a, std::span<const double> b,
+          std::span<double> c, const GemmOptions& options = {});
+
+double dot(const AccumPolicy& policy, std::span<const double> a, std::span<const double> b,
+           const GemmOptions& options = {});
+
+}  // namespace lpsim

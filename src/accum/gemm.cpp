@@ -1,0 +1,133 @@
+#include "lpsim/accum/gemm.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <stdexcept>
+#include <vector>
+
+#include "fast_kernels.hpp"
+#include "generic_dot.hpp"
+#include "lpsim/accum/dot_reference.hpp"
+#include "lpsim/accum/sr_slots.hpp"
+#include "lpsim/format/round_core.hpp"
+#include "lpsim/format/round_scalar.hpp"
+
+namespace lpsim {
+
+namespace {
+
+template <class T>
+void check_operands(const AccumPolicy& p, char name, int rows, int cols, std::span<const T> x) {
+  std::int64_t bad = -1;
+#pragma omp parallel for schedule(static) reduction(max : bad) if (x.size() > (1u << 16))
+  for (std::int64_t i = 0; i < std::int64_t(x.size()); ++i)
+    if (!representable(double(x[i]), p.input.spec)) bad = std::max(bad, i);
+  if (bad >= 0)
+    throw std::invalid_argument(fmt::format("gemm: {}[{},{}] = {} is not a value of {} (round the operands to the "
+                                            "policy's input format first)", name, bad / cols, bad % cols,
+                                            double(x[bad]), p.input.name));
+  (void)rows;
+}
+
+template <class T>
+void check_call(const AccumPolicy& p, int m, int n, int k, std::span<const T> a, std::span<const T> b,
+                std::span<T> c, const GemmOptions& o) {
+  if (m < 0 || n < 0 || k < 0) throw std::invalid_argument(fmt::format("gemm: negative size {}x{}x{}", m, n, k));
+  if (a.size() != size_t(m) * k || b.size() != size_t(k) * n || c.size() != size_t(m) * n)
+    throw std::invalid_argument(fmt::format("gemm: array sizes {}, {}, {} do not match m={} n={} k={}", a.size(),
+                                            b.size(), c.size(), m, n, k));
+  if (std::string bad = validate(p); !bad.empty()) throw PolicyError(bad);
+  if (o.check_inputs) check_operands(p, 'A', m, k, a), check_operands(p, 'B', k, n, b);
+}
+
+void generic_gemm(const AccumPolicy& p, int m, int n, int k, std::span<const double> a, std::span<const double> b,
+                  std::span<double> c, const StochasticStream& sr) {
+  std::vector<double> bt(size_t(k) * n);  // B transposed: each output element reads two contiguous rows
+  for (int t = 0; t < k; ++t)
+    for (int j = 0; j < n; ++j) bt[size_t(j) * k + t] = b[size_t(t) * n + j];
+  const accum::GenericPlan plan = accum::make_generic_plan(p);
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j)
+      c[size_t(i) * n + j] = accum::generic_dot(plan, a.data() + size_t(i) * k, bt.data() + size_t(j) * k, k,
+                                                SrSlots(sr, std::uint64_t(i) * n + j, k));
+}
+
+// The fast kernels leave the accumulator's value in c; the output rounding is elementwise.
+void round_output(const AccumPolicy& p, int k, std::span<float> c, const StochasticStream& sr) {
+  if (p.output_rounding != Rounding::stochastic) {
+    round_array(c, c, p.output.spec, p.output_rounding, {}, Isa::best);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (std::int64_t e = 0; e < std::int64_t(c.size()); ++e)
+    c[e] = float(round_to(c[e], p.output.spec, Rounding::stochastic, SrSlots(sr, std::uint64_t(e), k).output()));
+}
+
+bool resolved_avx512(Isa isa) {
+  if (isa == Isa::avx512 && !isa_available(Isa::avx512))
+    throw std::invalid_argument("gemm: AVX-512 kernels are not available on this CPU/build");
+  return isa != Isa::portable && isa_available(Isa::avx512);
+}
+
+}  // namespace
+
+std::string_view path_name(GemmPath path) {
+  switch (path) {
+    case GemmPath::fp32_fma: return "avx512 fp32 fma";
+    case GemmPath::rounded_acc: return "avx512 rounded accumulator";
+    case GemmPath::tensor_core: return "avx512 tensor-core model";
+    case GemmPath::generic: return "portable exact";
+    case GemmPath::reference: return "MPFR reference";
+  }
+  return "?";
+}
+
+GemmPath gemm_path(const AccumPolicy& policy, Isa isa, bool float_operands) {
+  if (!accum::generic_supports(policy)) return GemmPath::reference;
+  const bool float_ok = carrier_holds<float>(policy.input.spec) && carrier_holds<float>(policy.output.spec);
+  if (resolved_avx512(isa) && (float_operands || float_ok)) return accum::fast_path(policy);
+  return GemmPath::generic;
+}
+
+void gemm(const AccumPolicy& p, int m, int n, int k, std::span<const double> a, std::span<const double> b,
+          std::span<double> c, const GemmOptions& o) {
+  check_call(p, m, n, k, a, b, c, o);
+  const GemmPath path = gemm_path(p, o.isa, false);
+  if (path == GemmPath::reference) return reference_gemm(p, m, n, k, a, b, c, o.sr);
+  if (path == GemmPath::generic) return generic_gemm(p, m, n, k, a, b, c, o.sr);
+  // A fast kernel on float copies: every operand and output value is a float, so nothing changes.
+  std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end()), cf(c.size());
+  GemmOptions unchecked = o;
+  unchecked.check_inputs = false;
+  gemm(p, m, n, k, af, bf, cf, unchecked);
+  std::copy(cf.begin(), cf.end(), c.begin());
+}
+
+void gemm(const AccumPolicy& p, int m, int n, int k, std::span<const float> a, std::span<const float> b,
+          std::span<float> c, const GemmOptions& o) {
+  check_call(p, m, n, k, a, b, c, o);
+  if (!carrier_holds<float>(p.input.spec) || !carrier_holds<float>(p.output.spec))
+    throw std::invalid_argument(fmt::format("gemm: float arrays cannot hold {} values; use double arrays",
+                                            carrier_holds<float>(p.input.spec) ? p.output.name : p.input.name));
+  const GemmPath path = gemm_path(p, o.isa, true);
+  if (path == GemmPath::reference || path == GemmPath::generic) {
+    std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end()), cd(c.size());
+    if (path == GemmPath::reference) reference_gemm(p, m, n, k, ad, bd, cd, o.sr);
+    else generic_gemm(p, m, n, k, ad, bd, cd, o.sr);
+    std::transform(cd.begin(), cd.end(), c.begin(), [](double v) { return float(v); });
+    return;
+  }
+  accum::fast_gemm(p, path, m, n, k, a.data(), b.data(), c.data());
+  round_output(p, k, c, o.sr);
+}
+
+double dot(const AccumPolicy& p, std::span<const double> a, std::span<const double> b, const GemmOptions& o) {
+  if (a.size() != b.size())
+    throw std::invalid_argument(fmt::format("dot: the vectors have {} and {} elements", a.size(), b.size()));
+  double c = 0;
+  gemm(p, 1, 1, int(a.size()), a, b, std::span<double>(&c, 1), o);
+  return c;
+}
+
+}  // namespace lpsim

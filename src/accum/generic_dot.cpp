@@ -1,0 +1,163 @@
+#include "generic_dot.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+
+#include "lpsim/format/round_scalar.hpp"
+
+namespace lpsim::accum {
+
+namespace {
+
+int lowest_bit(const FormatSpec& f) { return f.emin - f.precision + 1; }
+
+// Products of two input values are exact doubles: p <= 26 bits and no underflow or overflow of double.
+bool exact_products(const FormatSpec& in) {
+  return in.precision <= 26 && 2 * lowest_bit(in) >= -1074 && 2 * (in.emax + 1) <= 1023;
+}
+
+bool is_binary64(const std::optional<Format>& f) { return f && f->spec == formats::fp64; }
+
+// r = RN(x + y) and its exact error as round-to-odd at 53 bits.
+[[gnu::always_inline]] inline double odd_sum(double x, double y) {
+  const double r = x + y;
+  const double bb = r - x;
+  const double err = (x - (r - bb)) + (y - bb);  // Knuth's TwoSum; NaN only when r is not finite
+  auto bits = std::bit_cast<std::uint64_t>(r);
+  if (err != 0 && err == err && !(bits & 1)) {  // inexact with an even last bit: step to the odd neighbour
+    const bool away = (err > 0) == (r > 0);
+    bits += away ? 1 : std::uint64_t(-1);
+  }
+  return std::bit_cast<double>(bits);
+}
+
+template <Rounding R>
+class Kernel {
+ public:
+  Kernel(const GenericPlan& g, const double* a, const double* b, int k, const SrSlots& slots)
+      : g_(g), p_(*g.policy), a_(a), b_(b), k_(k), slots_(slots) {}
+
+  double run() {
+    double total = 0.0;
+    if (k_ > 0) {
+      if (p_.order == Order::pairwise && p_.tc.k == 0) {
+        total = pairwise(0, k_);
+      } else {
+        const int len = p_.chunk_length(k_);
+        for (int first = 0, c = 0; first < k_; first += len, ++c) {
+          const int end = std::min(k_, first + len);
+          const double part = p_.tc.k > 0 ? tensor_chain(first, end) : sequential(first, end);
+          total = c == 0 ? part : add(total, part, [&] { return slots_.chunk(c); });
+        }
+      }
+    }
+    return round_to(total, p_.output.spec, p_.output_rounding,
+                    p_.output_rounding == Rounding::stochastic ? slots_.output() : 0);
+  }
+
+ private:
+  template <class Word>
+  double round_acc(double x, Word word) const {
+    std::uint64_t random = 0;
+    if constexpr (R == Rounding::stochastic) random = word();
+    return std::bit_cast<double>(round_bits<PortableIsa, double, R>(std::bit_cast<std::uint64_t>(x), g_.acc, random));
+  }
+  // round(x + y) to the accumulator, x and y exact doubles
+  template <class Word>
+  double add(double x, double y, Word word) const {
+    if (g_.acc_is_binary64_rne) return x + y;
+    return round_acc(odd_sum(x, y), word);
+  }
+  double term(int t) const {
+    const double x = a_[t] * b_[t];  // exact, or (binary64 accumulation) the rounding binary64 would do anyway
+    if (!p_.product) return x;
+    return round_to(x, p_.product->spec, p_.product_rounding,
+                    p_.product_rounding == Rounding::stochastic ? slots_.product(t) : 0);
+  }
+  double sequential(int first, int end) const {
+    double s = g_.acc_is_binary64_rne ? term(first) : round_acc(term(first), [&] { return slots_.accumulate(first); });
+    for (int t = first + 1; t < end; ++t) {
+      if (g_.acc_is_binary64_rne && !p_.product) {
+        s = std::fma(a_[t], b_[t], s);  // one rounding of the exact a*b + s, whatever the input precision
+        continue;
+      }
+      s = add(s, term(t), [&] { return slots_.accumulate(t); });
+    }
+    return s;
+  }
+  double pairwise(int lo, int hi) const {
+    if (hi - lo == 1) return g_.acc_is_binary64_rne ? term(lo) : round_acc(term(lo), [&] { return slots_.accumulate(lo); });
+    const int mid = lo + (hi - lo) / 2;
+    return add(pairwise(lo, mid), pairwise(mid, hi), [&] { return slots_.pairwise_node(mid); });
+  }
+  double tensor_chain(int first, int end) const {
+    double c = 0.0;
+    for (int t = first; t < end; t += p_.tc.k) c = tensor_step(c, t, std::min(end, t + p_.tc.k));
+    return c;
+  }
+  // c and the exact products of [first, end), aligned to the largest exponent, cut to tc.bits bits, summed
+  // exactly (each cut term is an integer below 2^bits times 2^quantum; 65 of them fit in 53 bits), rounded once.
+  double tensor_step(double c, int first, int end) const {
+    double terms[65];
+    int n = 0;
+    terms[n++] = c;
+    bool special = !std::isfinite(c);
+    double largest = std::fabs(c);
+    for (int t = first; t < end; ++t) {
+      terms[n] = a_[t] * b_[t];
+      special = special || !std::isfinite(terms[n]);
+      largest = std::max(largest, std::fabs(terms[n]));
+      ++n;
+    }
+    double sum = 0.0;
+    if (special || largest == 0) {  // IEEE sums: inf/NaN propagate; zeros keep IEEE's sign rule
+      sum = terms[0];
+      for (int i = 1; i < n; ++i) sum += terms[i];
+    } else {
+      const int quantum = std::ilogb(largest) - p_.tc.bits + 1;
+      double cut_sum = 0.0;
+      for (int i = 0; i < n; ++i) {
+        const double scaled = std::ldexp(terms[i], -quantum);  // exact
+        cut_sum += p_.tc.align_truncates ? std::trunc(scaled) : std::nearbyint(scaled);
+      }
+      sum = cut_sum == 0 ? 0.0 : std::ldexp(cut_sum, quantum);  // exact; a cancelled sum is +0
+    }
+    return round_to(sum, p_.acc->spec, p_.tc.rounding,
+                    p_.tc.rounding == Rounding::stochastic ? slots_.tensor_step(first) : 0);
+  }
+
+  const GenericPlan& g_;
+  const AccumPolicy& p_;
+  const double* a_;
+  const double* b_;
+  int k_;
+  const SrSlots& slots_;
+};
+
+}  // namespace
+
+bool generic_supports(const AccumPolicy& p) {
+  if (!p.acc) return false;  // exact accumulation: the reference's multi-precision sum
+  const bool binary64_rne = is_binary64(p.acc) && p.acc_rounding == Rounding::nearest_even;
+  if (p.acc->spec.precision > 51 && !binary64_rne) return false;
+  if (exact_products(p.input.spec)) return true;
+  // Wider operands: only binary64 accumulation, whose products round as binary64 would round them.
+  return binary64_rne && p.tc.k == 0 &&
+         (!p.product || (is_binary64(p.product) && p.product_rounding == Rounding::nearest_even));
+}
+
+GenericPlan make_generic_plan(const AccumPolicy& p) {
+  GenericPlan g{&p, make_round_params<double>(p.acc ? p.acc->spec : formats::fp64),
+                make_round_params<double>(p.product ? p.product->spec : formats::fp64),
+                make_round_params<double>(p.output.spec), false};
+  g.acc_is_binary64_rne = is_binary64(p.acc) && p.acc_rounding == Rounding::nearest_even;
+  return g;
+}
+
+double generic_dot(const GenericPlan& g, const double* a, const double* b, int k, const SrSlots& slots) {
+  return with_rounding(g.policy->acc_rounding,
+                       [&]<Rounding R>() { return Kernel<R>(g, a, b, k, slots).run(); });
+}
+
+}  // namespace lpsim::accum

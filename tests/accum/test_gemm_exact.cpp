@@ -1,0 +1,150 @@
+// Every kernel against the MPFR reference, bit for bit: every order, accumulator format, rounding mode, fused or
+// not, the tensor-core model, on moderate, wide-range and adversarial operands (cancellation, overflow,
+// subnormals, inf, NaN). Then the AVX-512 kernels against the portable one on sizes that exercise every tile edge.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+#include <vector>
+
+#include "lpsim/accum/dot_reference.hpp"
+#include "lpsim/accum/gemm.hpp"
+#include "support/dot_inputs.hpp"
+#include "support/mpfr_oracle.hpp"
+
+namespace lpsim {
+namespace {
+
+using test::DotInputs;
+using test::same_value;
+
+struct Operands {
+  std::vector<double> a, b;
+};
+
+Operands operands(const AccumPolicy& p, int m, int n, int k, DotInputs kind, std::uint64_t seed) {
+  return {test::dot_operands(p.input.spec, size_t(m) * k, kind, seed),
+          test::dot_operands(p.input.spec, size_t(k) * n, kind, seed + 1)};
+}
+
+// Compares two results element by element; reports the first few differences.
+::testing::AssertionResult same_results(const std::vector<double>& expected, const std::vector<double>& got) {
+  int bad = 0;
+  std::string report;
+  for (size_t i = 0; i < expected.size(); ++i)
+    if (!same_value(expected[i], got[i]) && bad++ < 3)
+      report += fmt::format(" [{}] expected {:a} got {:a};", i, expected[i], got[i]);
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << expected.size() << " differ:" << report;
+}
+
+std::vector<std::string> scalar_policies() {
+  const char* accs[] = {"fp32", "fp16", "bf16", "tf32", "e5m2", "fp16:sat", "fp64", "e4m3"};
+  const char* inputs[] = {"fp16", "bf16", "e4m3", "fp32", "tf32"};
+  const char* orders[] = {"seq", "pairwise", "blocked:8", "splitk:3"};
+  const char* modes[] = {"rne", "rz", "ru", "rd", "rna", "odd", "sr"};
+  std::vector<std::string> v;
+  int i = 0;
+  for (const char* acc : accs)
+    for (const char* order : orders)
+      for (const char* mode : modes)
+        for (const char* fused : {"fma", "nofma"}) {
+          if (std::string(acc) == "fp64" && std::string(mode) == "sr") continue;  // needs <= 51 bits
+          v.push_back(fmt::format("in={},acc={},round={},order={},{}", inputs[i++ % 5], acc, mode, order, fused));
+        }
+  v.push_back("in=fp16,acc=fp32,nofma,prod=bf16,prodround=rz");
+  v.push_back("in=fp32,acc=fp32,nofma,prod=fp16,prodround=sr");
+  v.push_back("in=fp64,acc=fp64");
+  v.push_back("in=fp64,acc=fp64,order=pairwise,nofma");
+  v.push_back("in=fp16,acc=fp32,outround=sr,out=e4m3");
+  return v;
+}
+
+std::vector<std::string> tensor_core_policies() {
+  std::vector<std::string> v;
+  const char* inputs[] = {"fp16", "bf16", "e4m3", "e5m2"};
+  const char* rounds[] = {"rz", "rne", "ru", "sr"};
+  const char* orders[] = {"seq", "blocked:16", "splitk:2"};
+  int i = 0;
+  for (int k : {2, 4, 16})
+    for (int bits : {11, 24, 25, 36})
+      for (const char* align : {"trunc", "rne"})
+        for (const char* order : orders) {
+          v.push_back(fmt::format("in={},acc=fp32,tc={},tcbits={},tcalign={},tcround={},order={}", inputs[i % 4], k,
+                                  bits, align, rounds[(i / 4) % 4], order));
+          ++i;
+        }
+  for (const auto& preset : policy_presets())
+    if (preset.name.find("tc") != std::string::npos) v.push_back(preset.name);
+  v.push_back("in=fp16,acc=fp16,tc=4,tcbits=14");
+  v.push_back("in=bf16,acc=bf16,tc=8,tcbits=12,tcround=rne,order=blocked:32");
+  return v;
+}
+
+void check_against_reference(const std::vector<std::string>& policies) {
+  const int m = 2, n = 3, k = 21;
+  for (const auto& text : policies) {
+    SCOPED_TRACE(text);
+    const AccumPolicy p = parse_policy(text);
+    for (DotInputs kind : {DotInputs::moderate, DotInputs::wide, DotInputs::adversarial}) {
+      SCOPED_TRACE(int(kind));
+      const Operands x = operands(p, m, n, k, kind, 11 + int(kind));
+      const StochasticStream sr{3, 5, 0};
+      std::vector<double> expected(size_t(m) * n), portable(expected.size()), best(expected.size());
+      reference_gemm(p, m, n, k, x.a, x.b, expected, sr);
+      gemm(p, m, n, k, x.a, x.b, portable, {sr, Isa::portable});
+      gemm(p, m, n, k, x.a, x.b, best, {sr, Isa::best});
+      EXPECT_TRUE(same_results(expected, portable)) << "portable kernel";
+      EXPECT_TRUE(same_results(expected, best)) << path_name(gemm_path(p, Isa::best, false));
+    }
+  }
+}
+
+TEST(GemmExact, EveryOrderAccumulatorAndModeMatchesReference) { check_against_reference(scalar_policies()); }
+
+TEST(GemmExact, TensorCoreModelMatchesReference) { check_against_reference(tensor_core_policies()); }
+
+TEST(GemmExact, EmptyInnerDimensionGivesZero) {
+  std::vector<double> a, b, c(6, 7.0);
+  gemm(parse_policy("fp16-fp16acc"), 2, 3, 0, a, b, c);
+  for (double v : c) EXPECT_TRUE(v == 0 && !std::signbit(v));
+}
+
+TEST(GemmExact, RejectsOperandsOutsideTheInputFormat) {
+  std::vector<double> a = {1.0, 0.1}, b = {1.0, 1.0}, c(1);
+  try {
+    gemm(parse_policy("in=fp16,acc=fp32"), 1, 1, 2, a, b, c);
+    FAIL() << "0.1 is not an fp16 value";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("A[0,1]"), std::string::npos) << e.what();
+  }
+}
+
+// The vectorised kernels against the portable one: sizes that are no multiple of any tile, long K, every path.
+TEST(GemmExact, FastKernelsMatchPortableOnLargeProducts) {
+  if (!isa_available(Isa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU: only the portable kernel runs";
+  const std::vector<std::string> policies = {
+      "fp32", "fp16-fp32acc", "bf16-fp32acc", "tf32-fp32acc", "in=fp16,acc=fp32,nofma", "fp16-fp16acc",
+      "in=fp16,acc=fp16,round=rz", "in=fp16,acc=fp16,round=ru", "in=fp16,acc=fp16,round=rd", "bf16-bf16acc",
+      "in=fp16,acc=fp32,order=blocked:64", "in=fp16,acc=fp32,order=splitk:3", "in=fp16,acc=fp16,order=blocked:48",
+      "fp16-tc", "bf16-tc", "fp8e4m3-tc", "fp8e5m2-tc", "fp8e4m3-tc-promote", "in=fp16,acc=fp32,tc=4,tcbits=24",
+      "in=fp16,acc=fp32,tc=8,tcbits=30,tcalign=rne,tcround=rne"};
+  const int m = 37, n = 53, k = 300;
+  int fast = 0;
+  for (const auto& text : policies) {
+    SCOPED_TRACE(text);
+    const AccumPolicy p = parse_policy(text);
+    fast += gemm_path(p, Isa::avx512, true) != GemmPath::generic;
+    for (DotInputs kind : {DotInputs::moderate, DotInputs::wide, DotInputs::adversarial}) {
+      const Operands x = operands(p, m, n, k, kind, 100 + int(kind));
+      std::vector<double> portable(size_t(m) * n), avx(portable.size());
+      gemm(p, m, n, k, x.a, x.b, portable, {{}, Isa::portable});
+      gemm(p, m, n, k, x.a, x.b, avx, {{}, Isa::avx512});
+      EXPECT_TRUE(same_results(portable, avx)) << "inputs " << int(kind) << ", "
+                                               << path_name(gemm_path(p, Isa::avx512, false));
+    }
+  }
+  RecordProperty("fast_policies", fast);
+}
+
+}  // namespace
+}  // namespace lpsim
