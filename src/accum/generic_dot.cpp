@@ -96,35 +96,12 @@ class Kernel {
     for (int t = first; t < end; t += p_.tc.k) c = tensor_step(c, t, std::min(end, t + p_.tc.k));
     return c;
   }
-  // c and the exact products of [first, end), aligned to the largest exponent, cut to tc.bits bits, summed
-  // exactly (each cut term is an integer below 2^bits times 2^quantum; 65 of them fit in 53 bits), rounded once.
   double tensor_step(double c, int first, int end) const {
     double terms[65];
     int n = 0;
     terms[n++] = c;
-    bool special = !std::isfinite(c);
-    double largest = std::fabs(c);
-    for (int t = first; t < end; ++t) {
-      terms[n] = a_[t] * b_[t];
-      special = special || !std::isfinite(terms[n]);
-      largest = std::max(largest, std::fabs(terms[n]));
-      ++n;
-    }
-    double sum = 0.0;
-    if (special || largest == 0) {  // IEEE sums: inf/NaN propagate; zeros keep IEEE's sign rule
-      sum = terms[0];
-      for (int i = 1; i < n; ++i) sum += terms[i];
-    } else {
-      const int quantum = std::ilogb(largest) - p_.tc.bits + 1;
-      double cut_sum = 0.0;
-      for (int i = 0; i < n; ++i) {
-        const double scaled = std::ldexp(terms[i], -quantum);  // exact
-        cut_sum += p_.tc.align_truncates ? std::trunc(scaled) : std::nearbyint(scaled);
-      }
-      sum = cut_sum == 0 ? 0.0 : std::ldexp(cut_sum, quantum);  // exact; a cancelled sum is +0
-    }
-    return round_to(sum, p_.acc->spec, p_.tc.rounding,
-                    p_.tc.rounding == Rounding::stochastic ? slots_.tensor_step(first) : 0);
+    for (int t = first; t < end; ++t) terms[n++] = a_[t] * b_[t];
+    return tensor_core_step(terms, n, p_, p_.tc.rounding == Rounding::stochastic ? slots_.tensor_step(first) : 0);
   }
 
   const GenericPlan& g_;
@@ -136,6 +113,31 @@ class Kernel {
 };
 
 }  // namespace
+
+// terms[0] is c, the rest exact products: aligned to the largest exponent, cut to tc.bits bits, summed exactly (each
+// cut term is an integer below 2^bits times 2^quantum; 65 of them fit in 53 bits), rounded once.
+double tensor_core_step(const double* terms, int n, const AccumPolicy& p, std::uint64_t random) {
+  bool special = false;
+  double largest = 0;
+  for (int i = 0; i < n; ++i) {
+    special = special || !std::isfinite(terms[i]);
+    largest = std::max(largest, std::fabs(terms[i]));
+  }
+  double sum = 0.0;
+  if (special || largest == 0) {  // IEEE sums: inf/NaN propagate; zeros keep IEEE's sign rule
+    sum = terms[0];
+    for (int i = 1; i < n; ++i) sum += terms[i];
+  } else {
+    const int quantum = std::ilogb(largest) - p.tc.bits + 1;
+    double cut_sum = 0.0;
+    for (int i = 0; i < n; ++i) {
+      const double scaled = std::ldexp(terms[i], -quantum);  // exact
+      cut_sum += p.tc.align_truncates ? std::trunc(scaled) : std::nearbyint(scaled);
+    }
+    sum = cut_sum == 0 ? 0.0 : std::ldexp(cut_sum, quantum);  // exact; a cancelled sum is +0
+  }
+  return round_to(sum, p.acc->spec, p.tc.rounding, random);
+}
 
 bool generic_supports(const AccumPolicy& p) {
   if (!p.acc) return false;  // exact accumulation: the reference's multi-precision sum

@@ -26,4 +26,8 @@ GenericPlan make_generic_plan(const AccumPolicy& p);
 // The policy's dot product of a[0..k) and b[0..k) (values of the input format), for output element `element`.
 double generic_dot(const GenericPlan& g, const double* a, const double* b, int k, const SrSlots& slots);
 
+// One step of the tensor-core model: terms[0] is the accumulator c, terms[1..n) the exact products of the step.
+// `random` feeds tc.rounding when it is stochastic.
+double tensor_core_step(const double* terms, int n, const AccumPolicy& p, std::uint64_t random);
+
 }  // namespace lpsim::accum
