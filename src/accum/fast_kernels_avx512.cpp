@@ -10,6 +10,7 @@
 //   per lane, each term scaled and cut to an integer (int32 lanes), summed exactly, rescaled in double and
 //   rounded once to binary32.
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <bit>
@@ -154,11 +155,16 @@ void store_tile(const __m512 (&v)[MR][2], float* c, int n, int rows, int cols) {
 }
 
 // Runs body(ip, jp) over every tile, in parallel; tiles are independent, so any schedule gives the same bits.
+// A thread takes a group of up to 8 row panels (at most ~200 KB of packed A, kept in L2) and sweeps every column
+// panel over it, so A is read from memory once and each 64 KB B panel serves the whole group.
 template <class Body>
 void for_tiles(int m_panels, int n_panels, Body body) {
+  const int group = std::clamp(m_panels / (2 * omp_get_max_threads()), 1, 8);
+  const int groups = (m_panels + group - 1) / group;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int jp = 0; jp < n_panels; ++jp)
-    for (int ip = 0; ip < m_panels; ++ip) body(ip, jp);
+  for (int g = 0; g < groups; ++g)
+    for (int jp = 0; jp < n_panels; ++jp)
+      for (int ip = g * group; ip < std::min(m_panels, (g + 1) * group); ++ip) body(ip, jp);
 }
 
 // ---- the scalar-step kernels (binary32 and narrower accumulators) ----

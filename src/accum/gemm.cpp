@@ -26,9 +26,14 @@ void check_operands(const AccumPolicy& p, char name, int cols, std::span<const T
   std::vector<T> rounded(x.size());
   round_array(x, std::span<T>(rounded), p.input.spec, Rounding::nearest_even);
   const bool nan_ok = p.input.spec.has_nan();
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (std::bit_cast<typename Carrier<T>::Bits>(rounded[i]) == std::bit_cast<typename Carrier<T>::Bits>(x[i])) continue;
-    if (nan_ok && x[i] != x[i]) continue;
+  std::int64_t first_bad = std::int64_t(x.size());
+#pragma omp parallel for schedule(static) reduction(min : first_bad) if (x.size() > (1u << 16))
+  for (std::int64_t i = 0; i < std::int64_t(x.size()); ++i) {
+    const bool same = std::bit_cast<typename Carrier<T>::Bits>(rounded[i]) == std::bit_cast<typename Carrier<T>::Bits>(x[i]);
+    if (!same && !(nan_ok && x[i] != x[i])) first_bad = std::min(first_bad, i);
+  }
+  if (first_bad < std::int64_t(x.size())) {
+    const size_t i = size_t(first_bad);
     throw std::invalid_argument(fmt::format("gemm: {}[{},{}] = {} is not a value of {} (round the operands to the "
                                             "policy's input format first)", name, i / cols, i % cols, double(x[i]),
                                             p.input.name));
@@ -61,6 +66,9 @@ void generic_gemm(const AccumPolicy& p, int m, int n, int k, std::span<const dou
 
 // The fast kernels leave the accumulator's value in c; the output rounding is elementwise.
 void round_output(const AccumPolicy& p, int k, std::span<float> c, const StochasticStream& sr) {
+  if (p.output.spec == formats::fp32 || (p.acc && p.output.spec == p.acc->spec && p.tc.k == 0 &&
+                                         p.output_rounding != Rounding::stochastic))
+    return;  // the accumulator's values are already values of the output format
   if (p.output_rounding != Rounding::stochastic) {
     round_array(c, c, p.output.spec, p.output_rounding, {}, Isa::best);
     return;
