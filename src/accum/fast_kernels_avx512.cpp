@@ -108,15 +108,26 @@ struct NarrowAcc {
 
 // A packed operand, with a flag per panel that holds an infinity or a NaN (the tensor-core kernel sends those
 // panels' tiles to the portable step).
+// The buffers are reused per calling thread: fresh pages for every product cost page faults that took as long as
+// a 512^3 product on two threads (measured).
 struct Packed {
   std::vector<float> data;
   std::vector<char> non_finite;
+  void reset(size_t size, int panels) {
+    data.assign(size, 0.0f);
+    non_finite.assign(size_t(panels), 0);
+  }
 };
+Packed& workspace(int which) {
+  static thread_local Packed buffers[2];
+  return buffers[which];
+}
 
 template <int MR>
-Packed pack_a(const float* a, int m, int k) {
+const Packed& pack_a(const float* a, int m, int k) {
   const int panels = (m + MR - 1) / MR;
-  Packed p{std::vector<float>(size_t(panels) * k * MR, 0.0f), std::vector<char>(panels, 0)};
+  Packed& p = workspace(0);
+  p.reset(size_t(panels) * k * MR, panels);
 #pragma omp parallel for schedule(static)
   for (int ip = 0; ip < panels; ++ip)
     for (int r = 0; r < MR && ip * MR + r < m; ++r)
@@ -128,9 +139,10 @@ Packed pack_a(const float* a, int m, int k) {
   return p;
 }
 
-Packed pack_b(const float* b, int k, int n) {
+const Packed& pack_b(const float* b, int k, int n) {
   const int panels = (n + nr - 1) / nr;
-  Packed p{std::vector<float>(size_t(panels) * k * nr, 0.0f), std::vector<char>(panels, 0)};
+  Packed& p = workspace(1);
+  p.reset(size_t(panels) * k * nr, panels);
 #pragma omp parallel for schedule(static)
   for (int jp = 0; jp < panels; ++jp)
     for (int t = 0; t < k; ++t)
@@ -193,7 +205,7 @@ template <int MR, class Step>
 
 template <int MR, class Step>
 void step_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const float* b, float* c) {
-  const Packed ap = pack_a<MR>(a, m, k), bp = pack_b(b, k, n);
+  const Packed &ap = pack_a<MR>(a, m, k), &bp = pack_b(b, k, n);
   const int len = p.chunk_length(k);
   for_tiles((m + MR - 1) / MR, (n + nr - 1) / nr, [&](int ip, int jp) {
     const float* at = ap.data.data() + size_t(ip) * k * MR;
@@ -309,7 +321,7 @@ void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a,
   using TC = TensorCore<R, Truncate>;
   constexpr int mr = TC::mr;
   const TC tc{&p, p.tc.k, p.tc.bits};
-  const Packed ap = pack_a<mr>(a, m, k), bp = pack_b(b, k, n);
+  const Packed &ap = pack_a<mr>(a, m, k), &bp = pack_b(b, k, n);
   const int len = p.chunk_length(k);
   for_tiles((m + mr - 1) / mr, (n + nr - 1) / nr, [&](int ip, int jp) {
     const float* at = ap.data.data() + size_t(ip) * k * mr;

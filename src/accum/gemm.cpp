@@ -23,7 +23,11 @@ namespace {
 template <class T>
 void check_operands(const AccumPolicy& p, char name, int cols, std::span<const T> x) {
   if (p.input.spec == (std::is_same_v<T, float> ? formats::fp32 : formats::fp64)) return;  // the carrier's own format
-  std::vector<T> rounded(x.size());
+  // Reused per calling thread (fresh pages per call cost more than the check); bound to a reference here because
+  // inside the parallel loop the name of a thread_local would mean each worker's own copy.
+  static thread_local std::vector<T> buffer;
+  std::vector<T>& rounded = buffer;
+  rounded.resize(x.size());
   round_array(x, std::span<T>(rounded), p.input.spec, Rounding::nearest_even);
   const bool nan_ok = p.input.spec.has_nan();
   std::int64_t first_bad = std::int64_t(x.size());
