@@ -150,9 +150,7 @@ bool generic_supports(const AccumPolicy& p) {
 }
 
 GenericPlan make_generic_plan(const AccumPolicy& p) {
-  GenericPlan g{&p, make_round_params<double>(p.acc ? p.acc->spec : formats::fp64),
-                make_round_params<double>(p.product ? p.product->spec : formats::fp64),
-                make_round_params<double>(p.output.spec), false};
+  GenericPlan g{&p, make_round_params<double>(p.acc ? p.acc->spec : formats::fp64), false};
   g.acc_is_binary64_rne = is_binary64(p.acc) && p.acc_rounding == Rounding::nearest_even;
   return g;
 }

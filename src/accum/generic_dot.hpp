@@ -12,10 +12,11 @@
 
 namespace lpsim::accum {
 
-// The policy with its formats turned into rounding parameters, once per matrix product.
+// The policy with its accumulator turned into rounding parameters, once per matrix product (products and the
+// output round once per term or element, through round_to).
 struct GenericPlan {
   const AccumPolicy* policy;
-  RoundParams<double> acc, product, output;
+  RoundParams<double> acc;
   bool acc_is_binary64_rne;  // binary64 RNE steps are plain double arithmetic (no round-to-odd needed)
 };
 
