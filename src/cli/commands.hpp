@@ -7,4 +7,5 @@ void add_formats_command(CLI::App& app);
 void add_round_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_dot_command(CLI::App& app);
+void add_run_command(CLI::App& app);
 }  // namespace lpsim::cli

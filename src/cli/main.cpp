@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   lpsim::cli::add_round_command(app);
   lpsim::cli::add_demo_command(app);
   lpsim::cli::add_dot_command(app);
+  lpsim::cli::add_run_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,20 @@
+#pragma once
+// Seeded weights and inputs. Every tensor draws from its own counter-based stream (named after the tensor), so a
+// value depends only on (seed, tensor, index): the same on every machine and at any thread count.
+#include <cstdint>
+
+#include "lpsim/model/weights.hpp"
+
+namespace lpsim {
+
+// Weights from the initialiser of cfg.init (or the safetensors file it names), rounded to cfg.init.storage.
+Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed);
+
+// Input batch number `batch` (from cfg.input: a seeded generator or a file), rounded to cfg.init.storage.
+ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int batch = 0);
+
+// A standard normal number from the stream (Box-Muller on two counter-based uniforms).
+double normal_at(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);
+std::uint64_t stream_id(const char* name, int layer = -1);
+
+}  // namespace lpsim

@@ -1,0 +1,164 @@
+#pragma once
+// The layers of the forward, written once for every backend (emulated, float, double, MPFR, dual numbers).
+// A backend supplies what depends on precision (backend.hpp says what each hook means):
+//   gemm(op, A, B, bias*)  A B (+ bias) under the op's accumulation policy, result stored
+//   sum(op, x), dot(op, x, y)  reductions under the op's reduction policy
+//   compute(op, v)          one elementwise step rounded to the op's compute precision
+//   store(op, M)            the op's result rounded to its storage format
+// Everything else here is the arithmetic of the papers' equations, one rounding per step.
+#include <boost/math/constants/constants.hpp>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "lpsim/model/matrix.hpp"
+#include "lpsim/model/model_config.hpp"
+#include "lpsim/model/plan.hpp"
+#include "lpsim/model/weights.hpp"
+
+namespace lpsim::layers {
+
+// Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d. Two passes: mean, then the variance of
+// the centred values (a careful kernel's choice; Welford's update would round differently).
+template <class B, class T>
+Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w, double eps) {
+  using std::sqrt;
+  const int n = x.rows, d = x.cols;
+  Matrix<T> y(n, d);
+  const T width(d), epsilon = be.compute(Op::norm, T(eps));
+  std::vector<T> centred(d);
+  for (int i = 0; i < n; ++i) {
+    const auto row = x.row(i);
+    T second;  // mean square (RMSNorm) or variance (LayerNorm)
+    if (kind == NormKind::layernorm) {
+      const T mean = be.compute(Op::norm, T(be.sum(Op::norm, row) / width));
+      for (int j = 0; j < d; ++j) centred[j] = be.compute(Op::norm, T(row[j] - mean));
+      second = be.compute(Op::norm, T(be.dot(Op::norm, centred, centred) / width));
+    } else {
+      for (int j = 0; j < d; ++j) centred[j] = row[j];
+      second = be.compute(Op::norm, T(be.dot(Op::norm, row, row) / width));
+    }
+    const T rstd = be.compute(Op::norm, T(T(1) / sqrt(be.compute(Op::norm, T(second + epsilon)))));
+    for (int j = 0; j < d; ++j) {
+      T v = be.compute(Op::norm, T(be.compute(Op::norm, T(centred[j] * rstd)) * w.gamma[j]));
+      if (!w.beta.empty()) v = be.compute(Op::norm, T(v + w.beta[j]));
+      y(i, j) = v;
+    }
+  }
+  be.store(Op::norm, y);
+  return y;
+}
+
+// S / sqrt(d_head), elementwise (PyTorch's `scores / math.sqrt(d)`: the divisor rounded to compute first).
+template <class B, class T>
+void scale_scores(B& be, Matrix<T>& s, int d_head) {
+  using std::sqrt;
+  const T divisor = be.compute(Op::scale, T(sqrt(T(d_head))));
+  for (T& v : s.data) v = be.compute(Op::scale, T(v / divisor));
+  be.store(Op::scale, s);
+}
+
+// Row-wise softmax with the row maximum subtracted; with a causal mask row i sees columns 0..i and the others are 0.
+template <class B, class T>
+Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
+  using std::exp;
+  Matrix<T> p(s.rows, s.cols, T(0));
+  std::vector<T> e(s.cols);
+  for (int i = 0; i < s.rows; ++i) {
+    const int valid = causal ? std::min(i + 1, s.cols) : s.cols;
+    T m = s(i, 0);
+    for (int j = 1; j < valid; ++j)
+      if (s(i, j) > m) m = s(i, j);
+    for (int j = 0; j < valid; ++j) e[j] = be.compute(Op::softmax, T(exp(be.compute(Op::softmax, T(s(i, j) - m)))));
+    const T z = be.sum(Op::softmax, std::span<const T>(e.data(), valid));
+    for (int j = 0; j < valid; ++j) p(i, j) = be.compute(Op::softmax, T(e[j] / z));
+  }
+  be.store(Op::softmax, p);
+  return p;
+}
+
+template <class T>
+T activation(Activation a, const T& x) {
+  using std::erf;
+  using std::sqrt;
+  using std::tanh;
+  switch (a) {
+    case Activation::relu: return x > T(0) ? x : T(0);
+    case Activation::gelu: return T(T(0.5) * x * T(T(1) + T(erf(T(x / sqrt(T(2)))))));
+    case Activation::gelu_tanh: {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's form
+      const T c = sqrt(T(2) / boost::math::constants::pi<T>());
+      return T(T(0.5) * x * T(T(1) + T(tanh(T(c * T(x + T(T(0.044715) * x * x * x)))))));
+    }
+  }
+  return x;
+}
+
+// The activation as one correctly rounded function of its stored input.
+template <class B, class T>
+void activate(B& be, Activation a, Matrix<T>& u) {
+  for (T& v : u.data) v = be.compute(Op::act, activation(a, v));
+  be.store(Op::act, u);
+}
+
+// X + F, elementwise in the residual class's precision.
+template <class B, class T>
+Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
+  Matrix<T> y(x.rows, x.cols);
+  for (std::size_t i = 0; i < x.size(); ++i) y.data[i] = be.compute(Op::residual, T(x.data[i] + f.data[i]));
+  be.store(Op::residual, y);
+  return y;
+}
+
+// Multi-head self-attention of H (n x width): per head softmax(Q_h K_h^T / sqrt(d_head)) V_h, heads
+// concatenated, then the output projection. Returns the branch output before the residual add.
+template <class B, class T>
+Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
+  auto bias = [](const std::vector<T>& b) { return b.empty() ? nullptr : &b; };
+  const Matrix<T> q = be.gemm(Op::qkv, h, w.wq, bias(w.bq));
+  const Matrix<T> k = be.gemm(Op::qkv, h, w.wk, bias(w.bk));
+  const Matrix<T> v = be.gemm(Op::qkv, h, w.wv, bias(w.bv));
+  const int dh = cfg.head_width();
+  Matrix<T> heads(h.rows, cfg.width);
+  for (int head = 0; head < cfg.heads; ++head) {
+    Matrix<T> s = be.gemm(Op::score, columns(q, head * dh, dh), transpose(columns(k, head * dh, dh)), nullptr);
+    scale_scores(be, s, dh);
+    const Matrix<T> p = softmax(be, s, cfg.causal);
+    set_columns(heads, head * dh, be.gemm(Op::pv, p, columns(v, head * dh, dh), nullptr));
+  }
+  return be.gemm(Op::out_proj, heads, w.wo, bias(w.bo));
+}
+
+// Two-layer perceptron: act(H W1 + b1) W2 + b2.
+template <class B, class T>
+Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
+  Matrix<T> u = be.gemm(Op::ffn_up, h, w.w1, w.b1.empty() ? nullptr : &w.b1);
+  activate(be, cfg.activation, u);
+  return be.gemm(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
+}
+
+// The residual stream entering block 0: the input itself, [class token; patches W + b] + positions, or token
+// embeddings + positions. The position add is a residual-class elementwise op.
+template <class B, class T>
+Matrix<T> embed(B& be, const ModelConfig& cfg, const Weights<T>& w, const ModelInput<T>& in) {
+  Matrix<T> x(cfg.tokens, cfg.width);
+  if (cfg.embedding == Embedding::none) {
+    x = in.x;
+    be.store(Op::residual, x);
+    return x;
+  }
+  if (cfg.embedding == Embedding::patch) {
+    const Matrix<T> e = be.gemm(Op::embed, in.x, w.patch_w, w.patch_b.empty() ? nullptr : &w.patch_b);
+    const int first = cfg.class_token ? 1 : 0;
+    if (cfg.class_token)
+      for (int j = 0; j < cfg.width; ++j) x(0, j) = be.compute(Op::residual, T(w.cls[j] + w.pos(0, j)));
+    for (int i = 0; i < e.rows; ++i)
+      for (int j = 0; j < cfg.width; ++j) x(first + i, j) = be.compute(Op::residual, T(e(i, j) + w.pos(first + i, j)));
+  } else {
+    for (int t = 0; t < cfg.tokens; ++t)
+      for (int j = 0; j < cfg.width; ++j) x(t, j) = be.compute(Op::residual, T(w.wte(in.ids[t], j) + w.pos(t, j)));
+  }
+  be.store(Op::residual, x);
+  return x;
+}
+
+}  // namespace lpsim::layers

@@ -1,0 +1,65 @@
+#pragma once
+// A dense row-major matrix of any scalar: float, double, MPFR numbers, dual numbers. Activations are
+// tokens x features (one token per row), weights in x out, so a linear layer is Y = X W + b.
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace lpsim {
+
+template <class T>
+struct Matrix {
+  int rows = 0;
+  int cols = 0;
+  std::vector<T> data;
+
+  Matrix() = default;
+  Matrix(int r, int c) : rows(r), cols(c), data(static_cast<std::size_t>(r) * c) {}
+  Matrix(int r, int c, const T& fill) : rows(r), cols(c), data(static_cast<std::size_t>(r) * c, fill) {}
+
+  T& operator()(int i, int j) { return data[static_cast<std::size_t>(i) * cols + j]; }
+  const T& operator()(int i, int j) const { return data[static_cast<std::size_t>(i) * cols + j]; }
+  std::span<T> row(int i) { return {data.data() + static_cast<std::size_t>(i) * cols, static_cast<std::size_t>(cols)}; }
+  std::span<const T> row(int i) const {
+    return {data.data() + static_cast<std::size_t>(i) * cols, static_cast<std::size_t>(cols)};
+  }
+  std::size_t size() const { return data.size(); }
+};
+
+// Columns [first, first + count) as a new matrix (one attention head out of Q, K or V).
+template <class T>
+Matrix<T> columns(const Matrix<T>& m, int first, int count) {
+  Matrix<T> out(m.rows, count);
+  for (int i = 0; i < m.rows; ++i)
+    for (int j = 0; j < count; ++j) out(i, j) = m(i, first + j);
+  return out;
+}
+
+template <class T>
+void set_columns(Matrix<T>& m, int first, const Matrix<T>& part) {
+  for (int i = 0; i < m.rows; ++i)
+    for (int j = 0; j < part.cols; ++j) m(i, first + j) = part(i, j);
+}
+
+template <class T>
+Matrix<T> transpose(const Matrix<T>& m) {
+  Matrix<T> out(m.cols, m.rows);
+  for (int i = 0; i < m.rows; ++i)
+    for (int j = 0; j < m.cols; ++j) out(j, i) = m(i, j);
+  return out;
+}
+
+// Element-by-element conversion (double weights to MPFR or float).
+template <class To, class From>
+Matrix<To> convert(const Matrix<From>& m) {
+  Matrix<To> out(m.rows, m.cols);
+  for (std::size_t i = 0; i < m.size(); ++i) out.data[i] = To(m.data[i]);
+  return out;
+}
+
+template <class To, class From>
+std::vector<To> convert(const std::vector<From>& v) {
+  return std::vector<To>(v.begin(), v.end());
+}
+
+}  // namespace lpsim

@@ -1,0 +1,54 @@
+#pragma once
+// The forward in a native scalar type, every operation in that type: float and double (GEMMs by Eigen, the
+// baseline users compare with), and any other scalar with ordinary loops (dual numbers for Jacobian-vector
+// products). Nothing is rounded beyond what the type's own arithmetic does.
+#include <Eigen/Core>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "lpsim/model/matrix.hpp"
+#include "lpsim/model/plan.hpp"
+
+namespace lpsim {
+
+template <class T>
+class NativeBackend {
+ public:
+  using Scalar = T;
+
+  Matrix<T> gemm(Op, const Matrix<T>& a, const Matrix<T>& b, const std::vector<T>* bias) {
+    Matrix<T> c(a.rows, b.cols);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      using M = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      Eigen::Map<M>(c.data.data(), c.rows, c.cols).noalias() =
+          Eigen::Map<const M>(a.data.data(), a.rows, a.cols) * Eigen::Map<const M>(b.data.data(), b.rows, b.cols);
+    } else {
+      for (int i = 0; i < a.rows; ++i)
+        for (int j = 0; j < b.cols; ++j) {
+          T s(0);
+          for (int l = 0; l < a.cols; ++l) s = s + a(i, l) * b(l, j);
+          c(i, j) = s;
+        }
+    }
+    if (bias)
+      for (int i = 0; i < c.rows; ++i)
+        for (int j = 0; j < c.cols; ++j) c(i, j) = c(i, j) + (*bias)[j];
+    return c;
+  }
+  T sum(Op, std::span<const T> x) {
+    T s(0);
+    for (const T& v : x) s = s + v;
+    return s;
+  }
+  T dot(Op, std::span<const T> x, std::span<const T> y) {
+    T s(0);
+    for (std::size_t i = 0; i < x.size(); ++i) s = s + x[i] * y[i];
+    return s;
+  }
+  T compute(Op, const T& v) { return v; }
+  void store(Op, Matrix<T>&) {}
+  void set_layer(int) {}
+};
+
+}  // namespace lpsim

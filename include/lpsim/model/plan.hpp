@@ -1,0 +1,67 @@
+#pragma once
+// A precision plan: for each operation class of the forward, where its values live and how they are computed.
+//
+// Semantics (the emulated backend, emulated_backend.hpp, is the executable definition; docs/MODELS.md the prose):
+// - GEMM classes (embed, qkv, score, pv, out_proj, ffn_up, ffn_down): operands (activations and weights) are
+//   rounded to gemm.input on entry, optionally after a per-tensor power-of-two scale (fp8); the product runs
+//   under the accumulation policy `gemm`; without bias or scale its result is rounded straight to `out`, with
+//   them the result is taken in `compute`, unscaled and the bias (a value of `out`) added in `compute`, then
+//   rounded to `out`.
+// - Elementwise maths (scaling, softmax, normalisation, activation, residual add) rounds every arithmetic step to
+//   `compute`; exp, erf, tanh-GELU and 1/sqrt are modelled correctly rounded in `compute`; the op's result is then
+//   rounded to `out`.
+// - Sums inside softmax and normalisation run under `reduce` (its input and output are set to `compute`).
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lpsim/accum/policy.hpp"
+#include "lpsim/format/format.hpp"
+#include "lpsim/format/rounding.hpp"
+
+namespace lpsim {
+
+enum class Op : std::uint8_t { embed, qkv, score, scale, softmax, pv, out_proj, ffn_up, ffn_down, act, norm, residual };
+inline constexpr int op_count = 12;
+inline constexpr Op all_ops[op_count] = {Op::embed, Op::qkv,      Op::score,  Op::scale,    Op::softmax, Op::pv,
+                                         Op::out_proj, Op::ffn_up, Op::ffn_down, Op::act, Op::norm, Op::residual};
+std::string_view op_name(Op op);
+bool is_gemm(Op op);
+bool has_reduction(Op op);
+
+struct OpPrecision {
+  std::optional<AccumPolicy> gemm;    // GEMM classes only
+  Format compute;                     // elementwise steps, bias epilogues
+  Format out;                         // storage of the result
+  Rounding rounding = Rounding::nearest_even;  // of compute and out roundings
+  std::optional<AccumPolicy> reduce;  // softmax and normalisation sums
+  bool scaling = false;               // per-tensor power-of-two scaling of the GEMM operands (fp8)
+};
+
+struct PrecisionPlan {
+  std::string name;
+  std::array<OpPrecision, op_count> ops;
+  const OpPrecision& operator[](Op op) const { return ops[static_cast<int>(op)]; }
+  OpPrecision& operator[](Op op) { return ops[static_cast<int>(op)]; }
+  // The smallest unit roundoff among the storage formats of GEMM inputs: the eps_mach of the papers' scaling.
+  double unit_roundoff() const;
+};
+
+// fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3 (docs/MODELS.md says what each models).
+const std::vector<std::string>& plan_preset_names();
+PrecisionPlan plan_preset(std::string_view name);  // throws ConfigError with a suggestion
+
+// A preset name, or a TOML file with a [plan] table: preset = "...", rounding = "...", then one table per operation
+// class with keys policy, compute, out, reduce, rounding, scaling. Throws ConfigError naming file, line and key.
+PrecisionPlan load_plan(const std::string& name_or_file);
+PrecisionPlan parse_plan(std::string_view toml_text, const std::string& file_name);
+// True when the TOML text has a [plan] table (a model file may carry its own plan).
+bool has_plan_table(std::string_view toml_text, const std::string& file_name);
+
+// One line per operation class, for `lpsim run --show-plan` and the manifest.
+std::string describe(const PrecisionPlan& plan);
+
+}  // namespace lpsim

@@ -1,0 +1,32 @@
+#pragma once
+// safetensors files (8-byte little-endian header length, JSON header, raw little-endian data), and the mapping of
+// Hugging Face's GPT-2 and ViT parameter names onto lpsim's weights.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lpsim/model/weights.hpp"
+
+namespace lpsim {
+
+struct Tensor {
+  std::string dtype;             // F64, F32, F16, BF16 (F8_E4M3, F8_E5M2 read too)
+  std::vector<std::int64_t> shape;
+  std::vector<double> values;    // decoded exactly
+};
+
+// Throws ConfigError naming the file and what is wrong (truncated, bad JSON, offsets outside the data, ...).
+std::map<std::string, Tensor> read_safetensors(const std::string& path);
+// Values must be values of the dtype (they are encoded exactly, never rounded).
+void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors);
+
+// Weights from a Hugging Face checkpoint: GPT-2 names (h.N.attn.c_attn.weight, ...; Conv1D weights are in x out)
+// or ViT names (encoder.layer.N.attention.attention.query.weight, ...; Linear weights are out x in), with or
+// without the "transformer." / "vit." prefix. Shapes are checked against the config.
+Weights<double> load_safetensors_weights(const std::string& path, const ModelConfig& cfg);
+// The inverse: ViT names for encoders, GPT-2 names otherwise, in `dtype`.
+void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, const Weights<double>& w,
+                              const std::string& dtype = "F32");
+
+}  // namespace lpsim

@@ -1,0 +1,73 @@
+#pragma once
+// The parameters of a model and its input, in any scalar type. Built in double (init.hpp, safetensors.hpp), where
+// every value is already one of the storage format's numbers, then converted exactly to MPFR, or to float.
+#include <cstdint>
+#include <vector>
+
+#include "lpsim/model/matrix.hpp"
+#include "lpsim/model/model_config.hpp"
+
+namespace lpsim {
+
+template <class T>
+struct NormWeights {
+  std::vector<T> gamma;
+  std::vector<T> beta;  // empty for RMSNorm
+};
+
+template <class T>
+struct LayerWeights {
+  // width x width, in x out. Head h uses columns [h*d_head, (h+1)*d_head) of wq, wk, wv and the same rows of wo.
+  Matrix<T> wq, wk, wv, wo;
+  std::vector<T> bq, bk, bv, bo;  // empty when the model has no biases
+  NormWeights<T> norm1, norm2;    // before (pre-LN) or after (post-LN) attention and FFN
+  Matrix<T> w1, w2;               // width x ffn, ffn x width
+  std::vector<T> b1, b2;
+};
+
+template <class T>
+struct Weights {
+  std::vector<LayerWeights<T>> layers;
+  Matrix<T> patch_w;        // patch_dim x width (patch embedding)
+  std::vector<T> patch_b;
+  std::vector<T> cls;       // class token, width
+  Matrix<T> pos;            // tokens x width (learned positions; empty without an embedding)
+  Matrix<T> wte;            // vocab x width (token embedding)
+};
+
+// What enters the first block: the residual stream itself (embedding none), the image cut into patches
+// (num_patches x patch_dim, patch order row-major, each patch flattened as channel, row, column like a
+// convolution's weight), or token ids.
+template <class T>
+struct ModelInput {
+  Matrix<T> x;
+  std::vector<int> ids;
+};
+
+template <class To, class From>
+NormWeights<To> convert(const NormWeights<From>& n) {
+  return {convert<To>(n.gamma), convert<To>(n.beta)};
+}
+
+template <class To, class From>
+Weights<To> convert_weights(const Weights<From>& w) {
+  Weights<To> out;
+  for (const auto& l : w.layers) {
+    LayerWeights<To> o;
+    o.wq = convert<To>(l.wq), o.wk = convert<To>(l.wk), o.wv = convert<To>(l.wv), o.wo = convert<To>(l.wo);
+    o.bq = convert<To>(l.bq), o.bk = convert<To>(l.bk), o.bv = convert<To>(l.bv), o.bo = convert<To>(l.bo);
+    o.norm1 = convert<To>(l.norm1), o.norm2 = convert<To>(l.norm2);
+    o.w1 = convert<To>(l.w1), o.w2 = convert<To>(l.w2), o.b1 = convert<To>(l.b1), o.b2 = convert<To>(l.b2);
+    out.layers.push_back(std::move(o));
+  }
+  out.patch_w = convert<To>(w.patch_w), out.patch_b = convert<To>(w.patch_b), out.cls = convert<To>(w.cls);
+  out.pos = convert<To>(w.pos), out.wte = convert<To>(w.wte);
+  return out;
+}
+
+template <class To, class From>
+ModelInput<To> convert_input(const ModelInput<From>& in) {
+  return {convert<To>(in.x), in.ids};
+}
+
+}  // namespace lpsim

@@ -1,0 +1,63 @@
+#pragma once
+// Forward error of an emulated run against the MPFR reference, tap by tap, and the check that the reference
+// itself is accurate enough to measure it.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/model/forward.hpp"
+#include "lpsim/model/model_config.hpp"
+#include "lpsim/reference/mpfr_backend.hpp"
+
+namespace lpsim {
+
+struct TapError {
+  int layer = 0;
+  Tap tap = Tap::block;
+  double rel_fro = 0;      // ||X_emulated - X_ref||_F / ||X_ref||_F
+  // Componentwise |x - x_ref| / |x_ref| over entries with x_ref != 0 (paper 002's measure): summary statistics.
+  double max_rel = 0, mean_rel = 0, median_rel = 0, p95_rel = 0, p99_rel = 0;
+  long elements = 0;
+  long zero_ref = 0;       // entries where the reference is exactly 0 (left out of the componentwise statistics)
+  long nonfinite = 0;      // Inf/NaN entries of the emulated tap
+  long overflows = 0;      // roundings to Inf/NaN since the previous tap (EmulatedBackend's RangeEvents)
+  long saturations = 0;
+  double ref_fro = 0;      // ||X_ref||_F
+};
+
+// Compares an emulated tap with a reference tap of any scalar (MPFR: differences formed exactly in MPFR).
+template <class R>
+TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference);
+
+struct ReferenceCheck {
+  std::string kind;        // "mpfr" or "fp64"
+  int bits = 0;            // precision of the reference (53 for fp64)
+  int check_bits = 0;      // precision of the run it was compared with (0: not checked)
+  double max_rel = 0;      // largest componentwise relative difference over all taps: the reference's own error
+  double fro_rel = 0;      // largest ||ref - check||_F / ||check||_F over taps
+  bool adequate = true;    // fro_rel <= 1% of the smallest emulated rel_fro: the reference can measure the run
+};
+
+struct StudyOptions {
+  std::uint64_t seed = 0;  // weights and inputs; also the stochastic-rounding seed
+  int batch = 0;           // which input batch of the seed
+  std::string reference = "mpfr";  // "mpfr" or "fp64" (checked against MPFR when check_reference)
+  int reference_bits = 128;
+  bool check_reference = true;     // mpfr: a second run at twice the bits; fp64: an MPFR run at reference_bits
+};
+
+struct StudyResult {
+  std::vector<TapError> taps;
+  ReferenceCheck reference;
+  RangeEvents events;          // totals of the emulated run
+  double emulated_seconds = 0, reference_seconds = 0, check_seconds = 0;
+};
+
+StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options);
+
+// The per-tap CSV (one row per layer and tap), with the run's identity in the first columns.
+std::string tap_csv_header();
+std::string tap_csv_row(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o, const TapError& t);
+
+}  // namespace lpsim

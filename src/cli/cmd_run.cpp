@@ -1,0 +1,112 @@
+// `lpsim run`: one forward of a model under a precision plan against the MPFR reference; a per-layer table on
+// the terminal and the same rows as CSV.
+//   lpsim run --model models/tiny-vit.toml --plan autocast-bf16 --seed 0
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/model/plan.hpp"
+#include "lpsim/reference/forward_error.hpp"
+
+namespace lpsim::cli {
+
+namespace {
+
+struct RunOptions {
+  std::string model, plan, output;
+  StudyOptions study;
+  bool no_check = false, show_plan = false;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("cannot open model file '{}'", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string sci(double v) { return std::isfinite(v) ? fmt::format("{:.3e}", v) : fmt::format("{}", v); }
+
+void run(const RunOptions& o) {
+  const ModelConfig cfg = load_model_config(o.model);
+  // --plan wins; otherwise the model file's own [plan]; otherwise fp32.
+  const std::string text = read_file(o.model);
+  const PrecisionPlan plan = !o.plan.empty()             ? load_plan(o.plan)
+                             : has_plan_table(text, o.model) ? parse_plan(text, o.model)
+                                                         : plan_preset("fp32");
+  if (o.show_plan) fmt::print("{}", describe(plan));
+  StudyOptions study = o.study;
+  study.check_reference = !o.no_check;
+  if (study.reference != "mpfr" && study.reference != "fp64")
+    throw ConfigError(fmt::format("--reference '{}' is not one of mpfr, fp64", study.reference));
+  if (study.reference_bits < 64 || study.reference_bits > 100000)
+    throw ConfigError(fmt::format("--ref-bits {} is outside 64..100000", study.reference_bits));
+
+  const StudyResult r = run_study(cfg, plan, study);
+  const double u = plan.unit_roundoff();
+  fmt::print("model {} ({}, width {}, {} heads, ffn {}, depth {}, {} tokens, {}-{}, {})  plan {}  seed {}\n",
+             cfg.name, cfg.arch, cfg.width, cfg.heads, cfg.ffn, cfg.depth, cfg.tokens,
+             cfg.position == NormPosition::pre ? "pre" : "post", norm_name(cfg.norm), activation_name(cfg.activation),
+             plan.name, study.seed);
+  fmt::print("{:>5} {:<5} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>6}\n", "layer", "tap", "rel_fro",
+             "/u", "max_rel", "median", "mean", "p95", "nonfin", "ovf", "sat");
+  long nonfinite = 0;
+  for (const TapError& t : r.taps) {
+    nonfinite += t.nonfinite;
+    fmt::print("{:>5} {:<5} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>6}\n", t.layer, tap_name(t.tap),
+               sci(t.rel_fro), std::isfinite(t.rel_fro) ? fmt::format("{:.1f}", t.rel_fro / u) : "-", sci(t.max_rel),
+               sci(t.median_rel), sci(t.mean_rel), sci(t.p95_rel), t.nonfinite, t.overflows, t.saturations);
+  }
+  const ReferenceCheck& c = r.reference;
+  if (c.check_bits)
+    fmt::print("reference: {} at {} bits; against {} bits: largest componentwise difference {:.2e}, Frobenius {:.2e} ({})\n",
+               c.kind, c.bits, c.check_bits, c.max_rel, c.fro_rel,
+               c.adequate ? "adequate: below 1% of the smallest measured error" : "NOT adequate: raise --ref-bits or use mpfr");
+  else
+    fmt::print("reference: {} at {} bits (not checked)\n", c.kind, c.bits);
+  fmt::print("time: emulated {:.3f} s, reference {:.3f} s, check {:.3f} s; u = {:.3e} (GEMM inputs)\n",
+             r.emulated_seconds, r.reference_seconds, r.check_seconds, u);
+  if (nonfinite || r.events.overflows)
+    fmt::print("finding: the emulated run produced Inf/NaN ({} non-finite tap entries, {} overflows in all)\n", nonfinite,
+               r.events.overflows);
+
+  const std::string out = !o.output.empty() ? o.output
+                                            : fmt::format("results/run/{}_{}_s{}.csv", cfg.name, plan.name, study.seed);
+  if (auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
+  const std::string tmp = out + ".tmp";
+  {
+    std::ofstream csv(tmp);
+    if (!csv) throw ConfigError(fmt::format("cannot write '{}'", out));
+    csv << tap_csv_header() << "\n";
+    for (const TapError& t : r.taps) csv << tap_csv_row(cfg, plan, study, t) << "\n";
+    if (!csv) throw ConfigError(fmt::format("writing '{}' failed", out));
+  }
+  std::filesystem::rename(tmp, out);  // never a half-written file under the final name
+  fmt::print("wrote {}\n", out);
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "one forward under a precision plan against the MPFR reference, per layer");
+  cmd->add_option("--model,-m", o->model, "model file (models/*.toml)")->required();
+  cmd->add_option("--plan,-p", o->plan, "preset (fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, "
+                                        "fp8-e4m3) or a TOML file with a [plan] table; default: the model file's [plan], else fp32");
+  cmd->add_option("--seed,-s", o->study.seed, "seed of weights, inputs and stochastic rounding");
+  cmd->add_option("--batch", o->study.batch, "input batch number");
+  cmd->add_option("--reference", o->study.reference, "mpfr (default) or fp64 (checked against MPFR)");
+  cmd->add_option("--ref-bits", o->study.reference_bits, "MPFR precision of the reference (default 128)");
+  cmd->add_flag("--no-check", o->no_check, "skip the reference's convergence check");
+  cmd->add_flag("--show-plan", o->show_plan, "print what the plan does for each operation class");
+  cmd->add_option("--output,-o", o->output, "CSV path (default results/run/<model>_<plan>_s<seed>.csv)");
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace lpsim::cli

@@ -1,0 +1,245 @@
+#include "lpsim/model/init.hpp"
+
+#include <fmt/format.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <fstream>
+#include <numbers>
+#include <sstream>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/format/random_stream.hpp"
+#include "lpsim/format/round_scalar.hpp"
+#include "lpsim/model/safetensors.hpp"
+
+namespace lpsim {
+
+std::uint64_t stream_id(const char* name, int layer) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a of the name, then the layer
+  for (const char* p = name; *p; ++p) h = (h ^ static_cast<unsigned char>(*p)) * 1099511628211ULL;
+  return mix64(h + static_cast<std::uint64_t>(layer + 1));
+}
+
+double normal_at(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
+  const double u1 = (static_cast<double>(random_bits(seed, stream, 2 * index) >> 11) + 0.5) * 0x1p-53;
+  const double u2 = static_cast<double>(random_bits(seed, stream, 2 * index + 1) >> 11) * 0x1p-53;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+}
+
+namespace {
+
+using Dense = Eigen::MatrixXd;
+
+struct Drawer {
+  std::uint64_t seed;
+  Dense gaussian(const char* name, int layer, int rows, int cols, double std) const {
+    Dense m(rows, cols);
+    const std::uint64_t s = stream_id(name, layer);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) m(i, j) = std * normal_at(seed, s, std::uint64_t(i) * cols + j);
+    return m;
+  }
+  // n x k with orthonormal columns (Q of a Gaussian matrix's QR, signs fixed so it is unique).
+  Dense orthonormal(const char* name, int layer, int n, int k) const {
+    const Dense g = gaussian(name, layer, n, k, 1.0);
+    Eigen::HouseholderQR<Dense> qr(g);
+    Dense q = qr.householderQ() * Dense::Identity(n, k);
+    const Dense r = qr.matrixQR();
+    for (int j = 0; j < k; ++j)
+      if (r(j, j) < 0) q.col(j) *= -1;
+    return q;
+  }
+};
+
+// Singular values spaced geometrically from top down to top/kappa.
+Eigen::VectorXd geometric(int k, double top, double kappa) {
+  Eigen::VectorXd s(k);
+  for (int i = 0; i < k; ++i) s(i) = top * std::pow(kappa, -(k > 1 ? double(i) / (k - 1) : 0.0));
+  return s;
+}
+
+double spectral_norm(const Dense& m) { return Eigen::JacobiSVD<Dense>(m).singularValues()(0); }
+
+Matrix<double> to_matrix(const Dense& d) {
+  Matrix<double> m(int(d.rows()), int(d.cols()));
+  for (int i = 0; i < m.rows; ++i)
+    for (int j = 0; j < m.cols; ++j) m(i, j) = d(i, j);
+  return m;
+}
+std::vector<double> to_vector(const Dense& d) { return std::vector<double>(d.data(), d.data() + d.size()); }
+
+// Shapes W_Q and W_K of one head (width x d_head each) so that W_Q W_K^T has the requested condition number and
+// logit scale ||W_Q W_K^T||_2 / sqrt(d_head), keeping what was drawn where nothing was requested.
+void shape_qk(const InitConfig& init, const Drawer& draw, int layer, int head, Dense& q, Dense& k) {
+  const int dh = int(q.cols());
+  const double drawn = spectral_norm(q * k.transpose());
+  const double top = init.logit_scale > 0 ? init.logit_scale * std::sqrt(double(dh)) : drawn;
+  if (init.kappa_qk >= 1) {
+    // W_Q = U_q diag(sqrt s) R, W_K = U_k diag(sqrt s) R  =>  W_Q W_K^T = U_q diag(s) U_k^T.
+    const int tag = layer * 4096 + head;
+    const Dense uq = draw.orthonormal("qk.uq", tag, int(q.rows()), dh);
+    const Dense uk = draw.orthonormal("qk.uk", tag, int(k.rows()), dh);
+    const Dense r = draw.orthonormal("qk.r", tag, dh, dh).transpose();
+    const Eigen::VectorXd root = geometric(dh, top, init.kappa_qk).cwiseSqrt();
+    q = uq * root.asDiagonal() * r;
+    k = uk * root.asDiagonal() * r;
+  } else if (init.logit_scale > 0 && drawn > 0) {
+    const double f = std::sqrt(top / drawn);
+    q *= f;
+    k *= f;
+  }
+}
+
+void shape_v(const InitConfig& init, const Drawer& draw, int layer, int head, Dense& v) {
+  if (init.kappa_v < 1) return;
+  const int dh = int(v.cols());
+  const int tag = layer * 4096 + head;
+  const Dense u = draw.orthonormal("v.u", tag, int(v.rows()), dh);
+  const Dense r = draw.orthonormal("v.r", tag, dh, dh).transpose();
+  v = u * geometric(dh, spectral_norm(v), init.kappa_v).asDiagonal() * r;
+}
+
+template <class M>
+void round_all(M& values, const FormatSpec& f) {
+  for (double& x : values) x = round_to(x, f, Rounding::nearest_even);
+}
+
+void round_weights(Weights<double>& w, const FormatSpec& f) {
+  auto rm = [&](Matrix<double>& m) { round_all(m.data, f); };
+  auto rv = [&](std::vector<double>& v) { round_all(v, f); };
+  for (auto& l : w.layers) {
+    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2}) rm(*m);
+    for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma,
+                    &l.norm2.beta})
+      rv(*v);
+  }
+  rm(w.patch_w), rm(w.pos), rm(w.wte), rv(w.patch_b), rv(w.cls);
+}
+
+}  // namespace
+
+Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed) {
+  if (!cfg.init.weights.empty()) return load_safetensors_weights(cfg.init.weights, cfg);
+  const InitConfig& init = cfg.init;
+  const Drawer draw{seed};
+  const int d = cfg.width, f = cfg.ffn, dh = cfg.head_width();
+  auto std_of = [&](int in, int out) {
+    return init.scheme == "xavier" ? init.scale * std::sqrt(2.0 / (in + out)) : init.scale * init.std;
+  };
+  auto bias = [&](const char* name, int layer, int n) {
+    if (!cfg.bias) return std::vector<double>{};
+    return init.bias_std > 0 ? to_vector(draw.gaussian(name, layer, 1, n, init.bias_std)) : std::vector<double>(n, 0.0);
+  };
+  auto norm = [&](int n) {
+    NormWeights<double> w{std::vector<double>(n, init.norm_gain), {}};
+    if (cfg.norm == NormKind::layernorm) w.beta.assign(n, init.norm_bias);
+    return w;
+  };
+  Weights<double> w;
+  for (int l = 0; l < cfg.depth; ++l) {
+    Dense q = draw.gaussian("wq", l, d, d, std_of(d, d)), k = draw.gaussian("wk", l, d, d, std_of(d, d));
+    Dense v = draw.gaussian("wv", l, d, d, std_of(d, d));
+    for (int h = 0; h < cfg.heads; ++h) {
+      Dense qh = q.middleCols(h * dh, dh), kh = k.middleCols(h * dh, dh), vh = v.middleCols(h * dh, dh);
+      shape_qk(init, draw, l, h, qh, kh);
+      shape_v(init, draw, l, h, vh);
+      q.middleCols(h * dh, dh) = qh, k.middleCols(h * dh, dh) = kh, v.middleCols(h * dh, dh) = vh;
+    }
+    LayerWeights<double> lw;
+    lw.wq = to_matrix(q), lw.wk = to_matrix(k), lw.wv = to_matrix(v);
+    lw.wo = to_matrix(draw.gaussian("wo", l, d, d, std_of(d, d)));
+    lw.w1 = to_matrix(draw.gaussian("w1", l, d, f, std_of(d, f)));
+    lw.w2 = to_matrix(draw.gaussian("w2", l, f, d, std_of(f, d)));
+    lw.bq = bias("bq", l, d), lw.bk = bias("bk", l, d), lw.bv = bias("bv", l, d), lw.bo = bias("bo", l, d);
+    lw.b1 = bias("b1", l, f), lw.b2 = bias("b2", l, d);
+    lw.norm1 = norm(d), lw.norm2 = norm(d);
+    w.layers.push_back(std::move(lw));
+  }
+  if (cfg.embedding == Embedding::patch) {
+    w.patch_w = to_matrix(draw.gaussian("patch_w", -1, cfg.patch_dim(), d, std_of(cfg.patch_dim(), d)));
+    w.patch_b = bias("patch_b", -1, d);
+    if (cfg.class_token) w.cls = to_vector(draw.gaussian("cls", -1, 1, d, 0.02));
+  }
+  if (cfg.embedding == Embedding::tokens) w.wte = to_matrix(draw.gaussian("wte", -1, cfg.vocab, d, 0.02));
+  if (cfg.embedding != Embedding::none) w.pos = to_matrix(draw.gaussian("pos", -1, cfg.tokens, d, 0.02));
+  round_weights(w, parse_format(init.storage).spec);
+  return w;
+}
+
+namespace {
+
+std::vector<double> read_numbers(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("input.file: cannot open '{}'", path));
+  std::vector<double> v;
+  std::string word;
+  while (in >> word) {
+    if (word[0] == '#') {
+      std::getline(in, word);
+      continue;
+    }
+    char* end = nullptr;
+    const double x = std::strtod(word.c_str(), &end);
+    if (end != word.c_str() + word.size())
+      throw ConfigError(fmt::format("input.file '{}': '{}' (number {}) is not a number", path, word, v.size() + 1));
+    v.push_back(x);
+  }
+  return v;
+}
+
+}  // namespace
+
+ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int batch) {
+  ModelInput<double> in;
+  const FormatSpec storage = parse_format(cfg.init.storage).spec;
+  const std::uint64_t s = stream_id("input", batch);
+  auto draw = [&](std::uint64_t i) {
+    if (cfg.input.dist == "normal") return cfg.input.scale * normal_at(seed, s, i);
+    return cfg.input.scale * (2.0 * (static_cast<double>(random_bits(seed, s, i) >> 11) * 0x1p-53) - 1.0);
+  };
+  if (cfg.embedding == Embedding::tokens) {
+    if (!cfg.input.file.empty()) {
+      for (double x : read_numbers(cfg.input.file)) in.ids.push_back(static_cast<int>(x));
+    } else {
+      for (int t = 0; t < cfg.tokens; ++t) in.ids.push_back(static_cast<int>(random_bits(seed, s, t) % cfg.vocab));
+    }
+    if (int(in.ids.size()) != cfg.tokens)
+      throw ConfigError(fmt::format("input.file '{}': {} token ids, model.tokens = {}", cfg.input.file, in.ids.size(), cfg.tokens));
+    for (int id : in.ids)
+      if (id < 0 || id >= cfg.vocab)
+        throw ConfigError(fmt::format("input.file '{}': token id {} is outside 0..{}", cfg.input.file, id, cfg.vocab - 1));
+    return in;
+  }
+  const bool patch = cfg.embedding == Embedding::patch;
+  const std::size_t n = patch ? std::size_t(cfg.channels) * cfg.image * cfg.image : std::size_t(cfg.tokens) * cfg.width;
+  std::vector<double> values;
+  if (!cfg.input.file.empty()) {
+    values = read_numbers(cfg.input.file);
+    if (values.size() != n)
+      throw ConfigError(fmt::format("input.file '{}': {} numbers, the model needs {} ({})", cfg.input.file,
+                                    values.size(), n, patch ? "channels x image x image" : "tokens x width"));
+  } else {
+    values.resize(n);
+    for (std::size_t i = 0; i < n; ++i) values[i] = draw(i);
+  }
+  for (double& x : values) x = round_to(x, storage, Rounding::nearest_even);
+  if (!patch) {
+    in.x = Matrix<double>(cfg.tokens, cfg.width);
+    in.x.data = std::move(values);
+    return in;
+  }
+  // Image (channel, row, column) -> patches, as a stride-p convolution sees them.
+  const int p = cfg.patch, per_side = cfg.image / p;
+  in.x = Matrix<double>(cfg.num_patches(), cfg.patch_dim());
+  for (int py = 0; py < per_side; ++py)
+    for (int px = 0; px < per_side; ++px)
+      for (int c = 0; c < cfg.channels; ++c)
+        for (int i = 0; i < p; ++i)
+          for (int j = 0; j < p; ++j)
+            in.x(py * per_side + px, (c * p + i) * p + j) =
+                values[(std::size_t(c) * cfg.image + py * p + i) * cfg.image + px * p + j];
+  return in;
+}
+
+}  // namespace lpsim

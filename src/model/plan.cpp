@@ -1,0 +1,222 @@
+#include "lpsim/model/plan.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "config/toml_fields.hpp"
+
+namespace lpsim {
+
+std::string_view op_name(Op op) {
+  static constexpr std::string_view names[op_count] = {"embed", "qkv", "score",  "scale",    "softmax", "pv",
+                                                       "out_proj", "ffn_up", "ffn_down", "act", "norm", "residual"};
+  return names[static_cast<int>(op)];
+}
+
+bool is_gemm(Op op) {
+  return op == Op::embed || op == Op::qkv || op == Op::score || op == Op::pv || op == Op::out_proj ||
+         op == Op::ffn_up || op == Op::ffn_down;
+}
+bool has_reduction(Op op) { return op == Op::softmax || op == Op::norm; }
+
+double PrecisionPlan::unit_roundoff() const {
+  double u = 0;
+  for (Op op : all_ops)
+    if (is_gemm(op)) u = std::max(u, (*this)[op].gemm->input.spec.unit_roundoff());
+  return u;
+}
+
+namespace {
+
+// The reduction policy of a compute format: sequential, fma, accumulator = compute (what a CUDA kernel's
+// per-thread loop does), input and output set to compute.
+AccumPolicy reduction_policy(const Format& compute, std::string_view text) {
+  AccumPolicy p = parse_policy(text);
+  p.input = compute;
+  p.output = compute;
+  return p;
+}
+
+std::string default_reduce(const Format& compute) { return fmt::format("in={0},acc={0},out={0}", compute.name); }
+
+struct PresetSpec {
+  const char* name;
+  const char* gemm;         // policy of every GEMM class (its `out` is replaced by the class's storage)
+  const char* attn_gemm;    // score and PV GEMMs
+  const char* compute;
+  const char* gemm_out;     // storage of GEMM results
+  const char* softmax_out;
+  const char* norm_out;
+  const char* act_out;      // activation and the 1/sqrt(d) scaling (elementwise on GEMM outputs)
+  const char* residual_out;
+  bool fp8_scaling;
+};
+
+// What real systems do (../shared/NOTES.md): autocast runs matmuls in half with fp32 accumulation and returns half,
+// softmax and layer_norm in fp32 returning fp32, elementwise ops on half tensors computed in fp32 and rounded to
+// half, and a float32 residual stream by type promotion. pure-*: model.half(): every tensor half, maths inside
+// kernels in fp32. fp8-e4m3: Transformer Engine style linear layers (saturating e4m3 operands, per-tensor
+// scale, fp32 accumulation, bf16 out), attention matmuls in bf16, bf16 activations.
+constexpr PresetSpec preset_specs[] = {
+    {"fp64", "fp64", "fp64", "fp64", "fp64", "fp64", "fp64", "fp64", "fp64", false},
+    {"fp32", "fp32", "fp32", "fp32", "fp32", "fp32", "fp32", "fp32", "fp32", false},
+    {"autocast-fp16", "fp16-fp32acc", "fp16-fp32acc", "fp32", "fp16", "fp32", "fp32", "fp16", "fp32", false},
+    {"autocast-bf16", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "fp32", "fp32", "bf16", "fp32", false},
+    {"pure-fp16", "fp16-fp32acc", "fp16-fp32acc", "fp32", "fp16", "fp16", "fp16", "fp16", "fp16", false},
+    {"pure-bf16", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", false},
+    {"fp8-e4m3", "in=e4m3:sat,acc=fp32,out=bf16", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true},
+};
+
+PrecisionPlan build(const PresetSpec& s) {
+  PrecisionPlan plan;
+  plan.name = s.name;
+  const Format compute = parse_format(s.compute);
+  for (Op op : all_ops) {
+    OpPrecision& p = plan[op];
+    p.compute = compute;
+    switch (op) {
+      case Op::softmax: p.out = parse_format(s.softmax_out); break;
+      case Op::norm: p.out = parse_format(s.norm_out); break;
+      case Op::act:
+      case Op::scale: p.out = parse_format(s.act_out); break;
+      case Op::residual: p.out = parse_format(s.residual_out); break;
+      default: p.out = parse_format(s.gemm_out);
+    }
+    if (is_gemm(op)) {
+      const bool attention = op == Op::score || op == Op::pv;
+      // The embedding stays out of fp8 as Transformer Engine recipes keep the first layer in higher precision.
+      const bool linear_fp8 = s.fp8_scaling && !attention && op != Op::embed;
+      p.gemm = parse_policy(attention || (s.fp8_scaling && op == Op::embed) ? s.attn_gemm : s.gemm);
+      p.gemm->output = p.out;
+      p.scaling = linear_fp8;
+    }
+    if (has_reduction(op)) p.reduce = reduction_policy(compute, default_reduce(compute));
+  }
+  return plan;
+}
+
+}  // namespace
+
+const std::vector<std::string>& plan_preset_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& s : preset_specs) v.push_back(s.name);
+    return v;
+  }();
+  return names;
+}
+
+PrecisionPlan plan_preset(std::string_view name) {
+  for (const auto& s : preset_specs)
+    if (name == s.name) return build(s);
+  std::string list;
+  for (const auto& n : plan_preset_names()) list += (list.empty() ? "" : ", ") + n;
+  throw ConfigError(fmt::format("plan '{}' is neither a preset ({}) nor a file{}", name, list,
+                                did_you_mean(name, plan_preset_names())));
+}
+
+namespace {
+
+Format format_field(TomlFields& f, std::string_view key, const Format& fallback) {
+  const auto text = f.optional<std::string>(key);
+  if (!text) return fallback;
+  try {
+    return parse_format(*text);
+  } catch (const FormatError& e) {
+    f.fail(key, e.what());
+  }
+}
+
+}  // namespace
+
+PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
+  const toml::table root = parse_toml(text, file);
+  const toml::table* table = root["plan"].as_table();
+  if (!table) throw ConfigError(fmt::format("{}: table [plan] is missing", file));
+  TomlFields f(*table, file, "plan.");
+  PrecisionPlan plan = plan_preset(f.get_choice("preset", "fp32", {"fp64", "fp32", "autocast-fp16", "autocast-bf16",
+                                                                   "pure-fp16", "pure-bf16", "fp8-e4m3"}));
+  plan.name = f.get<std::string>("name", std::filesystem::path(file).stem().string());
+  if (const auto r = f.optional<std::string>("rounding")) {
+    try {
+      const Rounding mode = parse_rounding(*r);
+      for (Op op : all_ops) plan[op].rounding = mode;
+    } catch (const std::exception& e) {
+      f.fail("rounding", e.what());
+    }
+  }
+  for (Op op : all_ops) {
+    const toml::table* sub = f.subtable(op_name(op));
+    if (!sub) continue;
+    TomlFields o(*sub, file, fmt::format("plan.{}.", op_name(op)));
+    OpPrecision& p = plan[op];
+    p.compute = format_field(o, "compute", p.compute);
+    p.out = format_field(o, "out", p.out);
+    if (const auto r = o.optional<std::string>("rounding")) {
+      try {
+        p.rounding = parse_rounding(*r);
+      } catch (const std::exception& e) {
+        o.fail("rounding", e.what());
+      }
+    }
+    if (is_gemm(op)) {
+      if (const auto text = o.optional<std::string>("policy")) {
+        try {
+          p.gemm = parse_policy(*text);
+        } catch (const PolicyError& e) {
+          o.fail("policy", e.what());
+        }
+      }
+      p.gemm->output = p.out;
+      if (const auto s = o.optional<std::string>("scaling")) {
+        if (*s != "tensor" && *s != "none") o.fail("scaling", fmt::format("= '{}' is not one of tensor, none", *s));
+        p.scaling = *s == "tensor";
+      }
+      if (const std::string bad = validate(*p.gemm); !bad.empty()) o.fail("policy", bad);
+    }
+    if (has_reduction(op)) {
+      const auto text = o.optional<std::string>("reduce");
+      try {
+        p.reduce = reduction_policy(p.compute, text ? *text : default_reduce(p.compute));
+      } catch (const std::exception& e) {
+        o.fail(text ? "reduce" : "compute", e.what());
+      }
+    }
+    o.finish();
+  }
+  f.finish();
+  return plan;
+}
+
+bool has_plan_table(std::string_view text, const std::string& file) {
+  return parse_toml(text, file).contains("plan");
+}
+
+PrecisionPlan load_plan(const std::string& spec) {
+  const bool is_preset = std::find(plan_preset_names().begin(), plan_preset_names().end(), spec) != plan_preset_names().end();
+  if (is_preset) return plan_preset(spec);
+  if (!std::filesystem::exists(spec)) return plan_preset(spec);  // throws with the preset list and a suggestion
+  std::ifstream in(spec);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_plan(ss.str(), spec);
+}
+
+std::string describe(const PrecisionPlan& plan) {
+  std::string s = fmt::format("plan {}\n", plan.name);
+  for (Op op : all_ops) {
+    const OpPrecision& p = plan[op];
+    s += fmt::format("  {:<9} compute {:<6} out {:<9} round {}", op_name(op), p.compute.name, p.out.name,
+                     short_name(p.rounding));
+    if (p.gemm) s += fmt::format("  gemm {}{}", to_string(*p.gemm), p.scaling ? " (per-tensor scaling)" : "");
+    if (p.reduce) s += fmt::format("  reduce {}", to_string(*p.reduce));
+    s += "\n";
+  }
+  return s;
+}
+
+}  // namespace lpsim

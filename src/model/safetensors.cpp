@@ -1,0 +1,285 @@
+#include "lpsim/model/safetensors.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <bit>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/format/encoding.hpp"
+#include "lpsim/format/round_scalar.hpp"
+
+namespace lpsim {
+
+namespace {
+
+struct DtypeInfo {
+  const char* name;
+  int bytes;
+  FormatSpec spec;
+};
+constexpr DtypeInfo dtypes[] = {{"F64", 8, formats::fp64}, {"F32", 4, formats::fp32}, {"F16", 2, formats::fp16},
+                                {"BF16", 2, formats::bf16}, {"F8_E4M3", 1, formats::e4m3}, {"F8_E5M2", 1, formats::e5m2}};
+
+const DtypeInfo* find_dtype(const std::string& name) {
+  for (const auto& d : dtypes)
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+std::int64_t numel(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("cannot open safetensors file '{}'", path));
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto fail = [&](const std::string& what) -> ConfigError { return ConfigError(fmt::format("safetensors file '{}': {}", path, what)); };
+  if (bytes.size() < 8) throw fail(fmt::format("truncated: {} bytes, not even the 8-byte header length", bytes.size()));
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  if (header_len > bytes.size() - 8)
+    throw fail(fmt::format("truncated: the header says {} bytes of JSON, the file has {} after the length", header_len,
+                           bytes.size() - 8));
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(fmt::format("the JSON header does not parse: {}", e.what()));
+  }
+  if (!header.is_object()) throw fail("the JSON header is not an object");
+  const std::size_t data_start = 8 + header_len, data_len = bytes.size() - data_start;
+  std::map<std::string, Tensor> out;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") continue;
+    auto bad = [&](const std::string& what) { return fail(fmt::format("tensor '{}': {}", name, what)); };
+    if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") || !entry.contains("data_offsets"))
+      throw bad("needs dtype, shape and data_offsets");
+    Tensor t;
+    try {
+      t.dtype = entry.at("dtype").get<std::string>();
+      t.shape = entry.at("shape").get<std::vector<std::int64_t>>();
+      const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
+      if (offsets.size() != 2) throw bad("data_offsets must have two entries");
+      const DtypeInfo* d = find_dtype(t.dtype);
+      if (!d) throw bad(fmt::format("dtype '{}' is not supported (F64, F32, F16, BF16, F8_E4M3, F8_E5M2)", t.dtype));
+      for (auto s : t.shape)
+        if (s < 0) throw bad("negative dimension in shape");
+      const auto [begin, end] = std::pair{offsets[0], offsets[1]};
+      if (begin > end || end > data_len)
+        throw bad(fmt::format("data_offsets [{}, {}] lie outside the {} data bytes (truncated file?)", begin, end, data_len));
+      const std::int64_t n = numel(t.shape);
+      if (end - begin != static_cast<std::uint64_t>(n) * d->bytes)
+        throw bad(fmt::format("{} bytes for shape {} of {} ({} expected)", end - begin, t.shape, t.dtype, n * d->bytes));
+      t.values.resize(static_cast<std::size_t>(n));
+      const unsigned char* p = bytes.data() + data_start + begin;
+      for (std::int64_t i = 0; i < n; ++i) {
+        std::uint64_t bits = 0;
+        for (int b = d->bytes - 1; b >= 0; --b) bits = (bits << 8) | p[i * d->bytes + b];
+        t.values[i] = d->bytes == 8   ? std::bit_cast<double>(bits)
+                      : d->bytes == 4 ? double(std::bit_cast<float>(static_cast<std::uint32_t>(bits)))
+                                      : decode(bits, d->spec);
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw bad(fmt::format("malformed entry: {}", e.what()));
+    }
+    out.emplace(name, std::move(t));
+  }
+  return out;
+}
+
+void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::vector<unsigned char> data;
+  for (const auto& [name, t] : tensors) {
+    const DtypeInfo* d = find_dtype(t.dtype);
+    if (!d) throw ConfigError(fmt::format("write_safetensors: tensor '{}': dtype '{}' is not supported", name, t.dtype));
+    if (static_cast<std::int64_t>(t.values.size()) != numel(t.shape))
+      throw ConfigError(fmt::format("write_safetensors: tensor '{}': {} values for shape {}", name, t.values.size(), t.shape));
+    const std::size_t begin = data.size();
+    for (double v : t.values) {
+      if (!representable(v, d->spec))
+        throw ConfigError(fmt::format("write_safetensors: tensor '{}': {} is not a {} value", name, v, t.dtype));
+      const std::uint64_t bits = d->bytes == 8 ? std::bit_cast<std::uint64_t>(v)
+                                 : d->bytes == 4 ? std::bit_cast<std::uint32_t>(static_cast<float>(v))
+                                                 : encode(v, d->spec);
+      for (int b = 0; b < d->bytes; ++b) data.push_back(static_cast<unsigned char>(bits >> (8 * b)));
+    }
+    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+  }
+  std::string text = header.dump();
+  while ((8 + text.size()) % 8) text.push_back(' ');  // the format aligns the data to 8 bytes
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw ConfigError(fmt::format("cannot write '{}'", path));
+  const std::uint64_t len = text.size();
+  for (int b = 0; b < 8; ++b) out.put(static_cast<char>(len >> (8 * b)));
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  if (!out) throw ConfigError(fmt::format("writing '{}' failed", path));
+}
+
+namespace {
+
+// Looks tensors up by name under an optional prefix and checks shapes.
+struct Checkpoint {
+  const std::map<std::string, Tensor>& tensors;
+  std::string path, prefix;
+
+  const Tensor& get(const std::string& name, std::vector<std::int64_t> shape) const {
+    auto it = tensors.find(prefix + name);
+    if (it == tensors.end()) throw ConfigError(fmt::format("safetensors file '{}': tensor '{}' is missing", path, prefix + name));
+    if (it->second.shape != shape)
+      throw ConfigError(fmt::format("safetensors file '{}': tensor '{}' has shape {}, the model needs {}", path,
+                                    prefix + name, it->second.shape, shape));
+    return it->second;
+  }
+  bool has(const std::string& name) const { return tensors.contains(prefix + name); }
+  Matrix<double> matrix(const std::string& name, int rows, int cols, bool transposed) const {
+    const Tensor& t = get(name, transposed ? std::vector<std::int64_t>{cols, rows} : std::vector<std::int64_t>{rows, cols});
+    Matrix<double> m(rows, cols);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) m(i, j) = transposed ? t.values[std::size_t(j) * rows + i] : t.values[std::size_t(i) * cols + j];
+    return m;
+  }
+  std::vector<double> vector(const std::string& name, int n) const { return get(name, {n}).values; }
+};
+
+std::string find_prefix(const std::map<std::string, Tensor>& t, const std::vector<std::string>& probes) {
+  for (const std::string& p : {std::string(), std::string("transformer."), std::string("vit.")})
+    for (const auto& probe : probes)
+      if (t.contains(p + probe)) return p;
+  return "";
+}
+
+}  // namespace
+
+Weights<double> load_safetensors_weights(const std::string& path, const ModelConfig& cfg) {
+  const auto tensors = read_safetensors(path);
+  const int d = cfg.width, f = cfg.ffn;
+  Weights<double> w;
+  const bool vit = tensors.contains("encoder.layer.0.attention.attention.query.weight") ||
+                   tensors.contains("vit.encoder.layer.0.attention.attention.query.weight") ||
+                   tensors.contains("embeddings.cls_token") || tensors.contains("vit.embeddings.cls_token");
+  const Checkpoint ck{tensors, path,
+                      find_prefix(tensors, {"h.0.ln_1.weight", "wte.weight", "encoder.layer.0.layernorm_before.weight",
+                                            "embeddings.cls_token"})};
+  auto norm = [&](const std::string& base) {
+    NormWeights<double> n{ck.vector(base + ".weight", d), {}};
+    if (cfg.norm == NormKind::layernorm) n.beta = ck.vector(base + ".bias", d);
+    return n;
+  };
+  auto bias = [&](const std::string& name, int n) { return cfg.bias ? ck.vector(name, n) : std::vector<double>{}; };
+  for (int l = 0; l < cfg.depth; ++l) {
+    LayerWeights<double> lw;
+    if (vit) {
+      const std::string p = fmt::format("encoder.layer.{}.", l);
+      lw.wq = ck.matrix(p + "attention.attention.query.weight", d, d, true);
+      lw.wk = ck.matrix(p + "attention.attention.key.weight", d, d, true);
+      lw.wv = ck.matrix(p + "attention.attention.value.weight", d, d, true);
+      lw.wo = ck.matrix(p + "attention.output.dense.weight", d, d, true);
+      lw.w1 = ck.matrix(p + "intermediate.dense.weight", d, f, true);
+      lw.w2 = ck.matrix(p + "output.dense.weight", f, d, true);
+      lw.bq = bias(p + "attention.attention.query.bias", d), lw.bk = bias(p + "attention.attention.key.bias", d);
+      lw.bv = bias(p + "attention.attention.value.bias", d), lw.bo = bias(p + "attention.output.dense.bias", d);
+      lw.b1 = bias(p + "intermediate.dense.bias", f), lw.b2 = bias(p + "output.dense.bias", d);
+      lw.norm1 = norm(p + "layernorm_before"), lw.norm2 = norm(p + "layernorm_after");
+    } else {
+      const std::string p = fmt::format("h.{}.", l);
+      const Matrix<double> qkv = ck.matrix(p + "attn.c_attn.weight", d, 3 * d, false);
+      lw.wq = columns(qkv, 0, d), lw.wk = columns(qkv, d, d), lw.wv = columns(qkv, 2 * d, d);
+      lw.wo = ck.matrix(p + "attn.c_proj.weight", d, d, false);
+      lw.w1 = ck.matrix(p + "mlp.c_fc.weight", d, f, false);
+      lw.w2 = ck.matrix(p + "mlp.c_proj.weight", f, d, false);
+      if (cfg.bias) {
+        const auto b = ck.vector(p + "attn.c_attn.bias", 3 * d);
+        lw.bq.assign(b.begin(), b.begin() + d), lw.bk.assign(b.begin() + d, b.begin() + 2 * d);
+        lw.bv.assign(b.begin() + 2 * d, b.end());
+      }
+      lw.bo = bias(p + "attn.c_proj.bias", d), lw.b1 = bias(p + "mlp.c_fc.bias", f), lw.b2 = bias(p + "mlp.c_proj.bias", d);
+      lw.norm1 = norm(p + "ln_1"), lw.norm2 = norm(p + "ln_2");
+    }
+    w.layers.push_back(std::move(lw));
+  }
+  if (cfg.embedding == Embedding::patch) {
+    const Tensor& pw = ck.get("embeddings.patch_embeddings.projection.weight", {d, cfg.channels, cfg.patch, cfg.patch});
+    w.patch_w = Matrix<double>(cfg.patch_dim(), d);
+    for (int o = 0; o < d; ++o)
+      for (int i = 0; i < cfg.patch_dim(); ++i) w.patch_w(i, o) = pw.values[std::size_t(o) * cfg.patch_dim() + i];
+    w.patch_b = bias("embeddings.patch_embeddings.projection.bias", d);
+    if (cfg.class_token) w.cls = ck.get("embeddings.cls_token", {1, 1, d}).values;
+    const Tensor& pos = ck.get("embeddings.position_embeddings", {1, cfg.tokens, d});
+    w.pos = Matrix<double>(cfg.tokens, d);
+    w.pos.data = pos.values;
+  } else if (cfg.embedding == Embedding::tokens) {
+    w.wte = ck.matrix("wte.weight", cfg.vocab, d, false);
+    auto it = tensors.find(ck.prefix + "wpe.weight");
+    if (it == tensors.end()) throw ConfigError(fmt::format("safetensors file '{}': tensor 'wpe.weight' is missing", path));
+    if (it->second.shape.size() != 2 || it->second.shape[1] != d || it->second.shape[0] < cfg.tokens)
+      throw ConfigError(fmt::format("safetensors file '{}': tensor 'wpe.weight' has shape {}, the model needs [>= {}, {}]",
+                                    path, it->second.shape, cfg.tokens, d));
+    w.pos = Matrix<double>(cfg.tokens, d);
+    std::copy_n(it->second.values.begin(), w.pos.size(), w.pos.data.begin());
+  }
+  return w;
+}
+
+void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, const Weights<double>& w,
+                              const std::string& dtype) {
+  std::map<std::string, Tensor> t;
+  auto put = [&](const std::string& name, std::vector<std::int64_t> shape, std::vector<double> v) {
+    if (!v.empty()) t[name] = Tensor{dtype, std::move(shape), std::move(v)};
+  };
+  auto mat = [&](const std::string& name, const Matrix<double>& m, bool transposed) {
+    const Matrix<double> s = transposed ? transpose(m) : m;
+    put(name, {s.rows, s.cols}, s.data);
+  };
+  auto vec = [&](const std::string& name, const std::vector<double>& v) { put(name, {std::int64_t(v.size())}, v); };
+  const bool vit = cfg.arch == "encoder";
+  for (int l = 0; l < int(w.layers.size()); ++l) {
+    const LayerWeights<double>& lw = w.layers[l];
+    if (vit) {
+      const std::string p = fmt::format("encoder.layer.{}.", l);
+      mat(p + "attention.attention.query.weight", lw.wq, true), vec(p + "attention.attention.query.bias", lw.bq);
+      mat(p + "attention.attention.key.weight", lw.wk, true), vec(p + "attention.attention.key.bias", lw.bk);
+      mat(p + "attention.attention.value.weight", lw.wv, true), vec(p + "attention.attention.value.bias", lw.bv);
+      mat(p + "attention.output.dense.weight", lw.wo, true), vec(p + "attention.output.dense.bias", lw.bo);
+      mat(p + "intermediate.dense.weight", lw.w1, true), vec(p + "intermediate.dense.bias", lw.b1);
+      mat(p + "output.dense.weight", lw.w2, true), vec(p + "output.dense.bias", lw.b2);
+      vec(p + "layernorm_before.weight", lw.norm1.gamma), vec(p + "layernorm_before.bias", lw.norm1.beta);
+      vec(p + "layernorm_after.weight", lw.norm2.gamma), vec(p + "layernorm_after.bias", lw.norm2.beta);
+    } else {
+      const std::string p = fmt::format("h.{}.", l);
+      Matrix<double> qkv(cfg.width, 3 * cfg.width);
+      set_columns(qkv, 0, lw.wq), set_columns(qkv, cfg.width, lw.wk), set_columns(qkv, 2 * cfg.width, lw.wv);
+      mat(p + "attn.c_attn.weight", qkv, false);
+      std::vector<double> b = lw.bq;
+      b.insert(b.end(), lw.bk.begin(), lw.bk.end()), b.insert(b.end(), lw.bv.begin(), lw.bv.end());
+      vec(p + "attn.c_attn.bias", b);
+      mat(p + "attn.c_proj.weight", lw.wo, false), vec(p + "attn.c_proj.bias", lw.bo);
+      mat(p + "mlp.c_fc.weight", lw.w1, false), vec(p + "mlp.c_fc.bias", lw.b1);
+      mat(p + "mlp.c_proj.weight", lw.w2, false), vec(p + "mlp.c_proj.bias", lw.b2);
+      vec(p + "ln_1.weight", lw.norm1.gamma), vec(p + "ln_1.bias", lw.norm1.beta);
+      vec(p + "ln_2.weight", lw.norm2.gamma), vec(p + "ln_2.bias", lw.norm2.beta);
+    }
+  }
+  if (cfg.embedding == Embedding::patch) {
+    Tensor pw{dtype, {cfg.width, cfg.channels, cfg.patch, cfg.patch}, transpose(w.patch_w).data};
+    t["embeddings.patch_embeddings.projection.weight"] = pw;
+    vec("embeddings.patch_embeddings.projection.bias", w.patch_b);
+    put("embeddings.cls_token", {1, 1, cfg.width}, w.cls);
+    put("embeddings.position_embeddings", {1, cfg.tokens, cfg.width}, w.pos.data);
+  } else if (cfg.embedding == Embedding::tokens) {
+    mat("wte.weight", w.wte, false), mat("wpe.weight", w.pos, false);
+  }
+  write_safetensors(path, t);
+}
+
+}  // namespace lpsim
