@@ -35,9 +35,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-template <class T>
-using Taps = std::vector<Matrix<T>>;  // layer-major, all_taps order
-
 template <class B, class T = typename B::Scalar>
 Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<T>& w, const ModelInput<T>& in,
                  std::vector<RangeEvents>* events = nullptr) {
@@ -50,11 +47,21 @@ Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<T>& w, const Model
   return taps;
 }
 
+}  // namespace
+
 Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
   set_reference_bits(bits);
   MpfrBackend be;
   return run_taps(be, cfg, convert_weights<Real>(w), convert_input<Real>(in));
 }
+
+Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const Weights<double>& w,
+                           const ModelInput<double>& in, std::vector<RangeEvents>* events) {
+  return run_taps(be, cfg, w, in, events);
+}
+
+namespace {
+
 
 template <class R1, class R2>
 void compare_references(ReferenceCheck& check, const Taps<R1>& ref, const Taps<R2>& better) {

@@ -54,6 +54,14 @@ struct StudyResult {
   double emulated_seconds = 0, reference_seconds = 0, check_seconds = 0;
 };
 
+// The taps of one forward (layer-major, in all_taps order), for callers that reuse one reference for many runs.
+template <class T>
+using Taps = std::vector<Matrix<T>>;
+Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
+// events, when given, receives the backend's running RangeEvents at every tap.
+Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const Weights<double>& w,
+                           const ModelInput<double>& in, std::vector<RangeEvents>* events = nullptr);
+
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options);
 
 // The per-tap CSV (one row per layer and tap), with the run's identity in the first columns.

@@ -1,0 +1,165 @@
+// The emulated backend, operation by operation, against hand-written float arithmetic that does what the plan
+// says a GPU kernel does (float operations, fmaf, _Float16 conversions, bfloat16 by bit manipulation): the bits
+// must agree exactly. Also the range events and the determinism of stochastic rounding.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <bit>
+#include <cmath>
+
+#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/model/forward.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/reference/forward_error.hpp"
+
+namespace lpsim {
+namespace {
+
+float to_bf16(float x) {  // round to nearest even on the bit pattern (finite inputs)
+  std::uint32_t b = std::bit_cast<std::uint32_t>(x);
+  b += 0x7fff + ((b >> 16) & 1);
+  return std::bit_cast<float>(b & 0xffff0000u);
+}
+float to_fp16(float x) { return static_cast<float>(static_cast<_Float16>(x)); }
+
+Matrix<double> random_matrix(int r, int c, std::uint64_t seed, double scale) {
+  Matrix<double> m(r, c);
+  for (std::size_t i = 0; i < m.size(); ++i) m.data[i] = double(float(scale * normal_at(seed, 5, i)));
+  return m;
+}
+
+TEST(EmulatedOps, LayerNormInFp32IsTheFloatKernel) {
+  EmulatedBackend be(plan_preset("autocast-fp16"));
+  const int n = 7, d = 48;
+  const Matrix<double> x = random_matrix(n, d, 1, 4.0);
+  NormWeights<double> w{random_matrix(1, d, 2, 1.0).data, random_matrix(1, d, 3, 0.5).data};
+  const double eps = 1e-5;
+  const Matrix<double> y = layers::norm(be, NormKind::layernorm, x, w, eps);
+  const float eps_f = float(eps);
+  for (int i = 0; i < n; ++i) {
+    float s = float(x(i, 0));
+    for (int j = 1; j < d; ++j) s = s + float(x(i, j));
+    const float mean = s / float(d);
+    std::vector<float> c(d);
+    for (int j = 0; j < d; ++j) c[j] = float(x(i, j)) - mean;
+    float q = c[0] * c[0];
+    for (int j = 1; j < d; ++j) q = std::fma(c[j], c[j], q);
+    const float var = q / float(d);
+    const float rstd = float(1.0 / std::sqrt(double(var + eps_f)));  // correctly rounded rsqrt, the model's choice
+    for (int j = 0; j < d; ++j) {
+      const float want = (c[j] * rstd) * float(w.gamma[j]) + float(w.beta[j]);
+      ASSERT_EQ(y(i, j), double(want)) << i << "," << j;
+    }
+  }
+}
+
+TEST(EmulatedOps, SoftmaxInFp32IsTheFloatKernel) {
+  EmulatedBackend be(plan_preset("autocast-bf16"));
+  const Matrix<double> s = random_matrix(9, 9, 4, 6.0);
+  for (bool causal : {false, true}) {
+    const Matrix<double> p = layers::softmax(be, s, causal);
+    for (int i = 0; i < s.rows; ++i) {
+      const int valid = causal ? i + 1 : s.cols;
+      float m = float(s(i, 0));
+      for (int j = 1; j < valid; ++j) m = std::max(m, float(s(i, j)));
+      std::vector<float> e(valid);
+      for (int j = 0; j < valid; ++j) e[j] = float(std::exp(double(float(s(i, j)) - m)));
+      float z = e[0];
+      for (int j = 1; j < valid; ++j) z = z + e[j];
+      for (int j = 0; j < s.cols; ++j) ASSERT_EQ(p(i, j), j < valid ? double(e[j] / z) : 0.0) << i << "," << j;
+    }
+  }
+}
+
+// A linear layer under autocast: operands cast to half, fp32 accumulation with fma in order, bias (a half value)
+// added in fp32, one rounding to half. Without bias (the score GEMM) the fp32 sum is rounded to half directly.
+TEST(EmulatedOps, AutocastLinearIsTheFloatKernel) {
+  for (const char* preset : {"autocast-fp16", "autocast-bf16"}) {
+    const bool half = std::string(preset) == "autocast-fp16";
+    auto narrow = [&](float v) { return half ? to_fp16(v) : to_bf16(v); };
+    EmulatedBackend be(plan_preset(preset));
+    const int m = 5, k = 37, n = 11;
+    const Matrix<double> a = random_matrix(m, k, 6, 3.0), b = random_matrix(k, n, 7, 0.3);
+    const std::vector<double> bias = random_matrix(1, n, 8, 0.5).data;
+    const Matrix<double> with_bias = be.gemm(Op::qkv, a, b, &bias);
+    const Matrix<double> without = be.gemm(Op::score, a, b, nullptr);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        float acc = narrow(float(a(i, 0))) * narrow(float(b(0, j)));
+        for (int l = 1; l < k; ++l) acc = std::fma(narrow(float(a(i, l))), narrow(float(b(l, j))), acc);
+        ASSERT_EQ(without(i, j), double(narrow(acc))) << preset << " " << i << "," << j;
+        ASSERT_EQ(with_bias(i, j), double(narrow(acc + narrow(float(bias[j]))))) << preset << " " << i << "," << j;
+      }
+  }
+}
+
+// fp8: per-tensor power-of-two scales put each operand's largest magnitude in (224, 448]; the product is
+// unscaled exactly in fp32 before the bias.
+TEST(EmulatedOps, Fp8LinearScalesByPowersOfTwo) {
+  EmulatedBackend be(plan_preset("fp8-e4m3"));
+  Matrix<double> a(1, 2), b(2, 1);
+  a.data = {0.75, -0.1};  // amax 0.75: scale 2^9 = 512 takes it to 384
+  b.data = {3.0, 0.5};    // amax 3: scale 2^7 = 128 takes it to 384
+  const Matrix<double> c = be.gemm(Op::ffn_up, a, b, nullptr);
+  // e4m3 of 0.1*512 = 51.2 is 52 (step 4 in [32, 64)), so the result is (384*384 - 52*64) / 2^16, then bf16.
+  const double exact = (384.0 * 384.0 - 52.0 * 64.0) / 65536.0;
+  EXPECT_EQ(c(0, 0), double(to_bf16(float(exact))));
+}
+
+TEST(EmulatedOps, OverflowAndSaturationAreCountedNotThrown) {
+  EmulatedBackend be(plan_preset("pure-fp16"));
+  Matrix<double> x(1, 4);
+  x.data = {1e5, -7e4, 65519.0, 1.0};  // 65520 and above overflow in fp16; 65519 rounds to 65504
+  be.store(Op::residual, x);
+  EXPECT_TRUE(std::isinf(x.data[0]) && std::isinf(x.data[1]));
+  EXPECT_EQ(x.data[2], 65504.0);
+  EXPECT_EQ(be.events().overflows, 2);
+  EXPECT_EQ(be.events().saturations, 0);
+
+  PrecisionPlan sat = plan_preset("fp32");
+  sat[Op::act].out = parse_format("e4m3:sat");
+  EmulatedBackend be2(sat);
+  Matrix<double> y(1, 3);
+  y.data = {1000.0, -500.0, 3.0};
+  be2.store(Op::act, y);
+  EXPECT_EQ(y.data[0], 448.0);
+  EXPECT_EQ(y.data[1], -448.0);
+  EXPECT_EQ(be2.events().saturations, 2);
+  EXPECT_EQ(be2.events().overflows, 0);
+}
+
+// A whole forward whose activations overflow fp16 finishes, and the study reports the Inf/NaN it produced.
+TEST(EmulatedOps, OverflowingForwardIsAFindingNotACrash) {
+  ModelConfig c;
+  c.width = 16, c.heads = 2, c.ffn = 32, c.depth = 2, c.tokens = 6;
+  c.input.scale = 3e4;  // pure fp16 residual stream: x + attention(x) leaves the range
+  c.init.scale = 4.0;
+  StudyOptions o;
+  o.check_reference = false;
+  const StudyResult r = run_study(c, plan_preset("pure-fp16"), o);
+  long nonfinite = 0;
+  for (const auto& t : r.taps) nonfinite += t.nonfinite;
+  EXPECT_GT(r.events.overflows, 0);
+  EXPECT_GT(nonfinite, 0);
+}
+
+TEST(EmulatedOps, StochasticRoundingIsTheSameAtAnyThreadCount) {
+  ModelConfig c;
+  c.width = 32, c.heads = 2, c.ffn = 64, c.depth = 2, c.tokens = 9;
+  PrecisionPlan plan = plan_preset("pure-bf16");
+  for (Op op : all_ops) plan[op].rounding = Rounding::stochastic;
+  const Weights<double> w = make_weights(c, 3);
+  const ModelInput<double> in = make_input(c, 3);
+  auto run = [&](int threads, std::uint64_t seed) {
+    omp_set_num_threads(threads);
+    EmulatedBackend be(plan, seed);
+    return emulated_taps(be, c, w, in);
+  };
+  const auto one = run(1, 11), two = run(2, 11), other = run(2, 12);
+  omp_set_num_threads(omp_get_num_procs());
+  for (std::size_t t = 0; t < one.size(); ++t) ASSERT_EQ(one[t].data, two[t].data) << "tap " << t;
+  EXPECT_NE(one.back().data, other.back().data);  // the seed matters
+}
+
+}  // namespace
+}  // namespace lpsim

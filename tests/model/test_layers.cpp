@@ -1,0 +1,161 @@
+// Every operation of the forward, and whole forwards of every architecture, against the independent Eigen
+// implementation in tests/support/eigen_transformer.hpp (double), on random inputs; the MPFR reference
+// against the same oracle.
+#include <gtest/gtest.h>
+
+#include "lpsim/model/forward.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/model/native_backend.hpp"
+#include "lpsim/reference/mpfr_backend.hpp"
+#include "support/eigen_transformer.hpp"
+
+namespace lpsim {
+namespace {
+
+using test::Mat;
+
+ModelConfig small(std::string arch, NormKind norm, NormPosition pos, Activation act, bool causal) {
+  ModelConfig c;
+  c.arch = std::move(arch);
+  c.width = 12, c.heads = 3, c.ffn = 20, c.depth = 3, c.tokens = 7;
+  c.norm = norm, c.position = pos, c.activation = act, c.causal = causal;
+  c.init.bias_std = 0.2, c.init.norm_gain = 1.3, c.init.norm_bias = -0.1;
+  return c;
+}
+
+Matrix<double> random_matrix(int r, int c, std::uint64_t seed, double scale = 1.0) {
+  Matrix<double> m(r, c);
+  for (std::size_t i = 0; i < m.size(); ++i) m.data[i] = scale * normal_at(seed, 99, i);
+  return m;
+}
+
+TEST(Layers, NormsMatchEigen) {
+  NativeBackend<double> be;
+  const Matrix<double> x = random_matrix(9, 16, 1, 3.0);
+  NormWeights<double> w{random_matrix(1, 16, 2).data, random_matrix(1, 16, 3).data};
+  for (double eps : {1e-5, 1e-2}) {
+    const Mat want = test::layer_norm(test::to_eigen(x), w, eps, false);
+    EXPECT_LT(test::rel_diff(test::to_eigen(layers::norm(be, NormKind::layernorm, x, w, eps)), want), 1e-14);
+    NormWeights<double> rw{w.gamma, {}};
+    const Mat want_rms = test::layer_norm(test::to_eigen(x), rw, eps, true);
+    EXPECT_LT(test::rel_diff(test::to_eigen(layers::norm(be, NormKind::rmsnorm, x, rw, eps)), want_rms), 1e-14);
+  }
+}
+
+TEST(Layers, SoftmaxMatchesEigenWithAndWithoutMask) {
+  NativeBackend<double> be;
+  const Matrix<double> s = random_matrix(6, 6, 4, 5.0);
+  for (bool causal : {false, true}) {
+    const Matrix<double> p = layers::softmax(be, s, causal);
+    EXPECT_LT(test::rel_diff(test::to_eigen(p), test::softmax(test::to_eigen(s), causal)), 1e-15);
+    for (int i = 0; i < p.rows; ++i) {
+      double sum = 0;
+      for (int j = 0; j < p.cols; ++j) sum += p(i, j);
+      EXPECT_NEAR(sum, 1.0, 1e-15);
+      if (causal) EXPECT_EQ(p(i, p.cols - 1), i == p.rows - 1 ? p(i, p.cols - 1) : 0.0);
+    }
+  }
+}
+
+TEST(Layers, ActivationsMatchAlternativeFormulas) {
+  for (Activation a : {Activation::gelu, Activation::gelu_tanh, Activation::relu})
+    for (double x : {-6.0, -2.5, -1.0, -0.3, 0.0, 1e-3, 0.7, 1.0, 3.0, 8.0})
+      EXPECT_NEAR(layers::activation(a, x), test::activation(a, x), 4e-16 * std::max(1.0, std::fabs(x)))
+          << activation_name(a) << " at " << x;
+}
+
+TEST(Layers, AttentionAndFeedForwardMatchEigen) {
+  for (bool causal : {false, true}) {
+    ModelConfig c = small("encoder", NormKind::layernorm, NormPosition::pre, Activation::gelu, causal);
+    const Weights<double> w = make_weights(c, 5);
+    const Matrix<double> h = random_matrix(c.tokens, c.width, 6);
+    NativeBackend<double> be;
+    EXPECT_LT(test::rel_diff(test::to_eigen(layers::attention(be, c, w.layers[0], h)),
+                             test::attention(c, w.layers[0], test::to_eigen(h))), 1e-14);
+    EXPECT_LT(test::rel_diff(test::to_eigen(layers::feed_forward(be, c, w.layers[1], h)),
+                             test::feed_forward(c, w.layers[1], test::to_eigen(h))), 1e-14);
+  }
+}
+
+struct Arch {
+  const char* name;
+  ModelConfig cfg;
+};
+
+std::vector<Arch> architectures() {
+  std::vector<Arch> v;
+  v.push_back({"pre-LN encoder", small("encoder", NormKind::layernorm, NormPosition::pre, Activation::gelu, false)});
+  v.push_back({"post-LN encoder", small("encoder", NormKind::layernorm, NormPosition::post, Activation::gelu, false)});
+  v.push_back({"RMSNorm ReLU decoder", small("decoder002", NormKind::rmsnorm, NormPosition::pre, Activation::relu, true)});
+  ModelConfig gpt = small("gpt2", NormKind::layernorm, NormPosition::pre, Activation::gelu_tanh, true);
+  gpt.embedding = Embedding::tokens, gpt.vocab = 50, gpt.init.scheme = "gaussian", gpt.init.std = 0.3;
+  v.push_back({"GPT-2 decoder with token embedding", gpt});
+  ModelConfig vit = small("encoder", NormKind::layernorm, NormPosition::pre, Activation::gelu, false);
+  vit.embedding = Embedding::patch, vit.image = 6, vit.patch = 2, vit.channels = 3, vit.tokens = 10;
+  v.push_back({"ViT with patches and class token", vit});
+  ModelConfig post_rms = small("encoder", NormKind::rmsnorm, NormPosition::post, Activation::gelu_tanh, false);
+  v.push_back({"post-RMSNorm", post_rms});
+  return v;
+}
+
+TEST(Forward, EveryArchitectureMatchesEigenInDoubleAndMpfr) {
+  set_reference_bits(128);
+  for (const Arch& a : architectures()) {
+    const Weights<double> w = make_weights(a.cfg, 7);
+    const ModelInput<double> in = make_input(a.cfg, 7);
+    const std::vector<Mat> want = test::forward(a.cfg, w, in);
+    NativeBackend<double> be;
+    std::vector<Mat> got;
+    forward(be, a.cfg, w, in, TapSink<double>([&](int, Tap t, const Matrix<double>& m) {
+              if (t == Tap::block) got.push_back(test::to_eigen(m));
+            }));
+    MpfrBackend mp;
+    std::vector<Mat> got_mpfr;
+    forward(mp, a.cfg, convert_weights<Real>(w), convert_input<Real>(in), TapSink<Real>([&](int, Tap t, const Matrix<Real>& m) {
+              if (t != Tap::block) return;
+              Mat d(m.rows, m.cols);
+              for (int i = 0; i < m.rows; ++i)
+                for (int j = 0; j < m.cols; ++j) d(i, j) = m(i, j).convert_to<double>();
+              got_mpfr.push_back(d);
+            }));
+    ASSERT_EQ(got.size(), want.size()) << a.name;
+    for (std::size_t l = 0; l < want.size(); ++l) {
+      EXPECT_LT(test::rel_diff(got[l], want[l]), 1e-13) << a.name << " layer " << l;
+      EXPECT_LT(test::rel_diff(got_mpfr[l], want[l]), 1e-13) << a.name << " layer " << l << " (MPFR)";
+    }
+  }
+}
+
+// A tiny model (2 blocks, width 8) by hand-checkable facts: with zero attention and FFN weights the blocks are the
+// identity (pre-LN), and with one head of width d and V = I the attention of a single token is W_O applied to its
+// normalised input.
+TEST(Forward, TinyModelIdentityCases) {
+  ModelConfig c = load_model_config(std::string(LPSIM_SOURCE_DIR) + "/models/tiny.toml");
+  Weights<double> w = make_weights(c, 1);
+  const ModelInput<double> in = make_input(c, 1);
+  for (auto& l : w.layers) {
+    std::fill(l.wo.data.begin(), l.wo.data.end(), 0.0), std::fill(l.w2.data.begin(), l.w2.data.end(), 0.0);
+    std::fill(l.bo.begin(), l.bo.end(), 0.0), std::fill(l.b2.begin(), l.b2.end(), 0.0);
+  }
+  NativeBackend<double> be;
+  const Matrix<double> out = forward(be, c, w, in);
+  EXPECT_EQ(out.data, in.x.data);
+
+  c.tokens = 1, c.heads = 1;
+  Weights<double> v = make_weights(c, 2);
+  const ModelInput<double> one = make_input(c, 2);
+  auto& l = v.layers[0];
+  std::fill(l.wv.data.begin(), l.wv.data.end(), 0.0);
+  for (int i = 0; i < c.width; ++i) l.wv(i, i) = 1.0;
+  std::fill(l.bv.begin(), l.bv.end(), 0.0);
+  const Matrix<double> h = layers::norm(be, c.norm, one.x, l.norm1, c.norm_eps);
+  const Matrix<double> a = layers::attention(be, c, l, h);  // softmax of one score is 1: output = h W_O + b_O
+  for (int j = 0; j < c.width; ++j) {
+    double want = l.bo[j];
+    for (int i = 0; i < c.width; ++i) want += h(0, i) * l.wo(i, j);
+    EXPECT_NEAR(a(0, j), want, 1e-14);
+  }
+}
+
+}  // namespace
+}  // namespace lpsim
