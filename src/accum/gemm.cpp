@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 #include <fmt/format.h>
+
+#include <cmath>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -140,11 +142,41 @@ void gemm(const AccumPolicy& p, int m, int n, int k, std::span<const float> a, s
   round_output(p, k, c, o.sr);
 }
 
+namespace {
+
+// The binary32 reduction of a CUDA kernel's loop (input and accumulator fp32, sequential, RNE, output fp32): in
+// float arithmetic directly, s = a0*b0, then s = fma(a_t, b_t, s) or s = s + a_t*b_t.
+bool is_float_loop(const AccumPolicy& p) {
+  return p.input.spec == formats::fp32 && p.acc && p.acc->spec == formats::fp32 && p.output.spec == formats::fp32 &&
+         !p.product && p.order == Order::sequential && p.tc.k == 0 && p.acc_rounding == Rounding::nearest_even &&
+         p.output_rounding == Rounding::nearest_even;
+}
+
+double float_loop_dot(const AccumPolicy& p, std::span<const double> a, std::span<const double> b) {
+  if (a.empty()) return 0;
+  float s = float(a[0]) * float(b[0]);
+  if (p.fma)
+    for (std::size_t t = 1; t < a.size(); ++t) s = std::fma(float(a[t]), float(b[t]), s);
+  else
+    for (std::size_t t = 1; t < a.size(); ++t) s = s + float(a[t]) * float(b[t]);
+  return s;
+}
+
+}  // namespace
+
 double dot(const AccumPolicy& p, std::span<const double> a, std::span<const double> b, const GemmOptions& o) {
   if (a.size() != b.size())
     throw std::invalid_argument(fmt::format("dot: the vectors have {} and {} elements", a.size(), b.size()));
+  const int k = int(a.size());
+  // One dot product is too small for packing and threads: the scalar loop or the portable exact kernel directly.
+  if (o.isa != Isa::avx512 && (is_float_loop(p) || accum::generic_supports(p))) {
+    if (std::string bad = validate(p); !bad.empty()) throw PolicyError(bad);
+    if (o.check_inputs) check_operands(p, 'A', k, a), check_operands(p, 'B', 1, b);
+    if (is_float_loop(p) && o.isa == Isa::best) return float_loop_dot(p, a, b);
+    return accum::generic_dot(accum::make_generic_plan(p), a.data(), b.data(), k, SrSlots(o.sr, 0, k));
+  }
   double c = 0;
-  gemm(p, 1, 1, int(a.size()), a, b, std::span<double>(&c, 1), o);
+  gemm(p, 1, 1, k, a, b, std::span<double>(&c, 1), o);
   return c;
 }
 

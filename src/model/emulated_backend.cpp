@@ -40,7 +40,7 @@ EmulatedBackend::Rounder EmulatedBackend::make_rounder(const Format& f, Rounding
   Fast fast = Fast::general;
   if (mode == Rounding::nearest_even && f.spec == formats::fp64) fast = Fast::identity;
   if (mode == Rounding::nearest_even && f.spec == formats::fp32) fast = Fast::to_float;  // the cast is RNE
-  return {f.spec, mode, fast};
+  return {f.spec, mode, fast, f.spec.max_finite()};
 }
 
 EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_(std::move(plan)), seed_(seed) {
@@ -60,31 +60,44 @@ double EmulatedBackend::round_one(const Rounder& r, double v) {
       y = round_to(v, r.spec, r.mode, r.mode == Rounding::stochastic ? random_bits(seed_, compute_stream, sr_index_++) : 0);
   }
   if (std::isfinite(v) && !std::isfinite(y)) ++events_.overflows;
-  else if (std::isfinite(v) && std::fabs(v) > r.spec.max_finite() && r.spec.overflow == Overflow::saturate)
+  else if (std::isfinite(v) && std::fabs(v) > r.max && r.spec.overflow == Overflow::saturate)
     ++events_.saturations;
   return y;
 }
 
 void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
   if (r.fast == Fast::identity) return;
-  // Values beyond the range are rare: remember them and classify after rounding.
-  const double max = r.spec.max_finite();
+  // One pass: values beyond the range (rare) are remembered and classified after rounding, and the values are
+  // copied to float where each one is a float (then the float kernels, several times faster, give the same bits).
+  const double max = r.max;
   std::vector<std::size_t> beyond;
-  for (std::size_t i = 0; i < v.size(); ++i)
-    if (std::isfinite(v[i]) && std::fabs(v[i]) > max) beyond.push_back(i);
+  const bool try_float = r.fast == Fast::general && fits_float(r.spec);
+  bool all_float = try_float;
+  if (try_float) float_scratch_.resize(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const double x = v[i];
+    if (std::fabs(x) > max && std::isfinite(x)) [[unlikely]] beyond.push_back(i);
+    if (try_float) {
+      const float f = static_cast<float>(x);
+      float_scratch_[i] = f;
+      all_float &= double(f) == x || x != x;
+    }
+  }
+  const StochasticStream stream{seed_, store_stream, sr_index_};
   if (r.fast == Fast::to_float) {
     for (double& x : v) x = static_cast<double>(static_cast<float>(x));
+  } else if (all_float) {
+    round_array(float_scratch_, float_scratch_, r.spec, r.mode, stream);
+    std::copy(float_scratch_.begin(), float_scratch_.end(), v.begin());
   } else {
-    round_array(v, v, r.spec, r.mode, StochasticStream{seed_, store_stream, sr_index_});
-    if (r.mode == Rounding::stochastic) sr_index_ += v.size();
+    round_array(v, v, r.spec, r.mode, stream);
   }
+  if (r.fast == Fast::general && r.mode == Rounding::stochastic) sr_index_ += v.size();
   for (std::size_t i : beyond) {
     if (!std::isfinite(v[i])) ++events_.overflows;
     else if (r.spec.overflow == Overflow::saturate) ++events_.saturations;
   }
 }
-
-double EmulatedBackend::compute(Op op, double v) { return round_one(compute_[static_cast<int>(op)], v); }
 
 void EmulatedBackend::store(Op op, Matrix<double>& m) { round_all(out_[static_cast<int>(op)], m.data); }
 
@@ -107,38 +120,92 @@ double EmulatedBackend::dot(Op op, std::span<const double> x, std::span<const do
   return lpsim::dot(policy, scratch_a_, scratch_b_, options);
 }
 
+EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m) {
+  const OpPrecision& p = plan_[op];
+  const FormatSpec& in = p.gemm->input.spec;
+  Operand o;
+  const std::span<const double> values = m.data;
+  o.scale = p.scaling ? pow2_scale(values, in) : 1.0;
+  // Operands are converted on entry (autocast casts activations and weights; a cast rounds to nearest even). In
+  // float when every scaled value already is a float (then float -> format is the same single rounding).
+  const Rounder r = make_rounder(p.gemm->input, Rounding::nearest_even);
+  bool as_float = fits_float(in) && fits_float(p.compute.spec) && fits_float(p.out.spec);
+  long beyond = 0;
+  if (as_float) {
+    o.f.resize(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const double x = values[i] * o.scale;
+      const float f = static_cast<float>(x);
+      o.f[i] = f;
+      as_float &= double(f) == x || x != x;
+      beyond += std::fabs(x) > r.max && std::isfinite(x);
+    }
+  }
+  if (as_float) {
+    if (r.fast == Fast::general) round_array(o.f, o.f, in, Rounding::nearest_even);
+    bool finite = true;
+    long now_infinite = 0;
+    for (float v : o.f) {
+      const bool fin = std::isfinite(v);
+      finite &= fin;
+      now_infinite += !fin;
+    }
+    o.finite = finite;
+    if (beyond) {  // the values that left the range became Inf/NaN or were clamped (inputs were finite floats)
+      const long overflowed = std::min(beyond, now_infinite);
+      events_.overflows += overflowed;
+      if (in.overflow == Overflow::saturate) events_.saturations += beyond - overflowed;
+    }
+  } else {
+    o.f.clear();
+    o.d.resize(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) o.d[i] = values[i] * o.scale;
+    round_all(r, o.d);
+    o.finite = all_finite(o.d);
+  }
+  return o;
+}
+
+const EmulatedBackend::Operand& EmulatedBackend::weight(Op op, const Matrix<double>& w) {
+  const auto key = std::make_tuple(w.data.data(), w.data.size(), static_cast<int>(op));
+  auto it = weights_.find(key);
+  if (it == weights_.end()) it = weights_.emplace(key, prepare(op, w)).first;
+  return it->second;
+}
+
 Matrix<double> EmulatedBackend::gemm(Op op, const Matrix<double>& a, const Matrix<double>& b,
                                      const std::vector<double>* bias) {
+  return product(op, a.rows, b.cols, a.cols, prepare(op, a), prepare(op, b), bias);
+}
+
+Matrix<double> EmulatedBackend::linear(Op op, const Matrix<double>& x, const Matrix<double>& w,
+                                       const std::vector<double>* bias) {
+  return product(op, x.rows, w.cols, x.cols, prepare(op, x), weight(op, w), bias);
+}
+
+Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operand& a, const Operand& b,
+                                        const std::vector<double>* bias) {
   const OpPrecision& p = plan_[op];
   AccumPolicy policy = *p.gemm;
-  Matrix<double> qa = a, qb = b;
-  double unscale = 1;
-  if (p.scaling) {
-    const double sa = pow2_scale(qa.data, policy.input.spec), sb = pow2_scale(qb.data, policy.input.spec);
-    for (double& v : qa.data) v *= sa;
-    for (double& v : qb.data) v *= sb;
-    unscale = 1 / (sa * sb);
-  }
-  // Operands are converted on entry (autocast casts activations and weights; a cast rounds to nearest even).
-  const Rounder in = make_rounder(policy.input, Rounding::nearest_even);
-  round_all(in, qa.data);
-  round_all(in, qb.data);
-  const bool epilogue = bias || p.scaling;
+  const double unscale = 1 / (a.scale * b.scale);
+  const bool epilogue = bias || unscale != 1;
   policy.output = epilogue ? p.compute : p.out;
   policy.output_rounding = epilogue ? Rounding::nearest_even : p.rounding;
   GemmOptions options;
   options.check_inputs = false;
   options.sr = {seed_, gemm_stream ^ (gemm_calls_++ << 16), 0};
-  Matrix<double> c(a.rows, b.cols);
-  if (fits_float(policy.input.spec) && fits_float(policy.output.spec)) {
-    std::vector<float> fa(qa.data.begin(), qa.data.end()), fb(qb.data.begin(), qb.data.end()), fc(c.size());
-    lpsim::gemm(policy, a.rows, b.cols, a.cols, fa, fb, fc, options);
+  Matrix<double> c(m, n);
+  const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
+  if (both_float && fits_float(policy.output.spec)) {
+    std::vector<float> fc(c.size());
+    lpsim::gemm(policy, m, n, k, a.f, b.f, fc, options);
     std::copy(fc.begin(), fc.end(), c.data.begin());
   } else {
-    lpsim::gemm(policy, a.rows, b.cols, a.cols, qa.data, qb.data, c.data, options);
+    auto as_double = [](const Operand& o) { return o.f.empty() ? o.d : std::vector<double>(o.f.begin(), o.f.end()); };
+    lpsim::gemm(policy, m, n, k, as_double(a), as_double(b), c.data, options);
   }
   if (!epilogue) {
-    if (all_finite(qa.data) && all_finite(qb.data))
+    if (a.finite && b.finite)
       events_.overflows += std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); });
     return c;
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lpsim/accum/dot_reference.hpp"
+#include "lpsim/accum/gemm.hpp"
 #include "lpsim/format/lp.hpp"
 #include "lpsim/format/round_scalar.hpp"
 #include "support/mpfr_oracle.hpp"
@@ -125,6 +126,33 @@ TEST(DotReference, AgreesWithNumberType) {
   agrees_with_lp<formats::fp32, Rounding::upward>("in=fp16,acc=fp32,round=ru,out=fp32", true);
   agrees_with_lp<formats::e4m3, Rounding::nearest_even>("in=e4m3,acc=e4m3,nofma", false);
   agrees_with_lp<formats::tf32, Rounding::to_odd>("in=fp16,acc=tf32,round=odd", true);
+}
+
+}  // namespace
+}  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// dot() takes direct paths for single dot products (a float loop for binary32 reductions, the portable exact
+// kernel otherwise): both must give the reference's bits, on cancellation-heavy and overflowing operands.
+TEST(DotDirect, MatchesReferenceForReductionPolicies) {
+  std::mt19937_64 gen(17);
+  std::lognormal_distribution<double> mag(0.0, 3.0);
+  for (const char* text : {"in=fp32,acc=fp32,out=fp32", "in=fp32,acc=fp32,out=fp32,nofma", "in=fp16,acc=fp16",
+                           "in=bf16,acc=fp32,out=bf16", "in=fp32,acc=fp32,out=fp32,order=pairwise"}) {
+    const AccumPolicy p = parse_policy(text);
+    for (int k : {1, 2, 7, 64, 300}) {
+      std::vector<double> a(k), b(k);
+      for (int i = 0; i < k; ++i) {
+        a[i] = round_to((i % 2 ? -1 : 1) * mag(gen), p.input.spec, Rounding::nearest_even);
+        b[i] = round_to(mag(gen), p.input.spec, Rounding::nearest_even);
+      }
+      const double want = reference_dot(p, a, b);
+      const double got = dot(p, a, b);
+      EXPECT_TRUE(got == want || (got != got && want != want)) << text << " k=" << k << ": " << got << " vs " << want;
+    }
+  }
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 // The forward under a precision plan: values held exactly in doubles, every rounding the plan says done by the
 // format layer, every GEMM and reduction by the accumulation layer (plan.hpp has the semantics). Overflows to
 // Inf/NaN and saturations are counted, never thrown.
+#include <cmath>
 #include <cstdint>
+#include <map>
+#include <tuple>
 #include <span>
 #include <vector>
 
@@ -24,9 +27,21 @@ class EmulatedBackend {
   explicit EmulatedBackend(PrecisionPlan plan, std::uint64_t seed = 0);
 
   Matrix<double> gemm(Op op, const Matrix<double>& a, const Matrix<double>& b, const std::vector<double>* bias);
+  // A weight is rounded (and scaled) once per backend and operation class and cached by its address: use a new
+  // backend for new weights.
+  Matrix<double> linear(Op op, const Matrix<double>& x, const Matrix<double>& w, const std::vector<double>* bias);
   double sum(Op op, std::span<const double> x);
   double dot(Op op, std::span<const double> x, std::span<const double> y);
-  double compute(Op op, double v);
+  double compute(Op op, double v) {  // inline: called for every elementwise step
+    const Rounder& r = compute_[static_cast<int>(op)];
+    if (r.fast == Fast::identity) return v;
+    if (r.fast == Fast::to_float) {
+      const double y = static_cast<double>(static_cast<float>(v));
+      if (std::isinf(y) && !std::isinf(v)) [[unlikely]] ++events_.overflows;
+      return y;
+    }
+    return round_one(r, v);
+  }
   void store(Op op, Matrix<double>& m);
   void set_layer(int layer) { layer_ = layer; }
 
@@ -39,8 +54,19 @@ class EmulatedBackend {
     FormatSpec spec;
     Rounding mode;
     Fast fast;
+    double max;  // largest finite number of the format
+  };
+  // A GEMM operand scaled and rounded to the input format, in float when its values are floats.
+  struct Operand {
+    std::vector<float> f;
+    std::vector<double> d;
+    double scale = 1;
+    bool finite = true;
   };
   static Rounder make_rounder(const Format& f, Rounding mode);
+  Operand prepare(Op op, const Matrix<double>& m);
+  const Operand& weight(Op op, const Matrix<double>& w);
+  Matrix<double> product(Op op, int m, int n, int k, const Operand& a, const Operand& b, const std::vector<double>* bias);
   double round_one(const Rounder& r, double v);
   void round_all(const Rounder& r, std::span<double> v);
 
@@ -52,6 +78,8 @@ class EmulatedBackend {
   RangeEvents events_;
   Rounder compute_[op_count], out_[op_count];
   std::vector<double> scratch_a_, scratch_b_, ones_;
+  std::vector<float> float_scratch_;
+  std::map<std::tuple<const double*, std::size_t, int>, Operand> weights_;
 };
 
 }  // namespace lpsim

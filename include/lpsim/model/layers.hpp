@@ -1,7 +1,8 @@
 #pragma once
 // The layers of the forward, written once for every backend (emulated, float, double, MPFR, dual numbers).
 // A backend supplies what depends on precision (backend.hpp says what each hook means):
-//   gemm(op, A, B, bias*)  A B (+ bias) under the op's accumulation policy, result stored
+//   gemm(op, A, B, bias*)  A B (+ bias) under the op's accumulation policy, result stored (two activations)
+//   linear(op, X, W, bias*) the same with W a weight that lives as long as the backend (it may cache W rounded)
 //   sum(op, x), dot(op, x, y)  reductions under the op's reduction policy
 //   compute(op, v)          one elementwise step rounded to the op's compute precision
 //   store(op, M)            the op's result rounded to its storage format
@@ -114,9 +115,9 @@ Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
 template <class B, class T>
 Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
   auto bias = [](const std::vector<T>& b) { return b.empty() ? nullptr : &b; };
-  const Matrix<T> q = be.gemm(Op::qkv, h, w.wq, bias(w.bq));
-  const Matrix<T> k = be.gemm(Op::qkv, h, w.wk, bias(w.bk));
-  const Matrix<T> v = be.gemm(Op::qkv, h, w.wv, bias(w.bv));
+  const Matrix<T> q = be.linear(Op::qkv, h, w.wq, bias(w.bq));
+  const Matrix<T> k = be.linear(Op::qkv, h, w.wk, bias(w.bk));
+  const Matrix<T> v = be.linear(Op::qkv, h, w.wv, bias(w.bv));
   const int dh = cfg.head_width();
   Matrix<T> heads(h.rows, cfg.width);
   for (int head = 0; head < cfg.heads; ++head) {
@@ -125,15 +126,15 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, con
     const Matrix<T> p = softmax(be, s, cfg.causal);
     set_columns(heads, head * dh, be.gemm(Op::pv, p, columns(v, head * dh, dh), nullptr));
   }
-  return be.gemm(Op::out_proj, heads, w.wo, bias(w.bo));
+  return be.linear(Op::out_proj, heads, w.wo, bias(w.bo));
 }
 
 // Two-layer perceptron: act(H W1 + b1) W2 + b2.
 template <class B, class T>
 Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
-  Matrix<T> u = be.gemm(Op::ffn_up, h, w.w1, w.b1.empty() ? nullptr : &w.b1);
+  Matrix<T> u = be.linear(Op::ffn_up, h, w.w1, w.b1.empty() ? nullptr : &w.b1);
   activate(be, cfg.activation, u);
-  return be.gemm(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
+  return be.linear(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
 }
 
 // The residual stream entering block 0: the input itself, [class token; patches W + b] + positions, or token
@@ -147,7 +148,7 @@ Matrix<T> embed(B& be, const ModelConfig& cfg, const Weights<T>& w, const ModelI
     return x;
   }
   if (cfg.embedding == Embedding::patch) {
-    const Matrix<T> e = be.gemm(Op::embed, in.x, w.patch_w, w.patch_b.empty() ? nullptr : &w.patch_b);
+    const Matrix<T> e = be.linear(Op::embed, in.x, w.patch_w, w.patch_b.empty() ? nullptr : &w.patch_b);
     const int first = cfg.class_token ? 1 : 0;
     if (cfg.class_token)
       for (int j = 0; j < cfg.width; ++j) x(0, j) = be.compute(Op::residual, T(w.cls[j] + w.pos(0, j)));

@@ -36,6 +36,9 @@ class NativeBackend {
         for (int j = 0; j < c.cols; ++j) c(i, j) = c(i, j) + (*bias)[j];
     return c;
   }
+  Matrix<T> linear(Op op, const Matrix<T>& x, const Matrix<T>& w, const std::vector<T>* bias) {
+    return gemm(op, x, w, bias);
+  }
   T sum(Op, std::span<const T> x) {
     T s(0);
     for (const T& v : x) s = s + v;

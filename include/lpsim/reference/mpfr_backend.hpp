@@ -22,6 +22,9 @@ class MpfrBackend {
  public:
   using Scalar = Real;
   Matrix<Real> gemm(Op op, const Matrix<Real>& a, const Matrix<Real>& b, const std::vector<Real>* bias);
+  Matrix<Real> linear(Op op, const Matrix<Real>& x, const Matrix<Real>& w, const std::vector<Real>* bias) {
+    return gemm(op, x, w, bias);
+  }
   Real sum(Op, std::span<const Real> x);
   Real dot(Op, std::span<const Real> x, std::span<const Real> y);
   Real compute(Op, const Real& v) { return v; }
