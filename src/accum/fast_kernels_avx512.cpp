@@ -128,7 +128,7 @@ const Packed& pack_a(const float* a, int m, int k) {
   const int panels = (m + MR - 1) / MR;
   Packed& p = workspace(0);
   p.reset(size_t(panels) * k * MR, panels);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (size_t(m) * k > (1u << 16))
   for (int ip = 0; ip < panels; ++ip)
     for (int r = 0; r < MR && ip * MR + r < m; ++r)
       for (int t = 0; t < k; ++t) {
@@ -143,14 +143,22 @@ const Packed& pack_b(const float* b, int k, int n) {
   const int panels = (n + nr - 1) / nr;
   Packed& p = workspace(1);
   p.reset(size_t(panels) * k * nr, panels);
-#pragma omp parallel for schedule(static)
-  for (int jp = 0; jp < panels; ++jp)
-    for (int t = 0; t < k; ++t)
-      for (int c = 0; c < nr && jp * nr + c < n; ++c) {
-        const float x = b[size_t(t) * n + jp * nr + c];
-        p.data[(size_t(jp) * k + t) * nr + c] = x;
-        if (!std::isfinite(x)) p.non_finite[jp] = 1;
+  // Rows of a panel are contiguous in B: copy them whole (vectorised, no branch per element); small products stay
+  // on the calling thread, where a parallel region would cost more than the copy.
+#pragma omp parallel for schedule(static) if (size_t(k) * n > (1u << 16))
+  for (int jp = 0; jp < panels; ++jp) {
+    const int cols = std::min(nr, n - jp * nr);
+    bool finite = true;
+    for (int t = 0; t < k; ++t) {
+      const float* src = b + size_t(t) * n + size_t(jp) * nr;
+      float* dst = p.data.data() + (size_t(jp) * k + t) * nr;
+      for (int c = 0; c < cols; ++c) {
+        dst[c] = src[c];
+        finite &= std::isfinite(src[c]);
       }
+    }
+    if (!finite) p.non_finite[jp] = 1;
+  }
   return p;
 }
 
@@ -182,9 +190,10 @@ void for_tiles(int m_panels, int n_panels, Body body) {
 // ---- the scalar-step kernels (binary32 and narrower accumulators) ----
 
 template <int MR, class Step>
-[[gnu::always_inline]] inline void run_chunk(const float* ap, const float* bp, int first, int end, __m512 (&s)[MR][2]) {
+[[gnu::always_inline]] inline void run_chunk(const float* ap, const float* bp, std::size_t ldb, int first, int end,
+                                            __m512 (&s)[MR][2]) {
   {
-    const __m512 b0 = _mm512_loadu_ps(bp + size_t(first) * nr), b1 = _mm512_loadu_ps(bp + size_t(first) * nr + 16);
+    const __m512 b0 = _mm512_loadu_ps(bp + size_t(first) * ldb), b1 = _mm512_loadu_ps(bp + size_t(first) * ldb + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 a = _mm512_set1_ps(ap[size_t(first) * MR + r]);
@@ -193,7 +202,7 @@ template <int MR, class Step>
     }
   }
   for (int t = first + 1; t < end; ++t) {
-    const __m512 b0 = _mm512_loadu_ps(bp + size_t(t) * nr), b1 = _mm512_loadu_ps(bp + size_t(t) * nr + 16);
+    const __m512 b0 = _mm512_loadu_ps(bp + size_t(t) * ldb), b1 = _mm512_loadu_ps(bp + size_t(t) * ldb + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 a = _mm512_set1_ps(ap[size_t(t) * MR + r]);
@@ -205,15 +214,20 @@ template <int MR, class Step>
 
 template <int MR, class Step>
 void step_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const float* b, float* c) {
-  const Packed &ap = pack_a<MR>(a, m, k), &bp = pack_b(b, k, n);
+  // When whole 32-column panels tile B, its rows are read in place (row stride n): packing B would copy it once
+  // per product, which costs more than the product itself for the small matrices of a transformer layer.
+  const bool direct = n % nr == 0;
+  const Packed& ap = pack_a<MR>(a, m, k);
+  const Packed* bp = direct ? nullptr : &pack_b(b, k, n);
+  const std::size_t ldb = direct ? std::size_t(n) : std::size_t(nr);
   const int len = p.chunk_length(k);
   for_tiles((m + MR - 1) / MR, (n + nr - 1) / nr, [&](int ip, int jp) {
     const float* at = ap.data.data() + size_t(ip) * k * MR;
-    const float* bt = bp.data.data() + size_t(jp) * k * nr;
+    const float* bt = direct ? b + size_t(jp) * nr : bp->data.data() + size_t(jp) * k * nr;
     __m512 total[MR][2], part[MR][2];
-    run_chunk<MR, Step>(at, bt, 0, std::min(k, len), total);
+    run_chunk<MR, Step>(at, bt, ldb, 0, std::min(k, len), total);
     for (int first = len; first < k; first += len) {
-      run_chunk<MR, Step>(at, bt, first, std::min(k, first + len), part);
+      run_chunk<MR, Step>(at, bt, ldb, first, std::min(k, first + len), part);
       for (int r = 0; r < MR; ++r)
         for (int h = 0; h < 2; ++h) total[r][h] = Step::combine(total[r][h], part[r][h]);
     }

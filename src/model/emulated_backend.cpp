@@ -67,32 +67,36 @@ double EmulatedBackend::round_one(const Rounder& r, double v) {
 
 void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
   if (r.fast == Fast::identity) return;
-  // One pass: values beyond the range (rare) are remembered and classified after rounding, and the values are
-  // copied to float where each one is a float (then the float kernels, several times faster, give the same bits).
-  const double max = r.max;
+  // Values beyond the range are rare: a vectorised scan for the largest finite magnitude decides whether to look
+  // for them (and classify them after rounding).
+  double largest = 0;
+  for (double x : v) largest = std::max(largest, std::isfinite(x) ? std::fabs(x) : 0.0);
   std::vector<std::size_t> beyond;
-  const bool try_float = r.fast == Fast::general && fits_float(r.spec);
-  bool all_float = try_float;
-  if (try_float) float_scratch_.resize(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    const double x = v[i];
-    if (std::fabs(x) > max && std::isfinite(x)) [[unlikely]] beyond.push_back(i);
-    if (try_float) {
-      const float f = static_cast<float>(x);
-      float_scratch_[i] = f;
-      all_float &= double(f) == x || x != x;
-    }
-  }
+  if (largest > r.max)
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (std::isfinite(v[i]) && std::fabs(v[i]) > r.max) beyond.push_back(i);
   const StochasticStream stream{seed_, store_stream, sr_index_};
   if (r.fast == Fast::to_float) {
     for (double& x : v) x = static_cast<double>(static_cast<float>(x));
-  } else if (all_float) {
-    round_array(float_scratch_, float_scratch_, r.spec, r.mode, stream);
-    std::copy(float_scratch_.begin(), float_scratch_.end(), v.begin());
   } else {
-    round_array(v, v, r.spec, r.mode, stream);
+    // Where every value is a float (the usual case) the float kernels, several times faster, give the same bits.
+    bool all_float = fits_float(r.spec);
+    if (all_float) {
+      float_scratch_.resize(v.size());
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        const float f = static_cast<float>(v[i]);
+        float_scratch_[i] = f;
+        all_float &= double(f) == v[i] || v[i] != v[i];
+      }
+    }
+    if (all_float) {
+      round_array(float_scratch_, float_scratch_, r.spec, r.mode, stream);
+      std::copy(float_scratch_.begin(), float_scratch_.end(), v.begin());
+    } else {
+      round_array(v, v, r.spec, r.mode, stream);
+    }
+    if (r.mode == Rounding::stochastic) sr_index_ += v.size();
   }
-  if (r.fast == Fast::general && r.mode == Rounding::stochastic) sr_index_ += v.size();
   for (std::size_t i : beyond) {
     if (!std::isfinite(v[i])) ++events_.overflows;
     else if (r.spec.overflow == Overflow::saturate) ++events_.saturations;
