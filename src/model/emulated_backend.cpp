@@ -67,40 +67,48 @@ double EmulatedBackend::round_one(const Rounder& r, double v) {
 
 void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
   if (r.fast == Fast::identity) return;
-  // Values beyond the range are rare: a vectorised scan for the largest finite magnitude decides whether to look
-  // for them (and classify them after rounding).
-  double largest = 0;
-  for (double x : v) largest = std::max(largest, std::isfinite(x) ? std::fabs(x) : 0.0);
-  std::vector<std::size_t> beyond;
-  if (largest > r.max)
+  // Range events are counted in the same (vectorised) passes: a finite value that became Inf/NaN overflowed; one
+  // beyond the largest finite number that stayed finite was clamped by a saturating format.
+  const bool saturating = r.spec.overflow == Overflow::saturate;
+  long overflows = 0, saturations = 0;
+  if (r.fast == Fast::to_float) {
+    for (double& x : v) {
+      const double y = static_cast<double>(static_cast<float>(x));
+      overflows += std::isinf(y) && !std::isinf(x);
+      x = y;
+    }
+    events_.overflows += overflows;
+    return;
+  }
+  // Where every value is a float (the usual case) the float kernels, several times faster, give the same bits.
+  bool all_float = fits_float(r.spec);
+  if (all_float) {
+    float_scratch_.resize(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const float f = static_cast<float>(v[i]);
+      float_scratch_[i] = f;
+      all_float &= double(f) == v[i] || v[i] != v[i];
+    }
+  }
+  const StochasticStream stream{seed_, store_stream, sr_index_};
+  if (all_float) {
+    round_array(float_scratch_, float_scratch_, r.spec, r.mode, stream);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const double x = v[i], y = float_scratch_[i];
+      overflows += std::isfinite(x) && !std::isfinite(y);
+      saturations += saturating && std::isfinite(y) && std::fabs(x) > r.max;
+      v[i] = y;
+    }
+  } else {
+    std::vector<std::size_t> beyond;
     for (std::size_t i = 0; i < v.size(); ++i)
       if (std::isfinite(v[i]) && std::fabs(v[i]) > r.max) beyond.push_back(i);
-  const StochasticStream stream{seed_, store_stream, sr_index_};
-  if (r.fast == Fast::to_float) {
-    for (double& x : v) x = static_cast<double>(static_cast<float>(x));
-  } else {
-    // Where every value is a float (the usual case) the float kernels, several times faster, give the same bits.
-    bool all_float = fits_float(r.spec);
-    if (all_float) {
-      float_scratch_.resize(v.size());
-      for (std::size_t i = 0; i < v.size(); ++i) {
-        const float f = static_cast<float>(v[i]);
-        float_scratch_[i] = f;
-        all_float &= double(f) == v[i] || v[i] != v[i];
-      }
-    }
-    if (all_float) {
-      round_array(float_scratch_, float_scratch_, r.spec, r.mode, stream);
-      std::copy(float_scratch_.begin(), float_scratch_.end(), v.begin());
-    } else {
-      round_array(v, v, r.spec, r.mode, stream);
-    }
-    if (r.mode == Rounding::stochastic) sr_index_ += v.size();
+    round_array(v, v, r.spec, r.mode, stream);
+    for (std::size_t i : beyond) std::isfinite(v[i]) ? saturations += saturating : ++overflows;
   }
-  for (std::size_t i : beyond) {
-    if (!std::isfinite(v[i])) ++events_.overflows;
-    else if (r.spec.overflow == Overflow::saturate) ++events_.saturations;
-  }
+  if (r.mode == Rounding::stochastic) sr_index_ += v.size();
+  events_.overflows += overflows;
+  events_.saturations += saturations;
 }
 
 void EmulatedBackend::store(Op op, Matrix<double>& m) { round_all(out_[static_cast<int>(op)], m.data); }
