@@ -95,6 +95,7 @@ std::vector<Arch> architectures() {
   v.push_back({"ViT with patches and class token", vit});
   ModelConfig post_rms = small("encoder", NormKind::rmsnorm, NormPosition::post, Activation::gelu_tanh, false);
   v.push_back({"post-RMSNorm", post_rms});
+  v.push_back({"models/tiny.toml (2 blocks, width 8)", load_model_config(std::string(LPSIM_SOURCE_DIR) + "/models/tiny.toml")});
   return v;
 }
 
