@@ -8,4 +8,6 @@ void add_round_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_dot_command(CLI::App& app);
 void add_run_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
+void add_stats_command(CLI::App& app);
 }  // namespace lpsim::cli

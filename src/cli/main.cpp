@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   lpsim::cli::add_demo_command(app);
   lpsim::cli::add_dot_command(app);
   lpsim::cli::add_run_command(app);
+  lpsim::cli::add_sweep_command(app);
+  lpsim::cli::add_stats_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

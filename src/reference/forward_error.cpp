@@ -50,9 +50,14 @@ Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<T>& w, const Model
 }  // namespace
 
 Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
-  set_reference_bits(bits);
+  if (bits > 0) set_reference_bits(bits);
   MpfrBackend be;
   return run_taps(be, cfg, convert_weights<Real>(w), convert_input<Real>(in));
+}
+
+Taps<double> fp64_taps(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+  NativeBackend<double> native;
+  return run_taps(native, cfg, w, in);
 }
 
 Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const Weights<double>& w,
@@ -115,6 +120,31 @@ TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference)
 template TapError compare_tap<double>(const Matrix<double>&, const Matrix<double>&);
 template TapError compare_tap<Real>(const Matrix<double>&, const Matrix<Real>&);
 
+template <class R>
+std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emulated, const Taps<R>& reference,
+                                 const std::vector<RangeEvents>& events) {
+  std::vector<TapError> out;
+  RangeEvents previous;
+  for (int l = 0; l < cfg.depth; ++l)
+    for (int k = 0; k < 4; ++k) {
+      const std::size_t i = std::size_t(l) * 4 + k;
+      TapError t = compare_tap(emulated[i], reference[i]);
+      t.layer = l, t.tap = all_taps[k];
+      if (i < events.size()) {
+        t.overflows = events[i].overflows - previous.overflows;
+        t.saturations = events[i].saturations - previous.saturations;
+        previous = events[i];
+      }
+      out.push_back(t);
+    }
+  return out;
+}
+
+template std::vector<TapError> tap_errors<double>(const ModelConfig&, const Taps<double>&, const Taps<double>&,
+                                                  const std::vector<RangeEvents>&);
+template std::vector<TapError> tap_errors<Real>(const ModelConfig&, const Taps<double>&, const Taps<Real>&,
+                                                const std::vector<RangeEvents>&);
+
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o) {
   const Weights<double> w = make_weights(cfg, o.seed);
   const ModelInput<double> in = make_input(cfg, o.seed, o.batch);
@@ -129,23 +159,10 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
 
   ReferenceCheck& check = result.reference;
   check.kind = o.reference;
-  auto measure = [&](const auto& ref) {
-    RangeEvents previous;
-    for (int l = 0; l < cfg.depth; ++l)
-      for (int k = 0; k < 4; ++k) {
-        const std::size_t i = std::size_t(l) * 4 + k;
-        TapError t = compare_tap(emulated[i], ref[i]);
-        t.layer = l, t.tap = all_taps[k];
-        t.overflows = events[i].overflows - previous.overflows;
-        t.saturations = events[i].saturations - previous.saturations;
-        previous = events[i];
-        result.taps.push_back(t);
-      }
-  };
+  auto measure = [&](const auto& ref) { result.taps = tap_errors(cfg, emulated, ref, events); };
   if (o.reference == "fp64") {
     t0 = std::chrono::steady_clock::now();
-    NativeBackend<double> native;
-    const Taps<double> ref = run_taps(native, cfg, w, in);
+    const Taps<double> ref = fp64_taps(cfg, w, in);
     result.reference_seconds = seconds_since(t0);
     check.bits = 53;
     measure(ref);

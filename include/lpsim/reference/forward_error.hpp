@@ -57,10 +57,17 @@ struct StudyResult {
 // The taps of one forward (layer-major, in all_taps order), for callers that reuse one reference for many runs.
 template <class T>
 using Taps = std::vector<Matrix<T>>;
+// bits <= 0: at the current precision (set_reference_bits), which threads running references in parallel need.
 Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
 // events, when given, receives the backend's running RangeEvents at every tap.
 Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const Weights<double>& w,
                            const ModelInput<double>& in, std::vector<RangeEvents>* events = nullptr);
+
+Taps<double> fp64_taps(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
+// Per-tap errors of emulated taps against reference taps, with the range events between taps.
+template <class R>
+std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emulated, const Taps<R>& reference,
+                                 const std::vector<RangeEvents>& events);
 
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options);
 

@@ -1,0 +1,23 @@
+#pragma once
+// The regression table of a results CSV: y against x over all rows and within each value of a grouping column,
+// as printed by `lpsim stats` and written by sweeps as stats.csv.
+#include <string>
+
+#include "lpsim/stats/csv_table.hpp"
+#include "lpsim/stats/regression.hpp"
+
+namespace lpsim {
+
+struct RegressionRequest {
+  std::string x, y, group;  // group "" : all rows only
+  bool log_x = true, log_y = true;
+  int bootstrap = 2000;
+  std::uint64_t seed = 0;
+};
+
+// CSV text: group, n, pearson (+ 95% CI), spearman, r2, slope (+ CI), intercept, and the request.
+std::string regression_csv(const CsvTable& table, const RegressionRequest& request);
+// The same as an aligned table for the terminal.
+std::string regression_text(const CsvTable& table, const RegressionRequest& request);
+
+}  // namespace lpsim

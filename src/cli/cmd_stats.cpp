@@ -1,0 +1,32 @@
+// `lpsim stats CSV --x COL --y COL [--group COL]`: the papers' regression table from any results CSV.
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "lpsim/stats/regression_table.hpp"
+
+namespace lpsim::cli {
+
+void add_stats_command(CLI::App& app) {
+  auto q = std::make_shared<RegressionRequest>();
+  auto file = std::make_shared<std::string>();
+  auto linear_x = std::make_shared<bool>(false), linear_y = std::make_shared<bool>(false);
+  auto csv = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand("stats", "Pearson (on logs), Spearman, R^2, slope with bootstrap intervals");
+  cmd->add_option("file", *file, "results CSV (summary.csv of a sweep, or any)")->required();
+  cmd->add_option("--x", q->x, "predictor column")->required();
+  cmd->add_option("--y", q->y, "response column")->required();
+  cmd->add_option("--group", q->group, "also fit within each value of this column");
+  cmd->add_flag("--linear-x", *linear_x, "x as given instead of log10");
+  cmd->add_flag("--linear-y", *linear_y, "y as given instead of log10");
+  cmd->add_option("--bootstrap", q->bootstrap, "resamples for the intervals (default 2000)");
+  cmd->add_option("--seed", q->seed, "seed of the resampling");
+  cmd->add_flag("--csv", *csv, "print CSV instead of a table");
+  cmd->callback([=] {
+    RegressionRequest r = *q;
+    r.log_x = !*linear_x, r.log_y = !*linear_y;
+    const CsvTable t = read_csv(*file);
+    fmt::print("{}", *csv ? regression_csv(t, r) : regression_text(t, r));
+  });
+}
+
+}  // namespace lpsim::cli

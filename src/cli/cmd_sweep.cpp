@@ -1,0 +1,95 @@
+// `lpsim sweep FILE`: run a precision sweep (resumable, shardable), then its regression table and plot.
+// `lpsim merge FILE`: assemble the final files from the parts that sharded runs wrote.
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "cli/commands.hpp"
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/stats/regression_table.hpp"
+#include "lpsim/sweep/runner.hpp"
+#include "sweep/atomic_file.hpp"
+
+namespace lpsim::cli {
+
+namespace {
+
+struct SweepCli {
+  std::string file, results = "results", shard;
+  int threads = 0;
+  bool no_plot = false, quiet = false;
+};
+
+std::pair<int, int> parse_shard(const std::string& text) {
+  int i = -1, n = 0;
+  char slash = 0;
+  if (std::sscanf(text.c_str(), "%d%c%d", &i, &slash, &n) != 3 || slash != '/' || n < 1 || i < 0 || i >= n)
+    throw ConfigError(fmt::format("--shard '{}' must be i/N with 0 <= i < N", text));
+  return {i, n};
+}
+
+// stats.csv and the scatter plot of a finished sweep.
+void report(const SweepConfig& s, const std::string& dir, bool plot) {
+  const CsvTable summary = read_csv(dir + "/summary.csv");
+  RegressionRequest q{s.plot_x, s.plot_y, s.plot_color, s.log_x, s.log_y};
+  write_atomically(dir + "/stats.csv", regression_csv(summary, q));
+  fmt::print("{}", regression_text(summary, q));
+  if (!plot) return;
+  const std::string script = std::string(LPSIM_SOURCE_DIR) + "/scripts/plot_sweep.py";
+  const std::string command = fmt::format("/usr/bin/python3 '{}' '{}' --x '{}' --y '{}' --color '{}' --xscale {} --yscale {}",
+                                          script, dir, s.plot_x, s.plot_y, s.plot_color, s.log_x ? "log" : "linear",
+                                          s.log_y ? "log" : "linear");
+  if (std::system(command.c_str()) != 0)
+    fmt::print(stderr, "sweep: the plot was not made ({} failed); the CSV files are complete\n", command);
+}
+
+void run(const SweepCli& c) {
+  const SweepConfig s = load_sweep(c.file);
+  SweepOptions o;
+  o.results_root = c.results;
+  o.threads = c.threads;
+  o.progress = !c.quiet;
+  if (!c.shard.empty()) std::tie(o.shard, o.shards) = parse_shard(c.shard);
+  const SweepOutcome r = run_sweep(s, o);
+  fmt::print("sweep {}: {} units, {} run now, {} resumed from earlier runs{}\n", s.name, r.units, r.ran, r.skipped,
+             o.shards > 1 ? fmt::format(" (shard {}/{})", o.shard, o.shards) : "");
+  if (!r.complete) {
+    fmt::print("parts are in {}/parts; when every shard has run: lpsim merge {}\n", r.directory, c.file);
+    return;
+  }
+  report(s, r.directory, !c.no_plot);
+  fmt::print("wrote {}/taps.csv, summary.csv, stats.csv, manifest.json{}\n", r.directory,
+             c.no_plot ? "" : ", scatter.png, scatter.svg");
+}
+
+void merge(const SweepCli& c) {
+  const SweepConfig s = load_sweep(c.file);
+  const std::string dir = c.results + "/" + s.name;
+  assemble_sweep(s, expand(s), dir);
+  report(s, dir, !c.no_plot);
+  fmt::print("merged {}: taps.csv, summary.csv, stats.csv\n", dir);
+}
+
+}  // namespace
+
+void add_sweep_command(CLI::App& app) {
+  auto c = std::make_shared<SweepCli>();
+  CLI::App* cmd = app.add_subcommand("sweep", "run a precision sweep from a file in sweeps/ (resumes where it stopped)");
+  cmd->add_option("file", c->file, "sweep file (sweeps/*.toml)")->required();
+  cmd->add_option("--results", c->results, "results root (default results/)");
+  cmd->add_option("--shard", c->shard, "run one slice i/N of the units (then lpsim merge)");
+  cmd->add_option("--threads", c->threads, "OpenMP threads (results do not depend on it)");
+  cmd->add_flag("--no-plot", c->no_plot, "skip the matplotlib plot");
+  cmd->add_flag("--quiet", c->quiet, "no progress output");
+  cmd->callback([c] { run(*c); });
+
+  auto m = std::make_shared<SweepCli>();
+  CLI::App* mcmd = app.add_subcommand("merge", "assemble a sharded sweep's final files from its parts");
+  mcmd->add_option("file", m->file, "sweep file")->required();
+  mcmd->add_option("--results", m->results, "results root (default results/)");
+  mcmd->add_flag("--no-plot", m->no_plot, "skip the plot");
+  mcmd->callback([m] { merge(*m); });
+}
+
+}  // namespace lpsim::cli

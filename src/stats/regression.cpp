@@ -1,0 +1,102 @@
+#include "lpsim/stats/regression.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "lpsim/format/random_stream.hpp"
+
+namespace lpsim {
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  const double pos = q * double(v.size() - 1);
+  const std::size_t lo = static_cast<std::size_t>(pos), hi = std::min(lo + 1, v.size() - 1);
+  if (v[lo] == v[hi]) return v[lo];  // also inf == inf, where interpolation would give NaN
+  return v[lo] + (pos - double(lo)) * (v[hi] - v[lo]);
+}
+
+double pearson(std::span<const double> x, std::span<const double> y) {
+  const std::size_t n = x.size();
+  if (n < 2) return NAN;
+  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n, my = std::accumulate(y.begin(), y.end(), 0.0) / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  return sxy / std::sqrt(sxx * syy);
+}
+
+std::vector<double> ranks(std::span<const double> v) {
+  std::vector<std::size_t> order(v.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+    const double average = (double(i) + double(j)) / 2 + 1;  // ranks start at 1
+    for (std::size_t k = i; k <= j; ++k) r[order[k]] = average;
+    i = j + 1;
+  }
+  return r;
+}
+
+double spearman(std::span<const double> x, std::span<const double> y) {
+  const auto rx = ranks(x), ry = ranks(y);
+  return pearson(rx, ry);
+}
+
+LineFit least_squares(std::span<const double> x, std::span<const double> y) {
+  const std::size_t n = x.size();
+  LineFit f;
+  if (n < 2) return {NAN, NAN, NAN};
+  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n, my = std::accumulate(y.begin(), y.end(), 0.0) / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  f.slope = sxy / sxx;
+  f.intercept = my - f.slope * mx;
+  f.r2 = sxy * sxy / (sxx * syy);
+  return f;
+}
+
+Regression regress(std::span<const double> x, std::span<const double> y, bool log_x, bool log_y, int bootstrap,
+                   std::uint64_t seed) {
+  std::vector<double> a, b;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i]) || !std::isfinite(y[i]) || (log_x && x[i] <= 0) || (log_y && y[i] <= 0)) continue;
+    a.push_back(log_x ? std::log10(x[i]) : x[i]);
+    b.push_back(log_y ? std::log10(y[i]) : y[i]);
+  }
+  Regression r;
+  r.n = int(a.size());
+  r.pearson = pearson(a, b);
+  r.spearman = spearman(a, b);
+  r.fit = least_squares(a, b);
+  if (r.n < 3 || bootstrap <= 0) {
+    r.pearson_ci = r.slope_ci = {NAN, NAN};
+    return r;
+  }
+  std::vector<double> ps, ss, ra(a.size()), rb(b.size());
+  for (int k = 0; k < bootstrap; ++k) {
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::size_t j = random_bits(seed, 0xb007, std::uint64_t(k) * a.size() + i) % a.size();
+      ra[i] = a[j], rb[i] = b[j];
+    }
+    const double p = pearson(ra, rb), s = least_squares(ra, rb).slope;
+    if (std::isfinite(p)) ps.push_back(p);  // a resample with one distinct x has no correlation
+    if (std::isfinite(s)) ss.push_back(s);
+  }
+  r.pearson_ci = {quantile(ps, 0.025), quantile(ps, 0.975)};
+  r.slope_ci = {quantile(ss, 0.025), quantile(ss, 0.975)};
+  return r;
+}
+
+}  // namespace lpsim

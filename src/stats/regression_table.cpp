@@ -1,0 +1,69 @@
+#include "lpsim/stats/regression_table.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+
+namespace lpsim {
+
+namespace {
+
+struct Row {
+  std::string group;
+  Regression r;
+};
+
+std::vector<Row> rows_of(const CsvTable& t, const RegressionRequest& q) {
+  const std::vector<double> x = t.numbers(q.x), y = t.numbers(q.y);
+  std::vector<Row> out{{"all", regress(x, y, q.log_x, q.log_y, q.bootstrap, q.seed)}};
+  if (q.group.empty()) return out;
+  const int g = t.column(q.group);
+  std::vector<std::string> order;
+  std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> parts;
+  for (std::size_t i = 0; i < t.rows.size(); ++i) {
+    const std::string& key = t.rows[i][g];
+    if (!parts.contains(key)) order.push_back(key);
+    parts[key].first.push_back(x[i]);
+    parts[key].second.push_back(y[i]);
+  }
+  if (order.size() < 2) return out;
+  for (const auto& key : order) {  // a group whose x does not vary has no regression: left out
+    const auto& xs = parts[key].first;
+    if (std::adjacent_find(xs.begin(), xs.end(), std::not_equal_to<>()) == xs.end()) continue;
+    out.push_back({key, regress(xs, parts[key].second, q.log_x, q.log_y, q.bootstrap, q.seed)});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string regression_csv(const CsvTable& t, const RegressionRequest& q) {
+  std::string s = "x,y,log_x,log_y,group,n,pearson,pearson_lo,pearson_hi,spearman,r2,slope,slope_lo,slope_hi,intercept\n";
+  for (const Row& row : rows_of(t, q)) {
+    const Regression& r = row.r;
+    s += fmt::format("{},{},{},{},\"{}\",{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.x, q.y,
+                     q.log_x, q.log_y, row.group, r.n, r.pearson, r.pearson_ci.low, r.pearson_ci.high, r.spearman,
+                     r.fit.r2, r.fit.slope, r.slope_ci.low, r.slope_ci.high, r.fit.intercept);
+  }
+  return s;
+}
+
+std::string regression_text(const CsvTable& t, const RegressionRequest& q) {
+  std::string s = fmt::format("{}{} against {}{} in {} ({} rows); 95% bootstrap intervals over {} resamples\n",
+                              q.log_y ? "log10 " : "", q.y, q.log_x ? "log10 " : "", q.x, t.source, t.rows.size(),
+                              q.bootstrap);
+  s += fmt::format("{:<22} {:>5} {:>8} {:>19} {:>9} {:>7} {:>8} {:>19} {:>10}\n", "group", "n", "pearson", "(95% CI)",
+                   "spearman", "R^2", "slope", "(95% CI)", "intercept");
+  for (const Row& row : rows_of(t, q)) {
+    const Regression& r = row.r;
+    s += fmt::format("{:<22} {:>5} {:>8.3f} {:>19} {:>9.3f} {:>7.3f} {:>8.3f} {:>19} {:>10.3f}\n", row.group, r.n,
+                     r.pearson, fmt::format("[{:.3f}, {:.3f}]", r.pearson_ci.low, r.pearson_ci.high), r.spearman,
+                     r.fit.r2, r.fit.slope, fmt::format("[{:.3f}, {:.3f}]", r.slope_ci.low, r.slope_ci.high),
+                     r.fit.intercept);
+  }
+  return s;
+}
+
+}  // namespace lpsim

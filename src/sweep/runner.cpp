@@ -1,0 +1,280 @@
+#include "lpsim/sweep/runner.hpp"
+
+#include <fmt/format.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/reference/forward_error.hpp"
+#include "sweep/atomic_file.hpp"
+#include "sweep/summary.hpp"
+
+#ifndef LPSIM_GIT_COMMIT
+#define LPSIM_GIT_COMMIT "unknown"
+#endif
+
+namespace lpsim {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string part_path(const std::string& dir, int unit) { return fmt::format("{}/parts/unit-{:06d}.csv", dir, unit); }
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// The columns that identify a row: unit, model axes, seed, batch, plan axes, plan.
+std::string row_prefix_header(const SweepPlan& plan) {
+  std::string h = "unit";
+  for (const auto& a : plan.model_axes) h += "," + csv_field(a);
+  h += ",seed,batch";
+  for (const auto& a : plan.plan_axes) h += "," + csv_field(a);
+  return h + ",plan";
+}
+
+std::string row_prefix(const Unit& u, const PlanChoice& c) {
+  std::string r = fmt::format("{}", u.index);
+  for (const auto& v : u.model_values) r += "," + csv_field(v);
+  r += fmt::format(",{},{}", u.seed, u.batch);
+  for (const auto& v : c.values) r += "," + csv_field(v);
+  return r + "," + csv_field(c.plan.name);
+}
+
+// tap_csv_row without its identity columns (model, plan, seed, batch).
+std::string metric_header() {
+  const std::string h = tap_csv_header();
+  return h.substr(h.find("layer"));
+}
+std::string metric_row(const ModelConfig& cfg, const PrecisionPlan& plan, const TapError& t) {
+  const std::string r = tap_csv_row(cfg, plan, StudyOptions{}, t);
+  std::size_t pos = 0;
+  for (int i = 0; i < 4; ++i) pos = r.find(',', pos) + 1;  // model, plan, seed, batch (no commas inside: names)
+  return r.substr(pos);
+}
+
+struct UnitResult {
+  std::string rows;
+  double smallest_error = INFINITY;
+};
+
+template <class R>
+UnitResult measure_unit(const Unit& u, const SweepPlan& plan, const Weights<double>& w, const ModelInput<double>& in,
+                        const Taps<R>& ref) {
+  UnitResult out;
+  for (const PlanChoice& c : plan.plans) {
+    EmulatedBackend be(c.plan, u.seed);
+    std::vector<RangeEvents> events;
+    const Taps<double> taps = emulated_taps(be, u.model, w, in, &events);
+    for (const TapError& t : tap_errors(u.model, taps, ref, events)) {
+      out.rows += row_prefix(u, c) + "," + metric_row(u.model, c.plan, t) + "\n";
+      if (t.rel_fro > 0) out.smallest_error = std::min(out.smallest_error, t.rel_fro);
+    }
+  }
+  return out;
+}
+
+UnitResult run_unit(const SweepConfig& s, const SweepPlan& plan, const Unit& u) {
+  const Weights<double> w = make_weights(u.model, u.seed);
+  const ModelInput<double> in = make_input(u.model, u.seed, u.batch);
+  if (s.reference == "fp64") return measure_unit(u, plan, w, in, fp64_taps(u.model, w, in));
+  return measure_unit(u, plan, w, in, reference_taps(0, u.model, w, in));  // precision set before the loop
+}
+
+// The reference check on the first unit: MPFR against twice the bits, or fp64 against MPFR.
+nlohmann::json check_reference(const SweepConfig& s, const SweepPlan& plan) {
+  const Unit& u = plan.units.front();
+  const Weights<double> w = make_weights(u.model, u.seed);
+  const ModelInput<double> in = make_input(u.model, u.seed, u.batch);
+  ReferenceCheck check;
+  check.kind = s.reference;
+  double smallest = INFINITY;
+  auto compare = [&](const auto& ref, const auto& better) {
+    for (std::size_t t = 0; t < ref.size(); ++t) {
+      double num = 0, den = 0;
+      for (std::size_t i = 0; i < ref[t].size(); ++i) {
+        const Real b(better[t].data[i]);
+        const double e = Real(Real(ref[t].data[i]) - b).template convert_to<double>(), bd = b.template convert_to<double>();
+        num += e * e, den += bd * bd;
+        if (bd != 0) check.max_rel = std::max(check.max_rel, std::fabs(e / bd));
+      }
+      check.fro_rel = std::max(check.fro_rel, den > 0 ? std::sqrt(num / den) : 0.0);
+    }
+  };
+  if (s.reference == "fp64") {
+    const Taps<double> ref = fp64_taps(u.model, w, in);
+    const Taps<Real> better = reference_taps(s.reference_bits, u.model, w, in);
+    check.bits = 53, check.check_bits = reference_bits();
+    compare(ref, better);
+    smallest = measure_unit(u, plan, w, in, ref).smallest_error;
+  } else {
+    const Taps<Real> better = reference_taps(2 * s.reference_bits, u.model, w, in);
+    check.check_bits = reference_bits();
+    const Taps<Real> ref = reference_taps(s.reference_bits, u.model, w, in);
+    check.bits = reference_bits();
+    compare(ref, better);
+    smallest = measure_unit(u, plan, w, in, ref).smallest_error;
+  }
+  check.adequate = check.fro_rel <= 0.01 * smallest;
+  return {{"kind", check.kind}, {"bits", check.bits}, {"checked_against_bits", check.check_bits},
+          {"unit", u.index}, {"max_componentwise_difference", check.max_rel}, {"frobenius_difference", check.fro_rel},
+          {"smallest_measured_error", smallest}, {"adequate", check.adequate}};
+}
+
+std::string iso_now() {
+  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+nlohmann::json machine() {
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  std::string cpu;
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);)
+    if (line.starts_with("model name")) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  return {{"hostname", host}, {"cpus", omp_get_num_procs()}, {"cpu", cpu}};
+}
+
+// Progress on a terminal (one updating line with rate and ETA) or plain lines in a log.
+class Progress {
+ public:
+  Progress(int total, bool enabled) : total_(total), enabled_(enabled && total > 0), tty_(isatty(2)) {}
+  void step(int done) {
+    if (!enabled_) return;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = done / std::max(elapsed, 1e-9);
+    const double eta = (total_ - done) / std::max(rate, 1e-12);
+    if (tty_) {
+      const int width = 30, filled = done * width / total_;
+      fmt::print(stderr, "\r[{}{}] {}/{} units  {:.2f} units/s  ETA {:.0f} s   ", std::string(filled, '#'),
+                 std::string(width - filled, '.'), done, total_, rate, eta);
+      if (done == total_) fmt::print(stderr, "\n");
+    } else if (done * 10 / total_ != (done - 1) * 10 / total_ || done == total_) {
+      fmt::print(stderr, "sweep: {}/{} units, {:.2f} units/s, ETA {:.0f} s\n", done, total_, rate, eta);
+    }
+  }
+
+ private:
+  int total_;
+  bool enabled_, tty_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+void assemble_sweep(const SweepConfig& s, const SweepPlan& plan, const std::string& dir) {
+  std::string missing;
+  int count = 0;
+  for (const Unit& u : plan.units)
+    if (!fs::exists(part_path(dir, u.index))) {
+      if (count++ < 5) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", u.index);
+    }
+  if (count)
+    throw ConfigError(fmt::format("{}: {} of {} units have no results yet (units {}{}); run the missing shards first",
+                                  dir, count, plan.units.size(), missing, count > 5 ? ", ..." : ""));
+  std::string taps = row_prefix_header(plan) + "," + metric_header() + "\n";
+  for (const Unit& u : plan.units) {
+    std::ifstream in(part_path(dir, u.index));
+    std::string line;
+    std::getline(in, line);  // the part's header
+    for (; std::getline(in, line);) taps += line + "\n";
+  }
+  write_atomically(dir + "/taps.csv", taps);
+  write_atomically(dir + "/summary.csv", summarize(s, plan, taps));
+}
+
+SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string started = iso_now();
+  const SweepPlan plan = expand(s);  // every model and plan is built and checked before any work
+  SweepOutcome out;
+  out.units = int(plan.units.size());
+  out.directory = o.results_root + "/" + s.name;
+  fs::create_directories(out.directory + "/parts");
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+
+  std::vector<const Unit*> todo;
+  for (const Unit& u : plan.units)
+    if (u.index % o.shards == o.shard) {
+      if (fs::exists(part_path(out.directory, u.index))) ++out.skipped;
+      else todo.push_back(&u);
+    }
+
+  nlohmann::json reference_check;
+  if (s.reference == "fp64" || !todo.empty()) reference_check = check_reference(s, plan);
+  if (!reference_check.value("adequate", true))
+    fmt::print(stderr, "sweep: warning: the {} reference is not adequate for these plans (its error {:.2e} is not "
+                       "below 1% of the smallest measured error {:.2e}); use reference = \"mpfr\" or more ref_bits\n",
+               s.reference, reference_check["frobenius_difference"].get<double>(),
+               reference_check["smallest_measured_error"].get<double>());
+  set_reference_bits(s.reference_bits);  // once, before the threads: Boost keeps the precision process-wide
+
+  const std::string header = row_prefix_header(plan) + "," + metric_header() + "\n";
+  Progress progress(int(todo.size()), o.progress);
+  std::atomic<int> done{0};
+  std::string error;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < int(todo.size()); ++i) {
+    try {
+      const UnitResult r = run_unit(s, plan, *todo[i]);
+      write_atomically(part_path(out.directory, todo[i]->index), header + r.rows);
+    } catch (const std::exception& e) {
+#pragma omp critical(sweep_error)
+      if (error.empty()) error = fmt::format("unit {}: {}", todo[i]->index, e.what());
+    }
+    const int n = ++done;
+#pragma omp critical(sweep_progress)
+    progress.step(n);
+  }
+  if (!error.empty()) throw std::runtime_error(error);
+  out.ran = int(todo.size());
+
+  bool all = true;
+  for (const Unit& u : plan.units) all = all && fs::exists(part_path(out.directory, u.index));
+  if (all && o.assemble) {
+    assemble_sweep(s, plan, out.directory);
+    out.complete = true;
+  }
+  nlohmann::json plans = nlohmann::json::array();
+  for (const PlanChoice& c : plan.plans) plans.push_back({{"name", c.plan.name}, {"description", describe(c.plan)}});
+  const nlohmann::json manifest = {
+      {"lpsim_version", "0.1.0"},
+      {"git_commit", LPSIM_GIT_COMMIT},
+      {"sweep_file", s.file},
+      {"sweep_text", s.text},
+      {"model_file", s.model_file},
+      {"plans", plans},
+      {"reference", {{"kind", s.reference}, {"bits", s.reference == "fp64" ? 53 : s.reference_bits}, {"check", reference_check}}},
+      {"machine", machine()},
+      {"threads", omp_get_max_threads()},
+      {"shard", fmt::format("{}/{}", o.shard, o.shards)},
+      {"units", out.units},
+      {"units_run_now", out.ran},
+      {"units_resumed", out.skipped},
+      {"complete", out.complete},
+      {"start", started},
+      {"end", iso_now()},
+      {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  const std::string name = o.shards == 1 ? "manifest.json" : fmt::format("manifest-shard{}of{}.json", o.shard, o.shards);
+  write_atomically(out.directory + "/" + name, manifest.dump(2) + "\n");
+  return out;
+}
+
+}  // namespace lpsim

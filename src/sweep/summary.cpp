@@ -1,0 +1,88 @@
+#include "sweep/summary.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "lpsim/stats/csv_table.hpp"
+#include "lpsim/stats/regression.hpp"
+
+namespace lpsim {
+
+namespace {
+
+struct Group {
+  std::vector<std::string> key;  // model axis values, seed, plan axis values, plan
+  double u = 0;
+  std::vector<double> block, attn, ffn, final_block;
+  std::map<std::string, int> batches;
+  int layers = 0;
+  long nonfinite = 0, overflows = 0, saturations = 0;
+};
+
+// Non-finite errors sort last (NaN counts as +inf): a tail statistic over them is infinite, never garbage.
+std::vector<double> sortable(std::vector<double> v) {
+  for (double& x : v)
+    if (x != x) x = INFINITY;
+  return v;
+}
+
+}  // namespace
+
+std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::string& taps_csv) {
+  const CsvTable t = parse_csv(taps_csv, "taps.csv");
+  std::vector<int> key_columns;
+  for (const auto& a : plan.model_axes) key_columns.push_back(t.column(a));
+  key_columns.push_back(t.column("seed"));
+  for (const auto& a : plan.plan_axes) key_columns.push_back(t.column(a));
+  key_columns.push_back(t.column("plan"));
+  const int c_batch = t.column("batch"), c_layer = t.column("layer"), c_tap = t.column("tap"), c_u = t.column("u");
+  const std::vector<double> rel = t.numbers("rel_fro"), nonfinite = t.numbers("nonfinite"),
+                            overflows = t.numbers("overflows"), saturations = t.numbers("saturations");
+  std::vector<Group> groups;
+  std::map<std::vector<std::string>, std::size_t> index;
+  int max_layer = 0;
+  for (const auto& row : t.rows) max_layer = std::max(max_layer, std::stoi(row[c_layer]));
+  for (std::size_t r = 0; r < t.rows.size(); ++r) {
+    const auto& row = t.rows[r];
+    std::vector<std::string> key;
+    for (int c : key_columns) key.push_back(row[c]);
+    auto [it, fresh] = index.emplace(key, groups.size());
+    if (fresh) groups.push_back(Group{key});
+    Group& g = groups[it->second];
+    g.u = std::stod(row[c_u]);
+    g.batches[row[c_batch]] = 1;
+    const int layer = std::stoi(row[c_layer]);
+    g.layers = std::max(g.layers, layer + 1);
+    const std::string& tap = row[c_tap];
+    if (tap == "block") g.block.push_back(rel[r]);
+    if (tap == "block" && layer == max_layer) g.final_block.push_back(rel[r]);
+    if (tap == "attn") g.attn.push_back(rel[r]);
+    if (tap == "ffn") g.ffn.push_back(rel[r]);
+    g.nonfinite += long(nonfinite[r]), g.overflows += long(overflows[r]), g.saturations += long(saturations[r]);
+  }
+  std::string out;
+  for (const auto& a : plan.model_axes) out += a + ",";
+  out += "seed,";
+  for (const auto& a : plan.plan_axes) out += a + ",";
+  out += "plan,u,batches,layers,r_block_p95,r_block_max,r_block_median,r_block_mean,r_final_mean,r_attn_p95,r_ffn_p95,"
+         "nonfinite,overflows,saturations\n";
+  for (const Group& g : groups) {
+    std::string line;
+    for (const auto& k : g.key) line += (k.find(',') != std::string::npos ? "\"" + k + "\"" : k) + ",";
+    const auto block = sortable(g.block);
+    double mean = 0, final_mean = 0;
+    for (double x : block) mean += x / block.size();
+    for (double x : sortable(g.final_block)) final_mean += x / g.final_block.size();
+    out += line + fmt::format("{:.6e},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{}\n", g.u,
+                              g.batches.size(), g.layers, quantile(block, 0.95),
+                              *std::max_element(block.begin(), block.end()), quantile(block, 0.5), mean, final_mean,
+                              quantile(sortable(g.attn), 0.95), quantile(sortable(g.ffn), 0.95), g.nonfinite,
+                              g.overflows, g.saturations);
+  }
+  return out;
+}
+
+}  // namespace lpsim
