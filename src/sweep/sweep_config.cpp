@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -95,6 +96,8 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
       for (const auto& v : *values) axis.values.push_back(axis_value(v, where, axis.key));
       s.axes.push_back(std::move(axis));
     }
+    // toml++ keeps keys sorted; the grid's order is the file's.
+    std::stable_sort(s.axes.begin(), s.axes.end(), [](const Axis& a, const Axis& b) { return a.line < b.line; });
   }
   if (const toml::table* plot = top.subtable("plot")) {
     TomlFields f(*plot, file, "plot.");

@@ -1,0 +1,156 @@
+// Sweep files (errors before any work, naming file, line and key), the expansion of the grid, and the runner's
+// promises: the same files at any thread count, after an interruption, and from shards merged.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/stats/csv_table.hpp"
+#include "lpsim/stats/regression.hpp"
+#include "lpsim/sweep/runner.hpp"
+
+namespace lpsim {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string tiny_model() { return std::string(LPSIM_SOURCE_DIR) + "/models/tiny.toml"; }
+
+std::string error_of(const std::string& text) {
+  try {
+    expand(parse_sweep(text, "s.toml"));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(SweepConfig, MistakesFailBeforeAnyWork) {
+  const std::string head = "[sweep]\nmodel = \"" + tiny_model() + "\"\n";
+  EXPECT_EQ(error_of(head + "seds = 3\n"), "s.toml line 3: key 'sweep.seds' is unknown (did you mean 'seeds'?)");
+  EXPECT_EQ(error_of(head + "[axes]\nplna = [\"fp32\"]\n").substr(0, 38), "s.toml line 4: axis 'plna' is unknown:");
+  EXPECT_NE(error_of(head + "[axes]\nplna = [\"fp32\"]\n").find("(did you mean 'plan'?)"), std::string::npos);
+  EXPECT_EQ(error_of(head + "[axes]\nplan = []\n"), "s.toml line 4: axis 'plan' is empty");
+  EXPECT_EQ(error_of(head + "[axes]\nplan = \"fp32\"\n"), "s.toml line 4: axis 'plan' must be a list of values");
+  EXPECT_NE(error_of(head + "[axes]\nplan = [\"fp32\", \"autocast-bf61\"]\n")
+                .find("s.toml line 4: axis 'plan' = 'autocast-bf61': plan 'autocast-bf61' is neither a preset"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[axes]\nformat = [\"fp17\"]\n").find("s.toml line 4: axis 'format' = 'fp17'"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[axes]\nplan = [\"fp32\"]\n\"model.width\" = [8, \"wide\"]\n")
+                .find("s.toml line 5: axes model.width = wide: "),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[axes]\n\"model.widht\" = [8]\n").find("key 'model.widht' is unknown (did you mean 'width'?)"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[axes]\n\"model.width\" = [9]\n").find("not divisible by model.heads"), std::string::npos);
+  EXPECT_EQ(error_of("[sweep]\nmodel = \"nowhere.toml\"\n"), "s.toml line 2: key 'sweep.model' = 'nowhere.toml': no such file");
+}
+
+TEST(SweepConfig, ExpansionOrderAndPlanAxes) {
+  const SweepConfig s = parse_sweep("[sweep]\nmodel = \"" + tiny_model() + "\"\nseeds = [4, 9]\nbatches = 2\n"
+                                    "[axes]\n\"model.depth\" = [1, 3]\nformat = [\"bf16\", \"e5m2\"]\n"
+                                    "policy = [\"fp16-tc\"]\n\"init.scale\" = [0.5, 2.0, 1.5]\n", "s.toml");
+  const SweepPlan p = expand(s);
+  ASSERT_EQ(p.units.size(), 2u * 3 * 2 * 2);
+  EXPECT_EQ(p.model_axes, (std::vector<std::string>{"model.depth", "init.scale"}));
+  const Unit& u = p.units[11];  // depth 1 (slowest), scale 1.5 (third), seed 9, batch 1
+  EXPECT_EQ(u.model_values, (std::vector<std::string>{"1", "1.5"}));
+  EXPECT_EQ(u.model.depth, 1);
+  EXPECT_DOUBLE_EQ(u.model.init.scale, 1.5);
+  EXPECT_EQ(u.seed, 9u);
+  EXPECT_EQ(u.batch, 1);
+  ASSERT_EQ(p.plans.size(), 2u);
+  const PrecisionPlan& e5m2 = p.plans[1].plan;
+  EXPECT_EQ(e5m2.name, "e5m2+fp16-tc");
+  EXPECT_EQ(e5m2[Op::qkv].gemm->input.name, "e5m2");  // the format stays, the accumulation is the policy's
+  EXPECT_EQ(e5m2[Op::qkv].gemm->tc.k, 16);
+  EXPECT_EQ(e5m2[Op::residual].out.name, "e5m2");
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class SweepRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = (fs::temp_directory_path() / "lpsim_sweep_test").string();
+    fs::remove_all(root_);
+    sweep_ = parse_sweep("[sweep]\nname = \"t\"\nmodel = \"" + tiny_model() + "\"\nseeds = 2\nbatches = 2\n"
+                         "[axes]\nplan = [\"autocast-fp16\", \"pure-bf16\"]\n\"model.depth\" = [1, 2]\n", "t.toml");
+  }
+  SweepOutcome run(const std::string& sub, int threads, int shard = 0, int shards = 1) {
+    SweepOptions o;
+    o.results_root = root_ + "/" + sub;
+    o.threads = threads;
+    o.progress = false;
+    o.shard = shard, o.shards = shards;
+    return run_sweep(sweep_, o);
+  }
+  std::string file(const std::string& sub, const std::string& name) { return slurp(root_ + "/" + sub + "/t/" + name); }
+  std::string root_;
+  SweepConfig sweep_;
+};
+
+TEST_F(SweepRun, SameFilesAtAnyThreadCountAfterInterruptionAndFromShards) {
+  const SweepOutcome one = run("one", 1);
+  EXPECT_TRUE(one.complete);
+  EXPECT_EQ(one.units, 8);
+  const std::string taps = file("one", "taps.csv"), summary = file("one", "summary.csv");
+  EXPECT_EQ(std::count(taps.begin(), taps.end(), '\n'), 1 + 2 * (2 * 2) * (1 + 2) * 4);  // plans x seeds x batches x taps
+  run("two", 2);
+  EXPECT_EQ(file("two", "taps.csv"), taps);
+  EXPECT_EQ(file("two", "summary.csv"), summary);
+
+  // An interrupted run: some parts missing, a torn temporary left behind. Running again finishes the rest only.
+  fs::remove(root_ + "/two/t/parts/unit-000003.csv");
+  fs::remove(root_ + "/two/t/parts/unit-000006.csv");
+  fs::remove(root_ + "/two/t/taps.csv");
+  std::ofstream(root_ + "/two/t/parts/unit-000003.csv.tmp123") << "unit,half a line";
+  const SweepOutcome resumed = run("two", 2);
+  EXPECT_EQ(resumed.ran, 2);
+  EXPECT_EQ(resumed.skipped, 6);
+  EXPECT_EQ(file("two", "taps.csv"), taps);
+
+  const SweepOutcome first = run("shards", 2, 0, 3);
+  EXPECT_FALSE(first.complete);
+  run("shards", 1, 1, 3);
+  EXPECT_THROW(assemble_sweep(sweep_, expand(sweep_), root_ + "/shards/t"), ConfigError);  // shard 2 missing
+  run("shards", 2, 2, 3);
+  assemble_sweep(sweep_, expand(sweep_), root_ + "/shards/t");
+  EXPECT_EQ(file("shards", "taps.csv"), taps);
+  EXPECT_EQ(file("shards", "summary.csv"), summary);
+}
+
+// summary.csv's tail statistics recomputed from taps.csv by the test itself.
+TEST_F(SweepRun, SummaryIsTheTailOfTheTaps) {
+  run("one", 2);
+  const CsvTable taps = read_csv(root_ + "/one/t/taps.csv"), summary = read_csv(root_ + "/one/t/summary.csv");
+  ASSERT_EQ(summary.rows.size(), 2u * 2 * 2);  // depth x seed x plan
+  for (const auto& row : summary.rows) {
+    std::vector<double> block;
+    for (const auto& t : taps.rows)
+      if (t[taps.column("model.depth")] == row[summary.column("model.depth")] &&
+          t[taps.column("seed")] == row[summary.column("seed")] && t[taps.column("plan")] == row[summary.column("plan")] &&
+          t[taps.column("tap")] == "block")
+        block.push_back(std::stod(t[taps.column("rel_fro")]));
+    ASSERT_EQ(block.size(), 2u * std::stoul(row[summary.column("model.depth")]));  // batches x layers
+    std::sort(block.begin(), block.end());
+    const double pos = 0.95 * (block.size() - 1);
+    const std::size_t lo = std::size_t(pos);
+    const double p95 = block[lo] + (pos - lo) * (block[std::min(lo + 1, block.size() - 1)] - block[lo]);
+    EXPECT_NEAR(std::stod(row[summary.column("r_block_p95")]), p95, 1e-9 * p95);
+    EXPECT_NEAR(std::stod(row[summary.column("r_block_max")]), block.back(), 1e-9 * block.back());
+  }
+  const std::string manifest = slurp(root_ + "/one/t/manifest.json");
+  EXPECT_NE(manifest.find("\"git_commit\""), std::string::npos);
+  EXPECT_NE(manifest.find("\"adequate\": true"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lpsim
