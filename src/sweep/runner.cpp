@@ -41,7 +41,7 @@ std::string row_prefix_header(const SweepPlan& plan) {
   for (const auto& a : plan.model_axes) h += "," + csv_field(a);
   h += ",seed,batch";
   for (const auto& a : plan.plan_axes) h += "," + csv_field(a);
-  return h + ",plan";
+  return h + ",precision";  // the whole plan: the plan-like axes joined with +
 }
 
 std::string row_prefix(const Unit& u, const PlanChoice& c) {

@@ -37,7 +37,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   for (const auto& a : plan.model_axes) key_columns.push_back(t.column(a));
   key_columns.push_back(t.column("seed"));
   for (const auto& a : plan.plan_axes) key_columns.push_back(t.column(a));
-  key_columns.push_back(t.column("plan"));
+  key_columns.push_back(t.column("precision"));
   const int c_batch = t.column("batch"), c_layer = t.column("layer"), c_tap = t.column("tap"), c_u = t.column("u");
   const std::vector<double> rel = t.numbers("rel_fro"), nonfinite = t.numbers("nonfinite"),
                             overflows = t.numbers("overflows"), saturations = t.numbers("saturations");
@@ -67,7 +67,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   for (const auto& a : plan.model_axes) out += a + ",";
   out += "seed,";
   for (const auto& a : plan.plan_axes) out += a + ",";
-  out += "plan,u,batches,layers,r_block_p95,r_block_max,r_block_median,r_block_mean,r_final_mean,r_attn_p95,r_ffn_p95,"
+  out += "precision,u,batches,layers,r_block_p95,r_block_max,r_block_median,r_block_mean,r_final_mean,r_attn_p95,r_ffn_p95,"
          "nonfinite,overflows,saturations\n";
   for (const Group& g : groups) {
     std::string line;

@@ -136,7 +136,7 @@ TEST_F(SweepRun, SummaryIsTheTailOfTheTaps) {
     std::vector<double> block;
     for (const auto& t : taps.rows)
       if (t[taps.column("model.depth")] == row[summary.column("model.depth")] &&
-          t[taps.column("seed")] == row[summary.column("seed")] && t[taps.column("plan")] == row[summary.column("plan")] &&
+          t[taps.column("seed")] == row[summary.column("seed")] && t[taps.column("precision")] == row[summary.column("precision")] &&
           t[taps.column("tap")] == "block")
         block.push_back(std::stod(t[taps.column("rel_fro")]));
     ASSERT_EQ(block.size(), 2u * std::stoul(row[summary.column("model.depth")]));  // batches x layers
