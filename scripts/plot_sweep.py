@@ -16,6 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {
+    "model.depth": "depth L (blocks)",
+    "final_mean_rel": "mean componentwise relative error of the output",
+    "final_median_rel": "median componentwise relative error of the output",
     "u": "unit roundoff u of the GEMM inputs",
     "r_block_p95": "95th percentile of block-output error ||E||_F/||X||_F",
     "r_block_mean": "mean block-output error ||E||_F/||X||_F",
@@ -32,6 +35,8 @@ def main():
     ap.add_argument("--color", default="plan")
     ap.add_argument("--xscale", default="log", choices=["log", "linear"])
     ap.add_argument("--yscale", default="log", choices=["log", "linear"])
+    ap.add_argument("--aggregate", action="store_true",
+                    help="mean and median of y at each x (with the 5-95%% band) instead of every point")
     a = ap.parse_args()
 
     with open(os.path.join(a.directory, "summary.csv"), newline="") as f:
@@ -47,6 +52,10 @@ def main():
     ty = (lambda v: math.log10(v)) if a.yscale == "log" else (lambda v: v)
     fig, ax = plt.subplots(figsize=(7, 5))
     markers = "osD^vP*Xh<>"
+    if a.aggregate:
+        plot_aggregated(ax, groups, tx, ty, a)
+        finish(fig, ax, a)
+        return
     for i, (name, pts) in enumerate(groups.items()):
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, marker=markers[i % len(markers)], alpha=0.8,
                    label=f"{name} ({len(pts)})")
@@ -65,6 +74,50 @@ def main():
         inv_y = (lambda v: 10 ** v) if a.yscale == "log" else (lambda v: v)
         ax.plot([inv_x(v) for v in fx], [inv_y(my + slope * (v - mx)) for v in fx], "k--", lw=1,
                 label=f"least squares: slope {slope:.3f}, R² {r2:.3f} (n={n})")
+    finish(fig, ax, a)
+
+
+def fit(xs, ys):
+    n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return slope, my - slope * mx
+
+
+def quantile(v, q):
+    v = sorted(v)
+    pos = q * (len(v) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (pos - lo) * (v[hi] - v[lo])
+
+
+def plot_aggregated(ax, groups, tx, ty, a):
+    table = [[a.color, a.x, "n", f"mean_{a.y}", f"median_{a.y}", f"p5_{a.y}", f"p95_{a.y}"]]
+    for i, (name, pts) in enumerate(groups.items()):
+        at = {}
+        for x, y in pts:
+            at.setdefault(x, []).append(y)
+        xs = sorted(at)
+        for x in xs:
+            v = at[x]
+            table.append([name, x, len(v), sum(v) / len(v), quantile(v, 0.5), quantile(v, 0.05), quantile(v, 0.95)])
+        mean = [sum(at[x]) / len(at[x]) for x in xs]
+        median = [quantile(at[x], 0.5) for x in xs]
+        color = f"C{i}"
+        ax.fill_between(xs, [quantile(at[x], 0.05) for x in xs], [quantile(at[x], 0.95) for x in xs], color=color,
+                        alpha=0.15, lw=0, label=f"{name}: 5-95% of {min(len(v) for v in at.values())}+ runs")
+        for values, style, what in ((mean, "-o", "mean"), (median, "--s", "median")):
+            label = f"{name}: {what}"
+            if len(xs) >= 2 and a.yscale == "log" and min(values) > 0:
+                slope, _ = fit([tx(x) for x in xs], [ty(v) for v in values])
+                label += f" (x{10 ** slope:.4f} per unit of {a.x})" if a.xscale == "linear" else f" (slope {slope:.3f})"
+            ax.plot(xs, values, style, color=color, ms=4, lw=1.2, label=label)
+    with open(os.path.join(a.directory, "aggregate.csv"), "w", newline="") as f:
+        csv.writer(f).writerows(table)
+
+
+def finish(fig, ax, a):
     ax.set_xscale(a.xscale)
     ax.set_yscale(a.yscale)
     ax.set_xlabel(LABELS.get(a.x, a.x) + (" (log)" if a.xscale == "log" else ""))

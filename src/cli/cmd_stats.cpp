@@ -21,6 +21,7 @@ void add_stats_command(CLI::App& app) {
   cmd->add_option("--bootstrap", q->bootstrap, "resamples for the intervals (default 2000)");
   cmd->add_option("--seed", q->seed, "seed of the resampling");
   cmd->add_flag("--csv", *csv, "print CSV instead of a table");
+  cmd->add_flag("--aggregate", q->aggregate, "regress the mean and the median of y at each x");
   cmd->callback([=] {
     RegressionRequest r = *q;
     r.log_x = !*linear_x, r.log_y = !*linear_y;

@@ -2,6 +2,7 @@
 // `lpsim merge FILE`: assemble the final files from the parts that sharded runs wrote.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -33,13 +34,15 @@ std::pair<int, int> parse_shard(const std::string& text) {
 void report(const SweepConfig& s, const std::string& dir, bool plot) {
   const CsvTable summary = read_csv(dir + "/summary.csv");
   RegressionRequest q{s.plot_x, s.plot_y, s.plot_color, s.log_x, s.log_y};
+  q.aggregate = s.aggregate;
+  if (std::find(summary.header.begin(), summary.header.end(), q.group) == summary.header.end()) q.group = "precision";
   write_atomically(dir + "/stats.csv", regression_csv(summary, q));
   fmt::print("{}", regression_text(summary, q));
   if (!plot) return;
   const std::string script = std::string(LPSIM_SOURCE_DIR) + "/scripts/plot_sweep.py";
-  const std::string command = fmt::format("/usr/bin/python3 '{}' '{}' --x '{}' --y '{}' --color '{}' --xscale {} --yscale {}",
-                                          script, dir, s.plot_x, s.plot_y, s.plot_color, s.log_x ? "log" : "linear",
-                                          s.log_y ? "log" : "linear");
+  const std::string command = fmt::format("/usr/bin/python3 '{}' '{}' --x '{}' --y '{}' --color '{}' --xscale {} --yscale {}{}",
+                                          script, dir, s.plot_x, s.plot_y, q.group, s.log_x ? "log" : "linear",
+                                          s.log_y ? "log" : "linear", s.aggregate ? " --aggregate" : "");
   if (std::system(command.c_str()) != 0)
     fmt::print(stderr, "sweep: the plot was not made ({} failed); the CSV files are complete\n", command);
 }

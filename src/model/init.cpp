@@ -22,9 +22,12 @@ std::uint64_t stream_id(const char* name, int layer) {
 }
 
 double normal_at(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
-  const double u1 = (static_cast<double>(random_bits(seed, stream, 2 * index) >> 11) + 0.5) * 0x1p-53;
-  const double u2 = static_cast<double>(random_bits(seed, stream, 2 * index + 1) >> 11) * 0x1p-53;
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  // Box-Muller on the uniform pair of index/2: even indices take the cosine, odd ones the sine.
+  const std::uint64_t pair = index / 2;
+  const double u1 = (static_cast<double>(random_bits(seed, stream, 2 * pair) >> 11) + 0.5) * 0x1p-53;
+  const double u2 = static_cast<double>(random_bits(seed, stream, 2 * pair + 1) >> 11) * 0x1p-53;
+  const double r = std::sqrt(-2.0 * std::log(u1)), angle = 2.0 * std::numbers::pi * u2;
+  return r * (index % 2 ? std::sin(angle) : std::cos(angle));
 }
 
 namespace {
@@ -36,8 +39,14 @@ struct Drawer {
   Dense gaussian(const char* name, int layer, int rows, int cols, double std) const {
     Dense m(rows, cols);
     const std::uint64_t s = stream_id(name, layer);
-    for (int i = 0; i < rows; ++i)
-      for (int j = 0; j < cols; ++j) m(i, j) = std * normal_at(seed, s, std::uint64_t(i) * cols + j);
+    const std::uint64_t n = std::uint64_t(rows) * cols;
+    for (std::uint64_t i = 0; i < n; i += 2) {  // both numbers of a Box-Muller pair (normal_at's values)
+      const double u1 = (static_cast<double>(random_bits(seed, s, i) >> 11) + 0.5) * 0x1p-53;
+      const double u2 = static_cast<double>(random_bits(seed, s, i + 1) >> 11) * 0x1p-53;
+      const double r = std::sqrt(-2.0 * std::log(u1)), angle = 2.0 * std::numbers::pi * u2;
+      m(int(i / cols), int(i % cols)) = std * r * std::cos(angle);
+      if (i + 1 < n) m(int((i + 1) / cols), int((i + 1) % cols)) = std * r * std::sin(angle);
+    }
     return m;
   }
   // n x k with orthonormal columns (Q of a Gaussian matrix's QR, signs fixed so it is unique).
@@ -72,6 +81,7 @@ std::vector<double> to_vector(const Dense& d) { return std::vector<double>(d.dat
 // Shapes W_Q and W_K of one head (width x d_head each) so that W_Q W_K^T has the requested condition number and
 // logit scale ||W_Q W_K^T||_2 / sqrt(d_head), keeping what was drawn where nothing was requested.
 void shape_qk(const InitConfig& init, const Drawer& draw, int layer, int head, Dense& q, Dense& k) {
+  if (init.kappa_qk < 1 && !(init.logit_scale > 0)) return;  // nothing asked: keep the draw (and skip the SVD)
   const int dh = int(q.cols());
   const double drawn = spectral_norm(q * k.transpose());
   const double top = init.logit_scale > 0 ? init.logit_scale * std::sqrt(double(dh)) : drawn;
@@ -102,6 +112,10 @@ void shape_v(const InitConfig& init, const Drawer& draw, int layer, int head, De
 
 template <class M>
 void round_all(M& values, const FormatSpec& f) {
+  if (f == formats::fp32) {  // the cast rounds to nearest even
+    for (double& x : values) x = double(float(x));
+    return;
+  }
   for (double& x : values) x = round_to(x, f, Rounding::nearest_even);
 }
 

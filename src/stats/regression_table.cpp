@@ -15,9 +15,34 @@ struct Row {
   Regression r;
 };
 
+// Mean and median of y at each distinct x (in order of first appearance).
+void aggregate(const std::vector<double>& x, const std::vector<double>& y, std::vector<double>& ux,
+               std::vector<double>& mean, std::vector<double>& median) {
+  std::vector<double> keys;
+  std::map<double, std::vector<double>> at;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (!at.contains(x[i])) keys.push_back(x[i]);
+    at[x[i]].push_back(y[i]);
+  }
+  for (double k : keys) {
+    double m = 0;
+    for (double v : at[k]) m += v / double(at[k].size());
+    ux.push_back(k), mean.push_back(m), median.push_back(quantile(at[k], 0.5));
+  }
+}
+
+std::vector<Row> fits(const std::string& group, const std::vector<double>& x, const std::vector<double>& y,
+                      const RegressionRequest& q) {
+  if (!q.aggregate) return {{group, regress(x, y, q.log_x, q.log_y, q.bootstrap, q.seed)}};
+  std::vector<double> ux, mean, median;
+  aggregate(x, y, ux, mean, median);
+  return {{"mean: " + group, regress(ux, mean, q.log_x, q.log_y, q.bootstrap, q.seed)},
+          {"median: " + group, regress(ux, median, q.log_x, q.log_y, q.bootstrap, q.seed)}};
+}
+
 std::vector<Row> rows_of(const CsvTable& t, const RegressionRequest& q) {
   const std::vector<double> x = t.numbers(q.x), y = t.numbers(q.y);
-  std::vector<Row> out{{"all", regress(x, y, q.log_x, q.log_y, q.bootstrap, q.seed)}};
+  std::vector<Row> out = fits("all", x, y, q);
   if (q.group.empty()) return out;
   const int g = t.column(q.group);
   std::vector<std::string> order;
@@ -32,7 +57,7 @@ std::vector<Row> rows_of(const CsvTable& t, const RegressionRequest& q) {
   for (const auto& key : order) {  // a group whose x does not vary has no regression: left out
     const auto& xs = parts[key].first;
     if (std::adjacent_find(xs.begin(), xs.end(), std::not_equal_to<>()) == xs.end()) continue;
-    out.push_back({key, regress(xs, parts[key].second, q.log_x, q.log_y, q.bootstrap, q.seed)});
+    for (Row& r : fits(key, xs, parts[key].second, q)) out.push_back(std::move(r));
   }
   return out;
 }

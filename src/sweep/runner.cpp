@@ -26,7 +26,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string part_path(const std::string& dir, int unit) { return fmt::format("{}/parts/unit-{:06d}.csv", dir, unit); }
+// Units are written in chunks of consecutive units (one file per unit would mean tens of thousands of files for
+// seed 002's study); the chunk size depends on the number of units only, so it is the same for every run.
+int chunk_size(std::size_t units) { return std::max(1, int((units + 255) / 256)); }
+int chunk_count(std::size_t units) { return int((units + chunk_size(units) - 1) / chunk_size(units)); }
+std::string part_path(const std::string& dir, int chunk) { return fmt::format("{}/parts/chunk-{:06d}.csv", dir, chunk); }
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -69,16 +73,20 @@ struct UnitResult {
   double smallest_error = INFINITY;
 };
 
+bool wanted(const std::string& rows, const ModelConfig& m, const TapError& t) {
+  return rows == "all" || (t.tap == Tap::block && (rows == "block" || t.layer == m.depth - 1));
+}
+
 template <class R>
-UnitResult measure_unit(const Unit& u, const SweepPlan& plan, const Weights<double>& w, const ModelInput<double>& in,
-                        const Taps<R>& ref) {
+UnitResult measure_unit(const SweepConfig& s, const Unit& u, const SweepPlan& plan, const Weights<double>& w,
+                        const ModelInput<double>& in, const Taps<R>& ref) {
   UnitResult out;
   for (const PlanChoice& c : plan.plans) {
     EmulatedBackend be(c.plan, u.seed);
     std::vector<RangeEvents> events;
     const Taps<double> taps = emulated_taps(be, u.model, w, in, &events);
     for (const TapError& t : tap_errors(u.model, taps, ref, events)) {
-      out.rows += row_prefix(u, c) + "," + metric_row(u.model, c.plan, t) + "\n";
+      if (wanted(s.rows, u.model, t)) out.rows += row_prefix(u, c) + "," + metric_row(u.model, c.plan, t) + "\n";
       if (t.rel_fro > 0) out.smallest_error = std::min(out.smallest_error, t.rel_fro);
     }
   }
@@ -88,8 +96,8 @@ UnitResult measure_unit(const Unit& u, const SweepPlan& plan, const Weights<doub
 UnitResult run_unit(const SweepConfig& s, const SweepPlan& plan, const Unit& u) {
   const Weights<double> w = make_weights(u.model, u.seed);
   const ModelInput<double> in = make_input(u.model, u.seed, u.batch);
-  if (s.reference == "fp64") return measure_unit(u, plan, w, in, fp64_taps(u.model, w, in));
-  return measure_unit(u, plan, w, in, reference_taps(0, u.model, w, in));  // precision set before the loop
+  if (s.reference == "fp64") return measure_unit(s, u, plan, w, in, fp64_taps(u.model, w, in));
+  return measure_unit(s, u, plan, w, in, reference_taps(0, u.model, w, in));  // precision set before the loop
 }
 
 // The reference check on the first unit: MPFR against twice the bits, or fp64 against MPFR.
@@ -117,14 +125,14 @@ nlohmann::json check_reference(const SweepConfig& s, const SweepPlan& plan) {
     const Taps<Real> better = reference_taps(s.reference_bits, u.model, w, in);
     check.bits = 53, check.check_bits = reference_bits();
     compare(ref, better);
-    smallest = measure_unit(u, plan, w, in, ref).smallest_error;
+    smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
   } else {
     const Taps<Real> better = reference_taps(2 * s.reference_bits, u.model, w, in);
     check.check_bits = reference_bits();
     const Taps<Real> ref = reference_taps(s.reference_bits, u.model, w, in);
     check.bits = reference_bits();
     compare(ref, better);
-    smallest = measure_unit(u, plan, w, in, ref).smallest_error;
+    smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
   }
   check.adequate = check.fro_rel <= 0.01 * smallest;
   return {{"kind", check.kind}, {"bits", check.bits}, {"checked_against_bits", check.check_bits},
@@ -180,18 +188,17 @@ class Progress {
 }  // namespace
 
 void assemble_sweep(const SweepConfig& s, const SweepPlan& plan, const std::string& dir) {
+  const int chunks = chunk_count(plan.units.size());
   std::string missing;
   int count = 0;
-  for (const Unit& u : plan.units)
-    if (!fs::exists(part_path(dir, u.index))) {
-      if (count++ < 5) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", u.index);
-    }
+  for (int c = 0; c < chunks; ++c)
+    if (!fs::exists(part_path(dir, c)) && count++ < 5) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", c);
   if (count)
-    throw ConfigError(fmt::format("{}: {} of {} units have no results yet (units {}{}); run the missing shards first",
-                                  dir, count, plan.units.size(), missing, count > 5 ? ", ..." : ""));
+    throw ConfigError(fmt::format("{}: {} of {} chunks of units have no results yet (chunks {}{}); run the missing "
+                                  "shards first", dir, count, chunks, missing, count > 5 ? ", ..." : ""));
   std::string taps = row_prefix_header(plan) + "," + metric_header() + "\n";
-  for (const Unit& u : plan.units) {
-    std::ifstream in(part_path(dir, u.index));
+  for (int c = 0; c < chunks; ++c) {
+    std::ifstream in(part_path(dir, c));
     std::string line;
     std::getline(in, line);  // the part's header
     for (; std::getline(in, line);) taps += line + "\n";
@@ -210,12 +217,19 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
   fs::create_directories(out.directory + "/parts");
   if (o.threads > 0) omp_set_num_threads(o.threads);
 
-  std::vector<const Unit*> todo;
-  for (const Unit& u : plan.units)
-    if (u.index % o.shards == o.shard) {
-      if (fs::exists(part_path(out.directory, u.index))) ++out.skipped;
-      else todo.push_back(&u);
+  const int size = chunk_size(plan.units.size()), chunks = chunk_count(plan.units.size());
+  std::vector<int> todo;
+  int todo_units = 0;
+  for (int c = 0; c < chunks; ++c) {
+    if (c % o.shards != o.shard) continue;
+    const int units = std::min<int>(size, int(plan.units.size()) - c * size);
+    if (fs::exists(part_path(out.directory, c))) {
+      out.skipped += units;
+    } else {
+      todo.push_back(c);
+      todo_units += units;
     }
+  }
 
   nlohmann::json reference_check;
   if (s.reference == "fp64" || !todo.empty()) reference_check = check_reference(s, plan);
@@ -227,27 +241,31 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
   set_reference_bits(s.reference_bits);  // once, before the threads: Boost keeps the precision process-wide
 
   const std::string header = row_prefix_header(plan) + "," + metric_header() + "\n";
-  Progress progress(int(todo.size()), o.progress);
+  Progress progress(todo_units, o.progress);
   std::atomic<int> done{0};
   std::string error;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < int(todo.size()); ++i) {
+    const int c = todo[i];
     try {
-      const UnitResult r = run_unit(s, plan, *todo[i]);
-      write_atomically(part_path(out.directory, todo[i]->index), header + r.rows);
+      std::string rows = header;
+      for (int u = c * size; u < std::min<int>((c + 1) * size, int(plan.units.size())); ++u) {
+        rows += run_unit(s, plan, plan.units[u]).rows;
+        const int n = ++done;
+#pragma omp critical(sweep_progress)
+        progress.step(n);
+      }
+      write_atomically(part_path(out.directory, c), rows);
     } catch (const std::exception& e) {
 #pragma omp critical(sweep_error)
-      if (error.empty()) error = fmt::format("unit {}: {}", todo[i]->index, e.what());
+      if (error.empty()) error = fmt::format("chunk {}: {}", c, e.what());
     }
-    const int n = ++done;
-#pragma omp critical(sweep_progress)
-    progress.step(n);
   }
   if (!error.empty()) throw std::runtime_error(error);
-  out.ran = int(todo.size());
+  out.ran = todo_units;
 
   bool all = true;
-  for (const Unit& u : plan.units) all = all && fs::exists(part_path(out.directory, u.index));
+  for (int c = 0; c < chunks; ++c) all = all && fs::exists(part_path(out.directory, c));
   if (all && o.assemble) {
     assemble_sweep(s, plan, out.directory);
     out.complete = true;

@@ -16,7 +16,12 @@ namespace {
 struct Group {
   std::vector<std::string> key;  // model axis values, seed, plan axis values, plan
   double u = 0;
-  std::vector<double> block, attn, ffn, final_block;
+  std::vector<double> block, attn, ffn;
+  struct Final {
+    int layer;
+    double rel_fro, mean_rel, median_rel;
+  };
+  std::vector<Final> block_rows;  // the final block is the group's deepest layer (depth can be an axis)
   std::map<std::string, int> batches;
   int layers = 0;
   long nonfinite = 0, overflows = 0, saturations = 0;
@@ -39,12 +44,11 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   for (const auto& a : plan.plan_axes) key_columns.push_back(t.column(a));
   key_columns.push_back(t.column("precision"));
   const int c_batch = t.column("batch"), c_layer = t.column("layer"), c_tap = t.column("tap"), c_u = t.column("u");
+  const std::vector<double> mean_rel = t.numbers("mean_rel"), median_rel = t.numbers("median_rel");
   const std::vector<double> rel = t.numbers("rel_fro"), nonfinite = t.numbers("nonfinite"),
                             overflows = t.numbers("overflows"), saturations = t.numbers("saturations");
   std::vector<Group> groups;
   std::map<std::vector<std::string>, std::size_t> index;
-  int max_layer = 0;
-  for (const auto& row : t.rows) max_layer = std::max(max_layer, std::stoi(row[c_layer]));
   for (std::size_t r = 0; r < t.rows.size(); ++r) {
     const auto& row = t.rows[r];
     std::vector<std::string> key;
@@ -58,7 +62,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
     g.layers = std::max(g.layers, layer + 1);
     const std::string& tap = row[c_tap];
     if (tap == "block") g.block.push_back(rel[r]);
-    if (tap == "block" && layer == max_layer) g.final_block.push_back(rel[r]);
+    if (tap == "block") g.block_rows.push_back({layer, rel[r], mean_rel[r], median_rel[r]});
     if (tap == "attn") g.attn.push_back(rel[r]);
     if (tap == "ffn") g.ffn.push_back(rel[r]);
     g.nonfinite += long(nonfinite[r]), g.overflows += long(overflows[r]), g.saturations += long(saturations[r]);
@@ -68,18 +72,26 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   out += "seed,";
   for (const auto& a : plan.plan_axes) out += a + ",";
   out += "precision,u,batches,layers,r_block_p95,r_block_max,r_block_median,r_block_mean,r_final_mean,r_attn_p95,r_ffn_p95,"
-         "nonfinite,overflows,saturations\n";
+         "final_mean_rel,final_median_rel,nonfinite,overflows,saturations\n";
   for (const Group& g : groups) {
     std::string line;
     for (const auto& k : g.key) line += (k.find(',') != std::string::npos ? "\"" + k + "\"" : k) + ",";
     const auto block = sortable(g.block);
-    double mean = 0, final_mean = 0;
-    for (double x : block) mean += x / block.size();
-    for (double x : sortable(g.final_block)) final_mean += x / g.final_block.size();
-    out += line + fmt::format("{:.6e},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{}\n", g.u,
+    auto average = [](const std::vector<double>& v) {
+      double m = 0;
+      for (double x : sortable(v)) m += x / double(v.size());
+      return v.empty() ? NAN : m;
+    };
+    std::vector<double> final_block, final_mean_rel, final_median_rel;
+    for (const auto& f : g.block_rows)
+      if (f.layer == g.layers - 1)
+        final_block.push_back(f.rel_fro), final_mean_rel.push_back(f.mean_rel), final_median_rel.push_back(f.median_rel);
+    const double mean = average(g.block), final_mean = average(final_block);
+    out += line + fmt::format("{:.6e},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{}\n", g.u,
                               g.batches.size(), g.layers, quantile(block, 0.95),
-                              *std::max_element(block.begin(), block.end()), quantile(block, 0.5), mean, final_mean,
-                              quantile(sortable(g.attn), 0.95), quantile(sortable(g.ffn), 0.95), g.nonfinite,
+                              block.empty() ? NAN : *std::max_element(block.begin(), block.end()), quantile(block, 0.5), mean, final_mean,
+                              quantile(sortable(g.attn), 0.95), quantile(sortable(g.ffn), 0.95),
+                              average(final_mean_rel), average(final_median_rel), g.nonfinite,
                               g.overflows, g.saturations);
   }
   return out;

@@ -77,6 +77,7 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
   s.batches = f.get_int("batches", 1, 1, 1000000);
   s.reference = f.get_choice("reference", "mpfr", {"mpfr", "fp64"});
   s.reference_bits = f.get_int("ref_bits", 128, 64, 100000);
+  s.rows = f.get_choice("rows", "all", {"all", "block", "final"});
   f.finish();
 
   if (const toml::table* axes = top.subtable("axes")) {
@@ -106,6 +107,7 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
     s.plot_color = f.get<std::string>("color", s.plot_color);
     s.log_x = f.get_choice("x_scale", "log", {"log", "linear"}) == "log";
     s.log_y = f.get_choice("y_scale", "log", {"log", "linear"}) == "log";
+    s.aggregate = f.get<bool>("aggregate", false);
     f.finish();
   }
   top.finish();

@@ -108,10 +108,10 @@ TEST_F(SweepRun, SameFilesAtAnyThreadCountAfterInterruptionAndFromShards) {
   EXPECT_EQ(file("two", "summary.csv"), summary);
 
   // An interrupted run: some parts missing, a torn temporary left behind. Running again finishes the rest only.
-  fs::remove(root_ + "/two/t/parts/unit-000003.csv");
-  fs::remove(root_ + "/two/t/parts/unit-000006.csv");
+  fs::remove(root_ + "/two/t/parts/chunk-000003.csv");
+  fs::remove(root_ + "/two/t/parts/chunk-000006.csv");
   fs::remove(root_ + "/two/t/taps.csv");
-  std::ofstream(root_ + "/two/t/parts/unit-000003.csv.tmp123") << "unit,half a line";
+  std::ofstream(root_ + "/two/t/parts/chunk-000003.csv.tmp123") << "unit,half a line";
   const SweepOutcome resumed = run("two", 2);
   EXPECT_EQ(resumed.ran, 2);
   EXPECT_EQ(resumed.skipped, 6);

@@ -1,7 +1,7 @@
 #pragma once
-// Running a sweep: units in parallel, each finished unit written at once and atomically as
-// results/<name>/parts/unit-<index>.csv, so an interrupted sweep resumes where it stopped and a crash never leaves
-// a half-written file. When every part exists the final files are assembled from the parts in unit order, so
+// Running a sweep: chunks of consecutive units in parallel (a chunk is one unit for sweeps of up to 256 units),
+// each finished chunk written at once and atomically as results/<name>/parts/chunk-<index>.csv, so an interrupted
+// sweep resumes where it stopped and a crash never leaves a half-written file. When every part exists the final files are assembled from the parts in unit order, so
 // they are the same whatever the thread count, shards or interruptions:
 //   taps.csv      one row per unit, plan, layer and tap (tap_csv_header's metrics after the axis columns)
 //   summary.csv   one row per configuration (model axes, seed, plan) with tail statistics over batches and layers
@@ -14,7 +14,7 @@ namespace lpsim {
 
 struct SweepOptions {
   std::string results_root = "results";
-  int shard = 0, shards = 1;  // run units with index % shards == shard
+  int shard = 0, shards = 1;  // run the chunks with index % shards == shard
   int threads = 0;            // 0: OpenMP's default
   bool progress = true;
   bool assemble = true;       // write the final files when every part exists

@@ -7,6 +7,7 @@
 //   batches = 1                      # input batches per seed
 //   reference = "mpfr"               # or "fp64" (checked against MPFR on the first unit)
 //   ref_bits = 128
+//   rows = "all"                     # taps.csv: "all" taps, "block" outputs, or the "final" block only
 //   [axes]
 //   plan = ["fp32", "autocast-bf16"] # or format = [...], policy = [...]
 //   "model.width" = [64, 128]        # any model.*, init.* or input.* key
@@ -45,10 +46,12 @@ struct SweepConfig {
   int batches = 1;
   std::string reference = "mpfr";
   int reference_bits = 128;
+  std::string rows = "all";  // taps.csv rows: all taps, block taps only, or the final block only
   std::vector<Axis> axes;  // plan-like axes (plan, format, policy) and model axes, in file order
   // [plot]: the scatter of summary.csv and its regression (stats.csv).
   std::string plot_x = "u", plot_y = "r_block_p95", plot_color = "plan";
   bool log_x = true, log_y = true;
+  bool aggregate = false;  // plot and regress the mean and median of y at each x
 };
 
 // A precision setting of a unit: one value of each plan-like axis.
