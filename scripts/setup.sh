@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake make g++ pkg-config libmpfr-dev libgmp-dev libboost-dev libeigen3-dev libgtest-dev libbenchmark-dev
-          libcli11-dev libfmt-dev nlohmann-json3-dev libtomlplusplus-dev python3 python3-matplotlib python3-numpy)
+          libcli11-dev libfmt-dev nlohmann-json3-dev libtomlplusplus-dev python3 python3-matplotlib python3-numpy
+          libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <omp.h>
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/mpi_world.hpp"
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/stats/regression_table.hpp"
 #include "lpsim/sweep/runner.hpp"
@@ -47,8 +49,39 @@ void report(const SweepConfig& s, const std::string& dir, bool plot) {
     fmt::print(stderr, "sweep: the plot was not made ({} failed); the CSV files are complete\n", command);
 }
 
+// Under mpirun: every rank runs its shard, then rank 0 assembles and reports (the files of a single run).
+void run_mpi(const SweepCli& c, const SweepConfig& s, const MpiWorld& w) {
+  SweepOptions o;
+  o.results_root = c.results;
+  o.threads = c.threads > 0 ? c.threads : std::max(1, omp_get_num_procs() / w.size);
+  o.progress = !c.quiet && w.rank == 0;
+  o.shard = w.rank, o.shards = w.size;
+  o.assemble = false;
+  bool ok = true;
+  std::string error;
+  try {
+    run_sweep(s, o);
+  } catch (const std::exception& e) {
+    ok = false, error = e.what();
+  }
+  if (!mpi_all(w, ok)) {
+    if (!ok) throw std::runtime_error(fmt::format("rank {}: {}", w.rank, error));
+    throw std::runtime_error(fmt::format("rank {}: another rank failed; its parts stay for a later run", w.rank));
+  }
+  if (w.rank != 0) return;
+  const std::string dir = c.results + "/" + s.name;
+  assemble_sweep(s, expand(s), dir);
+  fmt::print("sweep {}: {} ranks\n", s.name, w.size);
+  report(s, dir, !c.no_plot);
+  fmt::print("wrote {}/taps.csv, summary.csv, stats.csv, manifest.json\n", dir);
+}
+
 void run(const SweepCli& c) {
   const SweepConfig s = load_sweep(c.file);
+  if (const MpiWorld& w = mpi_world(); w.active && w.size > 1) {
+    if (!c.shard.empty()) throw ConfigError("--shard cannot be combined with mpirun (each rank is a shard)");
+    return run_mpi(c, s, w);
+  }
   SweepOptions o;
   o.results_root = c.results;
   o.threads = c.threads;

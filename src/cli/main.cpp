@@ -2,8 +2,14 @@
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "cli/mpi_world.hpp"
 
 int main(int argc, char** argv) {
+  const lpsim::cli::MpiWorld world = lpsim::cli::mpi_start(argc, argv);
+  struct Stop {
+    const lpsim::cli::MpiWorld& w;
+    ~Stop() { lpsim::cli::mpi_stop(w); }
+  } stop{world};
   CLI::App app{"lpsim: emulated-precision forward-error studies of transformers"};
   app.require_subcommand(1);
   lpsim::cli::add_formats_command(app);

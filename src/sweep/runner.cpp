@@ -205,6 +205,21 @@ void assemble_sweep(const SweepConfig& s, const SweepPlan& plan, const std::stri
   }
   write_atomically(dir + "/taps.csv", taps);
   write_atomically(dir + "/summary.csv", summarize(s, plan, taps));
+  // A sharded sweep's manifest lists the shards' own (a single run overwrites this with its manifest).
+  nlohmann::json shards = nlohmann::json::array();
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().starts_with("manifest-shard")) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    shards.push_back(nlohmann::json::parse(in, nullptr, false));
+  }
+  if (!shards.empty())
+    write_atomically(dir + "/manifest.json",
+                     nlohmann::json{{"lpsim_version", "0.1.0"}, {"git_commit", LPSIM_GIT_COMMIT}, {"sweep_file", s.file},
+                                    {"sweep_text", s.text}, {"merged", iso_now()}, {"units", plan.units.size()},
+                                    {"shards", shards}}.dump(2) + "\n");
 }
 
 SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
