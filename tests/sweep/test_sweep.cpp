@@ -79,7 +79,8 @@ std::string slurp(const std::string& path) {
 class SweepRun : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = (fs::temp_directory_path() / "lpsim_sweep_test").string();
+    // One directory per test: ctest runs tests as parallel processes.
+    root_ = (fs::temp_directory_path() / ("lpsim_sweep_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()))).string();
     fs::remove_all(root_);
     sweep_ = parse_sweep("[sweep]\nname = \"t\"\nmodel = \"" + tiny_model() + "\"\nseeds = 2\nbatches = 2\n"
                          "[axes]\nplan = [\"autocast-fp16\", \"pure-bf16\"]\n\"model.depth\" = [1, 2]\n", "t.toml");
