@@ -24,6 +24,7 @@ namespace lpsim::layers {
 template <class B, class T>
 Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w, double eps) {
   using std::sqrt;
+  if constexpr (requires { be.observe_norm_input(x); }) be.observe_norm_input(x);  // diagnostics (diag/)
   const int n = x.rows, d = x.cols;
   Matrix<T> y(n, d);
   const T width(d), epsilon = be.compute(Op::norm, T(eps));
@@ -121,10 +122,12 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, con
   const int dh = cfg.head_width();
   Matrix<T> heads(h.rows, cfg.width);
   for (int head = 0; head < cfg.heads; ++head) {
-    Matrix<T> s = be.gemm(Op::score, columns(q, head * dh, dh), transpose(columns(k, head * dh, dh)), nullptr);
+    const Matrix<T> qh = columns(q, head * dh, dh), kh = columns(k, head * dh, dh), vh = columns(v, head * dh, dh);
+    Matrix<T> s = be.gemm(Op::score, qh, transpose(kh), nullptr);
     scale_scores(be, s, dh);
     const Matrix<T> p = softmax(be, s, cfg.causal);
-    set_columns(heads, head * dh, be.gemm(Op::pv, p, columns(v, head * dh, dh), nullptr));
+    if constexpr (requires { be.observe_head(qh, kh, s, p, vh); }) be.observe_head(qh, kh, s, p, vh);
+    set_columns(heads, head * dh, be.gemm(Op::pv, p, vh, nullptr));
   }
   return be.linear(Op::out_proj, heads, w.wo, bias(w.bo));
 }

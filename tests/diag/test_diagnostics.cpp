@@ -1,0 +1,126 @@
+// Diagnostics against brute force: the softmax Jacobian's norm against a dense eigensolver and hand cases, the
+// per-head diagnostics against an independent Eigen forward, condition numbers against constructed spectra.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+
+#include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/diag/softmax_jacobian.hpp"
+#include "lpsim/model/init.hpp"
+#include "support/eigen_transformer.hpp"
+
+namespace lpsim {
+namespace {
+
+double dense_norm(const std::vector<double>& p) {
+  const Eigen::Map<const Eigen::VectorXd> v(p.data(), Eigen::Index(p.size()));
+  const Eigen::MatrixXd j = Eigen::MatrixXd(v.asDiagonal()) - v * v.transpose();
+  return Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(j).eigenvalues().cwiseAbs().maxCoeff();
+}
+
+std::vector<double> softmax_of(const std::vector<double>& s) {
+  std::vector<double> p(s.size());
+  const double m = *std::max_element(s.begin(), s.end());
+  double z = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) z += (p[i] = std::exp(s[i] - m));
+  for (double& v : p) v /= z;
+  return p;
+}
+
+TEST(SoftmaxJacobian, HandCases) {
+  EXPECT_DOUBLE_EQ(softmax_jacobian_norm(std::vector<double>{0.5, 0.5}), 0.5);          // a two-way tie: the maximum
+  EXPECT_DOUBLE_EQ(softmax_jacobian_norm(std::vector<double>{0.5, 0.5, 0, 0}), 0.5);
+  EXPECT_EQ(softmax_jacobian_norm(std::vector<double>{0, 1, 0}), 0.0);                 // one-hot: J = 0
+  for (int n : {2, 3, 7, 64}) {
+    std::vector<double> u(n, 1.0 / n);
+    EXPECT_NEAR(softmax_jacobian_norm(u), 1.0 / n, 1e-15) << n;                      // uniform: 1/n on 1-perp
+  }
+}
+
+TEST(SoftmaxJacobian, MatchesDenseEigensolverAndPowerEstimateIsBelow) {
+  std::uint64_t seed = 1;
+  for (int n : {2, 3, 5, 17, 65, 200})
+    for (double scale : {0.1, 1.0, 4.0, 20.0}) {
+      std::vector<double> s(n);
+      for (int i = 0; i < n; ++i) s[i] = scale * normal_at(seed, 3, i);
+      ++seed;
+      const std::vector<double> p = softmax_of(s);
+      const double exact = dense_norm(p), got = softmax_jacobian_norm(p);
+      EXPECT_NEAR(got, exact, 1e-13 + 1e-12 * exact) << "n=" << n << " scale=" << scale;
+      const double power = softmax_jacobian_norm_power(p, 3);
+      EXPECT_LE(power, exact * (1 + 1e-9) + 1e-15);  // a Rayleigh quotient: below the top eigenvalue
+      EXPECT_GE(power, 0.0);
+    }
+}
+
+TEST(Diagnostics, ConditionNumbersOfConstructedSpectra) {
+  const Eigen::MatrixXd u = Eigen::HouseholderQR<Eigen::MatrixXd>(Eigen::MatrixXd::Random(9, 5)).householderQ() *
+                            Eigen::MatrixXd::Identity(9, 5);
+  const Eigen::MatrixXd v = Eigen::HouseholderQR<Eigen::MatrixXd>(Eigen::MatrixXd::Random(5, 5)).householderQ();
+  const Eigen::VectorXd sigma = (Eigen::VectorXd(5) << 40, 8, 3, 1, 0.25).finished();
+  const test::Mat a = u * sigma.asDiagonal() * v.transpose();
+  const Matrix<double> m = test::from_eigen(a);
+  EXPECT_NEAR(condition_number(m), 160.0, 1e-9);
+  EXPECT_NEAR(condition_number(m, 1e-6), 40 / (0.25 + 1e-6), 1e-9);
+  EXPECT_NEAR(spectral_norm(m), 40.0, 1e-12);
+  EXPECT_NEAR(condition_number(transpose(m)), 160.0, 1e-9);
+}
+
+// Layer 0's per-head diagnostics recomputed from an independent Eigen forward.
+TEST(Diagnostics, HeadsMatchAnIndependentComputation) {
+  ModelConfig c;
+  c.width = 16, c.heads = 2, c.ffn = 24, c.depth = 2, c.tokens = 11, c.init.bias_std = 0.1;  // tokens >= d_head
+  for (bool causal : {false, true}) {
+    c.causal = causal;
+    const Weights<double> w = make_weights(c, 5);
+    const ModelInput<double> in = make_input(c, 5);
+    const std::vector<LayerDiagnostics> d = diagnose(c, w, in);
+    ASSERT_EQ(d.size(), 2u);
+    ASSERT_EQ(d[0].heads.size(), 2u);
+    const test::Mat x = test::to_eigen(in.x);
+    const test::Mat h = test::layer_norm(x, w.layers[0].norm1, c.norm_eps, false);
+    const test::Mat q = test::linear(h, w.layers[0].wq, w.layers[0].bq), k = test::linear(h, w.layers[0].wk, w.layers[0].bk);
+    const test::Mat v = test::linear(h, w.layers[0].wv, w.layers[0].bv);
+    const int dh = c.head_width();
+    for (int a = 0; a < 2; ++a) {
+      const test::Mat qa = q.middleCols(a * dh, dh), ka = k.middleCols(a * dh, dh), va = v.middleCols(a * dh, dh);
+      const test::Mat s = qa * ka.transpose() / std::sqrt(double(dh));
+      const test::Mat p = test::softmax(s, causal);
+      const double kappa_score = qa.norm() * ka.norm() / (s.norm() * std::sqrt(double(dh)));
+      double kappa_softmax = 0;
+      for (int i = 0; i < c.tokens; ++i) {
+        const int n = causal ? i + 1 : c.tokens;
+        std::vector<double> row(p.row(i).data(), p.row(i).data() + n);
+        kappa_softmax = std::max(kappa_softmax, dense_norm(row) * s.row(i).head(n).norm() / p.row(i).head(n).norm());
+      }
+      const Eigen::VectorXd sv = Eigen::JacobiSVD<Eigen::MatrixXd>(va).singularValues();
+      const HeadDiagnostics& got = d[0].heads[a];
+      EXPECT_NEAR(got.kappa_score, kappa_score, 1e-12 * kappa_score);
+      EXPECT_NEAR(got.kappa_softmax, kappa_softmax, 1e-11 * kappa_softmax);
+      EXPECT_NEAR(got.kappa_v, sv(0) / (sv(dh - 1) + 1e-6), 1e-9 * got.kappa_v);
+    }
+    EXPECT_DOUBLE_EQ(d[0].kappa_softmax, std::max(d[0].heads[0].kappa_softmax, d[0].heads[1].kappa_softmax));
+    // The variance at the first norm's input: the median over tokens.
+    std::vector<double> var;
+    for (int i = 0; i < c.tokens; ++i) var.push_back((x.row(i).array() - x.row(i).mean()).square().mean());
+    std::sort(var.begin(), var.end());
+    EXPECT_NEAR(d[0].sigma2_norm1, var[5], 1e-14 * var[5]);
+  }
+}
+
+TEST(Diagnostics, PredictorByHand) {
+  ModelConfig c;
+  c.width = 100, c.norm_eps = 1e-2;
+  LayerDiagnostics d;
+  d.kappa_softmax = 0.4, d.kappa_score = 3, d.kappa_v = 5, d.wo_norm = 2, d.kappa_eff = 7;
+  d.sigma2_norm1 = 1e-4;  // rho = 1e-4 / 1e-2 * 100 * 2^-10 < 1: eps-dominated, C = 0.1 + 0.01 + 1
+  d.sigma2_norm2 = 4.0;   // rho = 400 * 100 * 2^-10 > 1: C = 1
+  const Predictor p = predictor(d, c, 0x1p-10);
+  EXPECT_NEAR(p.rho_ln1, 1e-2 * 100 * 0x1p-10, 1e-15);
+  EXPECT_NEAR(p.c_ln, 1.11 + 1, 1e-12);
+  EXPECT_NEAR(p.combined, 0.4 * 4 * 5 * 2 + 7 + 2.11, 1e-12);
+}
+
+}  // namespace
+}  // namespace lpsim
