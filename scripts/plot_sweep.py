@@ -24,6 +24,9 @@ LABELS = {
     "r_block_mean": "mean block-output error ||E||_F/||X||_F",
     "r_block_median": "median block-output error ||E||_F/||X||_F",
     "r_final_mean": "final-block error ||E||_F/||X||_F",
+    "predictor_p95": "combined predictor (95th percentile over layers)",
+    "predictor_eps_p95": "combined predictor x eps_mach (95th percentile over layers)",
+    "kappa_softmax_p95": "kappa_softmax (95th percentile over layers)",
 }
 
 
@@ -35,6 +38,7 @@ def main():
     ap.add_argument("--color", default="plan")
     ap.add_argument("--xscale", default="log", choices=["log", "linear"])
     ap.add_argument("--yscale", default="log", choices=["log", "linear"])
+    ap.add_argument("--name", default="scatter", help="output file name without extension")
     ap.add_argument("--aggregate", action="store_true",
                     help="mean and median of y at each x (with the 5-95%% band) instead of every point")
     a = ap.parse_args()
@@ -127,7 +131,7 @@ def finish(fig, ax, a):
     ax.legend(fontsize=8)
     fig.tight_layout()
     for ext in ("png", "svg"):
-        fig.savefig(os.path.join(a.directory, f"scatter.{ext}"), dpi=130)
+        fig.savefig(os.path.join(a.directory, f"{a.name}.{ext}"), dpi=130)
 
 
 if __name__ == "__main__":

@@ -38,18 +38,29 @@ void report(const SweepConfig& s, const std::string& dir, bool plot) {
   RegressionRequest q{s.plot_x, s.plot_y, s.plot_color, s.log_x, s.log_y};
   q.aggregate = s.aggregate;
   if (std::find(summary.header.begin(), summary.header.end(), q.group) == summary.header.end()) q.group = "precision";
-  write_atomically(dir + "/stats.csv", regression_csv(summary, q));
-  fmt::print("{}", regression_text(summary, q));
+  std::string csv = regression_csv(summary, q), text = regression_text(summary, q);
+  for (const std::string& x : s.stats_x) {  // one table per further predictor (001's Table 2 rows)
+    RegressionRequest more = q;
+    more.x = x, more.group = "";
+    const std::string c = regression_csv(summary, more);
+    csv += c.substr(c.find('\n') + 1);
+    text += regression_text(summary, more);
+  }
+  write_atomically(dir + "/stats.csv", csv);
+  fmt::print("{}", text);
   if (!plot) return;
   const std::string script = std::string(LPSIM_SOURCE_DIR) + "/scripts/plot_sweep.py";
-  const std::string command = fmt::format("/usr/bin/python3 '{}' '{}' --x '{}' --y '{}' --color '{}' --xscale {} --yscale {}{}",
-                                          script, dir, s.plot_x, s.plot_y, q.group, s.log_x ? "log" : "linear",
-                                          s.log_y ? "log" : "linear", s.aggregate ? " --aggregate" : "");
-  if (std::system(command.c_str()) != 0)
-    fmt::print(stderr, "sweep: the plot was not made ({} failed); the CSV files are complete\n", command);
+  std::vector<std::pair<std::string, std::string>> plots{{s.plot_x, "scatter"}};
+  for (const std::string& x : s.extra_plots) plots.push_back({x, "scatter_" + x});
+  for (const auto& [x, name] : plots) {
+    const std::string command = fmt::format(
+        "/usr/bin/python3 '{}' '{}' --x '{}' --y '{}' --color '{}' --xscale {} --yscale {}{} --name '{}'", script, dir, x,
+        s.plot_y, q.group, s.log_x ? "log" : "linear", s.log_y ? "log" : "linear", s.aggregate ? " --aggregate" : "", name);
+    if (std::system(command.c_str()) != 0)
+      fmt::print(stderr, "sweep: the plot was not made ({} failed); the CSV files are complete\n", command);
+  }
 }
 
-// Under mpirun: every rank runs its shard, then rank 0 assembles and reports (the files of a single run).
 void run_mpi(const SweepCli& c, const SweepConfig& s, const MpiWorld& w) {
   SweepOptions o;
   o.results_root = c.results;

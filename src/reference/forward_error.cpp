@@ -201,7 +201,7 @@ std::string tap_csv_header() {
 }
 
 std::string tap_csv_row(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o, const TapError& t) {
-  return fmt::format("{},{},{},{},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{:.6e}", cfg.name,
+  return fmt::format("{},{},{},{},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{}", cfg.name,
                      plan.name, o.seed, o.batch, t.layer, tap_name(t.tap), t.rel_fro, t.max_rel, t.mean_rel,
                      t.median_rel, t.p95_rel, t.p99_rel, t.elements, t.zero_ref, t.nonfinite, t.overflows,
                      t.saturations, t.ref_fro, plan.unit_roundoff());

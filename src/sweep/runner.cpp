@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lpsim/config/config_error.hpp"
+#include "lpsim/diag/diagnostics.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "sweep/atomic_file.hpp"
@@ -59,7 +60,22 @@ std::string row_prefix(const Unit& u, const PlanChoice& c) {
 // tap_csv_row without its identity columns (model, plan, seed, batch).
 std::string metric_header() {
   const std::string h = tap_csv_header();
-  return h.substr(h.find("layer"));
+  return h.substr(h.find("layer")) +
+         ",kappa_score,kappa_score_spectral,kappa_softmax,kappa_softmax_sum,kappa_softmax_power,kappa_v,wo_norm,kappa_eff,"
+         "rho_ln1,rho_ln2,c_ln,eps_mach,predictor,predictor_eps";
+}
+
+// The layer's diagnostics (diag/diagnostics.hpp) and the plan's predictor; "nan" when diagnostics are off.
+std::string diagnostic_cells(const std::vector<LayerDiagnostics>& diag, const ModelConfig& cfg, const PrecisionPlan& plan,
+                             int layer) {
+  const double eps_mach = 2 * plan.unit_roundoff();  // the papers' 2^(1-p)
+  if (diag.empty()) return fmt::format(",nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,{},nan,nan", eps_mach);
+  const LayerDiagnostics& d = diag[layer];
+  const Predictor p = predictor(d, cfg, eps_mach);
+  return fmt::format(",{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{},{:.6e},{:.6e}",
+                     d.kappa_score, d.kappa_score_spectral, d.kappa_softmax, d.kappa_softmax_sum, d.kappa_softmax_power,
+                     d.kappa_v, d.wo_norm, d.kappa_eff, p.rho_ln1, p.rho_ln2, p.c_ln, eps_mach, p.combined,
+                     p.combined * eps_mach);
 }
 std::string metric_row(const ModelConfig& cfg, const PrecisionPlan& plan, const TapError& t) {
   const std::string r = tap_csv_row(cfg, plan, StudyOptions{}, t);
@@ -81,12 +97,14 @@ template <class R>
 UnitResult measure_unit(const SweepConfig& s, const Unit& u, const SweepPlan& plan, const Weights<double>& w,
                         const ModelInput<double>& in, const Taps<R>& ref) {
   UnitResult out;
+  const std::vector<LayerDiagnostics> diag = s.diagnostics ? diagnose(u.model, w, in) : std::vector<LayerDiagnostics>{};
   for (const PlanChoice& c : plan.plans) {
     EmulatedBackend be(c.plan, u.seed);
     std::vector<RangeEvents> events;
     const Taps<double> taps = emulated_taps(be, u.model, w, in, &events);
     for (const TapError& t : tap_errors(u.model, taps, ref, events)) {
-      if (wanted(s.rows, u.model, t)) out.rows += row_prefix(u, c) + "," + metric_row(u.model, c.plan, t) + "\n";
+      if (wanted(s.rows, u.model, t))
+        out.rows += row_prefix(u, c) + "," + metric_row(u.model, c.plan, t) + diagnostic_cells(diag, u.model, c.plan, t.layer) + "\n";
       if (t.rel_fro > 0) out.smallest_error = std::min(out.smallest_error, t.rel_fro);
     }
   }

@@ -17,6 +17,7 @@ struct Group {
   std::vector<std::string> key;  // model axis values, seed, plan axis values, plan
   double u = 0;
   std::vector<double> block, attn, ffn;
+  std::vector<std::vector<double>> diag;  // per diagnostic column, its values on block rows (one per layer and batch)
   struct Final {
     int layer;
     double rel_fro, mean_rel, median_rel;
@@ -45,6 +46,10 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   key_columns.push_back(t.column("precision"));
   const int c_batch = t.column("batch"), c_layer = t.column("layer"), c_tap = t.column("tap"), c_u = t.column("u");
   const std::vector<double> mean_rel = t.numbers("mean_rel"), median_rel = t.numbers("median_rel");
+  static const char* const diag_columns[] = {"predictor", "predictor_eps", "kappa_softmax", "kappa_softmax_power",
+                                             "kappa_score", "kappa_v", "kappa_eff", "c_ln"};
+  std::vector<std::vector<double>> diag_values;
+  for (const char* c : diag_columns) diag_values.push_back(t.numbers(c));
   const std::vector<double> rel = t.numbers("rel_fro"), nonfinite = t.numbers("nonfinite"),
                             overflows = t.numbers("overflows"), saturations = t.numbers("saturations");
   std::vector<Group> groups;
@@ -62,7 +67,11 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
     g.layers = std::max(g.layers, layer + 1);
     const std::string& tap = row[c_tap];
     if (tap == "block") g.block.push_back(rel[r]);
-    if (tap == "block") g.block_rows.push_back({layer, rel[r], mean_rel[r], median_rel[r]});
+    if (tap == "block") {
+      g.block_rows.push_back({layer, rel[r], mean_rel[r], median_rel[r]});
+      g.diag.resize(diag_values.size());
+      for (std::size_t k = 0; k < diag_values.size(); ++k) g.diag[k].push_back(diag_values[k][r]);
+    }
     if (tap == "attn") g.attn.push_back(rel[r]);
     if (tap == "ffn") g.ffn.push_back(rel[r]);
     g.nonfinite += long(nonfinite[r]), g.overflows += long(overflows[r]), g.saturations += long(saturations[r]);
@@ -72,7 +81,9 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   out += "seed,";
   for (const auto& a : plan.plan_axes) out += a + ",";
   out += "precision,u,batches,layers,r_block_p95,r_block_max,r_block_median,r_block_mean,r_final_mean,r_attn_p95,r_ffn_p95,"
-         "final_mean_rel,final_median_rel,nonfinite,overflows,saturations\n";
+         "final_mean_rel,final_median_rel,nonfinite,overflows,saturations";
+  for (const char* c : diag_columns) out += fmt::format(",{}_p95", c);
+  out += "\n";
   for (const Group& g : groups) {
     std::string line;
     for (const auto& k : g.key) line += (k.find(',') != std::string::npos ? "\"" + k + "\"" : k) + ",";
@@ -87,12 +98,20 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
       if (f.layer == g.layers - 1)
         final_block.push_back(f.rel_fro), final_mean_rel.push_back(f.mean_rel), final_median_rel.push_back(f.median_rel);
     const double mean = average(g.block), final_mean = average(final_block);
-    out += line + fmt::format("{:.6e},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{}\n", g.u,
+    out += line + fmt::format("{},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{}\n", g.u,
                               g.batches.size(), g.layers, quantile(block, 0.95),
                               block.empty() ? NAN : *std::max_element(block.begin(), block.end()), quantile(block, 0.5), mean, final_mean,
                               quantile(sortable(g.attn), 0.95), quantile(sortable(g.ffn), 0.95),
                               average(final_mean_rel), average(final_median_rel), g.nonfinite,
                               g.overflows, g.saturations);
+    out.pop_back();  // the diagnostics' 95th percentiles over layers and batches follow
+    for (std::size_t k = 0; k < std::size(diag_columns); ++k)
+      out += fmt::format(",{:.6e}", k < g.diag.size() && std::any_of(g.diag[k].begin(), g.diag[k].end(), [](double v) {
+                                      return v == v;  // all NaN: diagnostics were off
+                                    })
+                                        ? quantile(sortable(g.diag[k]), 0.95)
+                                        : NAN);
+    out += "\n";
   }
   return out;
 }

@@ -78,6 +78,7 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
   s.reference = f.get_choice("reference", "mpfr", {"mpfr", "fp64"});
   s.reference_bits = f.get_int("ref_bits", 128, 64, 100000);
   s.rows = f.get_choice("rows", "all", {"all", "block", "final"});
+  s.diagnostics = f.get<bool>("diagnostics", true);
   f.finish();
 
   if (const toml::table* axes = top.subtable("axes")) {
@@ -108,6 +109,16 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
     s.log_x = f.get_choice("x_scale", "log", {"log", "linear"}) == "log";
     s.log_y = f.get_choice("y_scale", "log", {"log", "linear"}) == "log";
     s.aggregate = f.get<bool>("aggregate", false);
+    for (auto [key, list] : {std::pair{"stats_x", &s.stats_x}, {"extra_plots", &s.extra_plots}}) {
+      if (!f.has(key)) continue;
+      const toml::array* a = plot->get(key)->as_array();
+      if (!a) f.fail(key, "must be a list of column names");
+      for (const auto& e : *a) {
+        const auto v = e.value_exact<std::string>();
+        if (!v) f.fail(key, "must list column names (strings)");
+        list->push_back(*v);
+      }
+    }
     f.finish();
   }
   top.finish();

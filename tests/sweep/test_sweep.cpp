@@ -148,6 +148,22 @@ TEST_F(SweepRun, SummaryIsTheTailOfTheTaps) {
     EXPECT_NEAR(std::stod(row[summary.column("r_block_p95")]), p95, 1e-9 * p95);
     EXPECT_NEAR(std::stod(row[summary.column("r_block_max")]), block.back(), 1e-9 * block.back());
   }
+  // The diagnostics in every row: the scaled predictor is the predictor times eps_mach = 2u; summary's p95 of it.
+  for (const auto& t : taps.rows) {
+    const double pred = std::stod(t[taps.column("predictor")]), eps = std::stod(t[taps.column("eps_mach")]);
+    EXPECT_NEAR(std::stod(t[taps.column("predictor_eps")]), pred * eps, 1e-6 * pred * eps);
+    EXPECT_DOUBLE_EQ(eps, 2 * std::stod(t[taps.column("u")]));
+    EXPECT_GT(std::stod(t[taps.column("kappa_softmax")]), 0.0);
+  }
+  for (const auto& row : summary.rows) {
+    std::vector<double> pred;
+    for (const auto& t : taps.rows)
+      if (t[taps.column("model.depth")] == row[summary.column("model.depth")] &&
+          t[taps.column("seed")] == row[summary.column("seed")] &&
+          t[taps.column("precision")] == row[summary.column("precision")] && t[taps.column("tap")] == "block")
+        pred.push_back(std::stod(t[taps.column("predictor")]));
+    EXPECT_NEAR(std::stod(row[summary.column("predictor_p95")]), quantile(pred, 0.95), 1e-6 * quantile(pred, 0.95));
+  }
   const std::string manifest = slurp(root_ + "/one/t/manifest.json");
   EXPECT_NE(manifest.find("\"git_commit\""), std::string::npos);
   EXPECT_NE(manifest.find("\"adequate\": true"), std::string::npos);

@@ -8,6 +8,7 @@
 //   reference = "mpfr"               # or "fp64" (checked against MPFR on the first unit)
 //   ref_bits = 128
 //   rows = "all"                     # taps.csv: "all" taps, "block" outputs, or the "final" block only
+//   diagnostics = true               # seed 001's diagnostics and predictor per layer
 //   [axes]
 //   plan = ["fp32", "autocast-bf16"] # or format = [...], policy = [...]
 //   "model.width" = [64, 128]        # any model.*, init.* or input.* key
@@ -47,11 +48,14 @@ struct SweepConfig {
   std::string reference = "mpfr";
   int reference_bits = 128;
   std::string rows = "all";  // taps.csv rows: all taps, block taps only, or the final block only
+  bool diagnostics = true;   // seed 001's per-layer diagnostics and predictor in every row (diag/diagnostics.hpp)
   std::vector<Axis> axes;  // plan-like axes (plan, format, policy) and model axes, in file order
   // [plot]: the scatter of summary.csv and its regression (stats.csv).
   std::string plot_x = "u", plot_y = "r_block_p95", plot_color = "plan";
   bool log_x = true, log_y = true;
   bool aggregate = false;  // plot and regress the mean and median of y at each x
+  std::vector<std::string> stats_x;  // more predictors for stats.csv (one regression table per x, as 001's Table 2)
+  std::vector<std::string> extra_plots;  // more x columns, each plotted as scatter_<x>.png/svg
 };
 
 // A precision setting of a unit: one value of each plan-like axis.
