@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "lpsim/diag/softmax_jacobian.hpp"
+#include "lpsim/diag/theta.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/native_backend.hpp"
 #include "lpsim/stats/regression.hpp"
@@ -35,16 +36,23 @@ double median_row_variance(const Matrix<double>& x) {
 // The float64 forward with an observer: per head the diagnostics, per norm its input's variance.
 class DiagnosticBackend : public NativeBackend<double> {
  public:
-  explicit DiagnosticBackend(int depth, bool causal) : layers_(depth), causal_(causal) {}
+  explicit DiagnosticBackend(int depth, bool causal) : layers_(depth), attention_input_max_sq_(depth), causal_(causal) {}
   void set_layer(int l) { layer_ = l, norms_seen_ = 0; }
 
   void observe_norm_input(const Matrix<double>& x) {
     (norms_seen_++ == 0 ? layers_[layer_].sigma2_norm1 : layers_[layer_].sigma2_norm2) = median_row_variance(x);
   }
 
+  void observe_attention_input(const Matrix<double>& h) {
+    double m = 0;
+    for (int i = 0; i < h.rows; ++i) m = std::max(m, view(h).row(i).squaredNorm());
+    attention_input_max_sq_[layer_] = m;
+  }
+
   void observe_head(const Matrix<double>& q, const Matrix<double>& k, const Matrix<double>& s, const Matrix<double>& p,
                     const Matrix<double>& v) {
     HeadDiagnostics h;
+    double theta_sum = 0;
     const double d = double(q.cols);
     h.kappa_score = frobenius(q) * frobenius(k) / (frobenius(s) * std::sqrt(d));
     h.kappa_score_spectral = spectral_norm(q) * spectral_norm(k) / (spectral_norm(s) * std::sqrt(d));
@@ -56,12 +64,19 @@ class DiagnosticBackend : public NativeBackend<double> {
       const double ratio = std::sqrt(ns) / std::sqrt(np);
       h.kappa_softmax = std::max(h.kappa_softmax, softmax_jacobian_norm(pi) * ratio);
       h.kappa_softmax_power = std::max(h.kappa_softmax_power, softmax_jacobian_norm_power(pi, 3) * ratio);
+      const Theta t = theta(pi);
+      h.theta_max = std::max(h.theta_max, t.value);
+      h.theta_exact = h.theta_exact && t.exact;
+      theta_sum += t.value;
+      for (double x : si) h.logit_max = std::max(h.logit_max, std::fabs(x));
     }
+    h.theta_mean = theta_sum / p.rows;
     h.kappa_v = condition_number(v, 1e-6);
     layers_[layer_].heads.push_back(h);
   }
 
   std::vector<LayerDiagnostics> layers_;
+  std::vector<double> attention_input_max_sq_;  // max_i ||h_i||^2 of each layer's attention input
 
  private:
   int layer_ = 0, norms_seen_ = 0;
@@ -84,6 +99,7 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
   DiagnosticBackend be(cfg.depth, cfg.causal);
   forward(be, cfg, w, in);
   std::vector<LayerDiagnostics> out = std::move(be.layers_);
+  const int dh = cfg.head_width();
   for (int l = 0; l < cfg.depth; ++l) {
     LayerDiagnostics& d = out[l];
     d.layer = l;
@@ -94,6 +110,10 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
       d.kappa_softmax_sum += h.kappa_softmax;
       d.kappa_softmax_power = std::max(d.kappa_softmax_power, h.kappa_softmax_power);
       d.kappa_v = std::max(d.kappa_v, h.kappa_v);
+      d.theta_max = std::max(d.theta_max, h.theta_max);
+      d.theta_mean = std::max(d.theta_mean, h.theta_mean);
+      d.theta_exact = d.theta_exact && h.theta_exact;
+      d.logit_max = std::max(d.logit_max, h.logit_max);
     }
     const LayerWeights<double>& lw = w.layers[l];
     d.wo_norm = spectral_norm(lw.wo);
@@ -101,8 +121,41 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
     d.kappa_w1 = condition_number(lw.w1);
     d.kappa_w2 = condition_number(lw.w2);
     d.kappa_eff = d.kappa_w1 + d.kappa_w2 + d.kappa_wo;
+    for (int h = 0; h < cfg.heads; ++h) {
+      const Matrix<double> wq = columns(lw.wq, h * dh, dh), wk = columns(lw.wk, h * dh, dh);
+      const Dense m = view(wq) * view(wk).transpose();
+      const Dense abs_m = view(wq).cwiseAbs() * view(wk).cwiseAbs().transpose();
+      const Eigen::VectorXd sv = Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(m)).singularValues();
+      const double smin = sv(std::min<Eigen::Index>(dh, sv.size()) - 1);  // on the rank d_h of M
+      const double abs_norm = Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(abs_m)).singularValues()(0);
+      d.qk_norm = std::max(d.qk_norm, sv(0));
+      d.qk_norm_power = std::max(d.qk_norm_power, qk_norm_power(wq, wk));
+      d.qk_cond = std::max(d.qk_cond, sv(0) / smin);
+      d.qk_ratio = std::max(d.qk_ratio, abs_norm * sv(0) / smin);
+    }
+    // |S_ij| = |h_i^T M h_j| / sqrt(d_h) <= ||M||_2 ||h_i|| ||h_j|| / sqrt(d_h) (without Q/K biases; with them the
+    // bound is of the bias-free part only, so it is reported but may be exceeded).
+    d.logit_bound = d.qk_norm * be.attention_input_max_sq_[l] / std::sqrt(double(dh));
+    int e = 0;
+    std::frexp(448.0 / d.logit_bound, &e);  // the largest power of two with bound * scale <= 448 (e4m3's maximum)
+    d.fp8_scale = d.logit_bound > 0 ? std::ldexp(1.0, e - 1) : 1.0;
   }
   return out;
+}
+
+double qk_norm_power(const Matrix<double>& wq, const Matrix<double>& wk, int iterations) {
+  const auto q = view(wq), k = view(wk);
+  Eigen::VectorXd x = Eigen::VectorXd::Ones(k.rows());
+  for (Eigen::Index i = 0; i < x.size(); ++i) x(i) += 0.01 * double(i % 7);  // not orthogonal to the top vector
+  double norm = 0;
+  for (int it = 0; it < iterations; ++it) {
+    x.normalize();
+    const Eigen::VectorXd mx = q * (k.transpose() * x);  // M x = W_Q (W_K^T x)
+    norm = mx.norm();
+    x = k * (q.transpose() * mx);                         // M^T M x
+    if (x.norm() == 0) return 0;
+  }
+  return norm;
 }
 
 Predictor predictor(const LayerDiagnostics& d, const ModelConfig& cfg, double eps_mach) {

@@ -47,7 +47,8 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   const int c_batch = t.column("batch"), c_layer = t.column("layer"), c_tap = t.column("tap"), c_u = t.column("u");
   const std::vector<double> mean_rel = t.numbers("mean_rel"), median_rel = t.numbers("median_rel");
   static const char* const diag_columns[] = {"predictor", "predictor_eps", "kappa_softmax", "kappa_softmax_power",
-                                             "kappa_score", "kappa_v", "kappa_eff", "c_ln"};
+                                             "kappa_score", "kappa_v", "kappa_eff", "c_ln", "theta_max",
+                                             "qk_cond", "logit_max", "logit_bound"};
   std::vector<std::vector<double>> diag_values;
   for (const char* c : diag_columns) diag_values.push_back(t.numbers(c));
   const std::vector<double> rel = t.numbers("rel_fro"), nonfinite = t.numbers("nonfinite"),

@@ -124,3 +124,41 @@ TEST(Diagnostics, PredictorByHand) {
 
 }  // namespace
 }  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// Seeds 002-004's quantities: the power iteration against the SVD, the condition number the initialiser set,
+// the logit bound above every observed logit (no biases), the FP8 scale's guarantee, theta in [0, 1].
+TEST(Diagnostics, QueryKeyGeometry) {
+  ModelConfig c;
+  c.width = 32, c.heads = 2, c.ffn = 48, c.depth = 2, c.tokens = 20, c.bias = false;
+  c.init.kappa_qk = 1000, c.init.logit_scale = 3;
+  const Weights<double> w = make_weights(c, 2);
+  const std::vector<LayerDiagnostics> d = diagnose(c, w, make_input(c, 2));
+  for (const LayerDiagnostics& l : d) {
+    EXPECT_NEAR(l.qk_norm_power / l.qk_norm, 1.0, 1e-9);
+    EXPECT_NEAR(l.qk_cond / 1000, 1.0, 1e-3);  // fp32 storage moves it slightly
+    EXPECT_GE(l.qk_ratio, l.qk_cond * l.qk_norm * (1 - 1e-12));  // sigma_max(|Q||K|^T) >= sigma_max(Q K^T)
+    EXPECT_LE(l.logit_max, l.logit_bound);
+    EXPECT_GT(l.logit_max, 0.0);
+    EXPECT_LE(l.logit_bound * l.fp8_scale, 448.0);
+    EXPECT_GT(2 * l.logit_bound * l.fp8_scale, 448.0);
+    EXPECT_GE(l.theta_max, l.theta_mean);
+    EXPECT_LE(l.theta_max, 1.0);
+    EXPECT_GT(l.theta_mean, 0.0);
+  }
+  // Random (unshaped) weights: the power iteration still finds the SVD's norm.
+  ModelConfig r = c;
+  r.init.kappa_qk = 0, r.init.logit_scale = 0;
+  const Weights<double> wr = make_weights(r, 3);
+  for (int l = 0; l < r.depth; ++l) {
+    const Matrix<double> q = columns(wr.layers[l].wq, 0, 16), k = columns(wr.layers[l].wk, 0, 16);
+    const test::Mat m = test::to_eigen(q) * test::to_eigen(k).transpose();
+    const double svd = Eigen::JacobiSVD<Eigen::MatrixXd>(m).singularValues()(0);
+    EXPECT_NEAR(qk_norm_power(q, k, 200) / svd, 1.0, 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace lpsim

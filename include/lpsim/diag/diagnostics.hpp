@@ -9,6 +9,10 @@
 //   C_LN   = sigma/sqrt(eps) + sigma^2/eps + 1 where rho_LN < 1 (Proposition 1 with C1 = C2 = C3 = 1), else 1
 //   predictor = kappa_softmax (1 + kappa_score) kappa(V) ||W_O||_2 + kappa_eff + C_LN
 // Heads are aggregated by max (kappa_softmax also by sum); the two norms of a layer add their C_LN.
+// Also, from the other seeds: theta(p) of 003 (max and mean over rows); for M = W_Q W_K^T of each head, 002's
+// condition number on its rank and its bound factor sigma_max(|W_Q||W_K|^T) sigma_max(M) / sigma_min(M), 004's
+// ||M||_2 by power iteration without forming M, the deterministic logit bound ||M||_2 max_i ||h_i||^2 / sqrt(d_h)
+// beside the observed max |S_ij|, and the power-of-two FP8 e4m3 scale that the bound guarantees against overflow.
 #include <vector>
 
 #include "lpsim/model/weights.hpp"
@@ -17,6 +21,9 @@ namespace lpsim {
 
 struct HeadDiagnostics {
   double kappa_score = 0, kappa_score_spectral = 0, kappa_softmax = 0, kappa_softmax_power = 0, kappa_v = 0;
+  double theta_max = 0, theta_mean = 0;  // seed 003, over rows
+  bool theta_exact = true;               // every row's theta exact (else theta_max is a lower bound)
+  double logit_max = 0;                  // observed max |S_ij| (S = Q K^T / sqrt(d_h), masked entries left out)
 };
 
 struct LayerDiagnostics {
@@ -27,7 +34,15 @@ struct LayerDiagnostics {
   double kappa_v = 0;
   double wo_norm = 0, kappa_w1 = 0, kappa_w2 = 0, kappa_wo = 0, kappa_eff = 0;
   double sigma2_norm1 = 0, sigma2_norm2 = 0;            // median over tokens of the variance at each norm's input
+  double theta_max = 0, theta_mean = 0;                 // max over heads
+  bool theta_exact = true;
+  double qk_norm = 0, qk_norm_power = 0;                // ||W_Q W_K^T||_2: SVD, and 004's power iteration; max over heads
+  double qk_cond = 0, qk_ratio = 0;                     // seed 002, max over heads
+  double logit_max = 0, logit_bound = 0, fp8_scale = 0; // observed max |S|, its bound, the scale it guarantees
 };
+
+// ||W_Q W_K^T||_2 by power iteration on M^T M, applying W_K^T, W_Q, W_Q^T, W_K in turn (M is never formed).
+double qk_norm_power(const Matrix<double>& wq, const Matrix<double>& wk, int iterations = 60);
 
 // Plan-independent diagnostics of every layer of the float64 forward.
 std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);

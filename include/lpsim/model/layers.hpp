@@ -116,6 +116,7 @@ Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
 template <class B, class T>
 Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
   auto bias = [](const std::vector<T>& b) { return b.empty() ? nullptr : &b; };
+  if constexpr (requires { be.observe_attention_input(h); }) be.observe_attention_input(h);
   const Matrix<T> q = be.linear(Op::qkv, h, w.wq, bias(w.bq));
   const Matrix<T> k = be.linear(Op::qkv, h, w.wk, bias(w.bk));
   const Matrix<T> v = be.linear(Op::qkv, h, w.wv, bias(w.bv));
