@@ -10,6 +10,8 @@
 
 #include "cli/commands.hpp"
 #include "lpsim/config/config_error.hpp"
+#include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/model/init.hpp"
 #include "lpsim/model/plan.hpp"
 #include "lpsim/reference/forward_error.hpp"
 
@@ -20,7 +22,7 @@ namespace {
 struct RunOptions {
   std::string model, plan, output;
   StudyOptions study;
-  bool no_check = false, show_plan = false;
+  bool no_check = false, show_plan = false, diagnostics = false;
 };
 
 std::string read_file(const std::string& path) {
@@ -32,6 +34,24 @@ std::string read_file(const std::string& path) {
 }
 
 std::string sci(double v) { return std::isfinite(v) ? fmt::format("{:.3e}", v) : fmt::format("{}", v); }
+
+// Seed 001-004's diagnostics of every layer (docs/DIAGNOSTICS.md) on the same weights and input.
+void print_diagnostics(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& study) {
+  const Weights<double> w = make_weights(cfg, study.seed);
+  const std::vector<LayerDiagnostics> d = diagnose(cfg, w, make_input(cfg, study.seed, study.batch));
+  const double eps_mach = 2 * plan.unit_roundoff();
+  fmt::print("{:>5} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}\n", "layer", "k_smax",
+             "k_score", "k(V)", "||W_O||", "k_eff", "rho_ln1", "rho_ln2", "C_LN", "predictor", "x eps", "theta",
+             "max|S|", "bound");
+  for (const LayerDiagnostics& l : d) {
+    const Predictor p = predictor(l, cfg, eps_mach);
+    fmt::print("{:>5} {:>9.3g} {:>9.3g} {:>9.3g} {:>8.3g} {:>9.3g} {:>9.3g} {:>9.3g} {:>9.3g} {:>9.3g} {:>9.3g} {:>8.5f} "
+               "{:>9.3g} {:>9.3g}\n",
+               l.layer, l.kappa_softmax, l.kappa_score, l.kappa_v, l.wo_norm, l.kappa_eff, p.rho_ln1, p.rho_ln2, p.c_ln,
+               p.combined, p.combined * eps_mach, l.theta_max, l.logit_max, l.logit_bound);
+  }
+  fmt::print("(eps_mach = {:.3g}; kappa_softmax exact, its 3-step power estimate is in sweeps' CSV)\n", eps_mach);
+}
 
 void run(const RunOptions& o) {
   const ModelConfig cfg = load_model_config(o.model);
@@ -70,6 +90,7 @@ void run(const RunOptions& o) {
                c.adequate ? "adequate: below 1% of the smallest measured error" : "NOT adequate: raise --ref-bits or use mpfr");
   else
     fmt::print("reference: {} at {} bits (not checked)\n", c.kind, c.bits);
+  if (o.diagnostics) print_diagnostics(cfg, plan, study);
   fmt::print("time: emulated {:.3f} s, reference {:.3f} s, check {:.3f} s; u = {:.3e} (GEMM inputs)\n",
              r.emulated_seconds, r.reference_seconds, r.check_seconds, u);
   if (nonfinite || r.events.overflows)
@@ -105,6 +126,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--ref-bits", o->study.reference_bits, "MPFR precision of the reference (default 128)");
   cmd->add_flag("--no-check", o->no_check, "skip the reference's convergence check");
   cmd->add_flag("--show-plan", o->show_plan, "print what the plan does for each operation class");
+  cmd->add_flag("--diagnostics", o->diagnostics, "print the papers' per-layer diagnostics and the combined predictor");
   cmd->add_option("--output,-o", o->output, "CSV path (default results/run/<model>_<plan>_s<seed>.csv)");
   cmd->callback([o] { run(*o); });
 }
