@@ -10,4 +10,5 @@ void add_dot_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_stats_command(CLI::App& app);
+void add_bounds_command(CLI::App& app);
 }  // namespace lpsim::cli

@@ -1,0 +1,40 @@
+#pragma once
+// How well seed 001's local bounds hold on a real forward (`lpsim bounds`). Each check is local: the operation
+// gets exact inputs (the MPFR reference's, stored in the plan's format as the hardware would hold them), runs once
+// under the plan, and is compared with the same operation in MPFR on those inputs.
+//
+// Theorem 1, per layer and head: Q, K, V stored in the score/PV GEMM input format; observed ||A~ - A|| / ||A||
+// against [c_smx + kappa_softmax (1 + c_gemm kappa_score) + c'_gemm] eps_mach kappa(V) with unit constants
+// (c = 1), and the smallest common constant c_min that makes it hold: observed / ([2 + ks (1 + kscore)] eps kV).
+// Proposition 1, per normalisation: the input stored in the residual format; observed relative error against
+// eps_mach [C1 sigma/sqrt(eps) + C2 sigma^2/eps + C3] with unit constants, c_min likewise; rho_LN says whether
+// the input is in the eps-dominated regime where the proposition claims to apply.
+// eps_mach = 2^(1-p) of the format the operation's inputs are stored in (GEMM input; norm compute).
+#include <vector>
+
+#include "lpsim/model/plan.hpp"
+#include "lpsim/model/weights.hpp"
+
+namespace lpsim {
+
+struct AttentionBound {
+  int layer = 0, head = 0;
+  double observed = 0, kappa_score = 0, kappa_softmax = 0, kappa_v = 0, eps_mach = 0, bound = 0, c_min = 0;
+  bool held = false;
+};
+
+struct NormBound {
+  int layer = 0, which = 0;  // which: 1 before (pre-LN) / after attention, 2 for the FFN
+  double observed = 0, sigma2 = 0, rho_ln = 0, eps_mach = 0, bound = 0, c_min = 0;
+  bool dominated = false, held = false;
+};
+
+struct BoundsReport {
+  std::vector<AttentionBound> attention;
+  std::vector<NormBound> norms;
+};
+
+BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
+                                const ModelInput<double>& in, int reference_bits = 128);
+
+}  // namespace lpsim

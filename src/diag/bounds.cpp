@@ -1,0 +1,153 @@
+#include "lpsim/diag/bounds.hpp"
+
+#include <Eigen/Dense>
+#include <cmath>
+
+#include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/diag/softmax_jacobian.hpp"
+#include "lpsim/format/round_scalar.hpp"
+#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/model/forward.hpp"
+#include "lpsim/reference/mpfr_backend.hpp"
+
+namespace lpsim {
+
+namespace {
+
+// The reference forward, remembering each layer's attention input and each norm's input (MPFR).
+class RecordingMpfr : public MpfrBackend {
+ public:
+  void set_layer(int l) { layer_ = l; }
+  void observe_attention_input(const Matrix<Real>& h) { attention_inputs.push_back({layer_, h}); }
+  void observe_norm_input(const Matrix<Real>& x) { norm_inputs.push_back({layer_, x}); }
+  std::vector<std::pair<int, Matrix<Real>>> attention_inputs, norm_inputs;
+
+ private:
+  int layer_ = 0;
+};
+
+Matrix<double> stored(const Matrix<Real>& m, const FormatSpec& f) {
+  Matrix<double> out(m.rows, m.cols);
+  for (std::size_t i = 0; i < m.size(); ++i) out.data[i] = round_to(m.data[i].convert_to<double>(), f, Rounding::nearest_even);
+  return out;
+}
+
+// ||x - ref|| / ||ref||, differences formed in MPFR.
+double relative_error(const Matrix<double>& x, const Matrix<Real>& ref) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double e = Real(Real(x.data[i]) - ref.data[i]).convert_to<double>(), r = ref.data[i].convert_to<double>();
+    num += e * e, den += r * r;
+  }
+  return den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
+double frobenius(const Matrix<double>& m) {
+  double s = 0;
+  for (double v : m.data) s += v * v;
+  return std::sqrt(s);
+}
+
+Matrix<double> to_double(const Matrix<Real>& m) {
+  Matrix<double> out(m.rows, m.cols);
+  for (std::size_t i = 0; i < m.size(); ++i) out.data[i] = m.data[i].convert_to<double>();
+  return out;
+}
+
+}  // namespace
+
+BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
+                                const ModelInput<double>& in, int reference_bits) {
+  set_reference_bits(reference_bits);
+  const Weights<Real> wr = convert_weights<Real>(w);
+  RecordingMpfr ref;
+  forward(ref, cfg, wr, convert_input<Real>(in));
+  BoundsReport report;
+  const int dh = cfg.head_width();
+
+  // Theorem 1: every head of every layer, from the reference's Q, K, V stored in the GEMM input format.
+  for (const auto& [layer, h] : ref.attention_inputs) {
+    const LayerWeights<Real>& lw = wr.layers[layer];
+    MpfrBackend exact;
+    auto bias = [](const std::vector<Real>& b) { return b.empty() ? nullptr : &b; };
+    const Matrix<Real> q = exact.gemm(Op::qkv, h, lw.wq, bias(lw.bq)), k = exact.gemm(Op::qkv, h, lw.wk, bias(lw.bk)),
+                       v = exact.gemm(Op::qkv, h, lw.wv, bias(lw.bv));
+    const FormatSpec& score_in = plan[Op::score].gemm->input.spec;
+    const FormatSpec& pv_in = plan[Op::pv].gemm->input.spec;
+    for (int head = 0; head < cfg.heads; ++head) {
+      const Matrix<double> qh = stored(columns(q, head * dh, dh), score_in), kh = stored(columns(k, head * dh, dh), score_in),
+                           vh = stored(columns(v, head * dh, dh), pv_in);
+      // The exact attention of these stored inputs.
+      MpfrBackend m;
+      Matrix<Real> s = m.gemm(Op::score, convert<Real>(qh), transpose(convert<Real>(kh)), nullptr);
+      layers::scale_scores(m, s, dh);
+      const Matrix<Real> p = layers::softmax(m, s, cfg.causal);
+      const Matrix<Real> a = m.gemm(Op::pv, p, convert<Real>(vh), nullptr);
+      // The plan's attention of the same inputs.
+      EmulatedBackend e(plan);
+      Matrix<double> se = e.gemm(Op::score, qh, transpose(kh), nullptr);
+      layers::scale_scores(e, se, dh);
+      const Matrix<double> pe = layers::softmax(e, se, cfg.causal);
+      const Matrix<double> ae = e.gemm(Op::pv, pe, vh, nullptr);
+
+      AttentionBound b;
+      b.layer = layer, b.head = head;
+      b.observed = relative_error(ae, a);
+      const Matrix<double> sd = to_double(s), pd = to_double(p);
+      b.kappa_score = frobenius(qh) * frobenius(kh) / (frobenius(sd) * std::sqrt(double(dh)));
+      for (int i = 0; i < pd.rows; ++i) {
+        const int valid = cfg.causal ? std::min(i + 1, pd.cols) : pd.cols;
+        double ns = 0, np = 0;
+        for (int j = 0; j < valid; ++j) ns += sd(i, j) * sd(i, j), np += pd(i, j) * pd(i, j);
+        b.kappa_softmax = std::max(b.kappa_softmax, softmax_jacobian_norm(std::span<const double>(pd.row(i).data(), valid)) *
+                                                        std::sqrt(ns / np));
+      }
+      b.kappa_v = condition_number(vh);  // the theorem's kappa(V), no ridge (a rank-deficient V makes it vacuous)
+      b.eps_mach = std::ldexp(1.0, 1 - score_in.precision);
+      const double shape = (2 + b.kappa_softmax * (1 + b.kappa_score)) * b.eps_mach * b.kappa_v;
+      b.bound = shape;
+      b.c_min = b.observed / shape;
+      b.held = b.observed <= b.bound;
+      report.attention.push_back(b);
+    }
+  }
+
+  // Proposition 1: every normalisation, from the reference's input stored in the residual format.
+  const FormatSpec& residual = plan[Op::residual].out.spec;
+  std::vector<int> seen(cfg.depth, 0);
+  for (const auto& [layer, x] : ref.norm_inputs) {
+    const int which = ++seen[layer];
+    const LayerWeights<Real>& lw = wr.layers[layer];
+    const NormWeights<Real>& nw = which == 1 ? lw.norm1 : lw.norm2;
+    const Matrix<double> xs = stored(x, residual);
+    MpfrBackend m;
+    const Matrix<Real> y = layers::norm(m, cfg.norm, convert<Real>(xs), nw, cfg.norm_eps);
+    EmulatedBackend e(plan);
+    const NormWeights<double>& nd = which == 1 ? w.layers[layer].norm1 : w.layers[layer].norm2;
+    const Matrix<double> ye = layers::norm(e, cfg.norm, xs, nd, cfg.norm_eps);
+    NormBound b;
+    b.layer = layer, b.which = which;
+    b.observed = relative_error(ye, y);
+    std::vector<double> var;
+    for (int i = 0; i < xs.rows; ++i) {
+      double mean = 0, sq = 0;
+      for (int j = 0; j < xs.cols; ++j) mean += xs(i, j) / xs.cols;
+      for (int j = 0; j < xs.cols; ++j) sq += (xs(i, j) - mean) * (xs(i, j) - mean) / xs.cols;
+      var.push_back(sq);
+    }
+    std::nth_element(var.begin(), var.begin() + var.size() / 2, var.end());
+    b.sigma2 = var[var.size() / 2];
+    b.eps_mach = std::ldexp(1.0, 1 - plan[Op::norm].compute.spec.precision);
+    const double eps = cfg.norm_eps;
+    b.rho_ln = eps > 0 ? b.sigma2 / eps * cfg.width * b.eps_mach : INFINITY;
+    b.dominated = b.rho_ln < 1;
+    const double shape = b.eps_mach * (std::sqrt(b.sigma2 / eps) + b.sigma2 / eps + 1);
+    b.bound = shape;
+    b.c_min = b.observed / shape;
+    b.held = b.observed <= b.bound;
+    report.norms.push_back(b);
+  }
+  return report;
+}
+
+}  // namespace lpsim

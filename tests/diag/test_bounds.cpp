@@ -1,0 +1,54 @@
+// The local bound checks measure what they claim: with an all-fp64 plan the local errors sit at the double
+// level (the exact and emulated sides see the same stored inputs), low-precision plans show errors of the
+// order of their eps_mach, and the eps-dominated regime is recognised.
+#include <gtest/gtest.h>
+
+#include "lpsim/diag/bounds.hpp"
+#include "lpsim/model/init.hpp"
+
+namespace lpsim {
+namespace {
+
+ModelConfig small() {
+  ModelConfig c;
+  c.width = 16, c.heads = 2, c.ffn = 32, c.depth = 2, c.tokens = 12, c.init.bias_std = 0.1;
+  return c;
+}
+
+TEST(Bounds, Fp64PlanIsExactToDoubleLevel) {
+  const ModelConfig c = small();
+  const BoundsReport r = check_local_bounds(c, plan_preset("fp64"), make_weights(c, 1), make_input(c, 1));
+  ASSERT_EQ(r.attention.size(), 4u);
+  ASSERT_EQ(r.norms.size(), 4u);
+  for (const auto& b : r.attention) EXPECT_LT(b.observed, 1e-14);
+  for (const auto& b : r.norms) EXPECT_LT(b.observed, 1e-14);
+}
+
+TEST(Bounds, LowPrecisionErrorsAreOfTheOrderOfEpsMach) {
+  const ModelConfig c = small();
+  const BoundsReport r = check_local_bounds(c, plan_preset("pure-bf16"), make_weights(c, 2), make_input(c, 2));
+  for (const auto& b : r.attention) {
+    EXPECT_DOUBLE_EQ(b.eps_mach, 0x1p-7);
+    EXPECT_GT(b.observed, 0.01 * b.eps_mach);  // scores and probabilities are stored in bf16
+    EXPECT_LT(b.observed, 100 * b.eps_mach);
+    EXPECT_NEAR(b.c_min, b.observed / b.bound, 1e-15 * b.c_min);
+    EXPECT_GT(b.kappa_v, 1.0);
+  }
+  for (const auto& b : r.norms) {
+    EXPECT_DOUBLE_EQ(b.eps_mach, 0x1p-23);  // LayerNorm computes in fp32 (the output is then stored in bf16,
+    EXPECT_GT(b.observed, 0.01 * 0x1p-8);   // which dominates the observed error)
+  }
+}
+
+TEST(Bounds, RecognisesTheEpsDominatedRegime) {
+  ModelConfig c = small();
+  c.norm_eps = 1.0;
+  c.input.scale = 1e-3;  // sigma^2 ~ 1e-6 << eps
+  const BoundsReport r = check_local_bounds(c, plan_preset("autocast-fp16"), make_weights(c, 3), make_input(c, 3));
+  EXPECT_TRUE(r.norms.front().dominated);
+  EXPECT_LT(r.norms.front().rho_ln, 1e-3);
+  EXPECT_NEAR(r.norms.front().sigma2, 1e-6, 5e-7);
+}
+
+}  // namespace
+}  // namespace lpsim
