@@ -111,7 +111,35 @@ void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
   events_.saturations += saturations;
 }
 
-void EmulatedBackend::store(Op op, Matrix<double>& m) { round_all(out_[static_cast<int>(op)], m.data); }
+double EmulatedBackend::output_scale(Op op, const Matrix<double>& m) {
+  const OpPrecision& p = plan_[op];
+  double amax = 0;
+  for (double v : m.data)
+    if (std::isfinite(v)) amax = std::max(amax, std::fabs(v));
+  auto& history = amax_history_[{static_cast<int>(op), layer_, calls_in_layer_[static_cast<int>(op)]++}];
+  double reference = amax;  // current
+  if (p.out_scaling == OutputScaling::delayed && !history.empty())
+    reference = *std::max_element(history.begin(), history.end());
+  if (p.out_scaling == OutputScaling::geometry) {
+    if (layer_ >= int(geometry_.size()))
+      throw std::invalid_argument("out_scaling = geometry needs bounds per layer (EmulatedBackend::set_geometry_bounds)");
+    reference = geometry_[layer_];
+  }
+  history.push_back(amax);
+  if (history.size() > 16) history.erase(history.begin());
+  if (!(reference > 0) || !std::isfinite(reference)) return 1;
+  int e = 0;
+  std::frexp(p.out.spec.max_finite() / reference, &e);  // the largest power of two with reference * s <= max
+  return std::ldexp(1.0, e - 1);
+}
+
+void EmulatedBackend::store(Op op, Matrix<double>& m) {
+  if (plan_[op].out_scaling == OutputScaling::none) return round_all(out_[static_cast<int>(op)], m.data);
+  const double s = output_scale(op, m);  // powers of two: scaling and unscaling are exact
+  for (double& v : m.data) v *= s;
+  round_all(out_[static_cast<int>(op)], m.data);
+  for (double& v : m.data) v /= s;
+}
 
 double EmulatedBackend::sum(Op op, std::span<const double> x) {
   if (ones_.size() < x.size()) ones_.assign(x.size(), 1.0);

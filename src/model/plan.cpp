@@ -178,6 +178,14 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
       }
       if (const std::string bad = validate(*p.gemm); !bad.empty()) o.fail("policy", bad);
     }
+    if (const auto sc = o.optional<std::string>("out_scaling")) {
+      if (is_gemm(op)) o.fail("out_scaling", "applies to elementwise classes (scale, softmax, act, norm, residual)");
+      const std::string v = *sc;
+      p.out_scaling = v == "none" ? OutputScaling::none : v == "current" ? OutputScaling::current
+                      : v == "delayed" ? OutputScaling::delayed : v == "geometry" ? OutputScaling::geometry
+                      : (o.fail("out_scaling", fmt::format("= '{}' is not one of none, current, delayed, geometry", v)),
+                         OutputScaling::none);
+    }
     if (has_reduction(op)) {
       const auto text = o.optional<std::string>("reduce");
       try {

@@ -4,6 +4,7 @@
 // Inf/NaN and saturations are counted, never thrown.
 #include <cmath>
 #include <cstdint>
+#include <array>
 #include <map>
 #include <tuple>
 #include <span>
@@ -43,7 +44,12 @@ class EmulatedBackend {
     return round_one(r, v);
   }
   void store(Op op, Matrix<double>& m);
-  void set_layer(int layer) { layer_ = layer; }
+  void set_layer(int layer) {
+    layer_ = layer;
+    calls_in_layer_.fill(0);
+  }
+  // Bounds on |value| per layer for OutputScaling::geometry (the scale is the power of two that fits the bound).
+  void set_geometry_bounds(std::vector<double> per_layer) { geometry_ = std::move(per_layer); }
 
   const PrecisionPlan& plan() const { return plan_; }
   RangeEvents events() const { return events_; }  // totals since construction
@@ -80,6 +86,11 @@ class EmulatedBackend {
   std::vector<double> scratch_a_, scratch_b_, ones_;
   std::vector<float> float_scratch_;
   std::map<std::tuple<const double*, std::size_t, int>, Operand> weights_;
+  // (op, layer, call within the layer: the head) -> amax of the same tensor in earlier forwards
+  std::map<std::tuple<int, int, int>, std::vector<double>> amax_history_;
+  std::array<int, op_count> calls_in_layer_{};
+  std::vector<double> geometry_;
+  double output_scale(Op op, const Matrix<double>& m);
 };
 
 }  // namespace lpsim

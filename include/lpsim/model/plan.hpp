@@ -32,6 +32,12 @@ std::string_view op_name(Op op);
 bool is_gemm(Op op);
 bool has_reduction(Op op);
 
+// Scaling of an elementwise op's stored result into its format (fp8 logits, seed 004): y = round(v s) / s with s a
+// power of two from the tensor's own amax (current), the largest amax of the same tensor (op, layer, head) in the
+// last 16 forwards (delayed, Transformer Engine's recipe; the first forward uses its own), or a bound known before the data
+// (geometry: set by the caller per layer, e.g. seed 004's logit bound).
+enum class OutputScaling : std::uint8_t { none, current, delayed, geometry };
+
 struct OpPrecision {
   std::optional<AccumPolicy> gemm;    // GEMM classes only
   Format compute;                     // elementwise steps, bias epilogues
@@ -39,6 +45,7 @@ struct OpPrecision {
   Rounding rounding = Rounding::nearest_even;  // of compute and out roundings
   std::optional<AccumPolicy> reduce;  // softmax and normalisation sums
   bool scaling = false;               // per-tensor power-of-two scaling of the GEMM operands (fp8)
+  OutputScaling out_scaling = OutputScaling::none;  // elementwise classes only
 };
 
 struct PrecisionPlan {
@@ -55,7 +62,7 @@ const std::vector<std::string>& plan_preset_names();
 PrecisionPlan plan_preset(std::string_view name);  // throws ConfigError with a suggestion
 
 // A preset name, or a TOML file with a [plan] table: preset = "...", rounding = "...", then one table per operation
-// class with keys policy, compute, out, reduce, rounding, scaling. Throws ConfigError naming file, line and key.
+// class with keys policy, compute, out, reduce, rounding, scaling, out_scaling (none|current|delayed|geometry). Throws ConfigError naming file, line and key.
 PrecisionPlan load_plan(const std::string& name_or_file);
 PrecisionPlan parse_plan(std::string_view toml_text, const std::string& file_name);
 // True when the TOML text has a [plan] table (a model file may carry its own plan).

@@ -1,0 +1,41 @@
+#pragma once
+// Seed 004's FP8 overflow scenario, forward only: attention logits S / sqrt(d_h) stored in fp8 e4m3 under three
+// per-tensor scalings (current amax, Transformer Engine's delayed amax history, and the geometry-aware scale from
+// the logit bound that the weights alone give), over a sequence of input batches of which some carry a transient
+// outlier token. Overflows (e4m3 has no infinity: NaN, as ml_dtypes casts), saturations and the forward error of each
+// batch against the float64 reference are counted per scheme.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lpsim/model/weights.hpp"
+
+namespace lpsim {
+
+// Per layer, max over heads of ||W_Q W_K^T||_2 (max_t ||h_t||)^2 / sqrt(d_h), where for a pre-LN block every
+// normalised token satisfies ||h_t|| <= ||gamma||_inf sqrt(d) + ||beta||_2 (LayerNorm; RMSNorm without beta): a bound
+// on every logit that needs no activation. Throws for post-LN models (their attention input is not normalised).
+std::vector<double> logit_bounds_from_weights(const ModelConfig& cfg, const Weights<double>& w);
+
+struct Fp8StudyOptions {
+  int batches = 40;
+  std::vector<int> outliers = {10, 25};  // batches whose token 0 is the outlier
+  double outlier_scale = 8;              // its magnitude, in units of the input scale
+  std::uint64_t seed = 0;
+  std::string plan = "autocast-bf16";    // everything else; the logits (scale op) are stored in `logit_format`
+  std::string logit_format = "e4m3";
+};
+
+struct Fp8StudyRow {
+  int batch = 0;
+  bool outlier = false;
+  std::string scheme;  // current, delayed, geometry
+  long overflows = 0, saturations = 0, nonfinite = 0;
+  double logit_amax = 0;   // largest |logit| of the batch (float64 forward)
+  double logit_bound = 0;  // the geometry bound (max over layers)
+  double r_final = 0;      // ||E||_F / ||X||_F of the final block against the float64 forward
+};
+
+std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOptions& options);
+
+}  // namespace lpsim

@@ -1,0 +1,112 @@
+#include "lpsim/diag/fp8_study.hpp"
+
+#include <fmt/format.h>
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/reference/forward_error.hpp"
+
+namespace lpsim {
+
+namespace {
+
+using Dense = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+Eigen::Map<const Dense> view(const Matrix<double>& m) { return {m.data.data(), m.rows, m.cols}; }
+
+// The direction that maximises h^T M h for layer 0, head 0 (top eigenvector of M's symmetric part), centred so that
+// LayerNorm keeps it: an input token along it produces the largest logit the layer can make.
+Eigen::VectorXd outlier_direction(const ModelConfig& cfg, const Weights<double>& w) {
+  const int dh = cfg.head_width();
+  const Dense m = view(columns(w.layers[0].wq, 0, dh)) * view(columns(w.layers[0].wk, 0, dh)).transpose();
+  const Eigen::MatrixXd sym = (m + m.transpose()) / 2;
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(sym);
+  Eigen::VectorXd u = es.eigenvectors().col(es.eigenvalues().size() - 1);
+  u.array() -= u.mean();
+  return u / u.norm();
+}
+
+}  // namespace
+
+std::vector<double> logit_bounds_from_weights(const ModelConfig& cfg, const Weights<double>& w) {
+  if (cfg.position != NormPosition::pre)
+    throw ConfigError("the geometry-aware logit bound needs a pre-LN model (post-LN attention inputs are not normalised)");
+  const int dh = cfg.head_width();
+  std::vector<double> out;
+  for (const LayerWeights<double>& l : w.layers) {
+    double gamma = 0, beta = 0;
+    for (double g : l.norm1.gamma) gamma = std::max(gamma, std::fabs(g));
+    for (double b : l.norm1.beta) beta += b * b;
+    const double h = gamma * std::sqrt(double(cfg.width)) + std::sqrt(beta);  // ||normalised|| <= sqrt(d)
+    double m = 0;
+    for (int head = 0; head < cfg.heads; ++head) {
+      const Matrix<double> q = columns(l.wq, head * dh, dh), k = columns(l.wk, head * dh, dh);
+      double bq = 0, bk = 0;
+      for (int j = 0; j < dh && !l.bq.empty(); ++j) bq += l.bq[head * dh + j] * l.bq[head * dh + j];
+      for (int j = 0; j < dh && !l.bk.empty(); ++j) bk += l.bk[head * dh + j] * l.bk[head * dh + j];
+      if (bq == 0 && bk == 0) {  // S_ij = h_i^T W_Q W_K^T h_j: the bilinear form's norm
+        m = std::max(m, Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(view(q) * view(k).transpose())).singularValues()(0) * h * h);
+      } else {  // with biases: |q_i . k_j| <= (||W_Q|| h + ||b_Q||)(||W_K|| h + ||b_K||)
+        m = std::max(m, (spectral_norm(q) * h + std::sqrt(bq)) * (spectral_norm(k) * h + std::sqrt(bk)));
+      }
+    }
+    out.push_back(m / std::sqrt(double(dh)));
+  }
+  return out;
+}
+
+std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOptions& o) {
+  if (cfg.embedding != Embedding::none)
+    throw ConfigError(fmt::format("model '{}': the FP8 study places outlier tokens in the residual stream; it needs "
+                                  "embedding = \"none\"", cfg.name));
+  const Weights<double> w = make_weights(cfg, o.seed);
+  const std::vector<double> bounds = logit_bounds_from_weights(cfg, w);
+  const double bound = *std::max_element(bounds.begin(), bounds.end());
+  const Eigen::VectorXd u = outlier_direction(cfg, w);
+  const Format logit_format = parse_format(o.logit_format);
+
+  const char* names[] = {"current", "delayed", "geometry"};
+  const OutputScaling kinds[] = {OutputScaling::current, OutputScaling::delayed, OutputScaling::geometry};
+  std::vector<EmulatedBackend> backends;  // one per scheme, alive over all batches (the delayed history)
+  for (OutputScaling k : kinds) {
+    PrecisionPlan plan = load_plan(o.plan);
+    plan[Op::scale].out = logit_format;
+    plan[Op::scale].out_scaling = k;
+    plan.name = plan.name + "+fp8-logits";
+    backends.emplace_back(plan, o.seed);
+    backends.back().set_geometry_bounds(bounds);
+  }
+  std::vector<Fp8StudyRow> rows;
+  for (int b = 0; b < o.batches; ++b) {
+    ModelInput<double> in = make_input(cfg, o.seed, b);
+    const bool outlier = std::find(o.outliers.begin(), o.outliers.end(), b) != o.outliers.end();
+    if (outlier)  // token 0 along the direction of the largest logit, rounded to the storage format by make_input's rule
+      for (int j = 0; j < cfg.width; ++j)
+        in.x(0, j) = double(float(o.outlier_scale * cfg.input.scale * std::sqrt(double(cfg.width)) * u(j)));
+    const Taps<double> ref = fp64_taps(cfg, w, in);
+    double amax = 0;
+    for (const LayerDiagnostics& d : diagnose(cfg, w, in)) amax = std::max(amax, d.logit_max);
+    for (std::size_t s = 0; s < backends.size(); ++s) {
+      const RangeEvents before = backends[s].events();
+      const Taps<double> taps = emulated_taps(backends[s], cfg, w, in);
+      const RangeEvents after = backends[s].events();
+      const TapError final_block = compare_tap(taps.back(), ref.back());
+      Fp8StudyRow r;
+      r.batch = b, r.outlier = outlier, r.scheme = names[s];
+      r.overflows = after.overflows - before.overflows;
+      r.saturations = after.saturations - before.saturations;
+      r.nonfinite = final_block.nonfinite;
+      r.logit_amax = amax, r.logit_bound = bound;
+      r.r_final = final_block.rel_fro;
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+}  // namespace lpsim

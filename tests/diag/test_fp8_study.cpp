@@ -1,0 +1,58 @@
+// Seed 004's scenario: the geometry-aware logit bound holds for every input (a theorem, checked on outliers too),
+// so its fp8 scale never overflows, while delayed amax scaling overflows on a transient outlier.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/diag/fp8_study.hpp"
+#include "lpsim/model/init.hpp"
+
+namespace lpsim {
+namespace {
+
+ModelConfig encoder() {
+  ModelConfig c;
+  c.width = 32, c.heads = 2, c.ffn = 64, c.depth = 2, c.tokens = 16;
+  return c;
+}
+
+TEST(Fp8Study, LogitBoundHoldsForAnyInput) {
+  for (double bias : {0.0, 0.3}) {
+    ModelConfig c = encoder();
+    c.init.bias_std = bias, c.init.norm_bias = bias;
+    const Weights<double> w = make_weights(c, 4);
+    const std::vector<double> bounds = logit_bounds_from_weights(c, w);
+    for (double scale : {1e-3, 1.0, 1e3}) {
+      c.input.scale = scale;
+      for (const LayerDiagnostics& d : diagnose(c, w, make_input(c, 4)))
+        EXPECT_LE(d.logit_max, bounds[d.layer]) << "bias " << bias << " scale " << scale << " layer " << d.layer;
+    }
+  }
+  ModelConfig post = encoder();
+  post.position = NormPosition::post;
+  EXPECT_THROW(logit_bounds_from_weights(post, make_weights(post, 1)), ConfigError);
+}
+
+TEST(Fp8Study, DelayedScalingOverflowsOnTheOutlierGeometryNever) {
+  Fp8StudyOptions o;
+  o.batches = 10, o.outliers = {6}, o.outlier_scale = 8;
+  const std::vector<Fp8StudyRow> rows = run_fp8_study(encoder(), o);
+  ASSERT_EQ(rows.size(), 30u);
+  long delayed_at_outlier = 0;
+  for (const Fp8StudyRow& r : rows) {
+    EXPECT_LE(r.logit_amax, r.logit_bound);
+    if (r.scheme != "delayed") {
+      EXPECT_EQ(r.overflows, 0) << r.scheme << " batch " << r.batch;
+    }
+    if (r.scheme == "delayed" && r.batch == 6) delayed_at_outlier = r.overflows;
+    if (r.scheme == "geometry") {
+      EXPECT_TRUE(std::isfinite(r.r_final));
+    }
+  }
+  EXPECT_GT(delayed_at_outlier, 0);
+}
+
+}  // namespace
+}  // namespace lpsim
