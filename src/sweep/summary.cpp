@@ -60,7 +60,10 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
     std::vector<std::string> key;
     for (int c : key_columns) key.push_back(row[c]);
     auto [it, fresh] = index.emplace(key, groups.size());
-    if (fresh) groups.push_back(Group{key});
+    if (fresh) {
+      groups.emplace_back();
+      groups.back().key = key;
+    }
     Group& g = groups[it->second];
     g.u = std::stod(row[c_u]);
     g.batches[row[c_batch]] = 1;

@@ -8,6 +8,7 @@
 //   store(op, M)            the op's result rounded to its storage format
 // Everything else here is the arithmetic of the papers' equations, one rounding per step.
 #include <boost/math/constants/constants.hpp>
+#include <boost/multiprecision/number.hpp>
 #include <cmath>
 #include <span>
 #include <vector>
@@ -18,6 +19,14 @@
 #include "lpsim/model/weights.hpp"
 
 namespace lpsim::layers {
+
+// pi to the scalar's precision: Boost's constant for multiprecision types, the double constant otherwise (dual
+// numbers and tapes carry it as a constant).
+template <class T>
+T pi_as() {
+  if constexpr (boost::multiprecision::is_number<T>::value) return boost::math::constants::pi<T>();
+  else return T(3.141592653589793238462643383279502884);
+}
 
 // Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d. Two passes: mean, then the variance of
 // the centred values (a careful kernel's choice; Welford's update would round differently).
@@ -88,7 +97,7 @@ T activation(Activation a, const T& x) {
     case Activation::relu: return x > T(0) ? x : T(0);
     case Activation::gelu: return T(T(0.5) * x * T(T(1) + T(erf(T(x / sqrt(T(2)))))));
     case Activation::gelu_tanh: {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's form
-      const T c = sqrt(T(2) / boost::math::constants::pi<T>());
+      const T c = sqrt(T(2) / pi_as<T>());
       return T(T(0.5) * x * T(T(1) + T(tanh(T(c * T(x + T(T(0.044715) * x * x * x)))))));
     }
   }

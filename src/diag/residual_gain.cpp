@@ -1,0 +1,134 @@
+#include "lpsim/diag/residual_gain.hpp"
+
+#include <Eigen/Dense>
+#include <cmath>
+
+#include "lpsim/diag/autodiff.hpp"
+#include "lpsim/model/forward.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/model/native_backend.hpp"
+
+namespace lpsim {
+
+namespace {
+
+template <class T>
+Matrix<T> branch(const ModelConfig& cfg, const LayerWeights<T>& w, Branch b, const Matrix<T>& x) {
+  NativeBackend<T> be;
+  const bool pre = cfg.position == NormPosition::pre;
+  if (b == Branch::attention) return layers::attention(be, cfg, w, pre ? layers::norm(be, cfg.norm, x, w.norm1, cfg.norm_eps) : x);
+  return layers::feed_forward(be, cfg, w, pre ? layers::norm(be, cfg.norm, x, w.norm2, cfg.norm_eps) : x);
+}
+
+template <class T>
+LayerWeights<T> as(const LayerWeights<double>& w) {
+  Weights<double> one;
+  one.layers.push_back(w);
+  return convert_weights<T>(one).layers.front();
+}
+
+double norm(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x * x;
+  return std::sqrt(s);
+}
+
+}  // namespace
+
+std::vector<Matrix<double>> branch_inputs(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+  NativeBackend<double> be;
+  std::vector<Matrix<double>> out;
+  Matrix<double> block_input = layers::embed(be, cfg, w, in);
+  forward(be, cfg, w, in, TapSink<double>([&](int, Tap t, const Matrix<double>& m) {
+            if (t == Tap::attn) out.push_back(block_input);  // the block's input feeds its attention branch
+            if (t == Tap::mid) out.push_back(m);             // the stream after attention feeds the FFN branch
+            if (t == Tap::block) block_input = m;
+          }));
+  return out;
+}
+
+Matrix<double> branch_value(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x) {
+  return branch(cfg, w, b, x);
+}
+
+std::vector<double> branch_jvp(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x,
+                               const std::vector<double>& v) {
+  Matrix<ad::Dual> xd(x.rows, x.cols);
+  for (std::size_t i = 0; i < x.size(); ++i) xd.data[i] = ad::Dual(x.data[i], v[i]);
+  const Matrix<ad::Dual> y = branch(cfg, as<ad::Dual>(w), b, xd);
+  std::vector<double> out(y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) out[i] = y.data[i].d;
+  return out;
+}
+
+std::vector<double> branch_vjp(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x,
+                               const std::vector<double>& u) {
+  ad::Tape& tape = ad::Tape::current();
+  tape.nodes.clear();
+  Matrix<ad::Var> xv(x.rows, x.cols);
+  for (std::size_t i = 0; i < x.size(); ++i) xv.data[i] = ad::Var::input(x.data[i]);  // nodes 0..n-1
+  const Matrix<ad::Var> y = branch(cfg, as<ad::Var>(w), b, xv);
+  std::vector<std::pair<int, double>> seed;
+  for (std::size_t i = 0; i < y.size(); ++i)
+    if (y.data[i].i >= 0) seed.push_back({y.data[i].i, u[i]});
+  const std::vector<double> adj = tape.backward(seed);
+  tape.nodes.clear();
+  return std::vector<double>(adj.begin(), adj.begin() + static_cast<std::ptrdiff_t>(x.size()));
+}
+
+double branch_gain(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x,
+                   int iterations, std::uint64_t seed) {
+  std::vector<double> v(x.size());
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = normal_at(seed, 0x9a1, i);
+  double gain = 0;
+  for (int k = 0; k < iterations; ++k) {
+    const double n = norm(v);
+    if (n == 0) return 0;
+    for (double& e : v) e /= n;
+    const std::vector<double> jv = branch_jvp(cfg, w, b, x, v);
+    gain = norm(jv);  // ||J v|| with ||v|| = 1
+    v = branch_vjp(cfg, w, b, x, jv);
+  }
+  return gain;
+}
+
+Matrix<double> branch_jacobian(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x) {
+  const int n = int(x.size());
+  Matrix<double> j(n, n);
+  std::vector<double> e(n, 0.0);
+  for (int c = 0; c < n; ++c) {
+    e[c] = 1;
+    const std::vector<double> col = branch_jvp(cfg, w, b, x, e);
+    for (int r = 0; r < n; ++r) j(r, c) = col[r];
+    e[c] = 0;
+  }
+  return j;
+}
+
+std::vector<ResidualCheck> residual_checks(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in,
+                                           int dense_limit) {
+  const std::vector<Matrix<double>> inputs = branch_inputs(cfg, w, in);
+  std::vector<ResidualCheck> out;
+  for (int l = 0; l < cfg.depth; ++l)
+    for (Branch b : {Branch::attention, Branch::ffn}) {
+      const Matrix<double>& x = inputs[2 * l + (b == Branch::ffn)];
+      ResidualCheck r;
+      r.layer = l, r.branch = b;
+      r.rho = branch_gain(cfg, w.layers[l], b, x);
+      r.rho_dense = r.kappa = NAN;
+      if (int(x.size()) <= dense_limit) {
+        const Matrix<double> j = branch_jacobian(cfg, w.layers[l], b, x);
+        const Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> jm(j.data.data(), j.rows, j.cols);
+        r.rho_dense = Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(jm)).singularValues()(0);
+        const Eigen::MatrixXd t = Eigen::MatrixXd::Identity(j.rows, j.cols) + Eigen::MatrixXd(jm);
+        const Eigen::VectorXd s = Eigen::BDCSVD<Eigen::MatrixXd>(t).singularValues();
+        r.kappa = s(0) / s(s.size() - 1);
+      }
+      r.bound = r.rho < 1 ? (1 + r.rho) / (1 - r.rho) : INFINITY;
+      r.held = !(r.kappa > r.bound);  // NaN (not checked) counts as held; compare only what was measured
+      out.push_back(r);
+    }
+  return out;
+}
+
+}  // namespace lpsim
