@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
@@ -21,11 +22,7 @@ using namespace lpsim;
 
 namespace {
 
-double seconds(auto&& body) {
-  const auto t0 = std::chrono::steady_clock::now();
-  body();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using bench::seconds;
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/format/round_scalar.hpp"
 
@@ -20,11 +21,7 @@ using namespace lpsim;
 
 namespace {
 
-double seconds(auto&& body) {
-  const auto t0 = std::chrono::steady_clock::now();
-  body();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using bench::seconds;
 
 std::vector<float> operands(const FormatSpec& f, size_t count, std::uint64_t seed) {
   std::mt19937_64 gen(seed);

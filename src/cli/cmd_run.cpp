@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "util/read_text.hpp"
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/diagnostics.hpp"
 #include "lpsim/model/init.hpp"
@@ -25,13 +26,6 @@ struct RunOptions {
   bool no_check = false, show_plan = false, diagnostics = false;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("cannot open model file '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string sci(double v) { return std::isfinite(v) ? fmt::format("{:.3e}", v) : fmt::format("{}", v); }
 
@@ -56,7 +50,7 @@ void print_diagnostics(const ModelConfig& cfg, const PrecisionPlan& plan, const 
 void run(const RunOptions& o) {
   const ModelConfig cfg = load_model_config(o.model);
   // --plan wins; otherwise the model file's own [plan]; otherwise fp32.
-  const std::string text = read_file(o.model);
+  const std::string text = read_text(o.model, "model file");
   const PrecisionPlan plan = !o.plan.empty()             ? load_plan(o.plan)
                              : has_plan_table(text, o.model) ? parse_plan(text, o.model)
                                                          : plan_preset("fp32");

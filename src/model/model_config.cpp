@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "config/toml_fields.hpp"
+#include "util/read_text.hpp"
 #include "lpsim/format/format.hpp"
 
 namespace lpsim {
@@ -130,13 +131,7 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   return c;
 }
 
-ModelConfig load_model_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("cannot open model file '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_model_config(ss.str(), path);
-}
+ModelConfig load_model_config(const std::string& path) { return parse_model_config(read_text(path, "model file"), path); }
 
 std::string validate(const ModelConfig& c) {
   if (c.width % c.heads != 0) return fmt::format("model.width = {} is not divisible by model.heads = {}", c.width, c.heads);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "config/toml_fields.hpp"
+#include "util/read_text.hpp"
 
 namespace lpsim {
 
@@ -208,10 +209,7 @@ PrecisionPlan load_plan(const std::string& spec) {
   const bool is_preset = std::find(plan_preset_names().begin(), plan_preset_names().end(), spec) != plan_preset_names().end();
   if (is_preset) return plan_preset(spec);
   if (!std::filesystem::exists(spec)) return plan_preset(spec);  // throws with the preset list and a suggestion
-  std::ifstream in(spec);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_plan(ss.str(), spec);
+  return parse_plan(read_text(spec, "plan file"), spec);
 }
 
 std::string describe(const PrecisionPlan& plan) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "lpsim/config/config_error.hpp"
+#include "util/read_text.hpp"
 #include "util/suggest.hpp"
 
 namespace lpsim {
@@ -54,13 +55,7 @@ CsvTable parse_csv(std::string_view text, const std::string& source) {
   return t;
 }
 
-CsvTable read_csv(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("cannot open CSV file '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_csv(ss.str(), path);
-}
+CsvTable read_csv(const std::string& path) { return parse_csv(read_text(path, "CSV file"), path); }
 
 int CsvTable::column(std::string_view name) const {
   for (std::size_t i = 0; i < header.size(); ++i)

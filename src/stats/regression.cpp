@@ -17,17 +17,30 @@ double quantile(std::vector<double> v, double q) {
   return v[lo] + (pos - double(lo)) * (v[hi] - v[lo]);
 }
 
-double pearson(std::span<const double> x, std::span<const double> y) {
+namespace {
+
+// Means and centred second moments of a paired sample (two passes: no cancellation in the sums).
+struct Moments {
+  double mx = 0, my = 0, sxx = 0, sxy = 0, syy = 0;
+};
+Moments moments(std::span<const double> x, std::span<const double> y) {
   const std::size_t n = x.size();
-  if (n < 2) return NAN;
-  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n, my = std::accumulate(y.begin(), y.end(), 0.0) / n;
-  double sxy = 0, sxx = 0, syy = 0;
+  Moments m;
+  m.mx = std::accumulate(x.begin(), x.end(), 0.0) / double(n), m.my = std::accumulate(y.begin(), y.end(), 0.0) / double(n);
   for (std::size_t i = 0; i < n; ++i) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) * (x[i] - mx);
-    syy += (y[i] - my) * (y[i] - my);
+    m.sxy += (x[i] - m.mx) * (y[i] - m.my);
+    m.sxx += (x[i] - m.mx) * (x[i] - m.mx);
+    m.syy += (y[i] - m.my) * (y[i] - m.my);
   }
-  return sxy / std::sqrt(sxx * syy);
+  return m;
+}
+
+}  // namespace
+
+double pearson(std::span<const double> x, std::span<const double> y) {
+  if (x.size() < 2) return NAN;
+  const Moments m = moments(x, y);
+  return m.sxy / std::sqrt(m.sxx * m.syy);
 }
 
 std::vector<double> ranks(std::span<const double> v) {
@@ -51,19 +64,12 @@ double spearman(std::span<const double> x, std::span<const double> y) {
 }
 
 LineFit least_squares(std::span<const double> x, std::span<const double> y) {
-  const std::size_t n = x.size();
+  if (x.size() < 2) return {NAN, NAN, NAN};
+  const Moments m = moments(x, y);
   LineFit f;
-  if (n < 2) return {NAN, NAN, NAN};
-  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n, my = std::accumulate(y.begin(), y.end(), 0.0) / n;
-  double sxy = 0, sxx = 0, syy = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) * (x[i] - mx);
-    syy += (y[i] - my) * (y[i] - my);
-  }
-  f.slope = sxy / sxx;
-  f.intercept = my - f.slope * mx;
-  f.r2 = sxy * sxy / (sxx * syy);
+  f.slope = m.sxy / m.sxx;
+  f.intercept = m.my - f.slope * m.mx;
+  f.r2 = m.sxy * m.sxy / (m.sxx * m.syy);
   return f;
 }
 

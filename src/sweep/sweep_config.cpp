@@ -8,18 +8,12 @@
 #include <sstream>
 
 #include "config/toml_fields.hpp"
+#include "util/read_text.hpp"
 
 namespace lpsim {
 
 namespace {
 
-std::string read_text(const std::string& path, const std::string& what) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("cannot open {} '{}'", what, path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 bool is_plan_axis(const std::string& key) { return key == "plan" || key == "format" || key == "policy"; }
 
