@@ -128,15 +128,7 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
     NormBound b;
     b.layer = layer, b.which = which;
     b.observed = relative_error(ye, y);
-    std::vector<double> var;
-    for (int i = 0; i < xs.rows; ++i) {
-      double mean = 0, sq = 0;
-      for (int j = 0; j < xs.cols; ++j) mean += xs(i, j) / xs.cols;
-      for (int j = 0; j < xs.cols; ++j) sq += (xs(i, j) - mean) * (xs(i, j) - mean) / xs.cols;
-      var.push_back(sq);
-    }
-    std::nth_element(var.begin(), var.begin() + var.size() / 2, var.end());
-    b.sigma2 = var[var.size() / 2];
+    b.sigma2 = median_row_variance(xs);
     b.eps_mach = std::ldexp(1.0, 1 - plan[Op::norm].compute.spec.precision);
     const double eps = cfg.norm_eps;
     b.rho_ln = eps > 0 ? b.sigma2 / eps * cfg.width * b.eps_mach : INFINITY;

@@ -8,6 +8,7 @@
 #include "lpsim/diag/theta.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/native_backend.hpp"
+#include "lpsim/model/plan.hpp"
 #include "lpsim/stats/regression.hpp"
 
 namespace lpsim {
@@ -23,15 +24,6 @@ Eigen::VectorXd singular_values(const Matrix<double>& m) {
 
 double frobenius(const Matrix<double>& m) { return view(m).norm(); }
 
-double median_row_variance(const Matrix<double>& x) {
-  std::vector<double> v;
-  for (int i = 0; i < x.rows; ++i) {
-    const auto r = view(x).row(i);
-    const double mean = r.mean();
-    v.push_back((r.array() - mean).square().mean());
-  }
-  return quantile(v, 0.5);
-}
 
 // The float64 forward with an observer: per head the diagnostics, per norm its input's variance.
 class DiagnosticBackend : public NativeBackend<double> {
@@ -85,6 +77,16 @@ class DiagnosticBackend : public NativeBackend<double> {
 
 }  // namespace
 
+double median_row_variance(const Matrix<double>& x) {
+  std::vector<double> v;
+  for (int i = 0; i < x.rows; ++i) {
+    const auto r = view(x).row(i);
+    const double mean = r.mean();
+    v.push_back((r.array() - mean).square().mean());
+  }
+  return quantile(v, 0.5);
+}
+
 double spectral_norm(const Matrix<double>& m) {
   const Eigen::VectorXd s = singular_values(m);
   return s.size() ? s(0) : 0.0;
@@ -136,9 +138,7 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
     // |S_ij| = |h_i^T M h_j| / sqrt(d_h) <= ||M||_2 ||h_i|| ||h_j|| / sqrt(d_h) (without Q/K biases; with them the
     // bound is of the bias-free part only, so it is reported but may be exceeded).
     d.logit_bound = d.qk_norm * be.attention_input_max_sq_[l] / std::sqrt(double(dh));
-    int e = 0;
-    std::frexp(448.0 / d.logit_bound, &e);  // the largest power of two with bound * scale <= 448 (e4m3's maximum)
-    d.fp8_scale = d.logit_bound > 0 ? std::ldexp(1.0, e - 1) : 1.0;
+    d.fp8_scale = pow2_scale_within(formats::e4m3.max_finite(), d.logit_bound);  // e4m3's largest is 448
   }
   return out;
 }

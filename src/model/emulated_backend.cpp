@@ -24,10 +24,7 @@ double pow2_scale(std::span<const double> x, const FormatSpec& f) {
   double amax = 0;
   for (double v : x)
     if (std::isfinite(v)) amax = std::max(amax, std::fabs(v));
-  if (amax == 0) return 1;
-  int e = 0;
-  std::frexp(f.max_finite() / amax, &e);  // max/amax = m 2^e, m in [0.5, 1)
-  return std::ldexp(1.0, e - 1);
+  return pow2_scale_within(f.max_finite(), amax);
 }
 
 bool all_finite(std::span<const double> x) {
@@ -127,10 +124,7 @@ double EmulatedBackend::output_scale(Op op, const Matrix<double>& m) {
   }
   history.push_back(amax);
   if (history.size() > 16) history.erase(history.begin());
-  if (!(reference > 0) || !std::isfinite(reference)) return 1;
-  int e = 0;
-  std::frexp(p.out.spec.max_finite() / reference, &e);  // the largest power of two with reference * s <= max
-  return std::ldexp(1.0, e - 1);
+  return pow2_scale_within(p.out.spec.max_finite(), reference);
 }
 
 void EmulatedBackend::store(Op op, Matrix<double>& m) {

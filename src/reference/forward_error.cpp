@@ -65,9 +65,6 @@ Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const We
   return run_taps(be, cfg, w, in, events);
 }
 
-namespace {
-
-
 template <class R1, class R2>
 void compare_references(ReferenceCheck& check, const Taps<R1>& ref, const Taps<R2>& better) {
   for (std::size_t t = 0; t < ref.size(); ++t) {
@@ -83,7 +80,8 @@ void compare_references(ReferenceCheck& check, const Taps<R1>& ref, const Taps<R
   }
 }
 
-}  // namespace
+template void compare_references<double, Real>(ReferenceCheck&, const Taps<double>&, const Taps<Real>&);
+template void compare_references<Real, Real>(ReferenceCheck&, const Taps<Real>&, const Taps<Real>&);
 
 template <class R>
 TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference) {

@@ -130,30 +130,18 @@ nlohmann::json check_reference(const SweepConfig& s, const SweepPlan& plan) {
   ReferenceCheck check;
   check.kind = s.reference;
   double smallest = INFINITY;
-  auto compare = [&](const auto& ref, const auto& better) {
-    for (std::size_t t = 0; t < ref.size(); ++t) {
-      double num = 0, den = 0;
-      for (std::size_t i = 0; i < ref[t].size(); ++i) {
-        const Real b(better[t].data[i]);
-        const double e = Real(Real(ref[t].data[i]) - b).template convert_to<double>(), bd = b.template convert_to<double>();
-        num += e * e, den += bd * bd;
-        if (bd != 0) check.max_rel = std::max(check.max_rel, std::fabs(e / bd));
-      }
-      check.fro_rel = std::max(check.fro_rel, den > 0 ? std::sqrt(num / den) : 0.0);
-    }
-  };
   if (s.reference == "fp64") {
     const Taps<double> ref = fp64_taps(u.model, w, in);
     const Taps<Real> better = reference_taps(s.reference_bits, u.model, w, in);
     check.bits = 53, check.check_bits = reference_bits();
-    compare(ref, better);
+    compare_references(check, ref, better);
     smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
   } else {
     const Taps<Real> better = reference_taps(2 * s.reference_bits, u.model, w, in);
     check.check_bits = reference_bits();
     const Taps<Real> ref = reference_taps(s.reference_bits, u.model, w, in);
     check.bits = reference_bits();
-    compare(ref, better);
+    compare_references(check, ref, better);
     smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
   }
   check.adequate = check.fro_rel <= 0.01 * smallest;

@@ -56,5 +56,7 @@ Predictor predictor(const LayerDiagnostics& d, const ModelConfig& cfg, double ep
 // kappa of a matrix over its min(m, n) singular values, with an optional ridge added to sigma_min.
 double condition_number(const Matrix<double>& m, double ridge = 0);
 double spectral_norm(const Matrix<double>& m);
+// Median over rows (tokens) of each row's biased variance: the sigma^2 of rho_LN and C_LN.
+double median_row_variance(const Matrix<double>& x);
 
 }  // namespace lpsim

@@ -12,6 +12,7 @@
 //   rounded to `out`.
 // - Sums inside softmax and normalisation run under `reduce` (its input and output are set to `compute`).
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -37,6 +38,15 @@ bool has_reduction(Op op);
 // last 16 forwards (delayed, Transformer Engine's recipe; the first forward uses its own), or a bound known before the data
 // (geometry: set by the caller per layer, e.g. seed 004's logit bound).
 enum class OutputScaling : std::uint8_t { none, current, delayed, geometry };
+
+// The largest power of two s with magnitude * s <= max (1 when magnitude is 0 or not finite): a per-tensor scale
+// that is exact to apply and to undo.
+inline double pow2_scale_within(double max, double magnitude) {
+  if (!(magnitude > 0) || !std::isfinite(magnitude)) return 1;
+  int e = 0;
+  std::frexp(max / magnitude, &e);  // max / magnitude = m 2^e, m in [0.5, 1)
+  return std::ldexp(1.0, e - 1);
+}
 
 struct OpPrecision {
   std::optional<AccumPolicy> gemm;    // GEMM classes only

@@ -69,6 +69,10 @@ template <class R>
 std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emulated, const Taps<R>& reference,
                                  const std::vector<RangeEvents>& events);
 
+// Folds the difference of a reference from a more accurate one into check.max_rel and check.fro_rel.
+template <class R1, class R2>
+void compare_references(ReferenceCheck& check, const Taps<R1>& reference, const Taps<R2>& better);
+
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options);
 
 // The per-tap CSV (one row per layer and tap), with the run's identity in the first columns.
