@@ -1,0 +1,107 @@
+// lpsim-cuda: the GPU side of issue 7's validation (scripts/cuda_validate.sh runs it on the H100).
+//   lpsim-cuda probe   --out DIR   tensor-core probes: inputs (probes.safetensors) and mma.sync outputs (mma.safetensors)
+//   lpsim-cuda forward --out DIR -m MODEL... -p PLAN...   deterministic native forwards, compared bit for bit with
+//                      lpsim's emulation here and stored (native.safetensors) for the CPU-only check in CI
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "conversions.hpp"
+#include "lpsim/hw/native_runs.hpp"
+#include "lpsim/hw/tc_probe.hpp"
+#include "lpsim/model/init.hpp"
+#include "mma_chain.hpp"
+#include "native_adapter.hpp"
+
+namespace lpsim {
+namespace {
+
+// Small integers make every sum exact in any accumulator: a wrong fragment layout shows as a wrong integer.
+void check_mma_layout(const std::string& format) {
+  ProbeSet s{format, "integers", 4, 64, {}, {}};
+  for (std::size_t i = 0; i < 4 * 16 * 64; ++i) s.a.push_back(float(int((i * 7919) % 7) - 3));
+  for (std::size_t i = 0; i < 4 * 64 * 8; ++i) s.b.push_back(float(int((i * 104729) % 5) - 2));
+  const auto d = cuda::mma_chain(format, s.tiles, s.k, s.a, s.b);
+  const auto exact = emulate_probe(s, parse_policy(fmt::format("in={},acc=exact,out=fp32", format)));
+  for (std::size_t i = 0; i < d.size(); ++i)
+    if (d[i] != exact[i])
+      throw std::runtime_error(fmt::format("mma {} layout check: output {} is {} instead of {}", format, i, d[i], exact[i]));
+}
+
+void probe(const std::string& dir, std::uint64_t seed, int tiles, int k) {
+  for (const char* f : {"fp16", "bf16", "e4m3", "e5m2"}) check_mma_layout(f);
+  fmt::print("mma.sync fragment layouts: exact on integer probes (fp16, bf16, e4m3, e5m2)\n");
+  const auto sets = make_probe_sets(seed, tiles, k);
+  std::map<std::string, Tensor> outputs;
+  for (const auto& s : sets) {
+    const auto d = cuda::mma_chain(s.format, s.tiles, s.k, s.a, s.b);
+    outputs[s.key()] = Tensor{"F32", {s.tiles, probe_rows, probe_cols}, std::vector<double>(d.begin(), d.end())};
+  }
+  write_safetensors(dir + "/probes.safetensors", probe_tensors(sets));
+  write_safetensors(dir + "/mma.safetensors", outputs);
+  fmt::print("wrote {} probe sets ({} tiles, K = {}) and their mma.sync outputs to {}\n", sets.size(), tiles, k, dir);
+}
+
+int forward(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
+            std::uint64_t seed) {
+  std::vector<NativeRun> runs;
+  int failures = 0;
+  fmt::print("{:<24} {:<16} {:>9} {:>11} {:>8}  ulp histogram 0/1/2-3/4-15/16-255/256+\n", "model", "plan", "elements",
+             "identical", "max ulp");
+  for (const auto& model : models)
+    for (const auto& plan_name : plans) {
+      const ModelConfig cfg = load_model_config(model);
+      const Weights<double> w = make_weights(cfg, seed);
+      const ModelInput<double> in = make_input(cfg, seed);
+      NativeRun run{model, plan_name, seed, cfg.tokens, cfg.width,
+                    cuda::native_forward(cuda::to_native(cfg, w, in), cuda::to_native(load_plan(plan_name)))};
+      const auto emulated = emulate_native_run(run);
+      BitMatch total;
+      for (std::size_t t = 0; t < run.taps.size(); ++t) total.merge(compare_bits(run.taps[t], emulated[t]));
+      failures += total.identical != total.elements;
+      fmt::print("{:<24} {:<16} {:>9} {:>10.6f}% {:>8}  {}\n", model, plan_name, total.elements, 100 * total.rate(),
+                 total.max_ulp, fmt::join(total.histogram, "/"));
+      runs.push_back(std::move(run));
+    }
+  write_safetensors(dir + "/native.safetensors", native_tensors(runs));
+  fmt::print("wrote {}/native.safetensors\n", dir);
+  return failures ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace lpsim
+
+int main(int argc, char** argv) {
+  CLI::App app{"lpsim-cuda: native GPU runs that validate lpsim's emulation"};
+  app.require_subcommand(1);
+  std::string dir = ".";
+  std::uint64_t seed = 0;
+  int tiles = 16, k = 512;
+  std::vector<std::string> models, plans = {"autocast-fp16", "autocast-bf16", "pure-fp16", "pure-bf16"};
+  auto* p = app.add_subcommand("probe", "tensor-core probes through mma.sync");
+  p->add_option("--out,-o", dir, "output folder");
+  p->add_option("--seed,-s", seed);
+  p->add_option("--tiles", tiles, "16 x 8 output tiles per probe set");
+  p->add_option("-k", k, "dot-product length (a multiple of 32)");
+  auto* f = app.add_subcommand("forward", "deterministic native forwards against the emulation");
+  f->add_option("--out,-o", dir, "output folder");
+  f->add_option("--model,-m", models, "model files")->required();
+  f->add_option("--plan,-p", plans, "plans (presets or files) the native kernels can run");
+  f->add_option("--seed,-s", seed);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (lpsim::cuda::device_count() == 0) {
+      fmt::print(stderr, "lpsim-cuda: no CUDA device\n");
+      return 2;
+    }
+    std::filesystem::create_directories(dir);
+    if (*p) lpsim::probe(dir, seed, tiles, k);
+    if (*f) return lpsim::forward(dir, models, plans, seed);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

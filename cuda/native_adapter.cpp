@@ -1,0 +1,73 @@
+#include "native_adapter.hpp"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+namespace lpsim::cuda {
+
+namespace {
+
+std::vector<float> floats(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+std::vector<float> floats(const Matrix<double>& m) { return floats(m.data); }
+
+NativeFormat native_format(const Format& f, Op op, const char* field) {
+  if (f.spec == formats::fp32) return NativeFormat::fp32;
+  if (f.spec == formats::fp16) return NativeFormat::fp16;
+  if (f.spec == formats::bf16) return NativeFormat::bf16;
+  throw std::invalid_argument(fmt::format("plan.{}.{} = {}: the native kernels store fp32, fp16 or bf16",
+                                          op_name(op), field, f.name));
+}
+
+}  // namespace
+
+NativeModel to_native(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+  NativeModel m;
+  m.width = cfg.width, m.heads = cfg.heads, m.ffn = cfg.ffn, m.depth = cfg.depth, m.tokens = cfg.tokens;
+  m.layernorm = cfg.norm == NormKind::layernorm, m.pre = cfg.position == NormPosition::pre, m.causal = cfg.causal;
+  m.activation = cfg.activation == Activation::gelu ? 0 : cfg.activation == Activation::gelu_tanh ? 1 : 2;
+  m.eps = cfg.norm_eps;
+  m.embedding = cfg.embedding == Embedding::none ? 0 : cfg.embedding == Embedding::patch ? 1 : 2;
+  m.class_token = cfg.class_token && cfg.embedding == Embedding::patch;
+  m.patch_dim = cfg.patch_dim(), m.patches = cfg.num_patches();
+  m.patch_w = floats(w.patch_w), m.patch_b = floats(w.patch_b), m.cls = floats(w.cls), m.pos = floats(w.pos);
+  m.wte = floats(w.wte);
+  for (const auto& l : w.layers)
+    m.layers.push_back({floats(l.wq), floats(l.wk), floats(l.wv), floats(l.wo), floats(l.bq), floats(l.bk),
+                        floats(l.bv), floats(l.bo), floats(l.norm1.gamma), floats(l.norm1.beta), floats(l.norm2.gamma),
+                        floats(l.norm2.beta), floats(l.w1), floats(l.b1), floats(l.w2), floats(l.b2)});
+  m.x = floats(in.x);
+  m.ids = in.ids;
+  return m;
+}
+
+NativePlan to_native(const PrecisionPlan& plan) {
+  NativePlan n;
+  for (Op op : all_ops) {
+    const OpPrecision& p = plan[op];
+    auto fail = [&](const char* field, std::string why) {
+      throw std::invalid_argument(fmt::format("plan {}: {}.{}: {}", plan.name, op_name(op), field, why));
+    };
+    if (!(p.compute.spec == formats::fp32)) fail("compute", "the native kernels compute elementwise maths in fp32");
+    if (p.rounding != Rounding::nearest_even) fail("rounding", "the native conversions round to nearest even");
+    if (p.out_scaling != OutputScaling::none || p.scaling) fail("scaling", "the native kernels do not scale");
+    n.out[int(op)] = native_format(p.out, op, "out");
+    if (p.reduce) {
+      const AccumPolicy& r = *p.reduce;
+      if (r.order != Order::sequential || !r.fma || r.tc.k || !r.acc || !(r.acc->spec == formats::fp32) || r.product)
+        fail("reduce", "the native reductions are sequential fma in fp32");
+    }
+    if (!p.gemm) continue;
+    const AccumPolicy& g = *p.gemm;
+    if (g.order != Order::sequential || !g.fma || g.tc.k || g.product || !g.acc || g.acc_rounding != Rounding::nearest_even)
+      fail("policy", fmt::format("'{}' is not a sequential fma loop with a rounded accumulator", to_string(g)));
+    NativeGemm& ng = n.gemm[int(op)];
+    ng.in = native_format(g.input, op, "policy in");
+    if (g.acc->spec == formats::fp32) ng.accum = NativeAccum::fma_fp32;
+    else if (g.acc->spec == g.input.spec && ng.in != NativeFormat::fp32) ng.accum = NativeAccum::fma_operand;
+    else fail("policy", fmt::format("acc = {} is neither fp32 nor the operand format", g.acc->name));
+  }
+  return n;
+}
+
+}  // namespace lpsim::cuda
