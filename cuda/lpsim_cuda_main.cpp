@@ -7,10 +7,12 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "conversions.hpp"
 #include "lpsim/hw/native_runs.hpp"
 #include "lpsim/hw/tc_probe.hpp"
+#include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "mma_chain.hpp"
 #include "native_adapter.hpp"
@@ -44,7 +46,7 @@ void probe(const std::string& dir, std::uint64_t seed, int tiles, int k) {
   fmt::print("wrote {} probe sets ({} tiles, K = {}) and their mma.sync outputs to {}\n", sets.size(), tiles, k, dir);
 }
 
-int forward(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
+int compare_forwards(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
             std::uint64_t seed) {
   std::vector<NativeRun> runs;
   int failures = 0;
@@ -66,8 +68,54 @@ int forward(const std::string& dir, const std::vector<std::string>& models, cons
       runs.push_back(std::move(run));
     }
   write_safetensors(dir + "/native.safetensors", native_tensors(runs));
-  fmt::print("wrote {}/native.safetensors\n", dir);
+  // The digests CI checks the emulation against (tests/hw/native_bits_test.cpp).
+  std::string csv = "model,plan,seed,layer,tap,elements,fnv1a64\n";
+  for (const auto& r : runs)
+    for (std::size_t t = 0; t < r.taps.size(); ++t)
+      csv += fmt::format("{},{},{},{},{},{},{:016x}\n", r.model_file, r.plan, r.seed, t / 4, tap_name(all_taps[t % 4]),
+                         r.taps[t].size(), tap_digest(std::span<const float>(r.taps[t])));
+  std::ofstream(dir + "/native_bits.csv") << csv;
+  fmt::print("wrote {}/native.safetensors and native_bits.csv\n", dir);
   return failures ? 1 : 0;
+}
+
+// Weights and input of each model under lpsim's own names (F32) and its architecture as JSON, for
+// scripts/cuda_torch_forward.py: <dir>/export/<model stem>.safetensors and .json.
+void export_models(const std::string& dir, const std::vector<std::string>& models, std::uint64_t seed) {
+  std::filesystem::create_directories(dir + "/export");
+  for (const auto& model : models) {
+    const ModelConfig c = load_model_config(model);
+    const Weights<double> w = make_weights(c, seed);
+    const ModelInput<double> in = make_input(c, seed);
+    std::map<std::string, Tensor> t;
+    auto put = [&](const std::string& name, const std::vector<double>& v, std::vector<std::int64_t> shape) {
+      if (!v.empty()) t[name] = Tensor{"F32", std::move(shape), v};
+    };
+    auto mat = [&](const std::string& name, const Matrix<double>& m) { put(name, m.data, {m.rows, m.cols}); };
+    mat("patch_w", w.patch_w), put("patch_b", w.patch_b, {c.width}), put("cls", w.cls, {c.width});
+    mat("pos", w.pos), mat("wte", w.wte), mat("input.x", in.x);
+    put("input.ids", std::vector<double>(in.ids.begin(), in.ids.end()), {std::int64_t(in.ids.size())});
+    for (int l = 0; l < c.depth; ++l) {
+      const auto& L = w.layers[l];
+      const std::string p = fmt::format("layers.{}.", l);
+      mat(p + "wq", L.wq), mat(p + "wk", L.wk), mat(p + "wv", L.wv), mat(p + "wo", L.wo), mat(p + "w1", L.w1);
+      mat(p + "w2", L.w2);
+      put(p + "bq", L.bq, {c.width}), put(p + "bk", L.bk, {c.width}), put(p + "bv", L.bv, {c.width});
+      put(p + "bo", L.bo, {c.width}), put(p + "b1", L.b1, {c.ffn}), put(p + "b2", L.b2, {c.width});
+      put(p + "g1", L.norm1.gamma, {c.width}), put(p + "beta1", L.norm1.beta, {c.width});
+      put(p + "g2", L.norm2.gamma, {c.width}), put(p + "beta2", L.norm2.beta, {c.width});
+    }
+    const std::string stem = dir + "/export/" + std::filesystem::path(model).stem().string();
+    write_safetensors(stem + ".safetensors", t);
+    std::ofstream(stem + ".json") << fmt::format(
+        R"({{"model_file": "{}", "seed": {}, "width": {}, "heads": {}, "ffn": {}, "depth": {}, "tokens": {}, )"
+        R"("norm": "{}", "position": "{}", "activation": "{}", "eps": {:.17g}, "causal": {}, "embedding": "{}", )"
+        R"("class_token": {}}})",
+        model, seed, c.width, c.heads, c.ffn, c.depth, c.tokens, norm_name(c.norm),
+        c.position == NormPosition::pre ? "pre" : "post", activation_name(c.activation), c.norm_eps,
+        c.causal ? "true" : "false", embedding_name(c.embedding), c.class_token ? "true" : "false");
+  }
+  fmt::print("exported {} models to {}/export\n", models.size(), dir);
 }
 
 }  // namespace
@@ -90,15 +138,23 @@ int main(int argc, char** argv) {
   f->add_option("--model,-m", models, "model files")->required();
   f->add_option("--plan,-p", plans, "plans (presets or files) the native kernels can run");
   f->add_option("--seed,-s", seed);
+  auto* x = app.add_subcommand("export", "weights and inputs for PyTorch's native forward (scripts/cuda_torch_forward.py)");
+  x->add_option("--out,-o", dir, "output folder");
+  x->add_option("--model,-m", models, "model files")->required();
+  x->add_option("--seed,-s", seed);
   CLI11_PARSE(app, argc, argv);
   try {
+    if (*x) {
+      lpsim::export_models(dir, models, seed);
+      return 0;
+    }
     if (lpsim::cuda::device_count() == 0) {
       fmt::print(stderr, "lpsim-cuda: no CUDA device\n");
       return 2;
     }
     std::filesystem::create_directories(dir);
     if (*p) lpsim::probe(dir, seed, tiles, k);
-    if (*f) return lpsim::forward(dir, models, plans, seed);
+    if (*f) return lpsim::compare_forwards(dir, models, plans, seed);
   } catch (const std::exception& e) {
     fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
     return 1;

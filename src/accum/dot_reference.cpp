@@ -115,8 +115,19 @@ class Reference {
   // each cut to tc.bits bits below that exponent's leading bit, summed exactly, rounded once to acc.
   Value tensor_step(Value c, int first, int end) const {
     std::vector<Value> terms;
+    std::vector<mpfr_exp_t> align;  // alignment exponent of each term (ours, not MPFR's)
+    align.push_back(mpfr_zero_p(c->get()) ? 0 : mpfr_get_exp(c->get()) - 1);
     terms.push_back(std::move(c));
-    for (int t = first; t < end; ++t) terms.push_back(term(t));
+    for (int t = first; t < end; ++t) {
+      terms.push_back(term(t));
+      const Value& v = terms.back();
+      if (p_.tc.align_operands && !mpfr_zero_p(v->get()) && mpfr_number_p(v->get())) {
+        const int emin = p_.input.spec.emin;  // operands are values of the input format: their exponents are exact
+        align.push_back(std::max(std::ilogb(a_[t]), emin) + std::max(std::ilogb(b_[t]), emin));
+      } else {
+        align.push_back(mpfr_zero_p(v->get()) ? 0 : mpfr_get_exp(v->get()) - 1);
+      }
+    }
     Value sum = make();
     mpfr_set_zero(sum->get(), 1);
     bool special = false, all_zero = true;
@@ -129,8 +140,8 @@ class Reference {
       for (size_t i = 1; i < terms.size(); ++i) mpfr_add(sum->get(), sum->get(), terms[i]->get(), MPFR_RNDN);
     } else {
       mpfr_exp_t top = mpfr_get_emin();
-      for (auto& t : terms)
-        if (!mpfr_zero_p(t->get())) top = std::max(top, mpfr_get_exp(t->get()) - 1);  // MPFR's exponent is ours + 1
+      for (size_t i = 0; i < terms.size(); ++i)
+        if (!mpfr_zero_p(terms[i]->get())) top = std::max<mpfr_exp_t>(top, align[i]);  // MPFR's exponent is ours + 1
       const mpfr_exp_t quantum = top - p_.tc.bits + 1;
       for (auto& t : terms) {
         mpfr_div_2si(t->get(), t->get(), quantum, MPFR_RNDN);  // exact

@@ -1,3 +1,4 @@
+#include <climits>
 #include "generic_dot.hpp"
 
 #include <algorithm>
@@ -98,10 +99,16 @@ class Kernel {
   }
   double tensor_step(double c, int first, int end) const {
     double terms[65];
+    int exps[65];
     int n = 0;
+    exps[n] = c != 0 ? std::ilogb(c) : INT_MIN;
     terms[n++] = c;
-    for (int t = first; t < end; ++t) terms[n++] = a_[t] * b_[t];
-    return tensor_core_step(terms, n, p_, p_.tc.rounding == Rounding::stochastic ? slots_.tensor_step(first) : 0);
+    for (int t = first; t < end; ++t) {
+      exps[n] = operand_exponent_sum(a_[t], b_[t], p_);
+      terms[n++] = a_[t] * b_[t];
+    }
+    return tensor_core_step(terms, n, p_, p_.tc.rounding == Rounding::stochastic ? slots_.tensor_step(first) : 0,
+                            p_.tc.align_operands ? exps : nullptr);
   }
 
   const GenericPlan& g_;
@@ -116,19 +123,27 @@ class Kernel {
 
 // terms[0] is c, the rest exact products: aligned to the largest exponent, cut to tc.bits bits, summed exactly (each
 // cut term is an integer below 2^bits times 2^quantum; 65 of them fit in 53 bits), rounded once.
-double tensor_core_step(const double* terms, int n, const AccumPolicy& p, std::uint64_t random) {
+int operand_exponent_sum(double a, double b, const AccumPolicy& p) {
+  if (a == 0 || b == 0 || !std::isfinite(a) || !std::isfinite(b)) return INT_MIN;
+  const int emin = p.input.spec.emin;
+  return std::max(std::ilogb(a), emin) + std::max(std::ilogb(b), emin);
+}
+
+double tensor_core_step(const double* terms, int n, const AccumPolicy& p, std::uint64_t random, const int* exps) {
   bool special = false;
   double largest = 0;
+  int top = INT_MIN;
   for (int i = 0; i < n; ++i) {
     special = special || !std::isfinite(terms[i]);
     largest = std::max(largest, std::fabs(terms[i]));
+    if (exps && terms[i] != 0) top = std::max(top, exps[i]);
   }
   double sum = 0.0;
   if (special || largest == 0) {  // IEEE sums: inf/NaN propagate; zeros keep IEEE's sign rule
     sum = terms[0];
     for (int i = 1; i < n; ++i) sum += terms[i];
   } else {
-    const int quantum = std::ilogb(largest) - p.tc.bits + 1;
+    const int quantum = (exps ? top : std::ilogb(largest)) - p.tc.bits + 1;
     double cut_sum = 0.0;
     for (int i = 0; i < n; ++i) {
       const double scaled = std::ldexp(terms[i], -quantum);  // exact

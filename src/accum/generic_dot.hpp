@@ -29,6 +29,11 @@ double generic_dot(const GenericPlan& g, const double* a, const double* b, int k
 
 // One step of the tensor-core model: terms[0] is the accumulator c, terms[1..n) the exact products of the step.
 // `random` feeds tc.rounding when it is stochastic.
-double tensor_core_step(const double* terms, int n, const AccumPolicy& p, std::uint64_t random);
+// exps, when given, are the alignment exponents of the terms (tc.align_operands); else each term's own.
+double tensor_core_step(const double* terms, int n, const AccumPolicy& p, std::uint64_t random,
+                        const int* exps = nullptr);
+
+// The alignment exponent of the product a*b under tc.align_operands: e(a) + e(b), subnormals at the format's emin.
+int operand_exponent_sum(double a, double b, const AccumPolicy& p);
 
 }  // namespace lpsim::accum

@@ -19,20 +19,23 @@ const std::vector<PolicyPreset> presets = {
     {"bf16-fp32acc", "in=bf16,acc=fp32,out=bf16", "bfloat16 operands, fp32 sequential fma, bfloat16 output"},
     {"fp16-fp16acc", "in=fp16,acc=fp16", "half operands, every partial sum rounded to half (HFMA)"},
     {"bf16-bf16acc", "in=bf16,acc=bf16", "bfloat16 operands, every partial sum rounded to bfloat16"},
-    {"fp16-tc", "in=fp16,acc=fp32,tc=16,tcbits=25,tcalign=trunc,tcround=rz,out=fp16",
-     "tensor-core model for half: 16 products per step, 25 bits kept, truncated"},
-    {"bf16-tc", "in=bf16,acc=fp32,tc=16,tcbits=25,tcalign=trunc,tcround=rz,out=bf16",
-     "tensor-core model for bfloat16: 16 products per step, 25 bits kept, truncated"},
-    {"fp8e4m3-tc", "in=e4m3,acc=fp32,tc=32,tcbits=13,tcalign=trunc,tcround=rz,out=bf16",
-     "Hopper fp8 e4m3 tensor-core model: 32 products per step, 13 bits kept"},
-    {"fp8e5m2-tc", "in=e5m2,acc=fp32,tc=32,tcbits=13,tcalign=trunc,tcround=rz,out=bf16",
-     "Hopper fp8 e5m2 tensor-core model: 32 products per step, 13 bits kept"},
-    {"fp8e4m3-tc-promote", "in=e4m3,acc=fp32,tc=32,tcbits=13,tcalign=trunc,tcround=rz,order=blocked:128,out=bf16",
-     "fp8 tensor cores with partial sums added in fp32 every 128 terms (DeepSeek-V3)"},
+    {"fp16-tc", "in=fp16,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,out=fp16",
+     "H100 tensor cores for half (mma.sync, cuBLAS), fitted bit for bit: 16 products per step aligned by operand "
+     "exponents, 26 bits kept, truncated, normalised toward zero"},
+    {"bf16-tc", "in=bf16,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
+     "H100 tensor cores for bfloat16, fitted bit for bit (as fp16-tc)"},
+    {"fp8e4m3-tc", "in=e4m3,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
+     "H100 fp8 e4m3 GEMM with fast accumulation (cuBLASLt), fitted: 32 products per step, 14 bits kept (87-100% "
+     "of outputs bit-identical)"},
+    {"fp8e5m2-tc", "in=e5m2,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
+     "Hopper fp8 e5m2 tensor-core model, as fp8e4m3-tc (not fitted: PyTorch has no e5m2 x e5m2 product)"},
+    {"fp8e4m3-tc-promote", "in=e4m3,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,order=blocked:128,out=bf16",
+     "fp8 tensor cores with partial sums added in fp32 every 128 terms (DeepSeek-V3; cuBLASLt's default matches "
+     "only about half of its outputs, docs/CUDA.md)"},
     {"exact", "in=fp64,acc=exact,out=fp64", "exact sum, one rounding at the output"},
 };
 
-const char* const known_keys = "in, prod, prodround, acc, round, order, fma, nofma, tc, tcbits, tcalign, tcround, out, outround";
+const char* const known_keys = "in, prod, prodround, acc, round, order, fma, nofma, tc, tcbits, tcalign, tcround, tcexp, out, outround";
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -42,7 +45,7 @@ std::string_view trim(std::string_view s) {
 
 std::string suggestion(std::string_view word) {
   static const char* const candidates[] = {"in", "prod", "prodround", "acc", "round", "order", "fma", "nofma",
-                                           "tc", "tcbits", "tcalign", "tcround", "out", "outround"};
+                                           "tc", "tcbits", "tcalign", "tcround", "tcexp", "out", "outround"};
   std::string best;
   int best_d = 3;
   for (const char* c : candidates)
@@ -160,6 +163,10 @@ void apply(AccumPolicy& p, Seen& seen, std::string_view policy, std::string_view
     if (v == "trunc" || v == "rz") p.tc.align_truncates = true;
     else if (v == "rne") p.tc.align_truncates = false;
     else throw PolicyError(fmt::format("policy '{}': tcalign: '{}' is not trunc or rne", policy, v));
+  } else if (key == "tcexp") {
+    if (v == "product") p.tc.align_operands = false;
+    else if (v == "operands") p.tc.align_operands = true;
+    else throw PolicyError(fmt::format("policy '{}': tcexp: '{}' is not product or operands", policy, v));
   } else if (key == "tcround") {
     p.tc.rounding = rounding_field(policy, key, v);
   } else if (key == "out") {
@@ -216,7 +223,7 @@ std::string validate(const AccumPolicy& p) {
     if (p.tc.k > 64) return fmt::format("tc: {} products per step is more than the 64 supported", p.tc.k);
     if (p.tc.bits < 2 || p.tc.bits > 46) return fmt::format("tcbits: {} is outside 2..46", p.tc.bits);
   } else if (p.tc != TensorCoreModel{}) {
-    return "tcbits/tcalign/tcround: these set the tensor-core model; give tc=K too";
+    return "tcbits/tcalign/tcround/tcexp: these set the tensor-core model; give tc=K too";
   }
   // Stochastic rounding draws on the value rounded to odd at 53 bits: formats of at most 51 bits.
   const auto sr_too_wide = [](const std::optional<Format>& f, Rounding r) {
@@ -238,8 +245,8 @@ std::string to_string(const AccumPolicy& p) {
   if (p.order == Order::blocked || p.order == Order::splitk) s += fmt::format(":{}", p.block);
   s += p.fma ? ",fma" : ",nofma";
   if (p.tc.k > 0)
-    s += fmt::format(",tc={},tcbits={},tcalign={},tcround={}", p.tc.k, p.tc.bits, p.tc.align_truncates ? "trunc" : "rne",
-                     short_name(p.tc.rounding));
+    s += fmt::format(",tc={},tcbits={},tcalign={},tcround={}{}", p.tc.k, p.tc.bits, p.tc.align_truncates ? "trunc" : "rne",
+                     short_name(p.tc.rounding), p.tc.align_operands ? ",tcexp=operands" : "");
   s += fmt::format(",out={},outround={}", p.output.name, short_name(p.output_rounding));
   return s;
 }

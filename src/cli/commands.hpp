@@ -12,4 +12,5 @@ void add_sweep_command(CLI::App& app);
 void add_stats_command(CLI::App& app);
 void add_bounds_command(CLI::App& app);
 void add_fp8study_command(CLI::App& app);
+void add_tcfit_command(CLI::App& app);
 }  // namespace lpsim::cli

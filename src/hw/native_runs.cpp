@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <bit>
 #include <stdexcept>
 
 #include "lpsim/hw/tc_probe.hpp"
@@ -74,6 +75,20 @@ BitMatch compare_bits(std::span<const float> native, std::span<const double> emu
   BitMatch m;
   for (std::size_t i = 0; i < native.size(); ++i) m.add(native[i], float(emulated[i]));
   return m;
+}
+
+std::uint64_t tap_digest(std::span<const float> values) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (float v : values) {
+    const std::uint32_t b = std::bit_cast<std::uint32_t>(v);
+    for (int i = 0; i < 4; ++i) h = (h ^ ((b >> (8 * i)) & 0xff)) * 1099511628211ull;
+  }
+  return h;
+}
+
+std::uint64_t tap_digest(std::span<const double> values) {
+  const std::vector<float> f(values.begin(), values.end());
+  return tap_digest(std::span<const float>(f));
 }
 
 std::vector<std::vector<double>> emulate_native_run(const NativeRun& run) {

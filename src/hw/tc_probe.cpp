@@ -39,7 +39,7 @@ void fill(ProbeSet& s, const FormatSpec& f, std::uint64_t seed) {
     if (s.kind == "wide") {
       const int span = wide_span(s.format);
       const double e = std::floor(d.uniform() * (2 * span + 1)) - span;
-      return in_format((d.normal() > 0 ? 1 : -1) * std::ldexp(1 + d.uniform(), int(e) / 2), f);
+      return in_format((d.normal() > 0 ? 1 : -1) * std::ldexp(1 + d.uniform(), int(e)), f);
     }
     return in_format(d.normal(), f);
   };
@@ -148,18 +148,29 @@ ProbeScore score_probe(const ProbeSet& set, const std::vector<float>& observed, 
 }
 
 std::vector<ProbeScore> fit_tensor_core(const std::vector<const ProbeSet*>& sets,
-                                        const std::vector<const std::vector<float>*>& observed) {
+                                        const std::vector<const std::vector<float>*>& observed,
+                                        const std::string& out) {
   if (sets.empty() || sets.size() != observed.size()) throw std::invalid_argument("fit_tensor_core: sets and outputs differ");
   const std::string& format = sets.front()->format;
-  std::vector<std::string> candidates = {fmt::format("in={},acc=fp32,out=fp32", format),
-                                         fmt::format("in={},acc=exact,out=fp32", format)};
+  std::vector<std::string> candidates = {fmt::format("in={},acc=fp32,out={}", format, out),
+                                         fmt::format("in={},acc=exact,out={}", format, out)};
   const bool fp8 = format == "e4m3" || format == "e5m2";
   for (int k : {4, 8, 16, 32, 64})
     for (int bits = fp8 ? 10 : 22; bits <= 30; ++bits)
       for (const char* align : {"trunc", "rne"})
         for (const char* round : {"rz", "rne"})
-          candidates.push_back(fmt::format("in={},acc=fp32,tc={},tcbits={},tcalign={},tcround={},out=fp32", format, k,
-                                           bits, align, round));
+          for (const char* exp : {"product", "operands"})
+            candidates.push_back(fmt::format("in={},acc=fp32,tc={},tcbits={},tcalign={},tcround={},tcexp={},out={}",
+                                             format, k, bits, align, round, exp, out));
+  // fp8 GEMMs that promote partial sums to fp32 CUDA-core registers every L terms (cuBLASLt without fast
+  // accumulation; DeepSeek-V3's recipe)
+  if (fp8)
+    for (int block : {32, 64, 128, 256})
+      for (int k : {16, 32, 64})
+        for (int bits = 12; bits <= 26; ++bits)
+          for (const char* exp : {"product", "operands"})
+            candidates.push_back(fmt::format("in={},acc=fp32,tc={},tcbits={},tcalign=trunc,tcround=rz,tcexp={},"
+                                             "order=blocked:{},out={}", format, k, bits, exp, block, out));
   std::vector<ProbeScore> scores;
   for (const auto& c : candidates) {
     const AccumPolicy p = parse_policy(c);

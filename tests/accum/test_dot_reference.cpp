@@ -52,6 +52,18 @@ TEST(DotReference, ProductRounding) {
   EXPECT_EQ(ref("in=fp32,acc=fp32", a, b), -(0x1p-10 + 0x1p-22));
 }
 
+TEST(DotReference, TensorCoreAlignmentByOperandExponentsKeepsOneMoreBit) {
+  // 1.5 * 1.5 = 2.25 has exponent 1 but its operands' exponents sum to 0. With 20 bits kept the quantum is
+  // 2^(1-19) aligned by the product and 2^(0-19) aligned by the operands: 2^-19 is cut by the first, kept by the second.
+  const std::vector<double> a = {1.5, 0x1p-19}, b = {1.5, 1.0};
+  EXPECT_EQ(ref("in=fp32,acc=fp32,tc=2,tcbits=20", a, b), 2.25);
+  EXPECT_EQ(ref("in=fp32,acc=fp32,tc=2,tcbits=20,tcexp=operands", a, b), 2.25 + 0x1p-19);
+  // The generic kernel agrees.
+  std::vector<double> c(1);
+  gemm(parse_policy("in=fp32,acc=fp32,tc=2,tcbits=20,tcexp=operands,out=fp32"), 1, 1, 2, a, b, c);
+  EXPECT_EQ(c[0], 2.25 + 0x1p-19);
+}
+
 TEST(DotReference, TensorCoreModelTruncatesAfterAlignment) {
   const std::vector<double> a = {1.0, 0x1p-24, 0x1p-24, 0x1p-24}, b(4, 1.0);
   // Exact sum 1 + 1.5 * 2^-23. Sequential fp32: each 1 + 2^-24 is a tie to even, so 1.

@@ -71,8 +71,8 @@ std::vector<std::string> tensor_core_policies() {
     for (int bits : {11, 24, 25, 36})
       for (const char* align : {"trunc", "rne"})
         for (const char* order : orders) {
-          v.push_back(fmt::format("in={},acc=fp32,tc={},tcbits={},tcalign={},tcround={},order={}", inputs[i % 4], k,
-                                  bits, align, rounds[(i / 4) % 4], order));
+          v.push_back(fmt::format("in={},acc=fp32,tc={},tcbits={},tcalign={},tcround={},order={},tcexp={}", inputs[i % 4],
+                                  k, bits, align, rounds[(i / 4) % 4], order, (i / 16) % 2 ? "operands" : "product"));
           ++i;
         }
   for (const auto& preset : policy_presets())

@@ -10,7 +10,9 @@
 //   the tensor-core model), then the chunk sums are added sequentially in `acc`;
 // - tensor core (tc.k > 0): c = TC(c, next k products): the k exact products and c are aligned to the largest
 //   exponent among them, each truncated (or rounded) to `tc.bits` bits below and including that leading bit, summed
-//   exactly, and the sum rounded once to `acc` with `tc.rounding` (Fasi, Higham, Mikaitis, Pranesh 2021);
+//   exactly, and the sum rounded once to `acc` with `tc.rounding` (Fasi, Higham, Mikaitis, Pranesh 2021); with
+//   tc.align_operands a product's exponent is e(a) + e(b) (e of a subnormal operand: the format's emin), so a
+//   product whose significands multiply to [2, 4) keeps one more bit;
 // - the result is rounded to `output` with `output_rounding`.
 #include <cstdint>
 #include <optional>
@@ -31,6 +33,9 @@ struct TensorCoreModel {
   int bits = 25;        // significand bits kept after aligning to the largest term (leading bit included)
   bool align_truncates = true;  // bits shifted out are dropped (true) or rounded to nearest even (false)
   Rounding rounding = Rounding::toward_zero;  // normalising the fused sum into the accumulator
+  // Which exponent a product is aligned by: its own (false) or the sum of its operands' exponents (true), as a
+  // multiplier that keeps the unnormalised significand product in [1, 4) does (measured on the H100, docs/CUDA.md).
+  bool align_operands = false;
   friend bool operator==(const TensorCoreModel&, const TensorCoreModel&) = default;
 };
 

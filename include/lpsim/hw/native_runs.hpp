@@ -36,6 +36,10 @@ struct BitMatch {
 };
 BitMatch compare_bits(std::span<const float> native, std::span<const double> emulated);
 
+// FNV-1a (64 bits) of the binary32 bits of a tap: what CI compares when the native values are not stored.
+std::uint64_t tap_digest(std::span<const float> values);
+std::uint64_t tap_digest(std::span<const double> values);  // each value converted to float first
+
 // The emulated taps of a stored run under its plan, with the weights and input of its model and seed.
 std::vector<std::vector<double>> emulate_native_run(const NativeRun& run);
 

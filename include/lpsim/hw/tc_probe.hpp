@@ -33,7 +33,7 @@ std::vector<ProbeSet> make_probe_sets(std::uint64_t seed, int tiles, int k);
 std::map<std::string, Tensor> probe_tensors(const std::vector<ProbeSet>& sets);
 std::vector<ProbeSet> probe_sets_from(const std::map<std::string, Tensor>& tensors);
 
-// D of a probe set under an accumulation policy (acc fp32, output fp32), by lpsim's kernels.
+// D of a probe set under an accumulation policy, by lpsim's kernels.
 std::vector<float> emulate_probe(const ProbeSet& set, const AccumPolicy& policy);
 
 // Distance between two floats in units in the last place of binary32 (ordered integers; NaN = max).
@@ -50,7 +50,9 @@ ProbeScore score_probe(const ProbeSet& set, const std::vector<float>& observed, 
 // Candidate models: IEEE sequential fp32 fma (a CUDA core loop), exact accumulation rounded once, and the
 // tensor-core model over k in {4, 8, 16, 32, 64}, kept bits 22..30 (fp16/bf16) or 10..30 (fp8), alignment
 // truncated or rounded, normalisation toward zero or to nearest. Sorted best first (match, then max_ulp).
+// `out`: the format the engine returned its product in (fp32, or fp16/bf16 where an API rounds it).
 std::vector<ProbeScore> fit_tensor_core(const std::vector<const ProbeSet*>& sets,
-                                        const std::vector<const std::vector<float>*>& observed);
+                                        const std::vector<const std::vector<float>*>& observed,
+                                        const std::string& out = "fp32");
 
 }  // namespace lpsim

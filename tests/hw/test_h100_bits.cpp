@@ -1,0 +1,93 @@
+// The emulation side of issue 7's GPU comparisons, from outputs an H100 produced (results/cuda/raw, written by
+// scripts/cuda_validate.sh): CI has no GPU, so these tests keep lpsim bit-exact against stored hardware bits.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "lpsim/hw/native_runs.hpp"
+#include "lpsim/hw/tc_probe.hpp"
+#include "lpsim/model/forward.hpp"
+
+namespace lpsim {
+namespace {
+
+const std::string raw = std::string(LPSIM_SOURCE_DIR) + "/results/cuda/raw";
+
+const ProbeSet& probe(const std::vector<ProbeSet>& sets, const std::string& key) {
+  for (const auto& s : sets)
+    if (s.key() == key) return s;
+  throw std::runtime_error("no probe set " + key);
+}
+
+std::vector<float> floats(const Tensor& t) { return {t.values.begin(), t.values.end()}; }
+
+// The presets fitted to the H100 reproduce every stored fp16/bf16 tensor-core output (mma.sync and cuBLAS through
+// torch.mm with fp32 output), and the fp8 fast-accumulation outputs at the measured rates.
+TEST(H100Bits, TensorCorePresetsReproduceStoredOutputs) {
+  const auto sets = make_probe_sets(0, 16, 512);  // the inputs the device used, regenerated from the seed
+  const auto mma = read_safetensors(raw + "/mma.safetensors");
+  const auto torch = read_safetensors(raw + "/torch.safetensors");
+  for (const char* fmt : {"fp16", "bf16"})
+    for (const char* kind : {"random", "wide", "cancel"}) {
+      AccumPolicy p = parse_policy(std::string(fmt) + "-tc");
+      p.output = parse_format("fp32");
+      const std::string key = std::string(fmt) + "." + kind;
+      EXPECT_EQ(score_probe(probe(sets, key), floats(mma.at(key)), p).match, 1.0) << "mma.sync " << key;
+      EXPECT_EQ(score_probe(probe(sets, key), floats(torch.at(key + ".mm.fp32")), p).match, 1.0) << "torch.mm " << key;
+    }
+  AccumPolicy fp8 = parse_policy("fp8e4m3-tc");
+  fp8.output = parse_format("fp32");
+  const double measured[] = {0.87, 0.89, 1.0};  // random, wide, cancel (results/cuda/tcfit.csv, rounded down)
+  int i = 0;
+  for (const char* kind : {"random", "wide", "cancel"}) {
+    const std::string key = std::string("e4m3.") + kind;
+    EXPECT_GE(score_probe(probe(sets, key), floats(torch.at(key + ".scaledfast.fp32")), fp8).match, measured[i++]) << key;
+  }
+}
+
+// Every tap of the deterministic native forwards (30 model x plan pairs on the H100) has the digest of the
+// emulated tap under the same plan.
+TEST(H100Bits, EmulatedForwardsMatchNativeDigests) {
+  std::ifstream in(raw + "/native_bits.csv");
+  ASSERT_TRUE(in) << raw << "/native_bits.csv";
+  std::string line;
+  std::getline(in, line);
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> runs;  // run -> (layer|tap, digest)
+  while (std::getline(in, line)) {
+    std::stringstream ss(line);
+    std::string model, plan, seed, layer, tap, elements, digest;
+    std::getline(ss, model, ','), std::getline(ss, plan, ','), std::getline(ss, seed, ',');
+    std::getline(ss, layer, ','), std::getline(ss, tap, ','), std::getline(ss, elements, ','), std::getline(ss, digest);
+    runs[model + "|" + plan + "|" + seed].emplace_back(layer + "|" + tap, digest);
+  }
+  ASSERT_EQ(runs.size(), 30u);
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(LPSIM_SOURCE_DIR);  // model and plan paths are relative to the repository
+  for (const auto& [id, taps] : runs) {
+    NativeRun r;
+    std::stringstream ss(id);
+    std::string seed;
+    std::getline(ss, r.model_file, '|'), std::getline(ss, r.plan, '|'), std::getline(ss, seed);
+    r.seed = std::stoull(seed);
+    const auto emulated = emulate_native_run(r);
+    ASSERT_EQ(emulated.size(), taps.size()) << id;
+    for (std::size_t t = 0; t < taps.size(); ++t)
+      EXPECT_EQ(fmt::format("{:016x}", tap_digest(std::span<const double>(emulated[t]))), taps[t].second)
+          << id << " layer|tap " << taps[t].first;
+  }
+  std::filesystem::current_path(cwd);
+}
+
+TEST(H100Bits, UlpDistanceCountsRepresentableFloatsBetween) {
+  EXPECT_EQ(ulp_distance(1.0f, std::nextafter(1.0f, 2.0f)), 1u);
+  EXPECT_EQ(ulp_distance(-0.0f, 0.0f), 0u);
+  EXPECT_EQ(ulp_distance(std::numeric_limits<float>::denorm_min(), -std::numeric_limits<float>::denorm_min()), 2u);
+  EXPECT_EQ(ulp_distance(1.0f, 2.0f), 1u << 23);
+}
+
+}  // namespace
+}  // namespace lpsim
