@@ -13,4 +13,5 @@ void add_stats_command(CLI::App& app);
 void add_bounds_command(CLI::App& app);
 void add_fp8study_command(CLI::App& app);
 void add_tcfit_command(CLI::App& app);
+void add_native_error_command(CLI::App& app);
 }  // namespace lpsim::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   lpsim::cli::add_bounds_command(app);
   lpsim::cli::add_fp8study_command(app);
   lpsim::cli::add_tcfit_command(app);
+  lpsim::cli::add_native_error_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
