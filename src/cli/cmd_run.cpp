@@ -11,7 +11,7 @@
 #include "cli/commands.hpp"
 #include "util/read_text.hpp"
 #include "lpsim/config/config_error.hpp"
-#include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/diag/diagnostic_columns.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/plan.hpp"
 #include "lpsim/reference/forward_error.hpp"
@@ -98,8 +98,12 @@ void run(const RunOptions& o) {
   {
     std::ofstream csv(tmp);
     if (!csv) throw ConfigError(fmt::format("cannot write '{}'", out));
-    csv << tap_csv_header() << "\n";
-    for (const TapError& t : r.taps) csv << tap_csv_row(cfg, plan, study, t) << "\n";
+    // The sweeps' schema: tap errors, then the layer's diagnostics (nan without --diagnostics).
+    const std::vector<LayerDiagnostics> diag =
+        o.diagnostics ? diagnose(cfg, make_weights(cfg, study.seed), make_input(cfg, study.seed, study.batch))
+                      : std::vector<LayerDiagnostics>{};
+    csv << tap_csv_header() << diagnostic_header() << "\n";
+    for (const TapError& t : r.taps) csv << tap_csv_row(cfg, plan, study, t) << diagnostic_cells(diag, cfg, plan, t.layer) << "\n";
     if (!csv) throw ConfigError(fmt::format("writing '{}' failed", out));
   }
   std::filesystem::rename(tmp, out);  // never a half-written file under the final name
@@ -120,7 +124,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--ref-bits", o->study.reference_bits, "MPFR precision of the reference (default 128)");
   cmd->add_flag("--no-check", o->no_check, "skip the reference's convergence check");
   cmd->add_flag("--show-plan", o->show_plan, "print what the plan does for each operation class");
-  cmd->add_flag("--diagnostics", o->diagnostics, "print the papers' per-layer diagnostics and the combined predictor");
+  cmd->add_flag("--diagnostics", o->diagnostics, "print the papers' per-layer diagnostics and the combined predictor, and write them to the CSV");
   cmd->add_option("--output,-o", o->output, "CSV path (default results/run/<model>_<plan>_s<seed>.csv)");
   cmd->callback([o] { run(*o); });
 }

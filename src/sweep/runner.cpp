@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lpsim/config/config_error.hpp"
-#include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/diag/diagnostic_columns.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "sweep/atomic_file.hpp"
@@ -57,30 +57,12 @@ std::string row_prefix(const Unit& u, const PlanChoice& c) {
   return r + "," + csv_field(c.plan.name);
 }
 
-// tap_csv_row without its identity columns (model, plan, seed, batch).
+// tap_csv_row without its identity columns (model, plan, seed, batch), then the diagnostic columns.
 std::string metric_header() {
   const std::string h = tap_csv_header();
-  return h.substr(h.find("layer")) +
-         ",kappa_score,kappa_score_spectral,kappa_softmax,kappa_softmax_sum,kappa_softmax_power,kappa_v,wo_norm,kappa_eff,"
-         "rho_ln1,rho_ln2,c_ln,eps_mach,predictor,predictor_eps,theta_max,theta_mean,qk_norm,qk_cond,qk_ratio,"
-         "logit_max,logit_bound,fp8_scale";
+  return h.substr(h.find("layer")) + diagnostic_header();
 }
 
-// The layer's diagnostics (diag/diagnostics.hpp) and the plan's predictor; "nan" when diagnostics are off.
-std::string diagnostic_cells(const std::vector<LayerDiagnostics>& diag, const ModelConfig& cfg, const PrecisionPlan& plan,
-                             int layer) {
-  const double eps_mach = 2 * plan.unit_roundoff();  // the papers' 2^(1-p)
-  if (diag.empty())
-    return fmt::format(",nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,{},nan,nan,nan,nan,nan,nan,nan,nan,nan,nan", eps_mach);
-  const LayerDiagnostics& d = diag[layer];
-  const Predictor p = predictor(d, cfg, eps_mach);
-  return fmt::format(",{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{},{:.6e},{:.6e}",
-                     d.kappa_score, d.kappa_score_spectral, d.kappa_softmax, d.kappa_softmax_sum, d.kappa_softmax_power,
-                     d.kappa_v, d.wo_norm, d.kappa_eff, p.rho_ln1, p.rho_ln2, p.c_ln, eps_mach, p.combined,
-                     p.combined * eps_mach) +
-         fmt::format(",{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{}", d.theta_max, d.theta_mean, d.qk_norm,
-                     d.qk_cond, d.qk_ratio, d.logit_max, d.logit_bound, d.fp8_scale);
-}
 std::string metric_row(const ModelConfig& cfg, const PrecisionPlan& plan, const TapError& t) {
   const std::string r = tap_csv_row(cfg, plan, StudyOptions{}, t);
   std::size_t pos = 0;

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/diag/diagnostic_columns.hpp"
 #include "lpsim/diag/softmax_jacobian.hpp"
 #include "lpsim/model/init.hpp"
 #include "support/eigen_transformer.hpp"
@@ -158,6 +159,24 @@ TEST(Diagnostics, QueryKeyGeometry) {
     const double svd = Eigen::JacobiSVD<Eigen::MatrixXd>(m).singularValues()(0);
     EXPECT_NEAR(qk_norm_power(q, k, 200) / svd, 1.0, 1e-6);
   }
+}
+
+}  // namespace
+}  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// Every per-tap CSV row carries as many diagnostic cells as the header names, with diagnostics and without.
+TEST(DiagnosticColumns, CellsMatchTheHeader) {
+  const ModelConfig cfg = parse_model_config("[model]\nwidth = 8\nheads = 2\nffn = 16\ndepth = 2\ntokens = 5\n", "t.toml");
+  const PrecisionPlan plan = plan_preset("autocast-bf16");
+  const auto commas = [](const std::string& s) { return std::count(s.begin(), s.end(), ','); };
+  const std::vector<LayerDiagnostics> d = diagnose(cfg, make_weights(cfg, 1), make_input(cfg, 1));
+  EXPECT_EQ(commas(diagnostic_cells(d, cfg, plan, 1)), commas(diagnostic_header()));
+  EXPECT_EQ(commas(diagnostic_cells({}, cfg, plan, 1)), commas(diagnostic_header()));
+  EXPECT_EQ(diagnostic_cells({}, cfg, plan, 0).find(",nan,"), 0u);
+  EXPECT_NE(diagnostic_cells(d, cfg, plan, 0).substr(0, 5), ",nan,");
 }
 
 }  // namespace
