@@ -9,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "lpsim/hw/tc_probe.hpp"
 #include "sweep/atomic_file.hpp"
+#include "util/split.hpp"
 
 namespace lpsim::cli {
 
@@ -23,12 +24,7 @@ std::vector<Observed> read_outputs(const std::string& path, const std::string& e
   std::vector<Observed> v;
   if (!std::filesystem::exists(path)) return v;
   for (const auto& [key, t] : read_safetensors(path)) {
-    std::vector<std::string> f;
-    for (std::size_t s = 0, e; s <= key.size(); s = e + 1) {
-      e = key.find('.', s);
-      if (e == std::string::npos) e = key.size();
-      f.push_back(key.substr(s, e - s));
-    }
+    const std::vector<std::string> f = split(key, '.');  // format.kind[.engine.returned]
     Observed o{engine_of_file, f.at(0), f.at(1), "fp32", std::vector<float>(t.values.begin(), t.values.end())};
     if (f.size() == 4) o.engine = engine_of_file + "." + f[2], o.out = f[3];
     v.push_back(std::move(o));

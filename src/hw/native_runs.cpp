@@ -8,18 +8,9 @@
 #include "lpsim/hw/tc_probe.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
+#include "util/split.hpp"
 
 namespace lpsim {
-
-namespace {
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  for (std::size_t i = 0; i <= s.size(); ++i)
-    if (i == s.size() || s[i] == sep) parts.push_back(s.substr(start, i - start)), start = i + 1;
-  return parts;
-}
-}  // namespace
 
 std::map<std::string, Tensor> native_tensors(const std::vector<NativeRun>& runs) {
   std::map<std::string, Tensor> t;
