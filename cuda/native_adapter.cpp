@@ -27,6 +27,9 @@ NativeModel to_native(const ModelConfig& cfg, const Weights<double>& w, const Mo
   m.layernorm = cfg.norm == NormKind::layernorm, m.pre = cfg.position == NormPosition::pre, m.causal = cfg.causal;
   m.activation = cfg.activation == Activation::gelu ? 0 : cfg.activation == Activation::gelu_tanh ? 1 : 2;
   m.eps = cfg.norm_eps;
+  for (const auto& l : w.layers)
+    if (l.norm1.eps >= 0 || l.norm2.eps >= 0)
+      throw std::invalid_argument("the native forward takes one norm_eps for every norm; these weights carry their own");
   m.embedding = cfg.embedding == Embedding::none ? 0 : cfg.embedding == Embedding::patch ? 1 : 2;
   m.class_token = cfg.class_token && cfg.embedding == Embedding::patch;
   m.patch_dim = cfg.patch_dim(), m.patches = cfg.num_patches();

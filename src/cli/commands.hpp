@@ -14,4 +14,8 @@ void add_bounds_command(CLI::App& app);
 void add_fp8study_command(CLI::App& app);
 void add_tcfit_command(CLI::App& app);
 void add_native_error_command(CLI::App& app);
+void add_trajectory_command(CLI::App& app);
+void add_checkpoint_forward_command(CLI::App& app);
+void add_forecast_command(CLI::App& app);
+void add_lnbump_command(CLI::App& app);
 }  // namespace lpsim::cli

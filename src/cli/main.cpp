@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   lpsim::cli::add_fp8study_command(app);
   lpsim::cli::add_tcfit_command(app);
   lpsim::cli::add_native_error_command(app);
+  lpsim::cli::add_trajectory_command(app);
+  lpsim::cli::add_checkpoint_forward_command(app);
+  lpsim::cli::add_forecast_command(app);
+  lpsim::cli::add_lnbump_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -130,7 +130,7 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
     b.observed = relative_error(ye, y);
     b.sigma2 = median_row_variance(xs);
     b.eps_mach = std::ldexp(1.0, 1 - plan[Op::norm].compute.spec.precision);
-    const double eps = cfg.norm_eps;
+    const double eps = nd.eps >= 0 ? nd.eps : cfg.norm_eps;  // a checkpoint's own eps where it has one
     b.rho_ln = eps > 0 ? b.sigma2 / eps * cfg.width * b.eps_mach : INFINITY;
     b.dominated = b.rho_ln < 1;
     const double shape = b.eps_mach * (std::sqrt(b.sigma2 / eps) + b.sigma2 / eps + 1);

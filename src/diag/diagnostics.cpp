@@ -118,6 +118,7 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
       d.logit_max = std::max(d.logit_max, h.logit_max);
     }
     const LayerWeights<double>& lw = w.layers[l];
+    d.eps_norm1 = lw.norm1.eps, d.eps_norm2 = lw.norm2.eps;
     d.wo_norm = spectral_norm(lw.wo);
     d.kappa_wo = condition_number(lw.wo);
     d.kappa_w1 = condition_number(lw.w1);
@@ -160,13 +161,14 @@ double qk_norm_power(const Matrix<double>& wq, const Matrix<double>& wk, int ite
 
 Predictor predictor(const LayerDiagnostics& d, const ModelConfig& cfg, double eps_mach) {
   Predictor p;
-  const double eps = cfg.norm_eps, width = double(cfg.width);
-  auto c_ln = [&](double sigma2, double& rho) {
+  const double width = double(cfg.width);
+  auto c_ln = [&](double sigma2, double& rho, double own_eps) {
+    const double eps = own_eps >= 0 ? own_eps : cfg.norm_eps;
     rho = eps > 0 ? sigma2 / eps * width * eps_mach : INFINITY;
     // Proposition 1 holds in the eps-dominated regime; outside it a norm is well conditioned (C3 only).
     return rho < 1 ? std::sqrt(sigma2 / eps) + sigma2 / eps + 1 : 1.0;
   };
-  p.c_ln = c_ln(d.sigma2_norm1, p.rho_ln1) + c_ln(d.sigma2_norm2, p.rho_ln2);
+  p.c_ln = c_ln(d.sigma2_norm1, p.rho_ln1, d.eps_norm1) + c_ln(d.sigma2_norm2, p.rho_ln2, d.eps_norm2);
   p.combined = d.kappa_softmax * (1 + d.kappa_score) * d.kappa_v * d.wo_norm + d.kappa_eff + p.c_ln;
   return p;
 }

@@ -206,7 +206,6 @@ std::vector<double> read_numbers(const std::string& path) {
 
 ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int batch) {
   ModelInput<double> in;
-  const FormatSpec storage = parse_format(cfg.init.storage).spec;
   const std::uint64_t s = stream_id("input", batch);
   auto draw = [&](std::uint64_t i) {
     if (cfg.input.dist == "normal") return cfg.input.scale * normal_at(seed, s, i);
@@ -237,6 +236,17 @@ ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int ba
     values.resize(n);
     for (std::size_t i = 0; i < n; ++i) values[i] = draw(i);
   }
+  return input_from_values(cfg, std::move(values));
+}
+
+ModelInput<double> input_from_values(const ModelConfig& cfg, std::vector<double> values) {
+  const FormatSpec storage = parse_format(cfg.init.storage).spec;
+  const bool patch = cfg.embedding == Embedding::patch;
+  const std::size_t n = patch ? std::size_t(cfg.channels) * cfg.image * cfg.image : std::size_t(cfg.tokens) * cfg.width;
+  if (values.size() != n)
+    throw ConfigError(fmt::format("an input of {} numbers, the model needs {} ({})", values.size(), n,
+                                  patch ? "channels x image x image" : "tokens x width"));
+  ModelInput<double> in;
   for (double& x : values) x = round_to(x, storage, Rounding::nearest_even);
   if (!patch) {
     in.x = Matrix<double>(cfg.tokens, cfg.width);

@@ -174,6 +174,11 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
   auto norm = [&](const std::string& base) {
     NormWeights<double> n{ck.vector(base + ".weight", d), {}};
     if (cfg.norm == NormKind::layernorm) n.beta = ck.vector(base + ".bias", d);
+    if (ck.has(base + ".eps")) {  // lpsim's extension: the norm's own eps (scripts/train_digits.py writes it)
+      n.eps = ck.vector(base + ".eps", 1)[0];
+      if (!(n.eps >= 0))
+        throw ConfigError(fmt::format("safetensors file '{}': tensor '{}' is {}, an eps must be >= 0", path, base + ".eps", n.eps));
+    }
     return n;
   };
   auto bias = [&](const std::string& name, int n) { return cfg.bias ? ck.vector(name, n) : std::vector<double>{}; };
@@ -255,6 +260,8 @@ void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, c
       mat(p + "output.dense.weight", lw.w2, true), vec(p + "output.dense.bias", lw.b2);
       vec(p + "layernorm_before.weight", lw.norm1.gamma), vec(p + "layernorm_before.bias", lw.norm1.beta);
       vec(p + "layernorm_after.weight", lw.norm2.gamma), vec(p + "layernorm_after.bias", lw.norm2.beta);
+      if (lw.norm1.eps >= 0) t[p + "layernorm_before.eps"] = Tensor{"F64", {1}, {lw.norm1.eps}};
+      if (lw.norm2.eps >= 0) t[p + "layernorm_after.eps"] = Tensor{"F64", {1}, {lw.norm2.eps}};
     } else {
       const std::string p = fmt::format("h.{}.", l);
       Matrix<double> qkv(cfg.width, 3 * cfg.width);

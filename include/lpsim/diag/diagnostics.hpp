@@ -34,6 +34,7 @@ struct LayerDiagnostics {
   double kappa_v = 0;
   double wo_norm = 0, kappa_w1 = 0, kappa_w2 = 0, kappa_wo = 0, kappa_eff = 0;
   double sigma2_norm1 = 0, sigma2_norm2 = 0;            // median over tokens of the variance at each norm's input
+  double eps_norm1 = -1, eps_norm2 = -1;                // each norm's own eps (< 0: the model's norm_eps)
   double theta_max = 0, theta_mean = 0;                 // max over heads
   bool theta_exact = true;
   double qk_norm = 0, qk_norm_power = 0;                // ||W_Q W_K^T||_2: SVD, and 004's power iteration; max over heads

@@ -12,6 +12,9 @@ Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed);
 
 // Input batch number `batch` (from cfg.input: a seeded generator or a file), rounded to cfg.init.storage.
 ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int batch = 0);
+// An input from its numbers (an image as channels x rows x columns, or the tokens x width residual stream), rounded
+// to cfg.init.storage and cut into patches where the model embeds patches.
+ModelInput<double> input_from_values(const ModelConfig& cfg, std::vector<double> values);
 
 // A standard normal number from the stream (Box-Muller on two counter-based uniforms).
 double normal_at(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);

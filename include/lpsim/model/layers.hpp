@@ -28,7 +28,7 @@ T pi_as() {
   else return T(3.141592653589793238462643383279502884);
 }
 
-// Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d. Two passes: mean, then the variance of
+// Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d, eps the norm's own when it has one. Two passes: mean, then the variance of
 // the centred values (a careful kernel's choice; Welford's update would round differently).
 template <class B, class T>
 Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w, double eps) {
@@ -36,7 +36,7 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w
   if constexpr (requires { be.observe_norm_input(x); }) be.observe_norm_input(x);  // diagnostics (diag/)
   const int n = x.rows, d = x.cols;
   Matrix<T> y(n, d);
-  const T width(d), epsilon = be.compute(Op::norm, T(eps));
+  const T width(d), epsilon = be.compute(Op::norm, T(w.eps >= 0 ? w.eps : eps));
   std::vector<T> centred(d);
   for (int i = 0; i < n; ++i) {
     const auto row = x.row(i);

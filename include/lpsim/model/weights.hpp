@@ -13,6 +13,7 @@ template <class T>
 struct NormWeights {
   std::vector<T> gamma;
   std::vector<T> beta;  // empty for RMSNorm
+  double eps = -1;      // < 0: the model's norm_eps; a checkpoint may carry its own (seed 001's Exp-3 eps bump)
 };
 
 template <class T>
@@ -46,7 +47,7 @@ struct ModelInput {
 
 template <class To, class From>
 NormWeights<To> convert(const NormWeights<From>& n) {
-  return {convert<To>(n.gamma), convert<To>(n.beta)};
+  return {convert<To>(n.gamma), convert<To>(n.beta), n.eps};
 }
 
 template <class To, class From>
