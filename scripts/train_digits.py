@@ -56,6 +56,11 @@ class Rounding:
         return t + (t.to(self.dtype).float() - t).detach()
 
 
+def wide(t):
+    """fp32 for a 16-bit tensor (autocast's outputs), anything else as it is (a float64 peer check stays float64)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 # ---- the model: the module names are Hugging Face ViT's, so the state dict is what lpsim's loader reads ----
 class Linear(nn.Linear):
     def forward(self, x, q):
@@ -64,7 +69,7 @@ class Linear(nn.Linear):
 
 class LayerNorm(nn.LayerNorm):
     def forward(self, x, q=None):  # fp32 under autocast; self.eps is changed by the eps bump
-        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+        return F.layer_norm(wide(x), self.normalized_shape, self.weight, self.bias, self.eps)
 
 
 class SelfAttention(nn.Module):
@@ -78,7 +83,7 @@ class SelfAttention(nn.Module):
         split = lambda z: z.view(n, t, self.heads, d // self.heads).transpose(1, 2)
         qh, kh, vh = split(self.query(h, q)), split(self.key(h, q)), split(self.value(h, q))
         s = q(q(q(qh) @ q(kh).transpose(-1, -2)) / math.sqrt(d // self.heads))
-        p = torch.softmax(s.float(), dim=-1)  # autocast runs softmax in fp32
+        p = torch.softmax(wide(s), dim=-1)  # autocast runs softmax in fp32
         return q(q(p) @ q(vh)).transpose(1, 2).reshape(n, t, d)
 
 
@@ -102,9 +107,9 @@ class Block(nn.Module):
         self.intermediate.dense, self.output.dense = Linear(d, ffn), Linear(ffn, d)
 
     def forward(self, x, q):
-        x = x + self.attention(self.layernorm_before(x), q).float()
+        x = x + wide(self.attention(self.layernorm_before(x), q))
         u = q(F.gelu(self.intermediate.dense(self.layernorm_after(x), q)))  # exact (erf) GELU
-        return x + self.output.dense(u, q).float()
+        return x + wide(self.output.dense(u, q))
 
 
 class TinyViT(nn.Module):
@@ -136,7 +141,7 @@ class TinyViT(nn.Module):
     def blocks(self, images, q):
         """The residual stream after every block (the list lpsim's block taps compare with)."""
         pr = self.embeddings.patch_embeddings.projection
-        e = q(F.conv2d(q(images), q(pr.weight), q(pr.bias), stride=pr.stride)).float().flatten(2).transpose(1, 2)
+        e = wide(q(F.conv2d(q(images), q(pr.weight), q(pr.bias), stride=pr.stride))).flatten(2).transpose(1, 2)
         cls = self.embeddings.cls_token.expand(len(images), -1, -1)
         x = torch.cat([cls, e], dim=1) + self.embeddings.position_embeddings
         out = []
@@ -297,7 +302,8 @@ def train(c, out):
     with torch.no_grad(), autocast():
         test_acc = float((model(xte.to(device), q).argmax(1).cpu() == yte).float().mean())
     with open(os.path.join(out, "result.json"), "w") as f:
-        json.dump({"test_accuracy": test_acc, "final_loss": loss.item(), "steps": c["steps"], "config": c}, f, indent=1)
+        json.dump({"test_accuracy": test_acc, "autocast": "native" if native else ("none" if precision == "fp32" else "emulated"),
+                   "torch": torch.__version__, "final_loss": loss.item(), "steps": c["steps"], "config": c}, f, indent=1)
     return test_acc
 
 

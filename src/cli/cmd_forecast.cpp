@@ -49,12 +49,12 @@ void add_forecast_command(CLI::App& app) {
   cmd->add_option("--threshold", o->spike.threshold, "rolling z above which the target spikes (default 1.5)");
   cmd->add_option("--k-fraction", o->spike.k_fraction, "K = ceil(fraction * T) alarms (default 0.1)");
   cmd->add_option("--out,-o", o->out, "table CSV (default: forecast.csv beside the first series' study)");
-  cmd->add_option("--curves", o->curves, "correlation-by-lag CSV (default: forecast_curves.csv beside --out)");
+  cmd->add_option("--curves", o->curves, "correlation-by-lag CSV (default: --out with _curves.csv)");
   cmd->callback([o] {
     namespace fs = std::filesystem;
     if (o->out.empty())
       o->out = (fs::path(o->files[0]).parent_path().parent_path().parent_path() / "forecast.csv").string();
-    if (o->curves.empty()) o->curves = (fs::path(o->out).parent_path() / "forecast_curves.csv").string();
+    if (o->curves.empty()) o->curves = (fs::path(o->out).replace_extension("").string() + "_curves.csv");
     std::string table = "series,target,signal,steps,best_lag,best_corr,p_value,k,hits,precision_at_k\n";
     std::string curves = "series,target,lag,corr\n";
     for (const std::string& target : o->targets) {
