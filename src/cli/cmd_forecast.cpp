@@ -13,6 +13,7 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/stats/csv_table.hpp"
 #include "lpsim/stats/lead_lag.hpp"
+#include "lpsim/stats/regression.hpp"
 #include "lpsim/stats/spike_precision.hpp"
 #include "sweep/atomic_file.hpp"
 
@@ -20,11 +21,21 @@ namespace lpsim::cli {
 
 namespace {
 
-// "seed3" from .../seed3/control/series.csv; else the file's position.
+// The first directory whose name holds "seed" (fp16_seed3_control); else the file's position.
 std::string label_of(const std::string& path, std::size_t index) {
   for (auto p = std::filesystem::path(path).parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path())
-    if (p.filename().string().starts_with("seed")) return p.filename().string();
+    if (p.filename().string().find("seed") != std::string::npos) return p.filename().string();
   return fmt::format("series{}", index);
+}
+
+// v minus its least-squares line over the index.
+std::vector<double> detrended(const std::vector<double>& v) {
+  std::vector<double> t(v.size());
+  std::iota(t.begin(), t.end(), 0.0);
+  const LineFit f = least_squares(t, v);
+  std::vector<double> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] - (f.slope * t[i] + f.intercept);
+  return out;
 }
 
 }  // namespace
@@ -36,6 +47,7 @@ void add_forecast_command(CLI::App& app) {
     std::vector<std::string> targets = {"r_block_final", "loss"};
     LeadLagOptions lag;
     SpikeOptions spike;
+    bool detrend = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("forecast", "lead-lag, permutation test and Spike Precision@K (Exp-2, Table 3)");
@@ -48,6 +60,7 @@ void add_forecast_command(CLI::App& app) {
   cmd->add_option("--horizon", o->spike.horizon, "steps an alarm may precede its spike (default 40)");
   cmd->add_option("--threshold", o->spike.threshold, "rolling z above which the target spikes (default 1.5)");
   cmd->add_option("--k-fraction", o->spike.k_fraction, "K = ceil(fraction * T) alarms (default 0.1)");
+  cmd->add_flag("--detrend", o->detrend, "remove each series' least-squares line first (trends alone correlate)");
   cmd->add_option("--out,-o", o->out, "table CSV (default: forecast.csv beside the first series' study)");
   cmd->add_option("--curves", o->curves, "correlation-by-lag CSV (default: --out with _curves.csv)");
   cmd->callback([o] {
@@ -55,14 +68,15 @@ void add_forecast_command(CLI::App& app) {
     if (o->out.empty())
       o->out = (fs::path(o->files[0]).parent_path().parent_path().parent_path() / "forecast.csv").string();
     if (o->curves.empty()) o->curves = (fs::path(o->out).replace_extension("").string() + "_curves.csv");
-    std::string table = "series,target,signal,steps,best_lag,best_corr,p_value,k,hits,precision_at_k\n";
+    std::string table = "series,target,signal,detrend,steps,best_lag,best_corr,p_value,k,hits,precision_at_k,base_rate\n";
     std::string curves = "series,target,lag,corr\n";
     for (const std::string& target : o->targets) {
       fmt::print("\n{} leads {}? (lag > 0: the signal leads; {} permutations, K = ceil({} T), horizon {}, window {}, z > {})\n",
                  o->signal, target, o->lag.permutations, o->spike.k_fraction, o->spike.horizon, o->spike.window,
                  o->spike.threshold);
-      fmt::print("{:<10} {:>6} {:>9} {:>9} {:>9} {:>8}\n", "series", "steps", "best lag", "best corr", "p-value", "Prec@K");
-      std::vector<double> lags, corrs, precs;
+      fmt::print("{:<22} {:>6} {:>9} {:>9} {:>9} {:>8} {:>9}\n", "series", "steps", "best lag", "best corr", "p-value",
+                 "Prec@K", "base rate");
+      std::vector<double> lags, corrs, precs, bases;
       for (std::size_t i = 0; i < o->files.size(); ++i) {
         const CsvTable t = read_csv(o->files[i]);
         std::vector<double> step = t.numbers("step"), x = t.numbers(o->signal), y = t.numbers(target);
@@ -71,26 +85,30 @@ void add_forecast_command(CLI::App& app) {
         std::sort(order.begin(), order.end(), [&](auto a, auto b) { return step[a] < step[b]; });
         std::vector<double> xs, ys;
         for (auto k : order) xs.push_back(x[k]), ys.push_back(y[k]);
+        if (o->detrend) xs = detrended(xs), ys = detrended(ys);
         const std::string label = label_of(o->files[i], i);
         const auto bad = std::find_if(order.begin(), order.end(), [&](auto k) { return !std::isfinite(x[k]) || !std::isfinite(y[k]); });
         if (bad != order.end()) {  // a finding, reported, never silently dropped
-          fmt::print("{:<10} non-finite {} or {} at step {}: not analysed\n", label, o->signal, target, step[*bad]);
+          fmt::print("{:<22} non-finite {} or {} at step {}: not analysed\n", label, o->signal, target, step[*bad]);
           continue;
         }
         const LeadLag r = lead_lag(xs, ys, o->lag);
         const SpikePrecision s = spike_precision(xs, ys, o->spike);
-        fmt::print("{:<10} {:>6} {:>9} {:>9.3f} {:>9.3f} {:>8.3f}\n", label, xs.size(), r.best_lag, r.best_corr, r.p_value,
-                   s.precision);
-        table += fmt::format("{},{},{},{},{},{:.6f},{:.6f},{},{},{:.6f}\n", label, target, o->signal, xs.size(), r.best_lag,
-                             r.best_corr, r.p_value, s.k, s.hits, s.precision);
+        fmt::print("{:<22} {:>6} {:>9} {:>9.3f} {:>9.3f} {:>8.3f} {:>9.3f}\n", label, xs.size(), r.best_lag, r.best_corr,
+                   r.p_value, s.precision, s.base_rate);
+        table += fmt::format("{},{},{},{},{},{},{:.6f},{:.6f},{},{},{:.6f},{:.6f}\n", label, target, o->signal,
+                             o->detrend ? "linear" : "none", xs.size(), r.best_lag, r.best_corr, r.p_value, s.k, s.hits,
+                             s.precision, s.base_rate);
         for (int lag = -o->lag.max_lag; lag <= o->lag.max_lag; ++lag)
           curves += fmt::format("{},{},{},{:.6f}\n", label, target, lag, r.corr[lag + o->lag.max_lag]);
-        lags.push_back(r.best_lag), corrs.push_back(r.best_corr), precs.push_back(s.precision);
+        lags.push_back(r.best_lag), corrs.push_back(r.best_corr), precs.push_back(s.precision), bases.push_back(s.base_rate);
       }
       if (!lags.empty()) {
         auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); };
-        fmt::print("{:<10} {:>6} {:>9.1f} {:>9.3f} {:>9} {:>8.3f}\n", "mean", "", mean(lags), mean(corrs), "-", mean(precs));
-        table += fmt::format("mean,{},{},,{:.2f},{:.6f},,,,{:.6f}\n", target, o->signal, mean(lags), mean(corrs), mean(precs));
+        fmt::print("{:<22} {:>6} {:>9.1f} {:>9.3f} {:>9} {:>8.3f} {:>9.3f}\n", "mean", "", mean(lags), mean(corrs), "-",
+                   mean(precs), mean(bases));
+        table += fmt::format("mean,{},{},{},,{:.2f},{:.6f},,,,{:.6f},{:.6f}\n", target, o->signal,
+                             o->detrend ? "linear" : "none", mean(lags), mean(corrs), mean(precs), mean(bases));
       }
     }
     write_atomically(o->out, table);

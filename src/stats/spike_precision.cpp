@@ -36,10 +36,14 @@ SpikePrecision spike_precision(std::span<const double> signal, std::span<const d
   r.k = std::min(r.k, int(candidates.size()));
   r.alarms.assign(candidates.begin(), candidates.begin() + r.k);
   std::sort(r.alarms.begin(), r.alarms.end());
-  for (int a : r.alarms) {
-    auto it = std::lower_bound(r.spikes.begin(), r.spikes.end(), a);
-    if (it != r.spikes.end() && *it <= a + o.horizon) ++r.hits;
-  }
+  auto followed = [&](int t) {
+    auto it = std::lower_bound(r.spikes.begin(), r.spikes.end(), t);
+    return it != r.spikes.end() && *it <= t + o.horizon;
+  };
+  for (int a : r.alarms) r.hits += followed(a);
+  int followed_steps = 0;
+  for (int t : candidates) followed_steps += followed(t);
+  r.base_rate = candidates.empty() ? 0.0 : double(followed_steps) / double(candidates.size());
   r.precision = r.k ? double(r.hits) / r.k : std::numeric_limits<double>::quiet_NaN();
   return r;
 }

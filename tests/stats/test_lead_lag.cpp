@@ -95,6 +95,8 @@ TEST(SpikePrecision, HandCountedCase) {
   EXPECT_EQ(r.spikes, (std::vector<int>{9, 26}));
   EXPECT_EQ(r.hits, 2);
   EXPECT_DOUBLE_EQ(r.precision, 2.0 / 3.0);
+  // Base rate: defined steps 3..29 (27); followed by a spike within 4: 5..9 and 22..26 -> 10 of 27.
+  EXPECT_DOUBLE_EQ(r.base_rate, 10.0 / 27.0);
 }
 
 }  // namespace

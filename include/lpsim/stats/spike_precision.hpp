@@ -23,6 +23,8 @@ std::vector<double> rolling_zscore(std::span<const double> v, int window);
 struct SpikePrecision {
   int k = 0, hits = 0;
   double precision = 0;        // hits / k
+  double base_rate = 0;        // share of all defined steps that a spike follows within the horizon: the precision
+                               // of alarms raised at random, to read `precision` against
   std::vector<int> alarms;     // the K alarm steps, ascending
   std::vector<int> spikes;     // the target's spike steps
 };
