@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "lpsim/diag/logit_bounds.hpp"
 #include "lpsim/diag/softmax_jacobian.hpp"
 #include "lpsim/diag/theta.hpp"
 #include "lpsim/model/forward.hpp"
@@ -28,7 +29,7 @@ double frobenius(const Matrix<double>& m) { return view(m).norm(); }
 // The float64 forward with an observer: per head the diagnostics, per norm its input's variance.
 class DiagnosticBackend : public NativeBackend<double> {
  public:
-  explicit DiagnosticBackend(int depth, bool causal) : layers_(depth), attention_input_max_sq_(depth), causal_(causal) {}
+  explicit DiagnosticBackend(int depth, bool causal) : layers_(depth), attention_input_max_sq_(depth), attention_input_moments_(depth), causal_(causal) {}
   void set_layer(int l) { layer_ = l, norms_seen_ = 0; }
 
   void observe_norm_input(const Matrix<double>& x) {
@@ -39,6 +40,10 @@ class DiagnosticBackend : public NativeBackend<double> {
     double m = 0;
     for (int i = 0; i < h.rows; ++i) m = std::max(m, view(h).row(i).squaredNorm());
     attention_input_max_sq_[layer_] = m;
+    std::vector<double>& c = attention_input_moments_[layer_];
+    c.assign(h.cols, 0.0);
+    for (int i = 0; i < h.rows; ++i)
+      for (int j = 0; j < h.cols; ++j) c[j] += h(i, j) * h(i, j) / h.rows;
   }
 
   void observe_head(const Matrix<double>& q, const Matrix<double>& k, const Matrix<double>& s, const Matrix<double>& p,
@@ -69,6 +74,7 @@ class DiagnosticBackend : public NativeBackend<double> {
 
   std::vector<LayerDiagnostics> layers_;
   std::vector<double> attention_input_max_sq_;  // max_i ||h_i||^2 of each layer's attention input
+  std::vector<std::vector<double>> attention_input_moments_;  // per coordinate: mean over tokens of h_ij^2
 
  private:
   int layer_ = 0, norms_seen_ = 0;
@@ -135,11 +141,18 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
       d.qk_norm_power = std::max(d.qk_norm_power, qk_norm_power(wq, wk));
       d.qk_cond = std::max(d.qk_cond, sv(0) / smin);
       d.qk_ratio = std::max(d.qk_ratio, abs_norm * sv(0) / smin);
+      // Seed 004's bounds (diag/logit_bounds.hpp): Cauchy-Schwarz with the biases, and the rank-aware tail bound.
+      const auto head_bias = [&](const std::vector<double>& b) {
+        return b.empty() ? std::span<const double>() : std::span<const double>(b.data() + h * dh, dh);
+      };
+      d.logit_bound = std::max(d.logit_bound, deterministic_logit_bound(wq, wk, head_bias(lw.bq), head_bias(lw.bk),
+                                                                        std::sqrt(be.attention_input_max_sq_[l])));
+      const RankAwareBound r = rank_aware_logit_bound(wq, wk, be.attention_input_moments_[l], cfg.tokens, kLogitDelta);
+      d.logit_bound_rank = std::max(d.logit_bound_rank, r.t);
+      d.logit_bound_agnostic = std::max(d.logit_bound_agnostic, r.t_agnostic);
     }
-    // |S_ij| = |h_i^T M h_j| / sqrt(d_h) <= ||M||_2 ||h_i|| ||h_j|| / sqrt(d_h) (without Q/K biases; with them the
-    // bound is of the bias-free part only, so it is reported but may be exceeded).
-    d.logit_bound = d.qk_norm * be.attention_input_max_sq_[l] / std::sqrt(double(dh));
     d.fp8_scale = pow2_scale_within(formats::e4m3.max_finite(), d.logit_bound);  // e4m3's largest is 448
+    d.fp8_scale_rank = pow2_scale_within(formats::e4m3.max_finite(), d.logit_bound_rank);
   }
   return out;
 }

@@ -1,5 +1,7 @@
 #include "lpsim/diag/fp8_study.hpp"
 
+#include "lpsim/diag/logit_bounds.hpp"
+
 #include <fmt/format.h>
 
 #include <Eigen/Dense>
@@ -44,18 +46,14 @@ std::vector<double> logit_bounds_from_weights(const ModelConfig& cfg, const Weig
     for (double b : l.norm1.beta) beta += b * b;
     const double h = gamma * std::sqrt(double(cfg.width)) + std::sqrt(beta);  // ||normalised|| <= sqrt(d)
     double m = 0;
-    for (int head = 0; head < cfg.heads; ++head) {
-      const Matrix<double> q = columns(l.wq, head * dh, dh), k = columns(l.wk, head * dh, dh);
-      double bq = 0, bk = 0;
-      for (int j = 0; j < dh && !l.bq.empty(); ++j) bq += l.bq[head * dh + j] * l.bq[head * dh + j];
-      for (int j = 0; j < dh && !l.bk.empty(); ++j) bk += l.bk[head * dh + j] * l.bk[head * dh + j];
-      if (bq == 0 && bk == 0) {  // S_ij = h_i^T W_Q W_K^T h_j: the bilinear form's norm
-        m = std::max(m, Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(view(q) * view(k).transpose())).singularValues()(0) * h * h);
-      } else {  // with biases: |q_i . k_j| <= (||W_Q|| h + ||b_Q||)(||W_K|| h + ||b_K||)
-        m = std::max(m, (spectral_norm(q) * h + std::sqrt(bq)) * (spectral_norm(k) * h + std::sqrt(bk)));
-      }
+    for (int head = 0; head < cfg.heads; ++head) {  // one bias rule with the diagnostics (diag/logit_bounds.hpp)
+      const auto bias = [&](const std::vector<double>& b) {
+        return b.empty() ? std::span<const double>() : std::span<const double>(b.data() + head * dh, dh);
+      };
+      m = std::max(m, deterministic_logit_bound(columns(l.wq, head * dh, dh), columns(l.wk, head * dh, dh), bias(l.bq),
+                                                bias(l.bk), h));
     }
-    out.push_back(m / std::sqrt(double(dh)));
+    out.push_back(m);
   }
   return out;
 }

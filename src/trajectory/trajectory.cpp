@@ -82,9 +82,10 @@ void fold(std::vector<LayerDiagnostics>& into, const std::vector<LayerDiagnostic
                         {&a.kappa_softmax, b.kappa_softmax}, {&a.kappa_softmax_sum, b.kappa_softmax_sum},
                         {&a.kappa_softmax_power, b.kappa_softmax_power}, {&a.kappa_v, b.kappa_v},
                         {&a.theta_max, b.theta_max}, {&a.theta_mean, b.theta_mean}, {&a.logit_max, b.logit_max},
-                        {&a.logit_bound, b.logit_bound}})
+                        {&a.logit_bound, b.logit_bound}, {&a.logit_bound_rank, b.logit_bound_rank},
+                        {&a.logit_bound_agnostic, b.logit_bound_agnostic}})
       *x = std::max(*x, y);
-    a.fp8_scale = std::min(a.fp8_scale, b.fp8_scale);
+    a.fp8_scale = std::min(a.fp8_scale, b.fp8_scale), a.fp8_scale_rank = std::min(a.fp8_scale_rank, b.fp8_scale_rank);
     a.theta_exact = a.theta_exact && b.theta_exact;
     if (sigma1.size() < d.size()) sigma1.resize(d.size()), sigma2.resize(d.size());
     sigma1[l].push_back(b.sigma2_norm1), sigma2[l].push_back(b.sigma2_norm2);

@@ -11,8 +11,9 @@
 // Heads are aggregated by max (kappa_softmax also by sum); the two norms of a layer add their C_LN.
 // Also, from the other seeds: theta(p) of 003 (max and mean over rows); for M = W_Q W_K^T of each head, 002's
 // condition number on its rank and its bound factor sigma_max(|W_Q||W_K|^T) sigma_max(M) / sigma_min(M), 004's
-// ||M||_2 by power iteration without forming M, the deterministic logit bound ||M||_2 max_i ||h_i||^2 / sqrt(d_h)
-// beside the observed max |S_ij|, and the power-of-two FP8 e4m3 scale that the bound guarantees against overflow.
+// ||M||_2 by power iteration without forming M, the logit bounds of diag/logit_bounds.hpp (deterministic with the
+// biases; rank-aware probabilistic from the attention input's second moments) beside the observed max |S_ij|, and the
+// power-of-two FP8 e4m3 scales they give.
 #include <vector>
 
 #include "lpsim/model/weights.hpp"
@@ -39,7 +40,9 @@ struct LayerDiagnostics {
   bool theta_exact = true;
   double qk_norm = 0, qk_norm_power = 0;                // ||W_Q W_K^T||_2: SVD, and 004's power iteration; max over heads
   double qk_cond = 0, qk_ratio = 0;                     // seed 002, max over heads
-  double logit_max = 0, logit_bound = 0, fp8_scale = 0; // observed max |S|, its bound, the scale it guarantees
+  double logit_max = 0, logit_bound = 0, fp8_scale = 0; // observed max |S|, its bound (with biases), the scale it guarantees
+  double logit_bound_rank = 0, logit_bound_agnostic = 0;  // 004's tail bound at kLogitDelta: rank-aware, rank-agnostic
+  double fp8_scale_rank = 0;                            // the e4m3 scale the rank-aware bound gives
 };
 
 // ||W_Q W_K^T||_2 by power iteration on M^T M, applying W_K^T, W_Q, W_Q^T, W_K in turn (M is never formed).
@@ -47,6 +50,9 @@ double qk_norm_power(const Matrix<double>& wq, const Matrix<double>& wk, int ite
 
 // Plan-independent diagnostics of every layer of the float64 forward.
 std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
+
+// The failure probability of the probabilistic logit bounds: P(max_ij |S_ij| >= bound) <= 1e-3 per head and input.
+inline constexpr double kLogitDelta = 1e-3;
 
 struct Predictor {
   double rho_ln1 = 0, rho_ln2 = 0, c_ln = 0, combined = 0;
