@@ -131,4 +131,18 @@ std::vector<ResidualCheck> residual_checks(const ModelConfig& cfg, const Weights
   return out;
 }
 
+void add_residual_gains(std::vector<LayerDiagnostics>& diag, const ModelConfig& cfg, const Weights<double>& w,
+                        const ModelInput<double>& in, int iterations) {
+  const std::vector<Matrix<double>> x = branch_inputs(cfg, w, in);
+  for (int l = 0; l < cfg.depth && l < int(diag.size()); ++l) {
+    diag[l].rho_attn = branch_gain(cfg, w.layers[l], Branch::attention, x[2 * l], iterations);
+    diag[l].rho_ffn = branch_gain(cfg, w.layers[l], Branch::ffn, x[2 * l + 1], iterations);
+  }
+  double amp = 1;  // downstream of the last layer nothing amplifies
+  for (int l = int(diag.size()) - 1; l >= 0; --l) {
+    diag[l].residual_amplification = amp;
+    amp *= (1 + diag[l].rho_attn) * (1 + diag[l].rho_ffn);
+  }
+}
+
 }  // namespace lpsim

@@ -12,6 +12,7 @@
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/diagnostic_columns.hpp"
+#include "lpsim/diag/residual_gain.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "sweep/atomic_file.hpp"
@@ -83,7 +84,8 @@ template <class R>
 UnitResult measure_unit(const SweepConfig& s, const Unit& u, const SweepPlan& plan, const Weights<double>& w,
                         const ModelInput<double>& in, const Taps<R>& ref) {
   UnitResult out;
-  const std::vector<LayerDiagnostics> diag = s.diagnostics ? diagnose(u.model, w, in) : std::vector<LayerDiagnostics>{};
+  std::vector<LayerDiagnostics> diag = s.diagnostics ? diagnose(u.model, w, in) : std::vector<LayerDiagnostics>{};
+  if (s.residual_gains) add_residual_gains(diag, u.model, w, in);
   for (const PlanChoice& c : plan.plans) {
     EmulatedBackend be(c.plan, u.seed);
     std::vector<RangeEvents> events;

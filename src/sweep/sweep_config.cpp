@@ -73,6 +73,8 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
   s.reference_bits = f.get_int("ref_bits", 128, 64, 100000);
   s.rows = f.get_choice("rows", "all", {"all", "block", "final"});
   s.diagnostics = f.get<bool>("diagnostics", true);
+  s.residual_gains = f.get<bool>("residual_gains", false);
+  if (s.residual_gains && !s.diagnostics) f.fail("residual_gains", "needs diagnostics = true");
   f.finish();
 
   if (const toml::table* axes = top.subtable("axes")) {

@@ -10,6 +10,8 @@
 #include "lpsim/stats/csv_table.hpp"
 #include "lpsim/stats/regression.hpp"
 #include "lpsim/sweep/runner.hpp"
+#include "lpsim/diag/residual_gain.hpp"
+#include "lpsim/model/init.hpp"
 
 namespace lpsim {
 namespace {
@@ -167,6 +169,42 @@ TEST_F(SweepRun, SummaryIsTheTailOfTheTaps) {
   const std::string manifest = slurp(root_ + "/one/t/manifest.json");
   EXPECT_NE(manifest.find("\"git_commit\""), std::string::npos);
   EXPECT_NE(manifest.find("\"adequate\": true"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// residual_gains = true: every row carries rho of both branches, checked against the dense Jacobian's spectral norm
+// (an independent computation: one JVP per input, then an SVD), and Theorem 3's downstream amplification, checked
+// against the product formed here from the CSV's own rho columns.
+TEST(SweepResidualGains, RhoColumnsMatchDenseJacobiansAndAmplificationIsTheirProduct) {
+  const std::string root = (fs::temp_directory_path() / "lpsim_sweep_residual").string();
+  fs::remove_all(root);
+  const SweepConfig s = parse_sweep("[sweep]\nname = \"r\"\nmodel = \"" + tiny_model() + "\"\nseeds = [3]\n"
+                                    "residual_gains = true\nreference = \"fp64\"\n"
+                                    "[axes]\nplan = [\"autocast-bf16\"]\n", "r.toml");
+  SweepOptions o;
+  o.results_root = root, o.threads = 1, o.progress = false;
+  run_sweep(s, o);
+  const CsvTable taps = read_csv(root + "/r/taps.csv");
+  const std::vector<double> layer = taps.numbers("layer"), ra = taps.numbers("rho_attn"), rf = taps.numbers("rho_ffn"),
+                            amp = taps.numbers("residual_amplification");
+  const ModelConfig cfg = load_model_config(tiny_model());
+  const auto checks = residual_checks(cfg, make_weights(cfg, 3), make_input(cfg, 3, 0));
+  std::vector<double> rho_attn(cfg.depth), rho_ffn(cfg.depth);
+  for (const ResidualCheck& c : checks) (c.branch == Branch::attention ? rho_attn : rho_ffn)[c.layer] = c.rho_dense;
+  for (std::size_t i = 0; i < layer.size(); ++i) {
+    const int l = int(layer[i]);
+    EXPECT_NEAR(ra[i], rho_attn[l], 1e-4 * rho_attn[l]) << "layer " << l;
+    EXPECT_NEAR(rf[i], rho_ffn[l], 1e-4 * rho_ffn[l]) << "layer " << l;
+    double product = 1;
+    for (int k = l + 1; k < cfg.depth; ++k) product *= (1 + rho_attn[k]) * (1 + rho_ffn[k]);
+    EXPECT_NEAR(amp[i], product, 1e-4 * product) << "layer " << l;
+  }
+  fs::remove_all(root);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 // ||M||_2 by power iteration without forming M, the logit bounds of diag/logit_bounds.hpp (deterministic with the
 // biases; rank-aware probabilistic from the attention input's second moments) beside the observed max |S_ij|, and the
 // power-of-two FP8 e4m3 scales they give.
+#include <cmath>
 #include <vector>
 
 #include "lpsim/model/weights.hpp"
@@ -43,6 +44,9 @@ struct LayerDiagnostics {
   double logit_max = 0, logit_bound = 0, fp8_scale = 0; // observed max |S|, its bound (with biases), the scale it guarantees
   double logit_bound_rank = 0, logit_bound_agnostic = 0;  // 004's tail bound at kLogitDelta: rank-aware, rank-agnostic
   double fp8_scale_rank = 0;                            // the e4m3 scale the rank-aware bound gives
+  // Residual branch gains ||J_f||_2 (diag/residual_gain.hpp; NaN unless asked for) and the amplification
+  // prod_{k>l} (1 + rho_attn_k)(1 + rho_ffn_k) that Theorem 3 applies to this layer's local error.
+  double rho_attn = NAN, rho_ffn = NAN, residual_amplification = NAN;
 };
 
 // ||W_Q W_K^T||_2 by power iteration on M^T M, applying W_K^T, W_Q, W_Q^T, W_K in turn (M is never formed).

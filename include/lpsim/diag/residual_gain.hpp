@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "lpsim/diag/diagnostics.hpp"
 #include "lpsim/model/weights.hpp"
 
 namespace lpsim {
@@ -28,6 +29,10 @@ double branch_gain(const ModelConfig& cfg, const LayerWeights<double>& w, Branch
                    int iterations = 30, std::uint64_t seed = 0);
 // The dense Jacobian (rows: outputs, columns: inputs), by one JVP per input.
 Matrix<double> branch_jacobian(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x);
+
+// Fills rho_attn, rho_ffn and residual_amplification of every layer's diagnostics (power iteration, `iterations`).
+void add_residual_gains(std::vector<LayerDiagnostics>& diag, const ModelConfig& cfg, const Weights<double>& w,
+                        const ModelInput<double>& in, int iterations = 30);
 
 struct ResidualCheck {
   int layer = 0;
