@@ -9,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/bounds.hpp"
+#include "lpsim/diag/depth_bound.hpp"
 #include "lpsim/diag/diagnostics.hpp"
 #include "lpsim/diag/residual_gain.hpp"
 #include "lpsim/reference/forward_error.hpp"
@@ -111,6 +112,17 @@ void run(const BoundsCli& o) {
                small_gain ? (observed <= rhs ? "held" : "FAILED") : "rho >= 1 somewhere: outside the theorem's assumption");
     csv += fmt::format("{},{},{},theorem3,{},,{:.6e},{:.6e},{:.6e},{},,,,,,,{}\n", cfg.name, plan.name, o.seed, cfg.depth - 1,
                        observed, rhs, observed / rhs, observed <= rhs, eps);
+    if (cfg.position == NormPosition::pre) {
+      fmt::print("Depth bound (seed 002's mechanism, diag/depth_bound.hpp): sum_l local_l prod_(k>l) (1 + rho_attn,k)(1 + rho_ffn,k)\n");
+      fmt::print("{:>5} {:>10} {:>8} {:>10} {:>10} {:>10} {:>9} {:>5}\n", "layer", "local", "alpha", "observed", "bound",
+                 "alpha^L", "c_min", "held");
+      for (const DepthBoundRow& d : depth_bound(cfg, plan, w, make_input(cfg, o.seed, o.batch), o.ref_bits)) {
+        fmt::print("{:>5} {:>10.3e} {:>8.4g} {:>10.3e} {:>10.3e} {:>10.3e} {:>9.3g} {:>5}\n", d.layer, d.local, d.alpha,
+                   d.observed, d.bound, d.uniform, d.observed / d.bound, d.held ? "yes" : "NO");
+        csv += fmt::format("{},{},{},depth002,{},,{:.6e},{:.6e},{:.6e},{},,,,,{:.6e},,{}\n", cfg.name, plan.name, o.seed,
+                           d.layer, d.observed, d.bound, d.observed / d.bound, d.held, d.alpha, eps);
+      }
+    }
   }
   const std::string out = !o.output.empty() ? o.output : fmt::format("results/bounds/{}_{}_s{}.csv", cfg.name, plan.name, o.seed);
   if (auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);

@@ -1,0 +1,96 @@
+#include "lpsim/diag/depth_bound.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/diag/residual_gain.hpp"
+#include "lpsim/format/round_scalar.hpp"
+#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/model/forward.hpp"
+#include "lpsim/reference/forward_error.hpp"
+#include "lpsim/reference/mpfr_backend.hpp"
+
+namespace lpsim {
+
+namespace {
+
+double frobenius(const Matrix<Real>& m) {
+  Real s = 0;
+  for (const Real& v : m.data) s += v * v;
+  return sqrt(s).convert_to<double>();
+}
+
+// ||x - ref||_F, differences formed in MPFR.
+double distance(const Matrix<double>& x, const Matrix<Real>& ref) {
+  Real s = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const Real d = Real(x.data[i]) - ref.data[i];
+    s += d * d;
+  }
+  return sqrt(s).convert_to<double>();
+}
+
+}  // namespace
+
+std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
+                                       const ModelInput<double>& in, int reference_bits) {
+  if (cfg.position != NormPosition::pre)
+    throw ConfigError(fmt::format("model '{}': the depth bound composes x + f(x) blocks; it needs a pre-LN model", cfg.name));
+  const int old_bits = lpsim::reference_bits();
+  set_reference_bits(reference_bits);
+  // The exact stream: the input of block 0 (the embedding in MPFR) and every block's output.
+  const Weights<Real> wr = convert_weights<Real>(w);
+  const ModelInput<Real> inr = convert_input<Real>(in);
+  std::vector<Matrix<Real>> x;  // x[l]: input of block l; x[depth]: the output
+  {
+    MpfrBackend m;
+    x.push_back(layers::embed(m, cfg, wr, inr));
+  }
+  const Taps<Real> ref = reference_taps(0, cfg, w, in);
+  for (int l = 0; l < cfg.depth; ++l) x.push_back(ref[std::size_t(l) * 4 + 3]);
+  // The whole emulated forward, for the observed side.
+  EmulatedBackend whole(plan);
+  const Taps<double> emulated = emulated_taps(whole, cfg, w, in);
+  // Jacobian gains of both branches at the float64 forward's inputs.
+  std::vector<LayerDiagnostics> gains(cfg.depth);
+  add_residual_gains(gains, cfg, w, in);
+
+  ModelConfig one = cfg;
+  one.depth = 1, one.embedding = Embedding::none, one.class_token = false;
+  std::vector<DepthBoundRow> rows;
+  double carried = 0, carried_uniform = 0, local_max = 0, alpha_max = 0;
+  for (int l = 0; l < cfg.depth; ++l) {
+    Weights<double> wl;
+    wl.layers = {w.layers[l]};
+    Weights<Real> wlr;
+    wlr.layers = {wr.layers[l]};
+    // Block l under the plan on the stored exact input (embedding none stores it in the residual format) ...
+    ModelInput<double> stored_in;
+    stored_in.x = Matrix<double>(x[l].rows, x[l].cols);
+    for (std::size_t i = 0; i < x[l].size(); ++i) stored_in.x.data[i] = x[l].data[i].convert_to<double>();
+    EmulatedBackend be(plan);
+    const Matrix<double> block = forward(be, one, wl, stored_in);
+    // ... against the exact block on the exact input.
+    const double local = distance(block, x[l + 1]);
+    DepthBoundRow r;
+    r.layer = l;
+    r.alpha = (1 + gains[l].rho_attn) * (1 + gains[l].rho_ffn);
+    const double norm_out = frobenius(x[l + 1]);
+    r.local = local / norm_out;
+    carried = carried * r.alpha + local;
+    local_max = std::max(local_max, local), alpha_max = std::max(alpha_max, r.alpha);
+    carried_uniform = carried_uniform * alpha_max + local_max;
+    r.bound = carried / norm_out;
+    r.uniform = std::max(carried_uniform, carried) / norm_out;
+    r.observed = distance(emulated[std::size_t(l) * 4 + 3], x[l + 1]) / norm_out;
+    r.held = r.observed <= r.bound;
+    rows.push_back(r);
+  }
+  set_reference_bits(old_bits);
+  return rows;
+}
+
+}  // namespace lpsim
