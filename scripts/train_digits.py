@@ -27,14 +27,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-DEFAULTS = dict(width=64, heads=4, ffn=128, depth=4, patch=2, steps=195, batch=32, lr=1e-3, weight_decay=0.05,
+DEFAULTS = dict(data="digits", width=64, heads=4, ffn=128, depth=4, patch=2, steps=195, batch=32, lr=1e-3, weight_decay=0.05,
                 warmup=10, norm_eps=1e-5, init_std=0.02, probe=16, check_every=5, subsample=16, eps_min=1e-6,
                 save_from=0)
 EPS_MACH = {"fp16": 2.0 ** -10, "bf16": 2.0 ** -7, "fp32": 2.0 ** -23}  # 2^(1-p), the papers' eps_mach
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-# ---- data: 8x8 digits, a fixed split (every fifth image is held out), pixels standardised on the training set ----
+# ---- data: 8x8 digits (a fixed split: every fifth image is held out), or CIFAR-10's binary batches ----
 def digits():
     d = load_digits()
     x = d.images.astype(np.float32) / 16.0
@@ -43,6 +43,35 @@ def digits():
     mean, std = x[~test].mean(), x[~test].std()
     x = ((x - mean) / std).astype(np.float32)[:, None, :, :]  # N x 1 x 8 x 8
     return torch.from_numpy(x[~test]), torch.from_numpy(y[~test]), torch.from_numpy(x[test]), torch.from_numpy(y[test])
+
+
+def cifar10(folder):
+    """data_batch_1..5.bin and test_batch.bin of CIFAR-10's binary version: records of 1 label byte + 3072 pixels."""
+    def read(names):
+        raw = b"".join(open(os.path.join(folder, n), "rb").read() for n in names)
+        if len(raw) % 3073:
+            sys.exit(f"cifar10: {folder}: {names}: not whole 3073-byte records")
+        a = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3073)
+        return a[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, a[:, 0].astype(np.int64)
+    for n in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        if not os.path.exists(os.path.join(folder, n)):
+            sys.exit(f"cifar10: {folder} has no {n} (the 'CIFAR-10 binary version' archive, unpacked)")
+    xtr, ytr = read([f"data_batch_{i}.bin" for i in range(1, 6)])
+    xte, yte = read(["test_batch.bin"])
+    mean, std = xtr.mean(axis=(0, 2, 3), keepdims=True), xtr.std(axis=(0, 2, 3), keepdims=True)
+    f = lambda x: torch.from_numpy(((x - mean) / std).astype(np.float32))
+    return f(xtr), torch.from_numpy(ytr), f(xte), torch.from_numpy(yte)
+
+
+def dataset(c):
+    """(train images, labels, test images, labels) of c["data"]; sets c["image"] and c["channels"]."""
+    if c["data"] == "digits":
+        c.update(image=8, channels=1)
+        return digits()
+    if c["data"].startswith("cifar10:"):
+        c.update(image=32, channels=3)
+        return cifar10(c["data"][len("cifar10:"):])
+    sys.exit(f"[train] data = {c['data']!r}: use 'digits' or 'cifar10:<folder with the binary batches>'")
 
 
 # ---- rounding: autocast emulated by straight-through rounding to a 16-bit dtype ----
@@ -115,12 +144,12 @@ class Block(nn.Module):
 class TinyViT(nn.Module):
     def __init__(self, c):
         super().__init__()
-        d, tokens = c["width"], (8 // c["patch"]) ** 2 + 1
+        d, tokens = c["width"], (c["image"] // c["patch"]) ** 2 + 1
         self.embeddings = nn.Module()
         self.embeddings.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.embeddings.position_embeddings = nn.Parameter(torch.zeros(1, tokens, d))
         self.embeddings.patch_embeddings = nn.Module()
-        self.embeddings.patch_embeddings.projection = nn.Conv2d(1, d, c["patch"], stride=c["patch"])
+        self.embeddings.patch_embeddings.projection = nn.Conv2d(c["channels"], d, c["patch"], stride=c["patch"])
         self.encoder = nn.Module()
         self.encoder.layer = nn.ModuleList(Block(d, c["heads"], c["ffn"], c["norm_eps"]) for _ in range(c["depth"]))
         self.layernorm = LayerNorm(d, eps=c["norm_eps"])
@@ -208,7 +237,8 @@ def load_checkpoint(model, path):
 def model_toml(c):
     return (f'# Written by scripts/train_digits.py: the architecture of its checkpoints, for lpsim.\n[model]\n'
             f'arch = "encoder"\nwidth = {c["width"]}\nheads = {c["heads"]}\nffn = {c["ffn"]}\ndepth = {c["depth"]}\n'
-            f'tokens = {(8 // c["patch"]) ** 2 + 1}\nembedding = "patch"\nimage = 8\npatch = {c["patch"]}\nchannels = 1\n'
+            f'tokens = {(c["image"] // c["patch"]) ** 2 + 1}\nembedding = "patch"\nimage = {c["image"]}\npatch = {c["patch"]}\n'
+            f'channels = {c["channels"]}\n'
             f'norm_eps = {c["norm_eps"]}\nactivation = "gelu"\n\n[init]\nstorage = "fp32"\n')
 
 
@@ -253,7 +283,7 @@ def minibatch_order(seed, n, steps, batch):
 def train(c, out):
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    xtr, ytr, xte, yte = digits()
+    xtr, ytr, xte, yte = dataset(c)
     device = torch.device(c["device"])
     precision = c["precision"]
     native = device.type == "cuda" and precision != "fp32"
@@ -336,9 +366,10 @@ def main():
         sys.exit("--rho-star and --cap go together")
     c.update(seed=a.seed, precision=a.precision, device=a.device, rho_star=a.rho_star, cap=a.cap)
     if a.probe_out:
-        _, _, xte, yte = digits()
+        _, _, xte, yte = dataset(c)
         write_safetensors(a.probe_out, {"images": xte[:c["probe"]], "labels": yte[:c["probe"]].double()})
     if a.model_out:
+        dataset(c)
         with open(a.model_out, "w") as f:
             f.write(model_toml(c))
     acc = train(c, a.out)

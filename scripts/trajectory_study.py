@@ -57,9 +57,9 @@ def main():
     c = dict(train_digits.DEFAULTS)
     c.update(t.get("train", {}))
     os.makedirs(os.path.join(results, "runs"), exist_ok=True)
+    _, _, xte, yte = train_digits.dataset(c)
     with open(os.path.join(results, "model.toml"), "w") as f:
         f.write(train_digits.model_toml(c))
-    _, _, xte, yte = train_digits.digits()
     train_digits.write_safetensors(os.path.join(results, "probe.safetensors"),
                                    {"images": xte[:c["probe"]], "labels": yte[:c["probe"]].double()})
 
@@ -91,6 +91,9 @@ def main():
             for target in s.get("targets", ["r_block_final", "loss"]):
                 cmd += ["--target", target]
             run(cmd)
+            # The same with each series' linear trend removed: a shared trend alone makes lagged series correlate.
+            detrended = [x if x != os.path.join(results, f"forecast_{p}.csv") else os.path.join(results, f"forecast_{p}_detrended.csv") for x in cmd]
+            run(detrended + ["--detrend"])
             run([sys.executable, os.path.join(HERE, "plot_forecast.py"), results, p])
     else:
         for p in precisions:

@@ -50,10 +50,10 @@ def main():
     with open(os.path.join(a.work, "train.toml"), "w") as f:
         f.write("[train]\nnorm_eps = 1e-4\n")  # seed 0's first LayerNorm starts at rho_LN 0.82: the bump fires at step 5
     c = dict(td.DEFAULTS, norm_eps=1e-4)
+    _, _, xte, yte = td.dataset(c)
     model_toml, probe = os.path.join(a.work, "model.toml"), os.path.join(a.work, "probe.safetensors")
     with open(model_toml, "w") as f:
         f.write(td.model_toml(c))
-    _, _, xte, yte = td.digits()
     td.write_safetensors(probe, {"images": xte[:8], "labels": yte[:8].double()})
 
     control = train(a.work, "control", [])
