@@ -22,10 +22,11 @@ import sys
 import tomllib
 
 import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (use_deterministic_algorithms)
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 DEFAULTS = dict(data="digits", width=64, heads=4, ffn=128, depth=4, patch=2, steps=195, batch=32, lr=1e-3, weight_decay=0.05,
                 warmup=10, norm_eps=1e-5, init_std=0.02, probe=16, check_every=5, subsample=16, eps_min=1e-6,
@@ -36,9 +37,20 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 # ---- data: 8x8 digits (a fixed split: every fifth image is held out), or CIFAR-10's binary batches ----
 def digits():
-    d = load_digits()
-    x = d.images.astype(np.float32) / 16.0
-    y = d.target.astype(np.int64)
+    """scikit-learn's digits; where scikit-learn is missing, its data file named by LPSIM_DIGITS (digits.csv.gz)."""
+    try:
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        images, target = d.images, d.target
+    except ImportError:
+        path = os.environ.get("LPSIM_DIGITS")
+        if not path:
+            sys.exit("train_digits: scikit-learn is not installed (apt install python3-sklearn), and LPSIM_DIGITS does not "
+                     "name its digits.csv.gz")
+        a = np.loadtxt(path, delimiter=",")
+        images, target = a[:, :64].reshape(-1, 8, 8), a[:, 64]
+    x = images.astype(np.float32) / 16.0
+    y = target.astype(np.int64)
     test = np.arange(len(y)) % 5 == 0
     mean, std = x[~test].mean(), x[~test].std()
     x = ((x - mean) / std).astype(np.float32)[:, None, :, :]  # N x 1 x 8 x 8
