@@ -304,7 +304,9 @@ def train(c, out):
     model = TinyViT(c).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / c["warmup"]))
-    scaler = torch.cuda.amp.GradScaler(enabled=native and precision == "fp16")
+    scaler_class = getattr(getattr(torch, "amp", None), "GradScaler", None) or torch.cuda.amp.GradScaler  # 2.x / 1.13
+    scaler = scaler_class("cuda", enabled=native and precision == "fp16") if scaler_class is not torch.cuda.amp.GradScaler \
+        else scaler_class(enabled=native and precision == "fp16")
     order = minibatch_order(c["seed"], len(ytr), c["steps"], c["batch"])
     sub_gen = torch.Generator().manual_seed(10_000 + c["seed"])  # the rho_LN subsamples, the same in every run
     os.makedirs(os.path.join(out, "ckpt"), exist_ok=True)
