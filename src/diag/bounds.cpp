@@ -3,6 +3,7 @@
 #include <Eigen/Dense>
 #include <cmath>
 
+#include "lpsim/accum/error_bound.hpp"
 #include "lpsim/diag/diagnostics.hpp"
 #include "lpsim/diag/softmax_jacobian.hpp"
 #include "lpsim/format/round_scalar.hpp"
@@ -108,6 +109,16 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
       b.bound = shape;
       b.c_min = b.observed / shape;
       b.held = b.observed <= b.bound;
+      // The same with worst-case constants from the plan's kernels (accum/error_bound.hpp): the score and PV
+      // products' theta, the scaling's roundings, softmax's gamma_{n+3} in its compute format plus the storage of P.
+      const int n = pd.cols;
+      const double u_scale = plan[Op::scale].compute.spec.unit_roundoff() + plan[Op::scale].out.spec.unit_roundoff();
+      const double theta_score = worst_case_dot_error(*plan[Op::score].gemm, dh);
+      const double theta_pv = worst_case_dot_error(*plan[Op::pv].gemm, n);
+      const double theta_smx = gamma_n(n + 3, plan[Op::softmax].compute.spec.unit_roundoff()) +
+                               plan[Op::softmax].out.spec.unit_roundoff() + pv_in.unit_roundoff();
+      b.bound_wc = (theta_smx + b.kappa_softmax * (u_scale + theta_score * b.kappa_score) + theta_pv) * b.kappa_v;
+      b.held_wc = b.observed <= b.bound_wc;
       report.attention.push_back(b);
     }
   }

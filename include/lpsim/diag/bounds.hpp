@@ -8,7 +8,8 @@
 // (c = 1), and the smallest common constant c_min that makes it hold: observed / ([2 + ks (1 + kscore)] eps kV).
 // Proposition 1, per normalisation: the input stored in the residual format; observed relative error against
 // eps_mach [C1 sigma/sqrt(eps) + C2 sigma^2/eps + C3] with unit constants, c_min likewise; rho_LN says whether
-// the input is in the eps-dominated regime where the proposition claims to apply.
+// the input is in the eps-dominated regime where the proposition claims to apply. Theorem 1 also with worst-case
+// constants derived from the plan's accumulation policies (AttentionBound::bound_wc).
 // eps_mach = 2^(1-p) of the format the operation's inputs are stored in (GEMM input; norm compute).
 #include <vector>
 
@@ -21,6 +22,11 @@ struct AttentionBound {
   int layer = 0, head = 0;
   double observed = 0, kappa_score = 0, kappa_softmax = 0, kappa_v = 0, eps_mach = 0, bound = 0, c_min = 0;
   bool held = false;
+  // Worst-case constants from the plan: [theta_smx + kappa_softmax (u_scale + theta_score kappa_score) + theta_pv]
+  // kappa(V), theta from accum/error_bound.hpp (score: k = d_head; PV: k = tokens), theta_smx = gamma_{n+3}(u_softmax)
+  // + the roundings storing P.
+  double bound_wc = 0;
+  bool held_wc = false;
 };
 
 struct NormBound {
