@@ -41,12 +41,13 @@ void add_fp8study_command(CLI::App& app) {
       t.overflows += r.overflows, t.saturations += r.saturations, t.broken += r.nonfinite > 0;
       (r.outlier ? t.spiky : t.clean).push_back(r.r_final);
     }
-    fmt::print("fp8 logits ({}) in {} batches, outliers at {}; logit bound from the weights {:.3g}, largest observed "
-               "logit {:.3g}\n", o->logit_format, o->batches, fmt::join(o->outliers, ","), rows.front().logit_bound,
+    fmt::print("fp8 logits ({}) in {} batches, outliers at {}; logit bound from the weights {:.3g} (rank-aware, "
+               "P >= 0.999: {:.3g}), largest observed logit {:.3g}\n", o->logit_format, o->batches,
+               fmt::join(o->outliers, ","), rows.front().logit_bound, rows[3].logit_bound,
                std::max_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.logit_amax < b.logit_amax; })->logit_amax);
     fmt::print("{:<9} {:>9} {:>11} {:>15} {:>17} {:>17}\n", "scheme", "overflows", "saturations", "batches Inf/NaN",
                "median r (clean)", "median r (outlier)");
-    for (const char* s : {"current", "delayed", "geometry"}) {
+    for (const char* s : {"current", "delayed", "geometry", "rank"}) {
       const Total& t = totals[s];
       fmt::print("{:<9} {:>9} {:>11} {:>15} {:>17.3e} {:>17.3e}\n", s, t.overflows, t.saturations, t.broken,
                  quantile(t.clean, 0.5), quantile(t.spiky, 0.5));

@@ -1,7 +1,5 @@
 #include "lpsim/diag/fp8_study.hpp"
 
-#include "lpsim/diag/logit_bounds.hpp"
-
 #include <fmt/format.h>
 
 #include <Eigen/Dense>
@@ -10,6 +8,7 @@
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/diag/logit_bounds.hpp"
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
@@ -58,18 +57,38 @@ std::vector<double> logit_bounds_from_weights(const ModelConfig& cfg, const Weig
   return out;
 }
 
+std::vector<double> rank_aware_bounds_from_weights(const ModelConfig& cfg, const Weights<double>& w, double delta) {
+  if (cfg.position != NormPosition::pre)
+    throw ConfigError("the rank-aware logit bound needs a pre-LN model (post-LN attention inputs are not normalised)");
+  const int dh = cfg.head_width();
+  std::vector<double> out;
+  for (const LayerWeights<double>& l : w.layers) {
+    std::vector<double> c(cfg.width);
+    for (int a = 0; a < cfg.width; ++a)
+      c[a] = l.norm1.gamma[a] * l.norm1.gamma[a] + (l.norm1.beta.empty() ? 0.0 : l.norm1.beta[a] * l.norm1.beta[a]);
+    double m = 0;
+    for (int head = 0; head < cfg.heads; ++head)
+      m = std::max(m, rank_aware_logit_bound(columns(l.wq, head * dh, dh), columns(l.wk, head * dh, dh), c, cfg.tokens,
+                                             delta).t);
+    out.push_back(m);
+  }
+  return out;
+}
+
 std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOptions& o) {
   if (cfg.embedding != Embedding::none)
     throw ConfigError(fmt::format("model '{}': the FP8 study places outlier tokens in the residual stream; it needs "
                                   "embedding = \"none\"", cfg.name));
   const Weights<double> w = make_weights(cfg, o.seed);
-  const std::vector<double> bounds = logit_bounds_from_weights(cfg, w);
+  const std::vector<double> bounds = logit_bounds_from_weights(cfg, w), rank_bounds = rank_aware_bounds_from_weights(cfg, w);
   const double bound = *std::max_element(bounds.begin(), bounds.end());
+  const double rank_bound = *std::max_element(rank_bounds.begin(), rank_bounds.end());
   const Eigen::VectorXd u = outlier_direction(cfg, w);
   const Format logit_format = parse_format(o.logit_format);
 
-  const char* names[] = {"current", "delayed", "geometry"};
-  const OutputScaling kinds[] = {OutputScaling::current, OutputScaling::delayed, OutputScaling::geometry};
+  const char* names[] = {"current", "delayed", "geometry", "rank"};
+  const OutputScaling kinds[] = {OutputScaling::current, OutputScaling::delayed, OutputScaling::geometry,
+                                 OutputScaling::geometry};
   std::vector<EmulatedBackend> backends;  // one per scheme, alive over all batches (the delayed history)
   for (OutputScaling k : kinds) {
     PrecisionPlan plan = load_plan(o.plan);
@@ -77,7 +96,7 @@ std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOpt
     plan[Op::scale].out_scaling = k;
     plan.name = plan.name + "+fp8-logits";
     backends.emplace_back(plan, o.seed);
-    backends.back().set_geometry_bounds(bounds);
+    backends.back().set_geometry_bounds(backends.size() == 4 ? rank_bounds : bounds);
   }
   std::vector<Fp8StudyRow> rows;
   for (int b = 0; b < o.batches; ++b) {
@@ -99,7 +118,7 @@ std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOpt
       r.overflows = after.overflows - before.overflows;
       r.saturations = after.saturations - before.saturations;
       r.nonfinite = final_block.nonfinite;
-      r.logit_amax = amax, r.logit_bound = bound;
+      r.logit_amax = amax, r.logit_bound = s == 3 ? rank_bound : bound;
       r.r_final = final_block.rel_fro;
       rows.push_back(r);
     }

@@ -35,14 +35,28 @@ TEST(Fp8Study, LogitBoundHoldsForAnyInput) {
   EXPECT_THROW(logit_bounds_from_weights(post, make_weights(post, 1)), ConfigError);
 }
 
+TEST(Fp8Study, RankAwareBoundIsTighterAndHoldsOnCleanInputs) {
+  const ModelConfig c = encoder();
+  const Weights<double> w = make_weights(c, 4);
+  const std::vector<double> det = logit_bounds_from_weights(c, w), rank = rank_aware_bounds_from_weights(c, w);
+  for (int b = 0; b < 20; ++b)
+    for (const LayerDiagnostics& d : diagnose(c, w, make_input(c, 4, b))) {
+      EXPECT_LT(rank[d.layer], det[d.layer]);
+      EXPECT_LE(d.logit_max, rank[d.layer]) << "batch " << b << " layer " << d.layer;
+    }
+}
+
 TEST(Fp8Study, DelayedScalingOverflowsOnTheOutlierGeometryNever) {
   Fp8StudyOptions o;
   o.batches = 10, o.outliers = {6}, o.outlier_scale = 8;
   const std::vector<Fp8StudyRow> rows = run_fp8_study(encoder(), o);
-  ASSERT_EQ(rows.size(), 30u);
+  ASSERT_EQ(rows.size(), 40u);
   long delayed_at_outlier = 0;
   for (const Fp8StudyRow& r : rows) {
-    EXPECT_LE(r.logit_amax, r.logit_bound);
+    if (r.scheme != "rank") EXPECT_LE(r.logit_amax, r.logit_bound);
+    // The rank-aware scale is a probabilistic guarantee for Gaussian-like inputs: clean batches never overflow;
+    // the outlier (along the top eigenvector of W_Q W_K^T) is exactly what it does not cover, so it is not checked.
+    if (r.scheme == "rank" && r.outlier) continue;
     if (r.scheme != "delayed") {
       EXPECT_EQ(r.overflows, 0) << r.scheme << " batch " << r.batch;
     }

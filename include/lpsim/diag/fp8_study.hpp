@@ -1,7 +1,7 @@
 #pragma once
-// Seed 004's FP8 overflow scenario, forward only: attention logits S / sqrt(d_h) stored in fp8 e4m3 under three
-// per-tensor scalings (current amax, Transformer Engine's delayed amax history, and the geometry-aware scale from
-// the logit bound that the weights alone give), over a sequence of input batches of which some carry a transient
+// Seed 004's FP8 overflow scenario, forward only: attention logits S / sqrt(d_h) stored in fp8 e4m3 under four
+// per-tensor scalings (current amax, Transformer Engine's delayed amax history, the geometry-aware scale from the
+// deterministic logit bound that the weights alone give, and the scale from 004's rank-aware bound), over a sequence of input batches of which some carry a transient
 // outlier token. Overflows (e4m3 has no infinity: NaN, as ml_dtypes casts), saturations and the forward error of each
 // batch against the float64 reference are counted per scheme.
 #include <cstdint>
@@ -16,6 +16,11 @@ namespace lpsim {
 // normalised token satisfies ||h_t|| <= ||gamma||_inf sqrt(d) + ||beta||_2 (LayerNorm; RMSNorm without beta): a bound
 // on every logit that needs no activation. Throws for post-LN models (their attention input is not normalised).
 std::vector<double> logit_bounds_from_weights(const ModelConfig& cfg, const Weights<double>& w);
+// Per layer, max over heads of seed 004's rank-aware bound (diag/logit_bounds.hpp) with the second moments a
+// normalised token has a priori: gamma_a^2 + beta_a^2 per coordinate (zero-mean, unit-variance normalised values),
+// n = tokens, failure probability delta per head. Needs no activation either, but holds only with probability
+// 1 - delta and only for inputs the Gaussian model describes.
+std::vector<double> rank_aware_bounds_from_weights(const ModelConfig& cfg, const Weights<double>& w, double delta = 1e-3);
 
 struct Fp8StudyOptions {
   int batches = 40;
@@ -29,10 +34,10 @@ struct Fp8StudyOptions {
 struct Fp8StudyRow {
   int batch = 0;
   bool outlier = false;
-  std::string scheme;  // current, delayed, geometry
+  std::string scheme;  // current, delayed, geometry, rank
   long overflows = 0, saturations = 0, nonfinite = 0;
   double logit_amax = 0;   // largest |logit| of the batch (float64 forward)
-  double logit_bound = 0;  // the geometry bound (max over layers)
+  double logit_bound = 0;  // the scheme's bound (max over layers): geometry's or rank's; geometry's for the others
   double r_final = 0;      // ||E||_F / ||X||_F of the final block against the float64 forward
 };
 
