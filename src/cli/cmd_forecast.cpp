@@ -68,6 +68,11 @@ void add_forecast_command(CLI::App& app) {
     if (o->out.empty())
       o->out = (fs::path(o->files[0]).parent_path().parent_path().parent_path() / "forecast.csv").string();
     if (o->curves.empty()) o->curves = (fs::path(o->out).replace_extension("").string() + "_curves.csv");
+    for (const std::string& f : o->files) {  // every file and column checked before any output
+      const CsvTable t = read_csv(f);
+      t.column("step"), t.column(o->signal);
+      for (const std::string& target : o->targets) t.column(target);
+    }
     std::string table = "series,target,signal,detrend,steps,best_lag,best_corr,p_value,k,hits,precision_at_k,base_rate\n";
     std::string curves = "series,target,lag,corr\n";
     for (const std::string& target : o->targets) {

@@ -31,7 +31,7 @@ std::vector<ModelInput<double>> read_probe(const std::string& path, const ModelC
   const std::size_t per = cfg.embedding == Embedding::patch ? std::size_t(cfg.channels) * cfg.image * cfg.image
                                                             : std::size_t(cfg.tokens) * cfg.width;
   if (t.shape.empty() || t.shape[0] < 1 || t.values.size() != std::size_t(t.shape[0]) * per)
-    throw ConfigError(fmt::format("probe file '{}': tensor 'images' has shape {}, the model needs [n, {}]", path,
+    throw ConfigError(fmt::format("probe file '{}': tensor 'images' has shape [{}], the model needs [n, {}]", path,
                                   fmt::join(t.shape, ", "),
                                   cfg.embedding == Embedding::patch
                                       ? fmt::format("{}, {}, {}", cfg.channels, cfg.image, cfg.image)
@@ -212,6 +212,23 @@ int run_trajectory(const std::string& run_dir, const ModelConfig& cfg, const std
       fmt::print(stderr, "trajectory {}: {}/{} checkpoints (step {})\n", run_dir, first + n, todo.size(),
                  todo[first + n - 1].step);
   }
+  // A resumed run appended its rows after earlier ones: put every row back in step order, so that the files are
+  // the ones an uninterrupted run writes.
+  if (!done.empty() && !todo.empty())
+    for (const fs::path& path : {series_path, traj_path}) {
+      std::ifstream in(path);
+      std::string header, line;
+      std::getline(in, header);
+      std::vector<std::pair<int, std::string>> rows;
+      while (std::getline(in, line))
+        if (!line.empty()) rows.emplace_back(std::stoi(line.substr(0, line.find(','))), line);
+      std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::string text = header + "\n";
+      for (const auto& r : rows) text += r.second + "\n";
+      const fs::path tmp = path.string() + ".tmp";
+      std::ofstream(tmp) << text;
+      fs::rename(tmp, path);
+    }
   return int(done.size() + todo.size());
 }
 

@@ -60,8 +60,9 @@ struct TrajectoryOptions {
   bool quiet = false;
 };
 // Evaluates run_dir's checkpoints into run_dir/trajectory.csv and run_dir/series.csv, resuming: steps already in
-// series.csv are kept and skipped. Checkpoints are evaluated in parallel, rows written in step order in chunks, so a
-// stopped run loses at most one chunk and the files are identical at any thread count. Returns the series rows'
+// series.csv are kept and skipped, and the rows are put back in step order at the end. Checkpoints are evaluated in
+// parallel, rows written in step order in chunks, so a stopped run loses at most one chunk, and the files are
+// identical at any thread count and after an interruption. Returns the series rows'
 // count.
 int run_trajectory(const std::string& run_dir, const ModelConfig& cfg, const std::vector<ModelInput<double>>& probe,
                    const PrecisionPlan& plan, const TrajectoryOptions& o);
