@@ -14,7 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train_digits  # noqa: E402  (the same model definition and data the runs use)
 
-STUDY_KEYS = {"kind", "results", "precisions", "seeds", "rho_star", "cap", "tail", "signal", "targets", "permutations"}
+STUDY_KEYS = {"kind", "results", "precisions", "seeds", "rho_star", "cap", "tail", "signal", "targets", "permutations",
+              "device"}
 
 
 def run(cmd):
@@ -23,11 +24,11 @@ def run(cmd):
 
 
 def train_one(args):
-    sweep, out, seed, precision, extra = args
+    sweep, out, seed, precision, device, extra = args
     if os.path.exists(os.path.join(out, "result.json")):
         return f"{out}: done before"
     cmd = [sys.executable, os.path.join(HERE, "train_digits.py"), "--config", sweep, "--out", out, "--seed", str(seed),
-           "--precision", precision] + extra
+           "--precision", precision, "--device", device] + extra
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr}")
@@ -40,6 +41,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--lpsim", default=os.path.join(HERE, "..", "build", "lpsim"))
     ap.add_argument("--seeds", help="comma-separated subset of the sweep's seeds")
+    ap.add_argument("--results", help="results folder instead of the sweep's")
+    ap.add_argument("--device", help="cpu or cuda instead of the sweep's")
     a = ap.parse_args()
     with open(a.sweep, "rb") as f:
         t = tomllib.load(f)
@@ -50,8 +53,9 @@ def main():
     kind = s.get("kind")
     if kind not in ("forecast", "lnbump"):
         sys.exit(f"{a.sweep}: [study] kind must be 'forecast' (Exp-2) or 'lnbump' (Exp-3), not {kind!r}")
-    results = s.get("results", os.path.join("results", os.path.splitext(os.path.basename(a.sweep))[0]))
+    results = a.results or s.get("results", os.path.join("results", os.path.splitext(os.path.basename(a.sweep))[0]))
     precisions, seeds = s.get("precisions", ["fp16"]), s.get("seeds", [0, 1, 2, 3, 4])
+    device = a.device or s.get("device", "cpu")  # cuda: native torch.autocast (the H100 machine); cpu: emulated autocast
     if a.seeds:
         seeds = [int(x) for x in a.seeds.split(",")]
     c = dict(train_digits.DEFAULTS)
@@ -66,13 +70,13 @@ def main():
     jobs = []
     for p in precisions:
         for k in seeds:
-            jobs.append((a.sweep, os.path.join(results, "runs", f"{p}_seed{k}_control"), k, p, []))
+            jobs.append((a.sweep, os.path.join(results, "runs", f"{p}_seed{k}_control"), k, p, device, []))
             if kind == "lnbump":
                 tail_from = str(c["steps"] - s.get("tail", 50) + 1)
-                jobs[-1][4].extend(["--save-from", tail_from])
+                jobs[-1][5].extend(["--save-from", tail_from])
                 for r in s.get("rho_star", [0.5, 0.6, 0.7]):
                     for cap in s.get("cap", [5e-3, 1e-2]):
-                        jobs.append((a.sweep, os.path.join(results, "runs", f"{p}_seed{k}_rho{r}_cap{cap}"), k, p,
+                        jobs.append((a.sweep, os.path.join(results, "runs", f"{p}_seed{k}_rho{r}_cap{cap}"), k, p, device,
                                      ["--rho-star", str(r), "--cap", str(cap), "--save-from", tail_from]))
     print(f"trajectory_study: {len(jobs)} training runs, {a.jobs} at a time", flush=True)
     with cf.ProcessPoolExecutor(max_workers=a.jobs) as ex:
