@@ -55,6 +55,42 @@ Matrix<double> to_double(const Matrix<Real>& m) {
   return out;
 }
 
+// First-order worst-case ||fl(N(x)) - N(x)||_F of the plan's normalisation of x (rows), from the kernels' precision
+// alone: the mean and the variance as dot products under the norm's reduction policy (theta of
+// accum/error_bound.hpp), every elementwise step one rounding in the compute format, the result's storage.
+double norm_worst_case(const ModelConfig& cfg, const PrecisionPlan& plan, const Matrix<double>& x,
+                       const NormWeights<double>& w, double eps) {
+  const int d = x.cols;
+  const double u = plan[Op::norm].compute.spec.unit_roundoff(), u_out = plan[Op::norm].out.spec.unit_roundoff();
+  const double theta = worst_case_dot_error(*plan[Op::norm].reduce, d);
+  const bool centred = cfg.norm == NormKind::layernorm;
+  double total = 0;
+  std::vector<double> c(d), ec(d);
+  for (int i = 0; i < x.rows; ++i) {
+    double mean = 0, abs_sum = 0;
+    for (int j = 0; j < d; ++j) mean += x(i, j), abs_sum += std::fabs(x(i, j));
+    mean = centred ? mean / d : 0.0;
+    const double e_mean = centred ? theta * abs_sum / d + u * std::fabs(mean) : 0.0;
+    double cc = 0, ec2 = 0;
+    for (int j = 0; j < d; ++j) {
+      c[j] = x(i, j) - mean;
+      ec[j] = centred ? u * (std::fabs(c[j]) + e_mean) + e_mean : 0.0;
+      cc += c[j] * c[j], ec2 += ec[j] * ec[j];
+    }
+    const double v = cc / d;
+    const double e_v = theta * v + 2 * std::sqrt(cc) * std::sqrt(ec2) / d + u * v;
+    const double den = v + eps, e_den = e_v + u * eps + u * den;
+    const double rstd = 1 / std::sqrt(den), rel_rstd = 0.5 * e_den / den + 2 * u;
+    for (int j = 0; j < d; ++j) {
+      const double g = std::fabs(w.gamma[j]), y = g * c[j] * rstd + (w.beta.empty() ? 0.0 : w.beta[j]);
+      const double e = g * (ec[j] * rstd + std::fabs(c[j]) * rstd * rel_rstd) + 2 * u * g * std::fabs(c[j]) * rstd +
+                       (w.beta.empty() ? 0.0 : u * std::fabs(y)) + u_out * std::fabs(y);
+      total += e * e;
+    }
+  }
+  return std::sqrt(total);
+}
+
 }  // namespace
 
 BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
@@ -148,6 +184,8 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
     b.bound = shape;
     b.c_min = b.observed / shape;
     b.held = b.observed <= b.bound;
+    b.bound_wc = norm_worst_case(cfg, plan, xs, nd, eps) / frobenius(to_double(y));
+    b.held_wc = b.observed <= b.bound_wc;
     report.norms.push_back(b);
   }
   return report;

@@ -52,3 +52,33 @@ TEST(Bounds, RecognisesTheEpsDominatedRegime) {
 
 }  // namespace
 }  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// The worst-case forms, whose constants come from the plan alone (accum/error_bound.hpp and the normalisation's
+// steps), must hold on every head and norm, for LayerNorm and RMSNorm, in the eps-dominated regime too, under
+// every plan family; a derivation that forgot a rounding (the output's storage, the eps add) fails here.
+TEST(Bounds, WorstCaseConstantsFromThePlanHoldEverywhere) {
+  int checked = 0;
+  for (NormKind norm : {NormKind::layernorm, NormKind::rmsnorm})
+    for (double input_scale : {1.0, 1e-3})  // 1e-3: sigma^2 ~ 1e-6 << eps, the eps-dominated regime
+      for (const char* plan : {"autocast-fp16", "autocast-bf16", "pure-bf16", "pure-fp16", "fp8-e4m3", "fp32"}) {
+        ModelConfig c = small();
+        c.norm = norm, c.input.scale = input_scale;
+        const BoundsReport r = check_local_bounds(c, plan_preset(plan), make_weights(c, 3), make_input(c, 3));
+        for (const auto& b : r.attention) {
+          EXPECT_TRUE(b.held_wc) << plan << " layer " << b.layer << " head " << b.head << ": " << b.observed << " > " << b.bound_wc;
+          ++checked;
+        }
+        for (const auto& b : r.norms) {
+          EXPECT_TRUE(b.held_wc) << plan << " norm " << b.layer << "." << b.which << " scale " << input_scale << ": "
+                                 << b.observed << " > " << b.bound_wc;
+          ++checked;
+        }
+      }
+  EXPECT_EQ(checked, 2 * 2 * 6 * 8);
+}
+
+}  // namespace
+}  // namespace lpsim

@@ -33,6 +33,10 @@ struct NormBound {
   int layer = 0, which = 0;  // which: 1 before (pre-LN) / after attention, 2 for the FFN
   double observed = 0, sigma2 = 0, rho_ln = 0, eps_mach = 0, bound = 0, c_min = 0;
   bool dominated = false, held = false;
+  // First-order worst case from the plan's precision alone (mean and variance as dot products under the norm's
+  // reduction policy, each elementwise step one rounding, the output's storage), on this input: / ||N(x)||_F.
+  double bound_wc = 0;
+  bool held_wc = false;
 };
 
 struct BoundsReport {
