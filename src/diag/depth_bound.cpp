@@ -7,33 +7,12 @@
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/residual_gain.hpp"
-#include "lpsim/format/round_scalar.hpp"
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/reference/mpfr_backend.hpp"
 
 namespace lpsim {
-
-namespace {
-
-double frobenius(const Matrix<Real>& m) {
-  Real s = 0;
-  for (const Real& v : m.data) s += v * v;
-  return sqrt(s).convert_to<double>();
-}
-
-// ||x - ref||_F, differences formed in MPFR.
-double distance(const Matrix<double>& x, const Matrix<Real>& ref) {
-  Real s = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const Real d = Real(x.data[i]) - ref.data[i];
-    s += d * d;
-  }
-  return sqrt(s).convert_to<double>();
-}
-
-}  // namespace
 
 std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
                                        const ModelInput<double>& in, int reference_bits) {
@@ -65,27 +44,25 @@ std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPl
   for (int l = 0; l < cfg.depth; ++l) {
     Weights<double> wl;
     wl.layers = {w.layers[l]};
-    Weights<Real> wlr;
-    wlr.layers = {wr.layers[l]};
     // Block l under the plan on the stored exact input (embedding none stores it in the residual format) ...
     ModelInput<double> stored_in;
     stored_in.x = Matrix<double>(x[l].rows, x[l].cols);
     for (std::size_t i = 0; i < x[l].size(); ++i) stored_in.x.data[i] = x[l].data[i].convert_to<double>();
     EmulatedBackend be(plan);
     const Matrix<double> block = forward(be, one, wl, stored_in);
-    // ... against the exact block on the exact input.
-    const double local = distance(block, x[l + 1]);
+    // ... against the exact block on the exact input (differences formed in MPFR).
+    const TapError e = compare_tap(block, x[l + 1]);
+    const double norm_out = e.ref_fro, local = e.rel_fro * norm_out;
     DepthBoundRow r;
     r.layer = l;
     r.alpha = (1 + gains[l].rho_attn) * (1 + gains[l].rho_ffn);
-    const double norm_out = frobenius(x[l + 1]);
-    r.local = local / norm_out;
+    r.local = e.rel_fro;
     carried = carried * r.alpha + local;
     local_max = std::max(local_max, local), alpha_max = std::max(alpha_max, r.alpha);
     carried_uniform = carried_uniform * alpha_max + local_max;
     r.bound = carried / norm_out;
     r.uniform = std::max(carried_uniform, carried) / norm_out;
-    r.observed = distance(emulated[std::size_t(l) * 4 + 3], x[l + 1]) / norm_out;
+    r.observed = compare_tap(emulated[std::size_t(l) * 4 + 3], x[l + 1]).rel_fro;
     r.held = r.observed <= r.bound;
     rows.push_back(r);
   }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "diag/eigen_view.hpp"
 #include "lpsim/diag/logit_bounds.hpp"
 #include "lpsim/diag/softmax_jacobian.hpp"
 #include "lpsim/diag/theta.hpp"
@@ -16,8 +17,6 @@ namespace lpsim {
 
 namespace {
 
-using Dense = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-Eigen::Map<const Dense> view(const Matrix<double>& m) { return {m.data.data(), m.rows, m.cols}; }
 
 Eigen::VectorXd singular_values(const Matrix<double>& m) {
   return Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(view(m))).singularValues();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "diag/eigen_view.hpp"
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/diagnostics.hpp"
 #include "lpsim/diag/logit_bounds.hpp"
@@ -17,8 +18,6 @@ namespace lpsim {
 
 namespace {
 
-using Dense = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-Eigen::Map<const Dense> view(const Matrix<double>& m) { return {m.data.data(), m.rows, m.cols}; }
 
 // The direction that maximises h^T M h for layer 0, head 0 (top eigenvector of M's symmetric part), centred so that
 // LayerNorm keeps it: an input token along it produces the largest logit the layer can make.

@@ -7,12 +7,12 @@
 #include <stdexcept>
 #include <vector>
 
+#include "diag/eigen_view.hpp"
+
 namespace lpsim {
 
 namespace {
 
-using Dense = Eigen::MatrixXd;
-Dense dense(const Matrix<double>& m) { return Eigen::Map<const Eigen::Matrix<double, -1, -1, Eigen::RowMajor>>(m.data.data(), m.rows, m.cols); }
 
 double norm2(std::span<const double> v) {
   double s = 0;
@@ -40,10 +40,10 @@ double deterministic_logit_bound(const Matrix<double>& wq, const Matrix<double>&
   const double dh = double(wq.cols);
   const double nbq = norm2(bq), nbk = norm2(bk);
   if (nbq == 0 && nbk == 0) {
-    const Dense m = dense(wq) * dense(wk).transpose();
-    return Eigen::BDCSVD<Dense>(m).singularValues()(0) * h * h / std::sqrt(dh);
+    const Eigen::MatrixXd m = view(wq) * view(wk).transpose();
+    return Eigen::BDCSVD<Eigen::MatrixXd>(m).singularValues()(0) * h * h / std::sqrt(dh);
   }
-  const double sq = Eigen::BDCSVD<Dense>(dense(wq)).singularValues()(0), sk = Eigen::BDCSVD<Dense>(dense(wk)).singularValues()(0);
+  const double sq = Eigen::BDCSVD<Eigen::MatrixXd>(view(wq)).singularValues()(0), sk = Eigen::BDCSVD<Eigen::MatrixXd>(view(wk)).singularValues()(0);
   return (sq * h + nbq) * (sk * h + nbk) / std::sqrt(dh);
 }
 
@@ -88,9 +88,9 @@ RankAwareBound rank_aware_logit_bound(const Matrix<double>& wq, const Matrix<dou
   if (second_moments.size() != std::size_t(wq.rows)) throw std::invalid_argument("rank_aware_logit_bound: one second moment per input coordinate");
   Eigen::VectorXd d(wq.rows);
   for (int i = 0; i < wq.rows; ++i) d(i) = std::sqrt(std::max(0.0, second_moments[i]));
-  const Dense m = d.asDiagonal() * (dense(wq) * dense(wk).transpose()) * d.asDiagonal() / std::sqrt(double(wq.cols));
-  const Eigen::VectorXd sv = Eigen::BDCSVD<Dense>(m).singularValues();
-  const Eigen::VectorXd ev = Eigen::SelfAdjointEigenSolver<Dense>((m + m.transpose()) / 2).eigenvalues();
+  const Eigen::MatrixXd m = d.asDiagonal() * (view(wq) * view(wk).transpose()) * d.asDiagonal() / std::sqrt(double(wq.cols));
+  const Eigen::VectorXd sv = Eigen::BDCSVD<Eigen::MatrixXd>(m).singularValues();
+  const Eigen::VectorXd ev = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>((m + m.transpose()) / 2).eigenvalues();
   RankAwareBound r;
   std::vector<double> s, mu, neg;
   for (int i = 0; i < sv.size(); ++i)
