@@ -143,14 +143,15 @@ void run(const BoundsCli& o) {
 
 void add_bounds_command(CLI::App& app) {
   auto o = std::make_shared<BoundsCli>();
-  CLI::App* cmd = app.add_subcommand("bounds", "how tight seed 001's Theorem 1 and Proposition 1 are on a real forward");
+  CLI::App* cmd = app.add_subcommand(
+      "bounds", "how tight seed 001's Theorems 1-3, Proposition 1 and seed 002's depth bound are on a real forward");
   cmd->add_option("--model,-m", o->model, "model file")->required();
   cmd->add_option("--plan,-p", o->plan, "plan preset or file (default autocast-bf16)");
   cmd->add_option("--seed,-s", o->seed, "seed of weights and inputs");
   cmd->add_option("--batch", o->batch, "input batch");
   cmd->add_option("--ref-bits", o->ref_bits, "MPFR precision of the exact side (default 128)");
   cmd->add_option("--output,-o", o->output, "CSV path (default results/bounds/<model>_<plan>_s<seed>.csv)");
-  cmd->add_flag("--residual", o->residual, "also the residual gains rho_l and Theorem 2 (small models: a reverse-mode tape)");
+  cmd->add_flag("--residual", o->residual, "also the residual gains rho_l, Theorems 2 and 3 and 002's depth bound (small models: a reverse-mode tape)");
   cmd->callback([o] { run(*o); });
 }
 
