@@ -102,13 +102,22 @@ double condition_number(const Matrix<double>& m, double ridge) {
   return s.size() ? s(0) / (s(s.size() - 1) + ridge) : 0.0;
 }
 
-std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+namespace {
+
+// What one input's float64 forward shows, per layer, with the attention input's largest squared row norm and
+// per-coordinate second moments (for the logit bounds).
+struct Observed {
+  std::vector<LayerDiagnostics> layers;
+  std::vector<double> max_sq;
+  std::vector<std::vector<double>> moments;
+};
+
+Observed observe(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
   DiagnosticBackend be(cfg.depth, cfg.causal);
   forward(be, cfg, w, in);
-  std::vector<LayerDiagnostics> out = std::move(be.layers_);
-  const int dh = cfg.head_width();
+  Observed o{std::move(be.layers_), std::move(be.attention_input_max_sq_), std::move(be.attention_input_moments_)};
   for (int l = 0; l < cfg.depth; ++l) {
-    LayerDiagnostics& d = out[l];
+    LayerDiagnostics& d = o.layers[l];
     d.layer = l;
     for (const HeadDiagnostics& h : d.heads) {
       d.kappa_score = std::max(d.kappa_score, h.kappa_score);
@@ -122,6 +131,17 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
       d.theta_exact = d.theta_exact && h.theta_exact;
       d.logit_max = std::max(d.logit_max, h.logit_max);
     }
+  }
+  return o;
+}
+
+// Several inputs as one batch: the largest of every per-input maximum (the per-head values are the first input's),
+// the median of the norm-input variances, the largest row norm, the mean of the second moments (every token of the
+// batch), then the parts that need the weights, once.
+void add_weight_diagnostics(Observed& o, const ModelConfig& cfg, const Weights<double>& w) {
+  const int dh = cfg.head_width();
+  for (int l = 0; l < cfg.depth; ++l) {
+    LayerDiagnostics& d = o.layers[l];
     const LayerWeights<double>& lw = w.layers[l];
     d.eps_norm1 = lw.norm1.eps, d.eps_norm2 = lw.norm2.eps;
     d.wo_norm = spectral_norm(lw.wo);
@@ -145,15 +165,53 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
         return b.empty() ? std::span<const double>() : std::span<const double>(b.data() + h * dh, dh);
       };
       d.logit_bound = std::max(d.logit_bound, deterministic_logit_bound(wq, wk, head_bias(lw.bq), head_bias(lw.bk),
-                                                                        std::sqrt(be.attention_input_max_sq_[l])));
-      const RankAwareBound r = rank_aware_logit_bound(wq, wk, be.attention_input_moments_[l], cfg.tokens, kLogitDelta);
+                                                                        std::sqrt(o.max_sq[l])));
+      const RankAwareBound r = rank_aware_logit_bound(wq, wk, o.moments[l], cfg.tokens, kLogitDelta);
       d.logit_bound_rank = std::max(d.logit_bound_rank, r.t);
       d.logit_bound_agnostic = std::max(d.logit_bound_agnostic, r.t_agnostic);
     }
     d.fp8_scale = pow2_scale_within(formats::e4m3.max_finite(), d.logit_bound);  // e4m3's largest is 448
     d.fp8_scale_rank = pow2_scale_within(formats::e4m3.max_finite(), d.logit_bound_rank);
   }
-  return out;
+}
+
+}  // namespace
+
+std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+  Observed o = observe(cfg, w, in);
+  add_weight_diagnostics(o, cfg, w);
+  return std::move(o.layers);
+}
+
+std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w,
+                                       std::span<const ModelInput<double>> inputs) {
+  if (inputs.empty()) return {};
+  Observed all = observe(cfg, w, inputs[0]);
+  std::vector<std::vector<double>> sigma1(cfg.depth), sigma2(cfg.depth);
+  for (int l = 0; l < cfg.depth; ++l)
+    sigma1[l].push_back(all.layers[l].sigma2_norm1), sigma2[l].push_back(all.layers[l].sigma2_norm2);
+  for (std::size_t i = 1; i < inputs.size(); ++i) {
+    const Observed o = observe(cfg, w, inputs[i]);
+    for (int l = 0; l < cfg.depth; ++l) {
+      LayerDiagnostics& a = all.layers[l];
+      const LayerDiagnostics& b = o.layers[l];
+      for (auto [x, y] : {std::pair{&a.kappa_score, b.kappa_score}, {&a.kappa_score_spectral, b.kappa_score_spectral},
+                          {&a.kappa_softmax, b.kappa_softmax}, {&a.kappa_softmax_sum, b.kappa_softmax_sum},
+                          {&a.kappa_softmax_power, b.kappa_softmax_power}, {&a.kappa_v, b.kappa_v},
+                          {&a.theta_max, b.theta_max}, {&a.theta_mean, b.theta_mean}, {&a.logit_max, b.logit_max}})
+        *x = std::max(*x, y);
+      a.theta_exact = a.theta_exact && b.theta_exact;
+      sigma1[l].push_back(b.sigma2_norm1), sigma2[l].push_back(b.sigma2_norm2);
+      all.max_sq[l] = std::max(all.max_sq[l], o.max_sq[l]);
+      for (std::size_t j = 0; j < o.moments[l].size(); ++j) all.moments[l][j] += o.moments[l][j];
+    }
+  }
+  for (int l = 0; l < cfg.depth; ++l) {
+    all.layers[l].sigma2_norm1 = quantile(sigma1[l], 0.5), all.layers[l].sigma2_norm2 = quantile(sigma2[l], 0.5);
+    for (double& c : all.moments[l]) c /= double(inputs.size());
+  }
+  add_weight_diagnostics(all, cfg, w);
+  return std::move(all.layers);
 }
 
 double qk_norm_power(const Matrix<double>& wq, const Matrix<double>& wk, int iterations) {

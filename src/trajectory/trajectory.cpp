@@ -70,28 +70,6 @@ std::vector<double> read_losses(const std::string& run_dir, int steps) {
 
 namespace {
 
-// Folds one probe input's diagnostics into the batch's: maxima of the per-input maxima; sigma^2 collected for a
-// median; weight-only values are the same for every input.
-void fold(std::vector<LayerDiagnostics>& into, const std::vector<LayerDiagnostics>& d,
-          std::vector<std::vector<double>>& sigma1, std::vector<std::vector<double>>& sigma2) {
-  if (into.empty()) into = d;
-  for (std::size_t l = 0; l < d.size(); ++l) {
-    LayerDiagnostics& a = into[l];
-    const LayerDiagnostics& b = d[l];
-    for (auto [x, y] : {std::pair{&a.kappa_score, b.kappa_score}, {&a.kappa_score_spectral, b.kappa_score_spectral},
-                        {&a.kappa_softmax, b.kappa_softmax}, {&a.kappa_softmax_sum, b.kappa_softmax_sum},
-                        {&a.kappa_softmax_power, b.kappa_softmax_power}, {&a.kappa_v, b.kappa_v},
-                        {&a.theta_max, b.theta_max}, {&a.theta_mean, b.theta_mean}, {&a.logit_max, b.logit_max},
-                        {&a.logit_bound, b.logit_bound}, {&a.logit_bound_rank, b.logit_bound_rank},
-                        {&a.logit_bound_agnostic, b.logit_bound_agnostic}})
-      *x = std::max(*x, y);
-    a.fp8_scale = std::min(a.fp8_scale, b.fp8_scale), a.fp8_scale_rank = std::min(a.fp8_scale_rank, b.fp8_scale_rank);
-    a.theta_exact = a.theta_exact && b.theta_exact;
-    if (sigma1.size() < d.size()) sigma1.resize(d.size()), sigma2.resize(d.size());
-    sigma1[l].push_back(b.sigma2_norm1), sigma2[l].push_back(b.sigma2_norm2);
-  }
-}
-
 double eps_of(const NormWeights<double>& n, const ModelConfig& cfg) { return n.eps >= 0 ? n.eps : cfg.norm_eps; }
 
 }  // namespace
@@ -103,7 +81,6 @@ TrajectoryPoint evaluate_checkpoint(const ModelConfig& cfg, const Weights<double
   const int taps_per_layer = 4;
   std::vector<double> err2(std::size_t(cfg.depth) * taps_per_layer, 0.0), ref2(err2.size(), 0.0);
   std::vector<long> nonfinite(err2.size(), 0);
-  std::vector<std::vector<double>> sigma1, sigma2;
   for (const ModelInput<double>& in : probe) {
     EmulatedBackend be(plan);
     std::vector<RangeEvents> events;
@@ -114,7 +91,6 @@ TrajectoryPoint evaluate_checkpoint(const ModelConfig& cfg, const Weights<double
       err2[t] += std::pow(e[t].rel_fro * e[t].ref_fro, 2), ref2[t] += std::pow(e[t].ref_fro, 2);
       nonfinite[t] += e[t].nonfinite;
     }
-    if (diagnostics) fold(p.diagnostics, diagnose(cfg, w, in), sigma1, sigma2);
   }
   for (int l = 0; l < cfg.depth; ++l) {
     TrajectoryLayer tl;
@@ -128,11 +104,8 @@ TrajectoryPoint evaluate_checkpoint(const ModelConfig& cfg, const Weights<double
     }
     tl.eps_norm1 = eps_of(w.layers[l].norm1, cfg), tl.eps_norm2 = eps_of(w.layers[l].norm2, cfg);
     p.layers.push_back(tl);
-    if (diagnostics) {
-      p.diagnostics[l].sigma2_norm1 = quantile(sigma1[l], 0.5);
-      p.diagnostics[l].sigma2_norm2 = quantile(sigma2[l], 0.5);
-    }
   }
+  if (diagnostics) p.diagnostics = diagnose(cfg, w, std::span<const ModelInput<double>>(probe));
   return p;
 }
 

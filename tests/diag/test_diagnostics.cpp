@@ -181,3 +181,31 @@ TEST(DiagnosticColumns, CellsMatchTheHeader) {
 
 }  // namespace
 }  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// The batch form against single-input diagnoses of its members: maxima of maxima, the median (here the mean of two)
+// of the norm-input variances, the weights' parts unchanged, and a logit bound that holds for every member.
+TEST(Diagnostics, BatchFormCombinesItsMembers) {
+  ModelConfig c;
+  c.width = 16, c.heads = 2, c.ffn = 32, c.depth = 2, c.tokens = 10, c.init.bias_std = 0.1;
+  const Weights<double> w = make_weights(c, 5);
+  const std::vector<ModelInput<double>> in = {make_input(c, 5, 0), make_input(c, 5, 1)};
+  const auto a = diagnose(c, w, in[0]), b = diagnose(c, w, in[1]);
+  const auto batch = diagnose(c, w, std::span<const ModelInput<double>>(in));
+  for (int l = 0; l < c.depth; ++l) {
+    EXPECT_EQ(batch[l].kappa_softmax, std::max(a[l].kappa_softmax, b[l].kappa_softmax));
+    EXPECT_EQ(batch[l].kappa_score, std::max(a[l].kappa_score, b[l].kappa_score));
+    EXPECT_EQ(batch[l].kappa_v, std::max(a[l].kappa_v, b[l].kappa_v));
+    EXPECT_EQ(batch[l].logit_max, std::max(a[l].logit_max, b[l].logit_max));
+    EXPECT_DOUBLE_EQ(batch[l].sigma2_norm1, (a[l].sigma2_norm1 + b[l].sigma2_norm1) / 2);
+    EXPECT_EQ(batch[l].kappa_eff, a[l].kappa_eff);
+    EXPECT_EQ(batch[l].qk_norm, a[l].qk_norm);
+    EXPECT_EQ(batch[l].logit_bound, std::max(a[l].logit_bound, b[l].logit_bound));  // monotone in the row norm
+    EXPECT_LE(batch[l].logit_max, batch[l].logit_bound);
+  }
+}
+
+}  // namespace
+}  // namespace lpsim

@@ -15,6 +15,7 @@
 // biases; rank-aware probabilistic from the attention input's second moments) beside the observed max |S_ij|, and the
 // power-of-two FP8 e4m3 scales they give.
 #include <cmath>
+#include <span>
 #include <vector>
 
 #include "lpsim/model/weights.hpp"
@@ -54,6 +55,10 @@ double qk_norm_power(const Matrix<double>& wq, const Matrix<double>& wk, int ite
 
 // Plan-independent diagnostics of every layer of the float64 forward.
 std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
+// A batch of inputs: per layer the largest of the per-input maxima, the median of the norm-input variances, the
+// logit bounds from the batch's largest row norm and its pooled second moments; the weights' parts once.
+std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w,
+                                       std::span<const ModelInput<double>> inputs);
 
 // The failure probability of the probabilistic logit bounds: P(max_ij |S_ij| >= bound) <= 1e-3 per head and input.
 inline constexpr double kLogitDelta = 1e-3;

@@ -39,7 +39,7 @@ struct TrajectoryPoint {
   int step = 0;
   double loss = 0;
   std::vector<TrajectoryLayer> layers;
-  std::vector<LayerDiagnostics> diagnostics;  // empty when not asked for; max over probe inputs (medians: sigma^2)
+  std::vector<LayerDiagnostics> diagnostics;  // empty when not asked for; of the probe batch (diagnose's batch form)
 };
 
 TrajectoryPoint evaluate_checkpoint(const ModelConfig& cfg, const Weights<double>& w,
