@@ -231,6 +231,13 @@ def read_safetensors(path):
     return out
 
 
+def write_probe(path, c, n=None):
+    """The fixed probe batch lpsim measures on: the first n (default c["probe"]) held-out images and labels."""
+    _, _, xte, yte = dataset(c)
+    n = n or c["probe"]
+    write_safetensors(path, {"images": xte[:n], "labels": yte[:n].double()})
+
+
 def checkpoint_tensors(model):
     t = {k: v.float() for k, v in model.state_dict().items()}
     for name, ln in model.norms():  # the current eps of every LayerNorm (the bump changes it)
@@ -304,9 +311,9 @@ def train(c, out):
     model = TinyViT(c).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / c["warmup"]))
-    scaler_class = getattr(getattr(torch, "amp", None), "GradScaler", None) or torch.cuda.amp.GradScaler  # 2.x / 1.13
-    scaler = scaler_class("cuda", enabled=native and precision == "fp16") if scaler_class is not torch.cuda.amp.GradScaler \
-        else scaler_class(enabled=native and precision == "fp16")
+    scaling = native and precision == "fp16"
+    scaler = (torch.amp.GradScaler("cuda", enabled=scaling) if hasattr(torch.amp, "GradScaler")  # PyTorch 2.x
+              else torch.cuda.amp.GradScaler(enabled=scaling))                                  # 1.13
     order = minibatch_order(c["seed"], len(ytr), c["steps"], c["batch"])
     sub_gen = torch.Generator().manual_seed(10_000 + c["seed"])  # the rho_LN subsamples, the same in every run
     os.makedirs(os.path.join(out, "ckpt"), exist_ok=True)
@@ -380,8 +387,7 @@ def main():
         sys.exit("--rho-star and --cap go together")
     c.update(seed=a.seed, precision=a.precision, device=a.device, rho_star=a.rho_star, cap=a.cap)
     if a.probe_out:
-        _, _, xte, yte = dataset(c)
-        write_safetensors(a.probe_out, {"images": xte[:c["probe"]], "labels": yte[:c["probe"]].double()})
+        write_probe(a.probe_out, c)
     if a.model_out:
         dataset(c)
         with open(a.model_out, "w") as f:

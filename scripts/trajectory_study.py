@@ -61,11 +61,9 @@ def main():
     c = dict(train_digits.DEFAULTS)
     c.update(t.get("train", {}))
     os.makedirs(os.path.join(results, "runs"), exist_ok=True)
-    _, _, xte, yte = train_digits.dataset(c)
+    train_digits.write_probe(os.path.join(results, "probe.safetensors"), c)  # also sets image size and channels
     with open(os.path.join(results, "model.toml"), "w") as f:
         f.write(train_digits.model_toml(c))
-    train_digits.write_safetensors(os.path.join(results, "probe.safetensors"),
-                                   {"images": xte[:c["probe"]], "labels": yte[:c["probe"]].double()})
 
     jobs = []
     for p in precisions:

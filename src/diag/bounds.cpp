@@ -49,12 +49,6 @@ double frobenius(const Matrix<double>& m) {
   return std::sqrt(s);
 }
 
-Matrix<double> to_double(const Matrix<Real>& m) {
-  Matrix<double> out(m.rows, m.cols);
-  for (std::size_t i = 0; i < m.size(); ++i) out.data[i] = m.data[i].convert_to<double>();
-  return out;
-}
-
 // First-order worst-case ||fl(N(x)) - N(x)||_F of the plan's normalisation of x (rows), from the kernels' precision
 // alone: the mean and the variance as dot products under the norm's reduction policy (theta of
 // accum/error_bound.hpp), every elementwise step one rounding in the compute format, the result's storage.
@@ -130,7 +124,7 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
       AttentionBound b;
       b.layer = layer, b.head = head;
       b.observed = relative_error(ae, a);
-      const Matrix<double> sd = to_double(s), pd = to_double(p);
+      const Matrix<double> sd = convert<double>(s), pd = convert<double>(p);
       b.kappa_score = frobenius(qh) * frobenius(kh) / (frobenius(sd) * std::sqrt(double(dh)));
       for (int i = 0; i < pd.rows; ++i) {
         const int valid = cfg.causal ? std::min(i + 1, pd.cols) : pd.cols;
@@ -184,7 +178,7 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
     b.bound = shape;
     b.c_min = b.observed / shape;
     b.held = b.observed <= b.bound;
-    b.bound_wc = norm_worst_case(cfg, plan, xs, nd, eps) / frobenius(to_double(y));
+    b.bound_wc = norm_worst_case(cfg, plan, xs, nd, eps) / frobenius(convert<double>(y));
     b.held_wc = b.observed <= b.bound_wc;
     report.norms.push_back(b);
   }

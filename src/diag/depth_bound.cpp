@@ -46,8 +46,7 @@ std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPl
     wl.layers = {w.layers[l]};
     // Block l under the plan on the stored exact input (embedding none stores it in the residual format) ...
     ModelInput<double> stored_in;
-    stored_in.x = Matrix<double>(x[l].rows, x[l].cols);
-    for (std::size_t i = 0; i < x[l].size(); ++i) stored_in.x.data[i] = x[l].data[i].convert_to<double>();
+    stored_in.x = convert<double>(x[l]);
     EmulatedBackend be(plan);
     const Matrix<double> block = forward(be, one, wl, stored_in);
     // ... against the exact block on the exact input (differences formed in MPFR).

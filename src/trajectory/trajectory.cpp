@@ -18,6 +18,7 @@
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/stats/csv_table.hpp"
 #include "lpsim/stats/regression.hpp"
+#include "sweep/atomic_file.hpp"
 
 namespace lpsim {
 
@@ -198,9 +199,7 @@ int run_trajectory(const std::string& run_dir, const ModelConfig& cfg, const std
       std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
       std::string text = header + "\n";
       for (const auto& r : rows) text += r.second + "\n";
-      const fs::path tmp = path.string() + ".tmp";
-      std::ofstream(tmp) << text;
-      fs::rename(tmp, path);
+      write_atomically(path.string(), text);
     }
   return int(done.size() + todo.size());
 }

@@ -54,7 +54,7 @@ def main():
     model_toml, probe = os.path.join(a.work, "model.toml"), os.path.join(a.work, "probe.safetensors")
     with open(model_toml, "w") as f:
         f.write(td.model_toml(c))
-    td.write_safetensors(probe, {"images": xte[:8], "labels": yte[:8].double()})
+    td.write_probe(probe, c, 8)
 
     control = train(a.work, "control", [])
     bump = train(a.work, "bump", ["--rho-star", "0.7", "--cap", "5e-3"])
