@@ -22,6 +22,10 @@ NativeFormat native_format(const Format& f, Op op, const char* field) {
 }  // namespace
 
 NativeModel to_native(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+  if (cfg.arch == "llama" || cfg.mlp == Mlp::gated || cfg.rope.theta > 0 || cfg.kv_head_count() != cfg.heads ||
+      cfg.head_dim || cfg.final_norm || cfg.lm_head || cfg.score_scale != ScoreScale::divide || cfg.norm_cast ||
+      cfg.activation == Activation::silu || cfg.qkv_bias != cfg.bias || cfg.activation_chain)
+    throw std::invalid_argument("the native forward has no Llama-family operations (GQA, RoPE, SwiGLU, final norm, LM head)");
   NativeModel m;
   m.width = cfg.width, m.heads = cfg.heads, m.ffn = cfg.ffn, m.depth = cfg.depth, m.tokens = cfg.tokens;
   m.layernorm = cfg.norm == NormKind::layernorm, m.pre = cfg.position == NormPosition::pre, m.causal = cfg.causal;
@@ -47,6 +51,7 @@ NativeModel to_native(const ModelConfig& cfg, const Weights<double>& w, const Mo
 NativePlan to_native(const PrecisionPlan& plan) {
   NativePlan n;
   for (Op op : all_ops) {
+    if (op == Op::rope || op == Op::lm_head) continue;  // the native forward has no Llama-family ops (to_native(cfg) refuses them)
     const OpPrecision& p = plan[op];
     auto fail = [&](const char* field, std::string why) {
       throw std::invalid_argument(fmt::format("plan {}: {}.{}: {}", plan.name, op_name(op), field, why));

@@ -21,7 +21,7 @@ namespace lpsim::cli {
 namespace {
 
 struct RunOptions {
-  std::string model, plan, output;
+  std::string model, plan, output, input;
   StudyOptions study;
   bool no_check = false, show_plan = false, diagnostics = false;
 };
@@ -48,9 +48,10 @@ void print_diagnostics(const ModelConfig& cfg, const PrecisionPlan& plan, const 
 }
 
 void run(const RunOptions& o) {
-  const ModelConfig cfg = load_model_config(o.model);
-  // --plan wins; otherwise the model file's own [plan]; otherwise fp32.
-  const std::string text = read_text(o.model, "model file");
+  ModelConfig cfg = load_model_config(o.model);
+  if (!o.input.empty()) use_input_file(cfg, o.input);
+  // --plan wins; otherwise the model file's own [plan]; otherwise fp32 (a model directory has no [plan]).
+  const std::string text = std::filesystem::is_directory(o.model) ? "" : read_text(o.model, "model file");
   const PrecisionPlan plan = !o.plan.empty()             ? load_plan(o.plan)
                              : has_plan_table(text, o.model) ? parse_plan(text, o.model)
                                                          : plan_preset("fp32");
@@ -77,6 +78,10 @@ void run(const RunOptions& o) {
                sci(t.rel_fro), std::isfinite(t.rel_fro) ? fmt::format("{:.1f}", t.rel_fro / u) : "-", sci(t.max_rel),
                sci(t.median_rel), sci(t.mean_rel), sci(t.p95_rel), t.nonfinite, t.overflows, t.saturations);
   }
+  for (const TapError& t : r.taps)
+    if (t.tap == Tap::logits)
+      fmt::print("logits: KL(p_ref || p) mean {} max {}, top-1 agreement {:.4f}, largest |logit difference| {}\n",
+                 sci(t.kl_mean), sci(t.kl_max), t.top1, sci(t.logit_max_abs));
   const ReferenceCheck& c = r.reference;
   if (c.check_bits)
     fmt::print("reference: {} at {} bits; against {} bits: largest componentwise difference {:.2e}, Frobenius {:.2e} ({})\n",
@@ -115,7 +120,8 @@ void run(const RunOptions& o) {
 void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "one forward under a precision plan against the MPFR reference, per layer");
-  cmd->add_option("--model,-m", o->model, "model file (models/*.toml)")->required();
+  cmd->add_option("--model,-m", o->model, "model file (models/*.toml) or a Hugging Face model directory")->required();
+  cmd->add_option("--input,-i", o->input, "input file: token ids (whitespace separated) or image values (channel, row, column)");
   cmd->add_option("--plan,-p", o->plan, "preset (fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, "
                                         "fp8-e4m3) or a TOML file with a [plan] table; default: the model file's [plan], else fp32");
   cmd->add_option("--seed,-s", o->study.seed, "seed of weights, inputs and stochastic rounding");

@@ -18,4 +18,5 @@ void add_trajectory_command(CLI::App& app);
 void add_checkpoint_forward_command(CLI::App& app);
 void add_forecast_command(CLI::App& app);
 void add_lnbump_command(CLI::App& app);
+void add_hf_check_command(CLI::App& app);
 }  // namespace lpsim::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   lpsim::cli::add_checkpoint_forward_command(app);
   lpsim::cli::add_forecast_command(app);
   lpsim::cli::add_lnbump_command(app);
+  lpsim::cli::add_hf_check_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -13,7 +13,7 @@ std::string diagnostic_header() {
 std::string diagnostic_cells(const std::vector<LayerDiagnostics>& diag, const ModelConfig& cfg, const PrecisionPlan& plan,
                              int layer) {
   const double eps_mach = 2 * plan.unit_roundoff();  // the papers' 2^(1-p)
-  if (diag.empty())
+  if (diag.empty() || layer < 0 || layer >= int(diag.size()))  // no diagnostics, or the final norm and logits rows
     return fmt::format(",nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,{},nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan", eps_mach);
   const LayerDiagnostics& d = diag[layer];
   const Predictor p = predictor(d, cfg, eps_mach);

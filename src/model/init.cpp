@@ -123,21 +123,88 @@ void round_weights(Weights<double>& w, const FormatSpec& f) {
   auto rm = [&](Matrix<double>& m) { round_all(m.data, f); };
   auto rv = [&](std::vector<double>& v) { round_all(v, f); };
   for (auto& l : w.layers) {
-    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2}) rm(*m);
+    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) rm(*m);
     for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma,
                     &l.norm2.beta})
       rv(*v);
   }
   rm(w.patch_w), rm(w.pos), rm(w.wte), rv(w.patch_b), rv(w.cls);
+  rm(w.lm_head), rv(w.final_norm.gamma), rv(w.final_norm.beta);
 }
+
+float f32(double v) { return static_cast<float>(v); }
+
+}  // namespace
+
+Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
+  Weights<double> r = w;
+  auto rv = [&](std::vector<double>& v) { round_all(v, f); };
+  for (auto& l : r.layers)
+    for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma, &l.norm2.beta})
+      rv(*v);
+  round_all(r.wte.data, f), round_all(r.pos.data, f), rv(r.patch_b), rv(r.cls);
+  rv(r.final_norm.gamma), rv(r.final_norm.beta);
+  return r;
+}
+
+// transformers' rotary tables, step by step in fp32 (each operation rounded to float, as PyTorch's float32 tensors
+// do): inv_freq_i = 1 / theta^((2i)/d) (llama3: stretched), angle = position * inv_freq, cos and sin of it
+// (modelled correctly rounded), the second half of each row repeating the first.
+void add_rope_tables(Weights<double>& w, const ModelConfig& cfg) {
+  if (!(cfg.rope.theta > 0)) return;
+  const int d = cfg.head_width(), half = d / 2;
+  std::vector<float> inv(half);
+  for (int i = 0; i < half; ++i)
+    inv[i] = f32(1.0 / double(f32(std::pow(double(f32(cfg.rope.theta)), double(f32(double(2 * i) / d))))));
+  if (cfg.rope.scaling == "llama3") {  // transformers' _compute_llama3_parameters, in the same fp32 steps
+    const RopeConfig& r = cfg.rope;
+    const double old_len = r.original_max_positions;
+    const double low_wavelen = old_len / r.low_freq_factor, high_wavelen = old_len / r.high_freq_factor;
+    for (int i = 0; i < half; ++i) {
+      const float wavelen = f32(double(f32(2 * M_PI)) / double(inv[i]));
+      float scaled = wavelen > low_wavelen ? f32(double(inv[i]) / double(f32(r.factor))) : inv[i];
+      const float smooth = f32(double(f32(double(f32(old_len / double(wavelen))) - double(f32(r.low_freq_factor)))) /
+                               double(f32(r.high_freq_factor - r.low_freq_factor)));
+      const float smoothed = f32(double(f32(double(f32(double(f32(1.0 - double(smooth))) * double(scaled))) /
+                                            double(f32(r.factor)))) +
+                                 double(f32(double(smooth) * double(scaled))));
+      const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      inv[i] = medium ? smoothed : scaled;
+    }
+  }
+  w.rope_cos = Matrix<double>(cfg.tokens, d), w.rope_sin = Matrix<double>(cfg.tokens, d);
+  for (int t = 0; t < cfg.tokens; ++t)
+    for (int i = 0; i < half; ++i) {
+      const float angle = f32(double(t) * double(inv[i]));
+      w.rope_cos(t, i) = w.rope_cos(t, i + half) = double(f32(std::cos(double(angle))));
+      w.rope_sin(t, i) = w.rope_sin(t, i + half) = double(f32(std::sin(double(angle))));
+    }
+}
+
+namespace {
+
+// The LM head of a tied model: the token embedding, transposed.
+void tie_head(Weights<double>& w) { w.lm_head = transpose(w.wte); }
+Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed);
 
 }  // namespace
 
 Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed) {
-  if (!cfg.init.weights.empty()) return load_safetensors_weights(cfg.init.weights, cfg);
+  Weights<double> w = cfg.init.weights.empty() ? init_weights(cfg, seed) : load_safetensors_weights(cfg.init.weights, cfg);
+  if (cfg.lm_head && cfg.tie_word_embeddings) tie_head(w);
+  add_rope_tables(w, cfg);
+  return w;
+}
+
+namespace {
+
+Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
   const InitConfig& init = cfg.init;
   const Drawer draw{seed};
-  const int d = cfg.width, f = cfg.ffn, dh = cfg.head_width();
+  const int d = cfg.width, f = cfg.ffn, dh = cfg.head_width(), dq = cfg.q_width(), dkv = cfg.kv_width();
+  const bool grouped = dkv != dq;
+  if (grouped && (init.kappa_qk >= 1 || init.logit_scale > 0 || init.kappa_v >= 1))
+    throw ConfigError("init.kappa_qk, init.logit_scale and init.kappa_v need kv_heads = heads");
   auto std_of = [&](int in, int out) {
     return init.scheme == "xavier" ? init.scale * std::sqrt(2.0 / (in + out)) : init.scale * init.std;
   };
@@ -152,9 +219,9 @@ Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed) {
   };
   Weights<double> w;
   for (int l = 0; l < cfg.depth; ++l) {
-    Dense q = draw.gaussian("wq", l, d, d, std_of(d, d)), k = draw.gaussian("wk", l, d, d, std_of(d, d));
-    Dense v = draw.gaussian("wv", l, d, d, std_of(d, d));
-    for (int h = 0; h < cfg.heads; ++h) {
+    Dense q = draw.gaussian("wq", l, d, dq, std_of(d, dq)), k = draw.gaussian("wk", l, d, dkv, std_of(d, dkv));
+    Dense v = draw.gaussian("wv", l, d, dkv, std_of(d, dkv));
+    for (int h = 0; h < cfg.heads && !grouped; ++h) {
       Dense qh = q.middleCols(h * dh, dh), kh = k.middleCols(h * dh, dh), vh = v.middleCols(h * dh, dh);
       shape_qk(init, draw, l, h, qh, kh);
       shape_v(init, draw, l, h, vh);
@@ -162,10 +229,17 @@ Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed) {
     }
     LayerWeights<double> lw;
     lw.wq = to_matrix(q), lw.wk = to_matrix(k), lw.wv = to_matrix(v);
-    lw.wo = to_matrix(draw.gaussian("wo", l, d, d, std_of(d, d)));
+    lw.wo = to_matrix(draw.gaussian("wo", l, dq, d, std_of(dq, d)));
     lw.w1 = to_matrix(draw.gaussian("w1", l, d, f, std_of(d, f)));
     lw.w2 = to_matrix(draw.gaussian("w2", l, f, d, std_of(f, d)));
-    lw.bq = bias("bq", l, d), lw.bk = bias("bk", l, d), lw.bv = bias("bv", l, d), lw.bo = bias("bo", l, d);
+    if (cfg.mlp == Mlp::gated) lw.w3 = to_matrix(draw.gaussian("w3", l, d, f, std_of(d, f)));
+    if (cfg.qkv_bias) {
+      auto qkv_bias = [&](const char* name, int n) {
+        return init.bias_std > 0 ? to_vector(draw.gaussian(name, l, 1, n, init.bias_std)) : std::vector<double>(n, 0.0);
+      };
+      lw.bq = qkv_bias("bq", dq), lw.bk = qkv_bias("bk", dkv), lw.bv = qkv_bias("bv", dkv);
+    }
+    lw.bo = bias("bo", l, d);
     lw.b1 = bias("b1", l, f), lw.b2 = bias("b2", l, d);
     lw.norm1 = norm(d), lw.norm2 = norm(d);
     w.layers.push_back(std::move(lw));
@@ -176,10 +250,15 @@ Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed) {
     if (cfg.class_token) w.cls = to_vector(draw.gaussian("cls", -1, 1, d, 0.02));
   }
   if (cfg.embedding == Embedding::tokens) w.wte = to_matrix(draw.gaussian("wte", -1, cfg.vocab, d, 0.02));
-  if (cfg.embedding != Embedding::none) w.pos = to_matrix(draw.gaussian("pos", -1, cfg.tokens, d, 0.02));
+  if (cfg.embedding == Embedding::patch || (cfg.embedding == Embedding::tokens && cfg.learned_positions))
+    w.pos = to_matrix(draw.gaussian("pos", -1, cfg.tokens, d, 0.02));
+  if (cfg.final_norm) w.final_norm = norm(d);
+  if (cfg.lm_head && !cfg.tie_word_embeddings) w.lm_head = to_matrix(draw.gaussian("lm_head", -1, d, cfg.vocab, std_of(d, cfg.vocab)));
   round_weights(w, parse_format(init.storage).spec);
   return w;
 }
+
+}  // namespace
 
 namespace {
 
@@ -203,6 +282,21 @@ std::vector<double> read_numbers(const std::string& path) {
 }
 
 }  // namespace
+
+void use_input_file(ModelConfig& cfg, const std::string& path) {
+  const std::vector<double> v = read_numbers(path);
+  if (cfg.embedding == Embedding::tokens) {  // the sequence length is the file's
+    if (v.empty()) throw ConfigError(fmt::format("input file '{}' holds no token ids", path));
+    if (v.size() > (1u << 16)) throw ConfigError(fmt::format("input file '{}': {} tokens, at most 65536", path, v.size()));
+    for (double x : v)
+      if (x != std::floor(x) || x < 0 || x >= cfg.vocab)
+        throw ConfigError(fmt::format("input file '{}': {} is not a token id in 0..{}", path, x, cfg.vocab - 1));
+    cfg.tokens = int(v.size());
+  }
+  cfg.input.file = path;
+  if (const std::string problem = validate(cfg); !problem.empty())
+    throw ConfigError(fmt::format("input file '{}': {}", path, problem));
+}
 
 ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int batch) {
   ModelInput<double> in;

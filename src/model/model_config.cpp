@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "config/toml_fields.hpp"
+#include "lpsim/model/hf_config.hpp"
 #include "util/read_text.hpp"
 #include "lpsim/format/format.hpp"
 
@@ -14,8 +15,10 @@ namespace lpsim {
 
 std::string_view norm_name(NormKind k) { return k == NormKind::layernorm ? "layernorm" : "rmsnorm"; }
 std::string_view activation_name(Activation a) {
-  return a == Activation::gelu ? "gelu" : a == Activation::gelu_tanh ? "gelu-tanh" : "relu";
+  return a == Activation::gelu ? "gelu" : a == Activation::gelu_tanh ? "gelu-tanh" : a == Activation::relu ? "relu" : "silu";
 }
+int head_tap_count(const ModelConfig& c) { return (c.final_norm ? 1 : 0) + (c.lm_head ? 1 : 0); }
+
 std::string_view embedding_name(Embedding e) {
   return e == Embedding::none ? "none" : e == Embedding::patch ? "patch" : "tokens";
 }
@@ -40,7 +43,31 @@ ModelConfig family_defaults(const std::string& arch) {
     c.width = 64;
     c.ffn = 256;
     c.tokens = 32;
+  } else if (arch == "llama") {  // Llama, Mistral, Qwen2: RMSNorm, RoPE, SwiGLU, GQA, no biases, final norm, LM head
+    c.norm = NormKind::rmsnorm;
+    c.norm_eps = 1e-6;
+    c.activation = Activation::silu;
+    c.mlp = Mlp::gated;
+    c.causal = true;
+    c.bias = false;
+    c.qkv_bias = false;
+    c.embedding = Embedding::tokens;
+    c.learned_positions = false;
+    c.rope.theta = 10000;
+    c.score_scale = ScoreScale::multiply;
+    c.norm_cast = true;
+    c.final_norm = true;
+    c.lm_head = true;
+    c.init.scheme = "gaussian";
+    c.width = 64;
+    c.heads = 4;
+    c.kv_heads = 2;
+    c.ffn = 172;
+    c.depth = 2;
+    c.tokens = 32;
+    c.vocab = 256;
   }
+  if (arch != "llama") c.qkv_bias = c.bias;
   return c;
 }
 
@@ -59,7 +86,20 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   const toml::table* model = top.subtable("model");
   if (!model) throw ConfigError(fmt::format("{}: table [model] is missing", file));
   TomlFields m(*model, file, "model.");
-  ModelConfig c = family_defaults(m.get_choice("arch", "encoder", {"encoder", "gpt2", "decoder002"}));
+  const std::string hf_dir = m.get<std::string>("hf", "");
+  ModelConfig c;
+  if (!hf_dir.empty()) {  // a Hugging Face directory (relative to this file) is the base; keys here override it
+    const auto dir = std::filesystem::path(hf_dir).is_relative() ? std::filesystem::path(file).parent_path() / hf_dir
+                                                                  : std::filesystem::path(hf_dir);
+    try {
+      c = model_config_from_hf(dir.string());
+    } catch (const ConfigError& e) {
+      m.fail("hf", e.what());
+    }
+    m.get_choice("arch", c.arch, {"encoder", "gpt2", "decoder002", "llama"});
+  } else {
+    c = family_defaults(m.get_choice("arch", "encoder", {"encoder", "gpt2", "decoder002", "llama"}));
+  }
   c.name = std::filesystem::path(file).stem().string();
   c.width = m.get_int("width", c.width, 1, 1 << 16);
   c.heads = m.get_int("heads", c.heads, 1, 1 << 12);
@@ -71,8 +111,8 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.position = pick<NormPosition>(m.get_choice("position", c.position == NormPosition::pre ? "pre" : "post", {"pre", "post"}),
                                   {{"pre", NormPosition::pre}, {"post", NormPosition::post}});
   c.activation = pick<Activation>(
-      m.get_choice("activation", std::string(activation_name(c.activation)), {"gelu", "gelu-tanh", "relu"}),
-      {{"gelu", Activation::gelu}, {"gelu-tanh", Activation::gelu_tanh}, {"relu", Activation::relu}});
+      m.get_choice("activation", std::string(activation_name(c.activation)), {"gelu", "gelu-tanh", "relu", "silu"}),
+      {{"gelu", Activation::gelu}, {"gelu-tanh", Activation::gelu_tanh}, {"relu", Activation::relu}, {"silu", Activation::silu}});
   c.norm_eps = m.get<double>("norm_eps", c.norm_eps);
   if (!(c.norm_eps >= 0)) m.fail("norm_eps", "must be >= 0");
   c.causal = m.get<bool>("causal", c.causal);
@@ -85,6 +125,25 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.channels = m.get_int("channels", c.channels, 1, 1 << 12);
   c.class_token = m.get<bool>("class_token", c.class_token);
   c.vocab = m.get_int("vocab", c.embedding == Embedding::tokens && c.vocab == 0 ? 1000 : c.vocab, 0, 1 << 24);
+  c.kv_heads = m.get_int("kv_heads", c.kv_heads, 0, 1 << 12);
+  c.head_dim = m.get_int("head_dim", c.head_dim, 0, 1 << 14);
+  c.mlp = m.get_choice("mlp", c.mlp == Mlp::gated ? "gated" : "plain", {"plain", "gated"}) == "gated" ? Mlp::gated : Mlp::plain;
+  c.qkv_bias = m.get<bool>("qkv_bias", m.has("bias") ? c.bias : c.qkv_bias);  // `bias` alone covers q/k/v too
+  c.score_scale = m.get_choice("score_scale", c.score_scale == ScoreScale::multiply ? "multiply" : "divide",
+                               {"divide", "multiply"}) == "multiply" ? ScoreScale::multiply : ScoreScale::divide;
+  c.norm_cast = m.get<bool>("norm_cast", c.norm_cast);
+  c.activation_chain = m.get<bool>("activation_chain", c.activation_chain);
+  c.rope.theta = m.get<double>("rope_theta", c.rope.theta);
+  if (!(c.rope.theta >= 0)) m.fail("rope_theta", "must be >= 0 (0: no rotary embedding)");
+  c.rope.scaling = m.get_choice("rope_scaling", c.rope.scaling, {"default", "llama3"});
+  c.rope.factor = m.get<double>("rope_factor", c.rope.factor);
+  c.rope.low_freq_factor = m.get<double>("rope_low_freq_factor", c.rope.low_freq_factor);
+  c.rope.high_freq_factor = m.get<double>("rope_high_freq_factor", c.rope.high_freq_factor);
+  c.rope.original_max_positions = m.get_int("rope_original_max_positions", c.rope.original_max_positions, 1, 1 << 24);
+  c.final_norm = m.get<bool>("final_norm", c.final_norm);
+  c.lm_head = m.get<bool>("lm_head", c.lm_head);
+  c.tie_word_embeddings = m.get<bool>("tie_word_embeddings", c.tie_word_embeddings);
+  c.learned_positions = m.get<bool>("learned_positions", c.learned_positions);
   if (c.embedding == Embedding::patch && !m.has("tokens")) c.tokens = c.num_patches() + (c.class_token ? 1 : 0);
   m.finish();
 
@@ -131,10 +190,18 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   return c;
 }
 
-ModelConfig load_model_config(const std::string& path) { return parse_model_config(read_text(path, "model file"), path); }
+ModelConfig load_model_config(const std::string& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(st)) return model_config_from_hf(path);
+  if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    throw ConfigError(fmt::format("model file '{}' is not a regular file", path));
+  return parse_model_config(read_text(path, "model file"), path);
+}
 
 std::string validate(const ModelConfig& c) {
-  if (c.width % c.heads != 0) return fmt::format("model.width = {} is not divisible by model.heads = {}", c.width, c.heads);
+  if (c.head_dim == 0 && c.width % c.heads != 0)
+    return fmt::format("model.width = {} is not divisible by model.heads = {}", c.width, c.heads);
   if (c.embedding == Embedding::patch) {
     if (c.patch <= 0 || c.image <= 0 || c.image % c.patch != 0)
       return fmt::format("model.image = {} must be a positive multiple of model.patch = {}", c.image, c.patch);
@@ -144,6 +211,16 @@ std::string validate(const ModelConfig& c) {
                          c.class_token ? " and the class token" : "", want);
   }
   if (c.embedding == Embedding::tokens && c.vocab < 1) return "model.vocab must be >= 1 for a token embedding";
+  if (c.head_dim == 0 && c.width % c.heads != 0) return "model.width is not divisible by model.heads";
+  if (c.heads % c.kv_head_count() != 0)
+    return fmt::format("model.heads = {} is not a multiple of model.kv_heads = {}", c.heads, c.kv_head_count());
+  if (c.rope.theta > 0 && c.head_width() % 2 != 0)
+    return fmt::format("rotary embeddings need an even head width, not {}", c.head_width());
+  if (c.sliding_window > 0 && c.tokens > c.sliding_window)
+    return fmt::format("{} tokens exceed the sliding window of {} (not modelled)", c.tokens, c.sliding_window);
+  if (c.lm_head && c.embedding != Embedding::tokens) return "model.lm_head needs a token embedding (model.vocab)";
+  if (c.rope.scaling == "llama3" && !(c.rope.factor >= 1 && c.rope.high_freq_factor > c.rope.low_freq_factor))
+    return "rope_scaling llama3 needs rope_factor >= 1 and rope_high_freq_factor > rope_low_freq_factor";
   return "";
 }
 

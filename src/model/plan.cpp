@@ -14,13 +14,14 @@ namespace lpsim {
 
 std::string_view op_name(Op op) {
   static constexpr std::string_view names[op_count] = {"embed", "qkv", "score",  "scale",    "softmax", "pv",
-                                                       "out_proj", "ffn_up", "ffn_down", "act", "norm", "residual"};
+                                                       "out_proj", "ffn_up", "ffn_down", "act", "norm", "residual",
+                                                       "rope", "lm_head"};
   return names[static_cast<int>(op)];
 }
 
 bool is_gemm(Op op) {
   return op == Op::embed || op == Op::qkv || op == Op::score || op == Op::pv || op == Op::out_proj ||
-         op == Op::ffn_up || op == Op::ffn_down;
+         op == Op::ffn_up || op == Op::ffn_down || op == Op::lm_head;
 }
 bool has_reduction(Op op) { return op == Op::softmax || op == Op::norm; }
 
@@ -85,18 +86,28 @@ PrecisionPlan build(const PresetSpec& s) {
       case Op::act:
       case Op::scale: p.out = parse_format(s.act_out); break;
       case Op::residual: p.out = parse_format(s.residual_out); break;
+      case Op::rope:  // on the stream's dtype: fp32 under autocast (q * fp32 cos promotes), half when pure
+        p.out = parse_format(s.residual_out);
+        p.compute = p.out;
+        break;
       default: p.out = parse_format(s.gemm_out);
     }
     if (is_gemm(op)) {
       const bool attention = op == Op::score || op == Op::pv;
       // The embedding stays out of fp8 as Transformer Engine recipes keep the first layer in higher precision.
-      const bool linear_fp8 = s.fp8_scaling && !attention && op != Op::embed;
-      p.gemm = parse_policy(attention || (s.fp8_scaling && op == Op::embed) ? s.attn_gemm : s.gemm);
+      // So does the LM head (Transformer Engine leaves the output layer in bf16).
+      const bool first_or_last = op == Op::embed || op == Op::lm_head;
+      const bool linear_fp8 = s.fp8_scaling && !attention && !first_or_last;
+      p.gemm = parse_policy(attention || (s.fp8_scaling && first_or_last) ? s.attn_gemm : s.gemm);
       p.gemm->output = p.out;
       p.scaling = linear_fp8;
     }
     if (has_reduction(op)) p.reduce = reduction_policy(compute, default_reduce(compute));
   }
+  // model.half(): a chained activation's every op runs on half tensors; under autocast torch.pow promotes the
+  // chain to fp32, one rounding at the end as a fused activation has.
+  plan[Op::act].composite = std::string_view(s.name).starts_with("pure-");
+  if (std::string_view(s.name).starts_with("pure-") || s.fp8_scaling) plan.params = parse_format(s.residual_out);
   return plan;
 }
 
@@ -142,6 +153,14 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
   PrecisionPlan plan = plan_preset(f.get_choice("preset", "fp32", {"fp64", "fp32", "autocast-fp16", "autocast-bf16",
                                                                    "pure-fp16", "pure-bf16", "fp8-e4m3"}));
   plan.name = f.get<std::string>("name", std::filesystem::path(file).stem().string());
+  if (const auto p = f.optional<std::string>("params")) {
+    if (*p == "none") plan.params.reset();
+    else try {
+      plan.params = parse_format(*p);
+    } catch (const FormatError& e) {
+      f.fail("params", e.what());
+    }
+  }
   if (const auto r = f.optional<std::string>("rounding")) {
     try {
       const Rounding mode = parse_rounding(*r);
@@ -179,6 +198,10 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
       }
       if (const std::string bad = validate(*p.gemm); !bad.empty()) o.fail("policy", bad);
     }
+    if (const auto c = o.optional<bool>("composite")) {
+      if (op != Op::act) o.fail("composite", "applies to the act class only");
+      p.composite = *c;
+    }
     if (const auto sc = o.optional<std::string>("out_scaling")) {
       if (is_gemm(op)) o.fail("out_scaling", "applies to elementwise classes (scale, softmax, act, norm, residual)");
       const std::string v = *sc;
@@ -213,13 +236,15 @@ PrecisionPlan load_plan(const std::string& spec) {
 }
 
 std::string describe(const PrecisionPlan& plan) {
-  std::string s = fmt::format("plan {}\n", plan.name);
+  std::string s = fmt::format("plan {}{}\n", plan.name,
+                              plan.params ? fmt::format(" (parameters outside GEMMs in {})", plan.params->name) : "");
   for (Op op : all_ops) {
     const OpPrecision& p = plan[op];
     s += fmt::format("  {:<9} compute {:<6} out {:<9} round {}", op_name(op), p.compute.name, p.out.name,
                      short_name(p.rounding));
     if (p.gemm) s += fmt::format("  gemm {}{}", to_string(*p.gemm), p.scaling ? " (per-tensor scaling)" : "");
     if (p.reduce) s += fmt::format("  reduce {}", to_string(*p.reduce));
+    if (p.composite) s += "  composite";
     s += "\n";
   }
   return s;

@@ -5,7 +5,9 @@
 
 #include <bit>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "lpsim/config/config_error.hpp"
@@ -133,7 +135,10 @@ struct Checkpoint {
   const std::map<std::string, Tensor>& tensors;
   std::string path, prefix;
 
+  mutable std::set<std::string> read;  // names read so far (load_safetensors_weights rejects the others)
+
   const Tensor& get(const std::string& name, std::vector<std::int64_t> shape) const {
+    read.insert(prefix + name);
     auto it = tensors.find(prefix + name);
     if (it == tensors.end()) throw ConfigError(fmt::format("safetensors file '{}': tensor '{}' is missing", path, prefix + name));
     if (it->second.shape != shape)
@@ -141,7 +146,10 @@ struct Checkpoint {
                                     prefix + name, it->second.shape, shape));
     return it->second;
   }
-  bool has(const std::string& name) const { return tensors.contains(prefix + name); }
+  bool has(const std::string& name) const {
+    read.insert(prefix + name);
+    return tensors.contains(prefix + name);
+  }
   Matrix<double> matrix(const std::string& name, int rows, int cols, bool transposed) const {
     const Tensor& t = get(name, transposed ? std::vector<std::int64_t>{cols, rows} : std::vector<std::int64_t>{rows, cols});
     Matrix<double> m(rows, cols);
@@ -153,7 +161,7 @@ struct Checkpoint {
 };
 
 std::string find_prefix(const std::map<std::string, Tensor>& t, const std::vector<std::string>& probes) {
-  for (const std::string& p : {std::string(), std::string("transformer."), std::string("vit.")})
+  for (const std::string& p : {std::string(), std::string("transformer."), std::string("vit."), std::string("model.")})
     for (const auto& probe : probes)
       if (t.contains(p + probe)) return p;
   return "";
@@ -161,16 +169,52 @@ std::string find_prefix(const std::map<std::string, Tensor>& t, const std::vecto
 
 }  // namespace
 
+// Every tensor of a checkpoint: one safetensors file, or a Hugging Face directory (model.safetensors, or the shards
+// that model.safetensors.index.json's weight_map names; a tensor found in two shards is an error).
+std::map<std::string, Tensor> read_checkpoint(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return read_safetensors(path);
+  const fs::path single = fs::path(path) / "model.safetensors", index = fs::path(path) / "model.safetensors.index.json";
+  if (fs::is_regular_file(single)) return read_safetensors(single.string());
+  if (!fs::is_regular_file(index))
+    throw ConfigError(fmt::format("model directory '{}' has neither model.safetensors nor model.safetensors.index.json", path));
+  nlohmann::json j;
+  try {
+    std::ifstream in(index);
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(fmt::format("'{}' does not parse: {}", index.string(), e.what()));
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    throw ConfigError(fmt::format("'{}': field 'weight_map' is missing or not an object", index.string()));
+  std::set<std::string> shards;
+  for (const auto& [name, file] : j["weight_map"].items()) {
+    if (!file.is_string()) throw ConfigError(fmt::format("'{}': weight_map['{}'] is not a file name", index.string(), name));
+    const std::string f = file.get<std::string>();
+    if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
+      throw ConfigError(fmt::format("'{}': weight_map['{}'] = '{}' is not a file in the directory", index.string(), name, f));
+    shards.insert(f);
+  }
+  std::map<std::string, Tensor> all;
+  for (const std::string& shard : shards)
+    for (auto& [name, t] : read_safetensors((fs::path(path) / shard).string()))
+      if (!all.emplace(name, std::move(t)).second)
+        throw ConfigError(fmt::format("model directory '{}': tensor '{}' appears in more than one shard", path, name));
+  return all;
+}
+
 Weights<double> load_safetensors_weights(const std::string& path, const ModelConfig& cfg) {
-  const auto tensors = read_safetensors(path);
-  const int d = cfg.width, f = cfg.ffn;
+  const auto tensors = read_checkpoint(path);
+  const int d = cfg.width, f = cfg.ffn, dq = cfg.q_width(), dkv = cfg.kv_width();
   Weights<double> w;
   const bool vit = tensors.contains("encoder.layer.0.attention.attention.query.weight") ||
                    tensors.contains("vit.encoder.layer.0.attention.attention.query.weight") ||
                    tensors.contains("embeddings.cls_token") || tensors.contains("vit.embeddings.cls_token");
+  const bool llama = cfg.arch == "llama";
   const Checkpoint ck{tensors, path,
                       find_prefix(tensors, {"h.0.ln_1.weight", "wte.weight", "encoder.layer.0.layernorm_before.weight",
-                                            "embeddings.cls_token"})};
+                                            "embeddings.cls_token", "layers.0.input_layernorm.weight",
+                                            "embed_tokens.weight"})};
   auto norm = [&](const std::string& base) {
     NormWeights<double> n{ck.vector(base + ".weight", d), {}};
     if (cfg.norm == NormKind::layernorm) n.beta = ck.vector(base + ".bias", d);
@@ -184,7 +228,21 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
   auto bias = [&](const std::string& name, int n) { return cfg.bias ? ck.vector(name, n) : std::vector<double>{}; };
   for (int l = 0; l < cfg.depth; ++l) {
     LayerWeights<double> lw;
-    if (vit) {
+    if (llama) {  // Llama, Mistral, Qwen2: nn.Linear weights are out x in
+      const std::string p = fmt::format("layers.{}.", l);
+      lw.wq = ck.matrix(p + "self_attn.q_proj.weight", d, dq, true);
+      lw.wk = ck.matrix(p + "self_attn.k_proj.weight", d, dkv, true);
+      lw.wv = ck.matrix(p + "self_attn.v_proj.weight", d, dkv, true);
+      lw.wo = ck.matrix(p + "self_attn.o_proj.weight", dq, d, true);
+      if (cfg.qkv_bias) {
+        lw.bq = ck.vector(p + "self_attn.q_proj.bias", dq), lw.bk = ck.vector(p + "self_attn.k_proj.bias", dkv);
+        lw.bv = ck.vector(p + "self_attn.v_proj.bias", dkv);
+      }
+      lw.w1 = ck.matrix(p + "mlp.gate_proj.weight", d, f, true);
+      lw.w3 = ck.matrix(p + "mlp.up_proj.weight", d, f, true);
+      lw.w2 = ck.matrix(p + "mlp.down_proj.weight", f, d, true);
+      lw.norm1 = norm(p + "input_layernorm"), lw.norm2 = norm(p + "post_attention_layernorm");
+    } else if (vit) {
       const std::string p = fmt::format("encoder.layer.{}.", l);
       lw.wq = ck.matrix(p + "attention.attention.query.weight", d, d, true);
       lw.wk = ck.matrix(p + "attention.attention.key.weight", d, d, true);
@@ -195,6 +253,11 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
       lw.bq = bias(p + "attention.attention.query.bias", d), lw.bk = bias(p + "attention.attention.key.bias", d);
       lw.bv = bias(p + "attention.attention.value.bias", d), lw.bo = bias(p + "attention.output.dense.bias", d);
       lw.b1 = bias(p + "intermediate.dense.bias", f), lw.b2 = bias(p + "output.dense.bias", d);
+      if (cfg.qkv_bias != cfg.bias) {  // ViT's qkv_bias = false
+        lw.bq = cfg.qkv_bias ? ck.vector(p + "attention.attention.query.bias", d) : std::vector<double>{};
+        lw.bk = cfg.qkv_bias ? ck.vector(p + "attention.attention.key.bias", d) : std::vector<double>{};
+        lw.bv = cfg.qkv_bias ? ck.vector(p + "attention.attention.value.bias", d) : std::vector<double>{};
+      }
       lw.norm1 = norm(p + "layernorm_before"), lw.norm2 = norm(p + "layernorm_after");
     } else {
       const std::string p = fmt::format("h.{}.", l);
@@ -223,8 +286,11 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
     const Tensor& pos = ck.get("embeddings.position_embeddings", {1, cfg.tokens, d});
     w.pos = Matrix<double>(cfg.tokens, d);
     w.pos.data = pos.values;
+  } else if (llama) {
+    w.wte = ck.matrix("embed_tokens.weight", cfg.vocab, d, false);
   } else if (cfg.embedding == Embedding::tokens) {
     w.wte = ck.matrix("wte.weight", cfg.vocab, d, false);
+    ck.read.insert(ck.prefix + "wpe.weight");
     auto it = tensors.find(ck.prefix + "wpe.weight");
     if (it == tensors.end()) throw ConfigError(fmt::format("safetensors file '{}': tensor 'wpe.weight' is missing", path));
     if (it->second.shape.size() != 2 || it->second.shape[1] != d || it->second.shape[0] < cfg.tokens)
@@ -232,6 +298,23 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
                                     path, it->second.shape, cfg.tokens, d));
     w.pos = Matrix<double>(cfg.tokens, d);
     std::copy_n(it->second.values.begin(), w.pos.size(), w.pos.data.begin());
+  }
+  if (cfg.final_norm) w.final_norm = norm(llama ? "norm" : vit ? "layernorm" : "ln_f");
+  if (cfg.lm_head && !cfg.tie_word_embeddings) {  // outside the base model's prefix
+    const Checkpoint root{tensors, path, ""};
+    w.lm_head = root.matrix("lm_head.weight", d, cfg.vocab, true);
+    ck.read.insert("lm_head.weight");
+  }
+  // Unread tensors: an untied head that the config calls tied, a layer beyond num_hidden_layers, ... Buffers that
+  // transformers may save (attention masks, rotary inv_freq) and ViT's pooler are not parameters of the forward.
+  for (const auto& [name, t] : tensors) {
+    if (ck.read.contains(name)) continue;
+    const bool known_extra = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") ||
+                             name.ends_with("rotary_emb.inv_freq") || name.starts_with("pooler.") ||
+                             name.starts_with("vit.pooler.") || name.starts_with("classifier.") ||
+                             (name == "lm_head.weight" && cfg.tie_word_embeddings);
+    if (!known_extra)
+      throw ConfigError(fmt::format("checkpoint '{}': tensor '{}' is not part of the model the config describes", path, name));
   }
   return w;
 }

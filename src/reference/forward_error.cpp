@@ -62,6 +62,10 @@ Taps<double> fp64_taps(const ModelConfig& cfg, const Weights<double>& w, const M
 
 Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const Weights<double>& w,
                            const ModelInput<double>& in, std::vector<RangeEvents>* events) {
+  if (const auto& p = be.plan().params; p && !(p->spec == formats::fp64)) {
+    const Weights<double> stored = params_rounded(w, p->spec);
+    return run_taps(be, cfg, stored, in, events);
+  }
   return run_taps(be, cfg, w, in, events);
 }
 
@@ -115,6 +119,41 @@ TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference)
   return t;
 }
 
+template <class R>
+void logit_metrics(TapError& t, const Matrix<double>& emulated, const Matrix<R>& reference) {
+  long double kl_sum = 0, kl_max = 0;
+  int agree = 0;
+  double max_abs = 0;
+  const int n = emulated.rows, v = emulated.cols;
+  std::vector<long double> r(v), e(v);
+  for (int i = 0; i < n; ++i) {
+    int arg_r = 0, arg_e = 0;
+    for (int j = 0; j < v; ++j) {
+      r[j] = static_cast<long double>(to_double(reference(i, j))), e[j] = emulated(i, j);
+      if (r[j] > r[arg_r]) arg_r = j;
+      if (e[j] > e[arg_e]) arg_e = j;
+      max_abs = std::max(max_abs, double(std::fabs(e[j] - r[j])));
+    }
+    agree += arg_r == arg_e;
+    // log-softmax with the row maximum taken out: KL = sum p_r (log p_r - log p_e).
+    long double zr = 0, ze = 0;
+    for (int j = 0; j < v; ++j) zr += std::exp(r[j] - r[arg_r]), ze += std::exp(e[j] - e[arg_e]);
+    const long double lzr = std::log(zr) + r[arg_r], lze = std::log(ze) + e[arg_e];
+    long double kl = 0;
+    for (int j = 0; j < v; ++j) {
+      const long double lr = r[j] - lzr, le = e[j] - lze;
+      kl += std::exp(lr) * (lr - le);
+    }
+    kl = std::max(kl, 0.0L);  // rounding can leave a tiny negative value for identical rows
+    kl_sum += kl, kl_max = std::max(kl_max, kl);
+  }
+  t.kl_mean = n ? double(kl_sum / n) : NAN, t.kl_max = double(kl_max);
+  t.top1 = n ? double(agree) / n : NAN, t.logit_max_abs = max_abs;
+}
+
+template void logit_metrics<double>(TapError&, const Matrix<double>&, const Matrix<double>&);
+template void logit_metrics<Real>(TapError&, const Matrix<double>&, const Matrix<Real>&);
+
 template TapError compare_tap<double>(const Matrix<double>&, const Matrix<double>&);
 template TapError compare_tap<Real>(const Matrix<double>&, const Matrix<Real>&);
 
@@ -123,18 +162,21 @@ std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emu
                                  const std::vector<RangeEvents>& events) {
   std::vector<TapError> out;
   RangeEvents previous;
+  std::vector<std::pair<int, Tap>> order;  // (layer, tap) of each stored tap, in forward order
   for (int l = 0; l < cfg.depth; ++l)
-    for (int k = 0; k < 4; ++k) {
-      const std::size_t i = std::size_t(l) * 4 + k;
-      TapError t = compare_tap(emulated[i], reference[i]);
-      t.layer = l, t.tap = all_taps[k];
-      if (i < events.size()) {
-        t.overflows = events[i].overflows - previous.overflows;
-        t.saturations = events[i].saturations - previous.saturations;
-        previous = events[i];
-      }
-      out.push_back(t);
+    for (Tap tap : all_taps) order.push_back({l, tap});
+  for (Tap tap : head_taps(cfg)) order.push_back({cfg.depth, tap});
+  for (std::size_t i = 0; i < order.size() && i < emulated.size(); ++i) {
+    TapError t = compare_tap(emulated[i], reference[i]);
+    t.layer = order[i].first, t.tap = order[i].second;
+    if (t.tap == Tap::logits) logit_metrics(t, emulated[i], reference[i]);
+    if (i < events.size()) {
+      t.overflows = events[i].overflows - previous.overflows;
+      t.saturations = events[i].saturations - previous.saturations;
+      previous = events[i];
     }
+    out.push_back(t);
+  }
   return out;
 }
 
@@ -151,7 +193,7 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
   auto t0 = std::chrono::steady_clock::now();
   EmulatedBackend emu(plan, o.seed);
   std::vector<RangeEvents> events;
-  const Taps<double> emulated = run_taps(emu, cfg, w, in, &events);
+  const Taps<double> emulated = emulated_taps(emu, cfg, w, in, &events);
   result.emulated_seconds = seconds_since(t0);
   result.events = emu.events();
 
@@ -195,14 +237,14 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
 
 std::string tap_csv_header() {
   return "model,plan,seed,batch,layer,tap,rel_fro,max_rel,mean_rel,median_rel,p95_rel,p99_rel,elements,zero_ref,"
-         "nonfinite,overflows,saturations,ref_fro,u";
+         "nonfinite,overflows,saturations,ref_fro,u,kl_mean,kl_max,top1,logit_max_abs";
 }
 
 std::string tap_csv_row(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o, const TapError& t) {
-  return fmt::format("{},{},{},{},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{}", cfg.name,
-                     plan.name, o.seed, o.batch, t.layer, tap_name(t.tap), t.rel_fro, t.max_rel, t.mean_rel,
+  return fmt::format("{},{},{},{},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{},{:.9e},{:.9e},{:.9e},{:.9e}",
+                     cfg.name, plan.name, o.seed, o.batch, t.layer, tap_name(t.tap), t.rel_fro, t.max_rel, t.mean_rel,
                      t.median_rel, t.p95_rel, t.p99_rel, t.elements, t.zero_ref, t.nonfinite, t.overflows,
-                     t.saturations, t.ref_fro, plan.unit_roundoff());
+                     t.saturations, t.ref_fro, plan.unit_roundoff(), t.kl_mean, t.kl_max, t.top1, t.logit_max_abs);
 }
 
 }  // namespace lpsim

@@ -77,7 +77,7 @@ struct UnitResult {
 };
 
 bool wanted(const std::string& rows, const ModelConfig& m, const TapError& t) {
-  return rows == "all" || (t.tap == Tap::block && (rows == "block" || t.layer == m.depth - 1));
+  return rows == "all" || t.layer == m.depth || (t.tap == Tap::block && (rows == "block" || t.layer == m.depth - 1));
 }
 
 template <class R>

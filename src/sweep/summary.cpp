@@ -17,6 +17,7 @@ struct Group {
   std::vector<std::string> key;  // model axis values, seed, plan axis values, plan
   double u = 0;
   std::vector<double> block, attn, ffn;
+  std::vector<double> logits, kl, top1;   // the logits rows (models with an LM head)
   std::vector<std::vector<double>> diag;  // per diagnostic column, its values on block rows (one per layer and batch)
   struct Final {
     int layer;
@@ -53,6 +54,9 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   for (const char* c : diag_columns) diag_values.push_back(t.numbers(c));
   const std::vector<double> rel = t.numbers("rel_fro"), nonfinite = t.numbers("nonfinite"),
                             overflows = t.numbers("overflows"), saturations = t.numbers("saturations");
+  // Files written before the logits columns existed have none: nan then.
+  const std::vector<double> kl = t.has("kl_mean") ? t.numbers("kl_mean") : std::vector<double>(t.rows.size(), NAN),
+                            top1 = t.has("top1") ? t.numbers("top1") : std::vector<double>(t.rows.size(), NAN);
   std::vector<Group> groups;
   std::map<std::vector<std::string>, std::size_t> index;
   for (std::size_t r = 0; r < t.rows.size(); ++r) {
@@ -68,8 +72,10 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
     g.u = std::stod(row[c_u]);
     g.batches[row[c_batch]] = 1;
     const int layer = std::stoi(row[c_layer]);
-    g.layers = std::max(g.layers, layer + 1);
     const std::string& tap = row[c_tap];
+    if (tap == "logits") g.logits.push_back(rel[r]), g.kl.push_back(kl[r]), g.top1.push_back(top1[r]);
+    if (tap == "final" || tap == "logits") continue;  // after the blocks (layer = depth)
+    g.layers = std::max(g.layers, layer + 1);
     if (tap == "block") g.block.push_back(rel[r]);
     if (tap == "block") {
       g.block_rows.push_back({layer, rel[r], mean_rel[r], median_rel[r]});
@@ -87,7 +93,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   out += "precision,u,batches,layers,r_block_p95,r_block_max,r_block_median,r_block_mean,r_final_mean,r_attn_p95,r_ffn_p95,"
          "final_mean_rel,final_median_rel,nonfinite,overflows,saturations";
   for (const char* c : diag_columns) out += fmt::format(",{}_p95", c);
-  out += "\n";
+  out += ",r_logits_mean,kl_mean,top1_mean\n";
   for (const Group& g : groups) {
     std::string line;
     for (const auto& k : g.key) line += (k.find(',') != std::string::npos ? "\"" + k + "\"" : k) + ",";
@@ -115,6 +121,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
                                     })
                                         ? quantile(sortable(g.diag[k]), 0.95)
                                         : NAN);
+    out += fmt::format(",{:.9e},{:.9e},{:.9e}", average(g.logits), average(g.kl), average(g.top1));
     out += "\n";
   }
   return out;

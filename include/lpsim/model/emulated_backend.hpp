@@ -44,6 +44,10 @@ class EmulatedBackend {
     return round_one(r, v);
   }
   void store(Op op, Matrix<double>& m);
+  // One step of a chained activation: rounded to the op's out when the plan says the chain is composite.
+  double chain_step(Op op, double v) {
+    return plan_[op].composite ? round_one(out_[static_cast<int>(op)], v) : v;
+  }
   void set_layer(int layer) {
     layer_ = layer;
     calls_in_layer_.fill(0);

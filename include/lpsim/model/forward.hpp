@@ -1,19 +1,28 @@
 #pragma once
 // The forward pass, once for every backend. Pre-LN: X' = X + MHSA(N1(X)), X'' = X' + FFN(N2(X')).
 // Post-LN: X' = N1(X + MHSA(X)), X'' = N2(X' + FFN(X')). Four taps per block: the attention branch, the stream
-// after it, the FFN branch and the block output.
+// after it, the FFN branch and the block output; then the final norm and the logits where the model has them.
 #include <functional>
 #include <string_view>
+#include <vector>
 
 #include "lpsim/model/layers.hpp"
 
 namespace lpsim {
 
-enum class Tap : std::uint8_t { attn, mid, ffn, block };
+// After the last block, at layer = depth: "final" (the final norm's output) and "logits" (the LM head's).
+enum class Tap : std::uint8_t { attn, mid, ffn, block, final, logits };
 inline constexpr Tap all_taps[] = {Tap::attn, Tap::mid, Tap::ffn, Tap::block};
 inline std::string_view tap_name(Tap t) {
-  constexpr std::string_view names[] = {"attn", "mid", "ffn", "block"};
+  constexpr std::string_view names[] = {"attn", "mid", "ffn", "block", "final", "logits"};
   return names[static_cast<int>(t)];
+}
+// The taps after the blocks, in order (head_tap_count(cfg) of them).
+inline std::vector<Tap> head_taps(const ModelConfig& cfg) {
+  std::vector<Tap> t;
+  if (cfg.final_norm) t.push_back(Tap::final);
+  if (cfg.lm_head) t.push_back(Tap::logits);
+  return t;
 }
 
 template <class T>
@@ -30,16 +39,28 @@ Matrix<T> forward(B& be, const ModelConfig& cfg, const Weights<T>& w, const Mode
     be.set_layer(l);
     const LayerWeights<T>& lw = w.layers[l];
     const bool pre = cfg.position == NormPosition::pre;
-    const Matrix<T> a = layers::attention(be, cfg, lw, pre ? layers::norm(be, cfg.norm, x, lw.norm1, cfg.norm_eps) : x);
+    auto normed = [&](const Matrix<T>& v, const NormWeights<T>& nw) {
+      return layers::norm(be, cfg.norm, v, nw, cfg.norm_eps, cfg.norm_cast);
+    };
+    const Matrix<T> a = layers::attention(be, cfg, lw, pre ? normed(x, lw.norm1) : x, w.rope_cos, w.rope_sin);
     emit(l, Tap::attn, a);
     x = layers::residual_add(be, x, a);
-    if (!pre) x = layers::norm(be, cfg.norm, x, lw.norm1, cfg.norm_eps);
+    if (!pre) x = normed(x, lw.norm1);
     emit(l, Tap::mid, x);
-    const Matrix<T> f = layers::feed_forward(be, cfg, lw, pre ? layers::norm(be, cfg.norm, x, lw.norm2, cfg.norm_eps) : x);
+    const Matrix<T> f = layers::feed_forward(be, cfg, lw, pre ? normed(x, lw.norm2) : x);
     emit(l, Tap::ffn, f);
     x = layers::residual_add(be, x, f);
-    if (!pre) x = layers::norm(be, cfg.norm, x, lw.norm2, cfg.norm_eps);
+    if (!pre) x = normed(x, lw.norm2);
     emit(l, Tap::block, x);
+  }
+  be.set_layer(cfg.depth);
+  if (cfg.final_norm) {
+    x = layers::norm(be, cfg.norm, x, w.final_norm, cfg.norm_eps, cfg.norm_cast, false);
+    emit(cfg.depth, Tap::final, x);
+  }
+  if (cfg.lm_head) {
+    x = be.linear(Op::lm_head, x, w.lm_head, nullptr);
+    emit(cfg.depth, Tap::logits, x);
   }
   return x;
 }

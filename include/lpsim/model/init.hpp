@@ -3,12 +3,20 @@
 // value depends only on (seed, tensor, index): the same on every machine and at any thread count.
 #include <cstdint>
 
+#include "lpsim/format/format.hpp"
 #include "lpsim/model/weights.hpp"
 
 namespace lpsim {
 
 // Weights from the initialiser of cfg.init (or the safetensors file it names), rounded to cfg.init.storage.
 Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed);
+// Runs the model on a file's input: token ids (whitespace separated; the sequence length becomes the file's) or an
+// image's values (channel, row, column). Throws ConfigError naming the file and the bad value.
+void use_input_file(ModelConfig& cfg, const std::string& path);
+// A copy whose parameters outside GEMMs are rounded to f (PrecisionPlan::params).
+Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f);
+// The rotary tables of a RoPE model (Weights::rope_cos/sin), as transformers computes them in fp32.
+void add_rope_tables(Weights<double>& w, const ModelConfig& cfg);
 
 // Input batch number `batch` (from cfg.input: a seeded generator or a file), rounded to cfg.init.storage.
 ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int batch = 0);

@@ -30,10 +30,14 @@ T pi_as() {
 
 // Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d, eps the norm's own when it has one. Two passes: mean, then the variance of
 // the centred values (a careful kernel's choice; Welford's update would round differently).
+// cast: RMSNorm as transformers' LlamaRMSNorm: x * rstd is rounded to the stream's dtype (the norm's `out`) before
+// the gain multiplies it, itself rounded again.
 template <class B, class T>
-Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w, double eps) {
+Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w, double eps, bool cast = false,
+               bool in_block = true) {
   using std::sqrt;
-  if constexpr (requires { be.observe_norm_input(x); }) be.observe_norm_input(x);  // diagnostics (diag/)
+  if constexpr (requires { be.observe_norm_input(x); })  // diagnostics (diag/) look at the blocks' norms
+    if (in_block) be.observe_norm_input(x);
   const int n = x.rows, d = x.cols;
   Matrix<T> y(n, d);
   const T width(d), epsilon = be.compute(Op::norm, T(w.eps >= 0 ? w.eps : eps));
@@ -50,6 +54,10 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w
       second = be.compute(Op::norm, T(be.dot(Op::norm, row, row) / width));
     }
     const T rstd = be.compute(Op::norm, T(T(1) / sqrt(be.compute(Op::norm, T(second + epsilon)))));
+    if (cast) {
+      for (int j = 0; j < d; ++j) y(i, j) = be.compute(Op::norm, T(centred[j] * rstd));
+      continue;
+    }
     for (int j = 0; j < d; ++j) {
       T v = be.compute(Op::norm, T(be.compute(Op::norm, T(centred[j] * rstd)) * w.gamma[j]));
       if (!w.beta.empty()) v = be.compute(Op::norm, T(v + w.beta[j]));
@@ -57,16 +65,45 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w
     }
   }
   be.store(Op::norm, y);
+  if (cast) {  // the gain times the rounded normalised value, rounded again
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < d; ++j) y(i, j) = be.compute(Op::norm, T(y(i, j) * w.gamma[j]));
+    be.store(Op::norm, y);
+  }
   return y;
 }
 
-// S / sqrt(d_head), elementwise (PyTorch's `scores / math.sqrt(d)`: the divisor rounded to compute first).
+// S / sqrt(d_head) elementwise (PyTorch's `scores / math.sqrt(d)`: the divisor rounded to compute first), or
+// S * d_head^-1/2 (transformers' Llama: `* self.scaling`, a Python float PyTorch applies in fp32).
 template <class B, class T>
-void scale_scores(B& be, Matrix<T>& s, int d_head) {
+void scale_scores(B& be, Matrix<T>& s, int d_head, ScoreScale how = ScoreScale::divide) {
   using std::sqrt;
-  const T divisor = be.compute(Op::scale, T(sqrt(T(d_head))));
-  for (T& v : s.data) v = be.compute(Op::scale, T(v / divisor));
+  if (how == ScoreScale::multiply) {
+    const T factor = be.compute(Op::scale, T(T(1) / sqrt(T(d_head))));
+    for (T& v : s.data) v = be.compute(Op::scale, T(v * factor));
+  } else {
+    const T divisor = be.compute(Op::scale, T(sqrt(T(d_head))));
+    for (T& v : s.data) v = be.compute(Op::scale, T(v / divisor));
+  }
   be.store(Op::scale, s);
+}
+
+// Rotary embedding of one head's rows (n x d_head) in place: x*cos + rotate_half(x)*sin with rotate_half(x) =
+// [-x2, x1] for the halves x1, x2; the fp32 tables are rounded to the rope class's compute format first (what
+// `cos.to(x.dtype)` does), then each of the three elementwise steps is rounded to compute.
+template <class B, class T>
+void rotate(B& be, Matrix<T>& x, const Matrix<T>& cos_table, const Matrix<T>& sin_table) {
+  const int n = x.rows, d = x.cols, half = d / 2;
+  std::vector<T> row(d);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < d; ++j) row[j] = x(i, j);
+    for (int j = 0; j < d; ++j) {
+      const T c = be.compute(Op::rope, cos_table(i, j)), s = be.compute(Op::rope, sin_table(i, j));
+      const T rot = j < half ? T(-row[j + half]) : row[j - half];
+      x(i, j) = be.compute(Op::rope, T(be.compute(Op::rope, T(row[j] * c)) + be.compute(Op::rope, T(rot * s))));
+    }
+  }
+  be.store(Op::rope, x);
 }
 
 // Row-wise softmax with the row maximum subtracted; with a causal mask row i sees columns 0..i and the others are 0.
@@ -91,10 +128,12 @@ Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
 template <class T>
 T activation(Activation a, const T& x) {
   using std::erf;
+  using std::exp;
   using std::sqrt;
   using std::tanh;
   switch (a) {
     case Activation::relu: return x > T(0) ? x : T(0);
+    case Activation::silu: return T(x / T(T(1) + T(exp(T(-x)))));
     case Activation::gelu: return T(T(0.5) * x * T(T(1) + T(erf(T(x / sqrt(T(2)))))));
     case Activation::gelu_tanh: {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's form
       const T c = sqrt(T(2) / pi_as<T>());
@@ -104,10 +143,28 @@ T activation(Activation a, const T& x) {
   return x;
 }
 
-// The activation as one correctly rounded function of its stored input.
+// transformers' NewGELUActivation (gelu_new) as PyTorch evaluates it: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
+// pow(x, 3)))), each op a kernel whose result is rounded to compute and, in a composite plan, to the tensor's dtype.
 template <class B, class T>
-void activate(B& be, Activation a, Matrix<T>& u) {
-  for (T& v : u.data) v = be.compute(Op::act, activation(a, v));
+T gelu_new_chain(B& be, const T& x) {
+  using std::sqrt;
+  using std::tanh;
+  auto step = [&](const T& v) { return be.chain_step(Op::act, be.compute(Op::act, v)); };
+  const T c = be.compute(Op::act, T(sqrt(T(2) / pi_as<T>())));  // Python floats reach the kernel as fp32
+  const T k = be.compute(Op::act, T(0.044715));
+  const T cube = step(T(x * x * x));
+  const T inner = step(T(x + step(T(k * cube))));
+  const T t = step(T(tanh(step(T(c * inner)))));
+  return step(T(step(T(T(0.5) * x)) * step(T(T(1) + t))));
+}
+
+// The activation as one correctly rounded function of its stored input, or (chain) as the framework's ops.
+template <class B, class T>
+void activate(B& be, Activation a, Matrix<T>& u, bool chain = false) {
+  if (chain && a == Activation::gelu_tanh)
+    for (T& v : u.data) v = gelu_new_chain(be, v);
+  else
+    for (T& v : u.data) v = be.compute(Op::act, activation(a, v));
   be.store(Op::act, u);
 }
 
@@ -122,19 +179,32 @@ Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
 
 // Multi-head self-attention of H (n x width): per head softmax(Q_h K_h^T / sqrt(d_head)) V_h, heads
 // concatenated, then the output projection. Returns the branch output before the residual add.
+// With rotary tables (tokens x d_head), queries and keys are rotated per head after the projections; with
+// kv_heads < heads, query head h attends with key/value head h / (heads / kv_heads) (grouped-query attention).
 template <class B, class T>
-Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
+Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h,
+                    const Matrix<T>& rope_cos = {}, const Matrix<T>& rope_sin = {}) {
   auto bias = [](const std::vector<T>& b) { return b.empty() ? nullptr : &b; };
   if constexpr (requires { be.observe_attention_input(h); }) be.observe_attention_input(h);
   const Matrix<T> q = be.linear(Op::qkv, h, w.wq, bias(w.bq));
   const Matrix<T> k = be.linear(Op::qkv, h, w.wk, bias(w.bk));
   const Matrix<T> v = be.linear(Op::qkv, h, w.wv, bias(w.bv));
-  const int dh = cfg.head_width();
-  Matrix<T> heads(h.rows, cfg.width);
+  const int dh = cfg.head_width(), group = cfg.heads / cfg.kv_head_count();
+  const bool rope = !rope_cos.empty();
+  std::vector<Matrix<T>> keys(cfg.kv_head_count());  // rotated once per key/value head, shared by its group
+  for (int g = 0; g < cfg.kv_head_count(); ++g) {
+    keys[g] = columns(k, g * dh, dh);
+    if (rope) rotate(be, keys[g], rope_cos, rope_sin);
+  }
+  Matrix<T> heads(h.rows, cfg.q_width());
   for (int head = 0; head < cfg.heads; ++head) {
-    const Matrix<T> qh = columns(q, head * dh, dh), kh = columns(k, head * dh, dh), vh = columns(v, head * dh, dh);
+    const int g = head / group;
+    Matrix<T> qh = columns(q, head * dh, dh);
+    if (rope) rotate(be, qh, rope_cos, rope_sin);
+    const Matrix<T>& kh = keys[g];
+    const Matrix<T> vh = columns(v, g * dh, dh);
     Matrix<T> s = be.gemm(Op::score, qh, transpose(kh), nullptr);
-    scale_scores(be, s, dh);
+    scale_scores(be, s, dh, cfg.score_scale);
     const Matrix<T> p = softmax(be, s, cfg.causal);
     if constexpr (requires { be.observe_head(qh, kh, s, p, vh); }) be.observe_head(qh, kh, s, p, vh);
     set_columns(heads, head * dh, be.gemm(Op::pv, p, vh, nullptr));
@@ -142,11 +212,17 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, con
   return be.linear(Op::out_proj, heads, w.wo, bias(w.bo));
 }
 
-// Two-layer perceptron: act(H W1 + b1) W2 + b2.
+// Two-layer perceptron: act(H W1 + b1) W2 + b2; gated (SwiGLU): (act(H W1) * H W3) W2, the activation and the
+// product each rounded to the act class's out (transformers' `down_proj(act_fn(gate_proj(x)) * up_proj(x))`).
 template <class B, class T>
 Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
   Matrix<T> u = be.linear(Op::ffn_up, h, w.w1, w.b1.empty() ? nullptr : &w.b1);
-  activate(be, cfg.activation, u);
+  activate(be, cfg.activation, u, cfg.activation_chain);
+  if (cfg.mlp == Mlp::gated) {
+    const Matrix<T> up = be.linear(Op::ffn_up, h, w.w3, nullptr);
+    for (std::size_t i = 0; i < u.size(); ++i) u.data[i] = be.compute(Op::act, T(u.data[i] * up.data[i]));
+    be.store(Op::act, u);
+  }
   return be.linear(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
 }
 
@@ -168,8 +244,10 @@ Matrix<T> embed(B& be, const ModelConfig& cfg, const Weights<T>& w, const ModelI
     for (int i = 0; i < e.rows; ++i)
       for (int j = 0; j < cfg.width; ++j) x(first + i, j) = be.compute(Op::residual, T(e(i, j) + w.pos(first + i, j)));
   } else {
+    const bool positions = !w.pos.empty();  // learned positions (GPT-2); rotary models add none here
     for (int t = 0; t < cfg.tokens; ++t)
-      for (int j = 0; j < cfg.width; ++j) x(t, j) = be.compute(Op::residual, T(w.wte(in.ids[t], j) + w.pos(t, j)));
+      for (int j = 0; j < cfg.width; ++j)
+        x(t, j) = positions ? be.compute(Op::residual, T(w.wte(in.ids[t], j) + w.pos(t, j))) : w.wte(in.ids[t], j);
   }
   be.store(Op::residual, x);
   return x;

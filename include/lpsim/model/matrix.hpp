@@ -14,6 +14,7 @@ struct Matrix {
   std::vector<T> data;
 
   Matrix() = default;
+  bool empty() const { return data.empty(); }
   Matrix(int r, int c) : rows(r), cols(c), data(static_cast<std::size_t>(r) * c) {}
   Matrix(int r, int c, const T& fill) : rows(r), cols(c), data(static_cast<std::size_t>(r) * c, fill) {}
 

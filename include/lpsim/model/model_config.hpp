@@ -9,7 +9,9 @@ namespace lpsim {
 
 enum class NormKind : std::uint8_t { layernorm, rmsnorm };
 enum class NormPosition : std::uint8_t { pre, post };  // pre: X + f(N(X)); post: N(X + f(X))
-enum class Activation : std::uint8_t { gelu, gelu_tanh, relu };
+enum class Activation : std::uint8_t { gelu, gelu_tanh, relu, silu };
+enum class Mlp : std::uint8_t { plain, gated };          // gated: down(act(gate(X)) * up(X)), SwiGLU with silu
+enum class ScoreScale : std::uint8_t { divide, multiply };  // S / fl(sqrt(d)) (GPT-2, ViT) or S * fl32(d^-1/2) (Llama)
 enum class Embedding : std::uint8_t { none, patch, tokens };
 
 struct InitConfig {
@@ -24,6 +26,15 @@ struct InitConfig {
   double bias_std = 0.0;          // linear-layer biases ~ N(0, bias_std^2)
   std::string storage = "fp32";   // weights and inputs are rounded to this format (the parameters' dtype)
   std::string weights;            // safetensors file instead of the initialiser (Hugging Face GPT-2 or ViT names)
+};
+
+// Rotary position embeddings (Llama family). theta 0: none. Scaling "llama3" stretches the low frequencies
+// (Llama 3.1's rope_scaling: factor, low/high_freq_factor, original_max_position_embeddings).
+struct RopeConfig {
+  double theta = 0;
+  std::string scaling = "default";  // default | llama3
+  double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
+  int original_max_positions = 8192;
 };
 
 struct InputConfig {
@@ -50,15 +61,36 @@ struct ModelConfig {
   int image = 0, patch = 0, channels = 3;  // patch embedding: image x image x channels in patches of patch x patch
   bool class_token = true;
   int vocab = 0;       // token embedding
+  // The Llama family (docs/MODELS.md): grouped-query attention, head width, SwiGLU, RoPE, final norm, LM head.
+  int kv_heads = 0;    // 0: heads (multi-head attention); else heads / kv_heads query heads share a key/value head
+  int head_dim = 0;    // 0: width / heads
+  Mlp mlp = Mlp::plain;
+  bool qkv_bias = true;        // q/k/v projections (Qwen2 has them while the rest of the model has none)
+  ScoreScale score_scale = ScoreScale::divide;
+  bool norm_cast = false;
+  // The activation is a chain of framework kernels (transformers' gelu_new: pow, mul, add, tanh, ... each its own
+  // PyTorch op); plans whose act class is `composite` round every step to act's out (docs/MODELS.md).
+  bool activation_chain = false;      // RMSNorm rounds x * rstd to the stream's storage before the gain (LlamaRMSNorm)
+  RopeConfig rope;
+  bool final_norm = false;     // a norm after the last block (GPT-2's ln_f, Llama's norm, ViT's layernorm)
+  bool lm_head = false;        // logits = final (width) x W_head (width x vocab)
+  bool tie_word_embeddings = false;  // W_head = wte^T
+  bool learned_positions = true;     // token embedding plus learned positions (GPT-2); false with RoPE
+  int sliding_window = 0;            // Mistral: > 0 must be >= tokens (a window shorter than the input is not modelled)
   InitConfig init;
   InputConfig input;
 
-  int head_width() const { return width / heads; }
+  int head_width() const { return head_dim > 0 ? head_dim : width / heads; }
+  int kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
+  int q_width() const { return heads * head_width(); }
+  int kv_width() const { return kv_head_count() * head_width(); }
   int patch_dim() const { return channels * patch * patch; }
   int num_patches() const { return patch ? (image / patch) * (image / patch) : 0; }
 };
 
-// Reads models/<name>.toml (or TOML text, for tests). Throws ConfigError naming file, line and key.
+// Reads models/<name>.toml, or a Hugging Face model directory (config.json + safetensors, hf_config.hpp), or a
+// TOML file whose [model] table has `hf = "DIR"` with overrides (or TOML text, for tests). Throws ConfigError
+// naming file, line and key.
 ModelConfig load_model_config(const std::string& path);
 ModelConfig parse_model_config(std::string_view toml_text, const std::string& file_name);
 // Checks sizes fit together (width divisible by heads, tokens = patches + class token, ...); "" when fine.
@@ -67,5 +99,7 @@ std::string validate(const ModelConfig& c);
 std::string_view norm_name(NormKind k);
 std::string_view activation_name(Activation a);
 std::string_view embedding_name(Embedding e);
+// The taps after the last block: "final" with a final norm, then "logits" with an LM head.
+int head_tap_count(const ModelConfig& c);
 
 }  // namespace lpsim

@@ -51,6 +51,7 @@ class NativeBackend {
   }
   T compute(Op, const T& v) { return v; }
   void store(Op, Matrix<T>&) {}
+  T chain_step(Op, const T& v) { return v; }
   void set_layer(int) {}
 };
 

@@ -25,10 +25,15 @@
 
 namespace lpsim {
 
-enum class Op : std::uint8_t { embed, qkv, score, scale, softmax, pv, out_proj, ffn_up, ffn_down, act, norm, residual };
-inline constexpr int op_count = 12;
-inline constexpr Op all_ops[op_count] = {Op::embed, Op::qkv,      Op::score,  Op::scale,    Op::softmax, Op::pv,
-                                         Op::out_proj, Op::ffn_up, Op::ffn_down, Op::act, Op::norm, Op::residual};
+// rope: the rotary embedding's q*cos + rotate_half(q)*sin (every step rounded to compute, as PyTorch's three
+// elementwise kernels do); lm_head: the final projection onto the vocabulary.
+enum class Op : std::uint8_t {
+  embed, qkv, score, scale, softmax, pv, out_proj, ffn_up, ffn_down, act, norm, residual, rope, lm_head
+};
+inline constexpr int op_count = 14;
+inline constexpr Op all_ops[op_count] = {Op::embed,  Op::qkv,      Op::score,    Op::scale, Op::softmax,
+                                         Op::pv,     Op::out_proj, Op::ffn_up,   Op::ffn_down, Op::act,
+                                         Op::norm,   Op::residual, Op::rope,     Op::lm_head};
 std::string_view op_name(Op op);
 bool is_gemm(Op op);
 bool has_reduction(Op op);
@@ -56,6 +61,9 @@ struct OpPrecision {
   std::optional<AccumPolicy> reduce;  // softmax and normalisation sums
   bool scaling = false;               // per-tensor power-of-two scaling of the GEMM operands (fp8)
   OutputScaling out_scaling = OutputScaling::none;  // elementwise classes only
+  // act only: an activation the model computes as a chain of framework ops (ModelConfig::activation_chain) has
+  // every step rounded to `out`, as PyTorch does for half tensors outside autocast (pure presets set it).
+  bool composite = false;
 };
 
 struct PrecisionPlan {
@@ -63,6 +71,10 @@ struct PrecisionPlan {
   std::array<OpPrecision, op_count> ops;
   const OpPrecision& operator[](Op op) const { return ops[static_cast<int>(op)]; }
   OpPrecision& operator[](Op op) { return ops[static_cast<int>(op)]; }
+  // The parameters outside GEMMs (embedding tables, positions, class token, biases, norm gains and shifts) are
+  // rounded to this format before the forward, as model.half() / model.to(bfloat16) do (pure presets; unset: as
+  // stored). GEMM weights are rounded by their policy's input format anyway.
+  std::optional<Format> params;
   // The smallest unit roundoff among the storage formats of GEMM inputs: the eps_mach of the papers' scaling.
   double unit_roundoff() const;
 };

@@ -18,11 +18,13 @@ struct NormWeights {
 
 template <class T>
 struct LayerWeights {
-  // width x width, in x out. Head h uses columns [h*d_head, (h+1)*d_head) of wq, wk, wv and the same rows of wo.
+  // in x out: wq width x heads*d_head, wk and wv width x kv_heads*d_head, wo heads*d_head x width. Query head h
+  // uses columns [h*d_head, (h+1)*d_head) of wq and the same rows of wo; key/value head h / (heads / kv_heads).
   Matrix<T> wq, wk, wv, wo;
   std::vector<T> bq, bk, bv, bo;  // empty when the model has no biases
   NormWeights<T> norm1, norm2;    // before (pre-LN) or after (post-LN) attention and FFN
-  Matrix<T> w1, w2;               // width x ffn, ffn x width
+  Matrix<T> w1, w2;               // width x ffn, ffn x width (a gated MLP: w1 is the gate)
+  Matrix<T> w3;                   // width x ffn: the up projection of a gated MLP (empty otherwise)
   std::vector<T> b1, b2;
 };
 
@@ -34,6 +36,11 @@ struct Weights {
   std::vector<T> cls;       // class token, width
   Matrix<T> pos;            // tokens x width (learned positions; empty without an embedding)
   Matrix<T> wte;            // vocab x width (token embedding)
+  NormWeights<T> final_norm;  // after the last block (empty gamma: none)
+  Matrix<T> lm_head;        // width x vocab (a copy of wte^T when tied)
+  // Rotary tables, tokens x d_head: cos and sin of position * inv_freq as transformers computes them, in fp32
+  // whatever the model's dtype (docs/MODELS.md), so they are model parameters shared by every backend.
+  Matrix<T> rope_cos, rope_sin;
 };
 
 // What enters the first block: the residual stream itself (embedding none), the image cut into patches
@@ -59,10 +66,13 @@ Weights<To> convert_weights(const Weights<From>& w) {
     o.bq = convert<To>(l.bq), o.bk = convert<To>(l.bk), o.bv = convert<To>(l.bv), o.bo = convert<To>(l.bo);
     o.norm1 = convert<To>(l.norm1), o.norm2 = convert<To>(l.norm2);
     o.w1 = convert<To>(l.w1), o.w2 = convert<To>(l.w2), o.b1 = convert<To>(l.b1), o.b2 = convert<To>(l.b2);
+    o.w3 = convert<To>(l.w3);
     out.layers.push_back(std::move(o));
   }
   out.patch_w = convert<To>(w.patch_w), out.patch_b = convert<To>(w.patch_b), out.cls = convert<To>(w.cls);
   out.pos = convert<To>(w.pos), out.wte = convert<To>(w.wte);
+  out.final_norm = convert<To>(w.final_norm), out.lm_head = convert<To>(w.lm_head);
+  out.rope_cos = convert<To>(w.rope_cos), out.rope_sin = convert<To>(w.rope_sin);
   return out;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Forward error of an emulated run against the MPFR reference, tap by tap, and the check that the reference
 // itself is accurate enough to measure it.
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,7 +25,14 @@ struct TapError {
   long overflows = 0;      // roundings to Inf/NaN since the previous tap (EmulatedBackend's RangeEvents)
   long saturations = 0;
   double ref_fro = 0;      // ||X_ref||_F
+  // The logits row only (nan elsewhere): over tokens, KL(p_ref || p_emulated) of the softmax distributions (mean,
+  // max), the fraction of tokens whose arg max agrees, and the largest |logit difference|.
+  double kl_mean = NAN, kl_max = NAN, top1 = NAN, logit_max_abs = NAN;
 };
+
+// Next-token metrics of emulated logits (tokens x vocab) against reference logits, in long double.
+template <class R>
+void logit_metrics(TapError& t, const Matrix<double>& emulated, const Matrix<R>& reference);
 
 // Compares an emulated tap with a reference tap of any scalar (MPFR: differences formed exactly in MPFR).
 template <class R>

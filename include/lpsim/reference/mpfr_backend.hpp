@@ -29,6 +29,7 @@ class MpfrBackend {
   Real dot(Op, std::span<const Real> x, std::span<const Real> y);
   Real compute(Op, const Real& v) { return v; }
   void store(Op, Matrix<Real>&) {}
+  Real chain_step(Op, const Real& v) { return v; }
   void set_layer(int) {}
 };
 

@@ -13,6 +13,11 @@ struct CsvTable {
 
   // Index of a column; throws ConfigError listing the columns (with a suggestion) when there is none.
   int column(std::string_view name) const;
+  bool has(std::string_view name) const {
+    for (const auto& h : header)
+      if (h == name) return true;
+    return false;
+  }
   // The column as numbers (inf and nan accepted); throws naming row and column for a cell that is no number.
   std::vector<double> numbers(std::string_view name) const;
 };

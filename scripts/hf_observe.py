@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Observed forward error of transformers' own model classes on the GPU, against the same model in float64.
+
+Makes small seeded checkpoints with transformers' classes (GPT-2, ViT, Llama with GQA and llama3 rope scaling,
+Qwen2 with q/k/v biases and tied embeddings, Mistral), saves them with save_pretrained, writes the input each is run
+on, then runs each as users do, eager attention: torch.autocast fp16 and bf16, model.half(), model.to(bfloat16),
+each against model.to(float64). Per block: the attention branch (output of the out projection), the MLP branch
+(output of the down projection) and the block output; then the final norm and the logits, with KL(p_ref || p),
+top-1 agreement and the largest logit difference. `lpsim hf-check` replays the CSV against lpsim's prediction.
+
+Usage: hf_observe.py OUTDIR   (writes OUTDIR/models/<name>/, OUTDIR/observed.csv, OUTDIR/versions.txt)
+"""
+import json
+import os
+import re
+import sys
+
+import torch
+import transformers
+from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, ViTConfig, ViTModel)
+
+OUT = sys.argv[1]
+TOKENS, VOCAB = 32, 256
+MODES = {"autocast-fp16": ("autocast", torch.float16), "autocast-bf16": ("autocast", torch.bfloat16),
+         "pure-fp16": ("pure", torch.float16), "pure-bf16": ("pure", torch.bfloat16)}
+
+
+def models():
+    common = dict(attn_implementation="eager")
+    yield "gpt2", GPT2LMHeadModel, GPT2Config(n_embd=64, n_layer=3, n_head=4, vocab_size=VOCAB, n_positions=64,
+                                              resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, **common)
+    yield "vit", ViTModel, ViTConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=256,
+                                     image_size=16, patch_size=4, num_channels=3, hidden_dropout_prob=0,
+                                     attention_probs_dropout_prob=0, **common)
+    llama = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=172, vocab_size=VOCAB, max_position_embeddings=256, **common)
+    yield "llama", LlamaForCausalLM, LlamaConfig(rope_theta=500000.0, tie_word_embeddings=False,
+                                                 rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                                               "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                               "original_max_position_embeddings": 16}, **llama)
+    yield "qwen2", Qwen2ForCausalLM, Qwen2Config(rope_theta=1000000.0, tie_word_embeddings=True, **llama)
+    yield "mistral", MistralForCausalLM, MistralConfig(rope_theta=10000.0, sliding_window=None,
+                                                       tie_word_embeddings=False, **llama)
+
+
+def probes(model):
+    """Forward hooks by module name: per layer the out projection, the down projection and the layer itself."""
+    found, final = {}, None
+    for name, mod in model.named_modules():
+        m = re.search(r"(?:^|\.)(?:h|layer|layers)\.(\d+)(?:\.(.*))?$", name)
+        if m:
+            layer, rest = int(m.group(1)), m.group(2) or ""
+            if rest == "":
+                found[(layer, "block")] = mod
+            elif rest in ("attn.c_proj", "self_attn.o_proj", "attention.output.dense", "attention.o_proj",
+                          "attention.out_proj", "attention.dense"):
+                found[(layer, "attn")] = mod
+            elif rest in ("mlp.c_proj", "mlp.down_proj", "output.dense", "mlp.fc2", "mlp.dense2"):
+                found[(layer, "ffn")] = mod
+        elif re.search(r"(^|\.)(ln_f|norm|layernorm|final_layernorm)$", name):
+            final = mod
+    return found, final
+
+
+def run(model, inputs, autocast_dtype):
+    found, final = probes(model)
+    got = {}
+
+    def hook(key):
+        def f(_m, _i, out):
+            got[key] = (out[0] if isinstance(out, tuple) else out).detach().double().cpu()[0]
+        return f
+
+    hs = [mod.register_forward_hook(hook(k)) for k, mod in found.items()]
+    if final is not None:
+        hs.append(final.register_forward_hook(hook((-1, "final"))))
+    with torch.no_grad(), torch.autocast("cuda", dtype=autocast_dtype or torch.float16, enabled=autocast_dtype is not None):
+        out = model(**inputs)
+    for h in hs:
+        h.remove()
+    if hasattr(out, "logits"):
+        got[(-1, "logits")] = out.logits.detach().double().cpu()[0]
+    return got
+
+
+def main():
+    os.makedirs(f"{OUT}/models", exist_ok=True)
+    with open(f"{OUT}/versions.txt", "w") as f:
+        f.write(f"torch {torch.__version__}\ntransformers {transformers.__version__}\n"
+                f"gpu {torch.cuda.get_device_name()}\n")
+    rows = ["model,mode,layer,tap,rel_fro,kl_mean,kl_max,top1,max_abs_diff"]
+    for name, cls, cfg in models():
+        try:
+            observe(name, cls, cfg, rows)
+        except Exception as e:  # one family's failure must not lose the others
+            print(name, "FAILED:", repr(e), flush=True)
+    with open(f"{OUT}/observed.csv", "w") as f:
+        f.write("\n".join(rows) + "\n")
+
+
+def observe(name, cls, cfg, rows):
+    if True:
+        torch.manual_seed(0)
+        model = cls(cfg).eval()
+        d = f"{OUT}/models/{name}"
+        model.save_pretrained(d)
+        g = torch.Generator().manual_seed(1)
+        if name == "vit":
+            px = torch.randn(1, 3, 16, 16, generator=g)
+            inputs = {"pixel_values": px}
+            with open(f"{d}/input.txt", "w") as f:  # channel, row, column
+                f.write("\n".join(" ".join(f"{v:.9g}" for v in row) for row in px[0].reshape(-1, 16).tolist()) + "\n")
+        else:
+            ids = torch.randint(0, VOCAB, (1, TOKENS), generator=g)
+            inputs = {"input_ids": ids}
+            with open(f"{d}/input.txt", "w") as f:
+                f.write(" ".join(str(i) for i in ids[0].tolist()) + "\n")
+        with open(f"{d}/tensor_names.txt", "w") as f:
+            from safetensors import safe_open
+            with safe_open(f"{d}/model.safetensors", "pt") as st:
+                f.write("\n".join(sorted(st.keys())) + "\n")
+        ref_model = cls.from_pretrained(d, attn_implementation="eager").to("cuda", torch.float64).eval()
+        gpu_in = {k: (v.to("cuda", torch.float64) if v.is_floating_point() else v.cuda()) for k, v in inputs.items()}
+        ref = run(ref_model, gpu_in, None)
+        del ref_model
+        for mode, (kind, dtype) in MODES.items():
+            m = cls.from_pretrained(d, attn_implementation="eager").cuda().eval()
+            if kind == "pure":
+                m = m.to(dtype)
+            xin = {k: (v.to(torch.float32 if kind == "autocast" else dtype) if v.is_floating_point() else v)
+                   for k, v in gpu_in.items()}
+            got = run(m, xin, dtype if kind == "autocast" else None)
+            for key in sorted(ref, key=lambda k: (k[0] if k[0] >= 0 else 1 << 20, k[1])):
+                r, e = ref[key], got[key]
+                rel = ((e - r).norm() / r.norm()).item()
+                extra = ",nan,nan,nan,nan"
+                if key[1] == "logits":
+                    lp_ref, lp = torch.log_softmax(r, -1), torch.log_softmax(e, -1)
+                    kl = (lp_ref.exp() * (lp_ref - lp)).sum(-1)
+                    top1 = (r.argmax(-1) == e.argmax(-1)).double().mean().item()
+                    extra = f",{kl.mean().item():.6e},{kl.max().item():.6e},{top1:.6f},{(e - r).abs().max().item():.6e}"
+                rows.append(f"{name},{mode},{key[0]},{key[1]},{rel:.6e}{extra}")
+            del m
+        print(name, "done", flush=True)
+
+
+main()

@@ -1,0 +1,76 @@
+#include "lpsim/hw/hf_observations.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/model/model_config.hpp"
+#include "lpsim/model/plan.hpp"
+#include "lpsim/reference/forward_error.hpp"
+#include "lpsim/stats/csv_table.hpp"
+
+namespace lpsim {
+
+std::vector<HfComparison> compare_hf_observations(const std::string& dir) {
+  const CsvTable t = read_csv(dir + "/observed.csv");
+  const int c_model = t.column("model"), c_mode = t.column("mode"), c_layer = t.column("layer"), c_tap = t.column("tap");
+  const std::vector<double> rel = t.numbers("rel_fro"), kl = t.numbers("kl_mean"), top1 = t.numbers("top1");
+  // One lpsim study per (model, mode); its taps by (layer, tap name).
+  std::map<std::pair<std::string, std::string>, std::map<std::pair<int, std::string>, TapError>> predicted;
+  std::map<std::string, ModelConfig> models;
+  std::vector<HfComparison> out;
+  for (std::size_t r = 0; r < t.rows.size(); ++r) {
+    const auto& row = t.rows[r];
+    const std::string& model = row[c_model];
+    const std::string& mode = row[c_mode];
+    if (!models.contains(model)) {
+      const std::string model_dir = dir + "/models/" + model;
+      if (!std::filesystem::is_directory(model_dir))
+        throw ConfigError(fmt::format("{}/observed.csv row {}: no model directory '{}'", dir, r + 2, model_dir));
+      ModelConfig cfg = load_model_config(model_dir);
+      use_input_file(cfg, model_dir + "/input.txt");
+      models.emplace(model, cfg);
+    }
+    const ModelConfig& cfg = models.at(model);
+    auto& taps = predicted[{model, mode}];
+    if (taps.empty()) {
+      StudyOptions o;
+      o.check_reference = false;  // 128 bits: ~1e-34 against 257 bits on these models (lpsim run shows it)
+      for (const TapError& e : run_study(cfg, plan_preset(mode), o).taps) taps[{e.layer, std::string(tap_name(e.tap))}] = e;
+    }
+    HfComparison c;
+    c.model = model, c.mode = mode, c.tap = row[c_tap];
+    c.layer = std::stoi(row[c_layer]);
+    if (c.layer < 0) c.layer = cfg.depth;  // the script writes -1 for what follows the blocks
+    const auto it = taps.find({c.layer, c.tap});
+    if (it == taps.end())
+      throw ConfigError(fmt::format("{}/observed.csv row {}: lpsim has no tap '{}' at layer {} of {}", dir, r + 2, c.tap,
+                                    c.layer, model));
+    c.observed = rel[r], c.predicted = it->second.rel_fro;
+    c.kl_observed = kl[r], c.kl_predicted = it->second.kl_mean;
+    c.top1_observed = top1[r], c.top1_predicted = it->second.top1;
+    out.push_back(c);
+  }
+  return out;
+}
+
+bool within(const HfComparison& c, const HfTolerance& t) {
+  if (!(std::fabs(c.ratio() - 1) <= t.relative)) return false;
+  if (c.tap == "logits" && !(std::fabs(c.top1_predicted - c.top1_observed) <= t.top1)) return false;
+  return true;
+}
+
+std::string hf_comparison_csv(const std::vector<HfComparison>& rows) {
+  std::string s = "model,mode,layer,tap,observed,predicted,ratio,kl_observed,kl_predicted,top1_observed,top1_predicted\n";
+  for (const HfComparison& c : rows)
+    s += fmt::format("{},{},{},{},{:.6e},{:.6e},{:.4f},{:.4e},{:.4e},{:.4f},{:.4f}\n", c.model, c.mode, c.layer, c.tap,
+                     c.observed, c.predicted, c.ratio(), c.kl_observed, c.kl_predicted, c.top1_observed,
+                     c.top1_predicted);
+  return s;
+}
+
+}  // namespace lpsim
