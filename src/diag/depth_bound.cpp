@@ -9,6 +9,7 @@
 #include "lpsim/diag/residual_gain.hpp"
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
+#include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/reference/mpfr_backend.hpp"
 
@@ -38,12 +39,15 @@ std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPl
   add_residual_gains(gains, cfg, w, in);
 
   ModelConfig one = cfg;
-  one.depth = 1, one.embedding = Embedding::none, one.class_token = false;
+  one.depth = 1, one.embedding = Embedding::none, one.class_token = false, one.final_norm = one.lm_head = false;
+  // The blocks' parameters as the plan stores them (the whole emulated forward rounds them the same way).
+  const Weights<double> stored_w = plan.params ? params_rounded(w, plan.params->spec) : w;
   std::vector<DepthBoundRow> rows;
   double carried = 0, carried_uniform = 0, local_max = 0, alpha_max = 0;
   for (int l = 0; l < cfg.depth; ++l) {
     Weights<double> wl;
-    wl.layers = {w.layers[l]};
+    wl.layers = {stored_w.layers[l]};
+    wl.rope_cos = w.rope_cos, wl.rope_sin = w.rope_sin;
     // Block l under the plan on the stored exact input (embedding none stores it in the residual format) ...
     ModelInput<double> stored_in;
     stored_in.x = convert<double>(x[l]);

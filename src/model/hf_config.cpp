@@ -95,7 +95,7 @@ void vit(const Fields& f, ModelConfig& c) {
   c.channels = f.integer("num_channels", 3);
   c.class_token = true;
   c.tokens = c.num_patches() + 1;
-  c.qkv_bias = f.boolean("qkv_bias", true);
+  c.qkv_bias = f.boolean("qkv_bias", true) ? -1 : 0;
   const std::string act = f.text("hidden_act", "gelu");
   if (act == "gelu") c.activation = Activation::gelu;
   else if (act == "gelu_new" || act == "gelu_pytorch_tanh") c.activation = Activation::gelu_tanh;
@@ -152,7 +152,7 @@ void llama(const Fields& f, ModelConfig& c, const std::string& type) {
   c.tokens = std::min(32, f.integer("max_position_embeddings", 2048));
   const std::string act = f.text("hidden_act", "silu");
   if (act != "silu") f.fail("hidden_act", fmt::format("= '{}' is not modelled (silu)", act));
-  c.qkv_bias = type == "qwen2";  // Qwen2's q/k/v projections always carry biases
+  c.qkv_bias = type == "qwen2" ? 1 : 0;  // Qwen2's q/k/v projections always carry biases
   if (f.boolean("attention_bias", false)) f.fail("attention_bias", "= true is not modelled (biases on q, k, v and o)");
   if (f.boolean("mlp_bias", false)) f.fail("mlp_bias", "= true is not modelled");
   if (type == "qwen2" && f.boolean("use_sliding_window", false)) f.fail("use_sliding_window", "= true is not modelled");

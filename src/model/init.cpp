@@ -233,7 +233,7 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
     lw.w1 = to_matrix(draw.gaussian("w1", l, d, f, std_of(d, f)));
     lw.w2 = to_matrix(draw.gaussian("w2", l, f, d, std_of(f, d)));
     if (cfg.mlp == Mlp::gated) lw.w3 = to_matrix(draw.gaussian("w3", l, d, f, std_of(d, f)));
-    if (cfg.qkv_bias) {
+    if (cfg.has_qkv_bias()) {
       auto qkv_bias = [&](const char* name, int n) {
         return init.bias_std > 0 ? to_vector(draw.gaussian(name, l, 1, n, init.bias_std)) : std::vector<double>(n, 0.0);
       };

@@ -50,7 +50,7 @@ ModelConfig family_defaults(const std::string& arch) {
     c.mlp = Mlp::gated;
     c.causal = true;
     c.bias = false;
-    c.qkv_bias = false;
+    c.qkv_bias = 0;
     c.embedding = Embedding::tokens;
     c.learned_positions = false;
     c.rope.theta = 10000;
@@ -67,7 +67,6 @@ ModelConfig family_defaults(const std::string& arch) {
     c.tokens = 32;
     c.vocab = 256;
   }
-  if (arch != "llama") c.qkv_bias = c.bias;
   return c;
 }
 
@@ -128,7 +127,8 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.kv_heads = m.get_int("kv_heads", c.kv_heads, 0, 1 << 12);
   c.head_dim = m.get_int("head_dim", c.head_dim, 0, 1 << 14);
   c.mlp = m.get_choice("mlp", c.mlp == Mlp::gated ? "gated" : "plain", {"plain", "gated"}) == "gated" ? Mlp::gated : Mlp::plain;
-  c.qkv_bias = m.get<bool>("qkv_bias", m.has("bias") ? c.bias : c.qkv_bias);  // `bias` alone covers q/k/v too
+  if (const auto q = m.optional<bool>("qkv_bias")) c.qkv_bias = *q ? 1 : 0;
+  else if (m.has("bias")) c.qkv_bias = -1;  // `bias` alone covers q/k/v too
   c.score_scale = m.get_choice("score_scale", c.score_scale == ScoreScale::multiply ? "multiply" : "divide",
                                {"divide", "multiply"}) == "multiply" ? ScoreScale::multiply : ScoreScale::divide;
   c.norm_cast = m.get<bool>("norm_cast", c.norm_cast);

@@ -234,7 +234,7 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
       lw.wk = ck.matrix(p + "self_attn.k_proj.weight", d, dkv, true);
       lw.wv = ck.matrix(p + "self_attn.v_proj.weight", d, dkv, true);
       lw.wo = ck.matrix(p + "self_attn.o_proj.weight", dq, d, true);
-      if (cfg.qkv_bias) {
+      if (cfg.has_qkv_bias()) {
         lw.bq = ck.vector(p + "self_attn.q_proj.bias", dq), lw.bk = ck.vector(p + "self_attn.k_proj.bias", dkv);
         lw.bv = ck.vector(p + "self_attn.v_proj.bias", dkv);
       }
@@ -253,10 +253,11 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
       lw.bq = bias(p + "attention.attention.query.bias", d), lw.bk = bias(p + "attention.attention.key.bias", d);
       lw.bv = bias(p + "attention.attention.value.bias", d), lw.bo = bias(p + "attention.output.dense.bias", d);
       lw.b1 = bias(p + "intermediate.dense.bias", f), lw.b2 = bias(p + "output.dense.bias", d);
-      if (cfg.qkv_bias != cfg.bias) {  // ViT's qkv_bias = false
-        lw.bq = cfg.qkv_bias ? ck.vector(p + "attention.attention.query.bias", d) : std::vector<double>{};
-        lw.bk = cfg.qkv_bias ? ck.vector(p + "attention.attention.key.bias", d) : std::vector<double>{};
-        lw.bv = cfg.qkv_bias ? ck.vector(p + "attention.attention.value.bias", d) : std::vector<double>{};
+      if (cfg.has_qkv_bias() != cfg.bias) {  // ViT's qkv_bias = false
+        const bool b = cfg.has_qkv_bias();
+        lw.bq = b ? ck.vector(p + "attention.attention.query.bias", d) : std::vector<double>{};
+        lw.bk = b ? ck.vector(p + "attention.attention.key.bias", d) : std::vector<double>{};
+        lw.bv = b ? ck.vector(p + "attention.attention.value.bias", d) : std::vector<double>{};
       }
       lw.norm1 = norm(p + "layernorm_before"), lw.norm2 = norm(p + "layernorm_after");
     } else {
@@ -308,6 +309,9 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
   // Unread tensors: an untied head that the config calls tied, a layer beyond num_hidden_layers, ... Buffers that
   // transformers may save (attention masks, rotary inv_freq) and ViT's pooler are not parameters of the forward.
   for (const auto& [name, t] : tensors) {
+    // A model directory must be exactly the model; a single file named by a models/*.toml may hold more (a
+    // trainer's classifier head, a GPT-2 file read as a bias-free variant).
+    if (!std::filesystem::is_directory(path)) break;
     if (ck.read.contains(name)) continue;
     const bool known_extra = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") ||
                              name.ends_with("rotary_emb.inv_freq") || name.starts_with("pooler.") ||

@@ -65,7 +65,7 @@ struct ModelConfig {
   int kv_heads = 0;    // 0: heads (multi-head attention); else heads / kv_heads query heads share a key/value head
   int head_dim = 0;    // 0: width / heads
   Mlp mlp = Mlp::plain;
-  bool qkv_bias = true;        // q/k/v projections (Qwen2 has them while the rest of the model has none)
+  int qkv_bias = -1;           // q/k/v biases: -1 as `bias`, 0 none, 1 present (Qwen2: only these; ViT may drop them)
   ScoreScale score_scale = ScoreScale::divide;
   bool norm_cast = false;
   // The activation is a chain of framework kernels (transformers' gelu_new: pow, mul, add, tanh, ... each its own
@@ -80,6 +80,7 @@ struct ModelConfig {
   InitConfig init;
   InputConfig input;
 
+  bool has_qkv_bias() const { return qkv_bias < 0 ? bias : qkv_bias == 1; }
   int head_width() const { return head_dim > 0 ? head_dim : width / heads; }
   int kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
   int q_width() const { return heads * head_width(); }
