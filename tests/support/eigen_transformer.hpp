@@ -47,6 +47,7 @@ inline Mat softmax(const Mat& s, bool causal) {
 inline double activation(Activation a, double x) {
   switch (a) {
     case Activation::relu: return std::max(x, 0.0);
+    case Activation::silu: return x / (1.0 + std::exp(-x));
     case Activation::gelu: return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
     case Activation::gelu_tanh: {
       const double z = std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
