@@ -1,5 +1,9 @@
 #include "lpsim/diag/diagnostics.hpp"
 
+#include <fmt/format.h>
+
+#include "lpsim/config/config_error.hpp"
+
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
@@ -177,7 +181,19 @@ void add_weight_diagnostics(Observed& o, const ModelConfig& cfg, const Weights<d
 
 }  // namespace
 
+namespace {
+// The papers' diagnostics are defined for multi-head attention without rotary embeddings (W_Q W_K^T per head).
+void check_diagnosable(const ModelConfig& cfg) {
+  if (cfg.kv_head_count() != cfg.heads || cfg.rope.theta > 0 || cfg.head_width() * cfg.heads != cfg.width)
+    throw ConfigError(fmt::format("model {}: the diagnostics need multi-head attention without rotary embeddings "
+                                  "(this model has {} key/value heads for {} heads{}); run without diagnostics "
+                                  "(sweeps: diagnostics = false)", cfg.name, cfg.kv_head_count(), cfg.heads,
+                                  cfg.rope.theta > 0 ? ", RoPE" : ""));
+}
+}  // namespace
+
 std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+  check_diagnosable(cfg);
   Observed o = observe(cfg, w, in);
   add_weight_diagnostics(o, cfg, w);
   return std::move(o.layers);
@@ -186,6 +202,7 @@ std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<dou
 std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w,
                                        std::span<const ModelInput<double>> inputs) {
   if (inputs.empty()) return {};
+  check_diagnosable(cfg);
   Observed all = observe(cfg, w, inputs[0]);
   std::vector<std::vector<double>> sigma1(cfg.depth), sigma2(cfg.depth);
   for (int l = 0; l < cfg.depth; ++l)
