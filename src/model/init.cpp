@@ -208,8 +208,8 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
   auto std_of = [&](int in, int out) {
     return init.scheme == "xavier" ? init.scale * std::sqrt(2.0 / (in + out)) : init.scale * init.std;
   };
-  auto bias = [&](const char* name, int layer, int n) {
-    if (!cfg.bias) return std::vector<double>{};
+  auto bias = [&](const char* name, int layer, int n, bool present) {
+    if (!present) return std::vector<double>{};
     return init.bias_std > 0 ? to_vector(draw.gaussian(name, layer, 1, n, init.bias_std)) : std::vector<double>(n, 0.0);
   };
   auto norm = [&](int n) {
@@ -233,20 +233,16 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
     lw.w1 = to_matrix(draw.gaussian("w1", l, d, f, std_of(d, f)));
     lw.w2 = to_matrix(draw.gaussian("w2", l, f, d, std_of(f, d)));
     if (cfg.mlp == Mlp::gated) lw.w3 = to_matrix(draw.gaussian("w3", l, d, f, std_of(d, f)));
-    if (cfg.has_qkv_bias()) {
-      auto qkv_bias = [&](const char* name, int n) {
-        return init.bias_std > 0 ? to_vector(draw.gaussian(name, l, 1, n, init.bias_std)) : std::vector<double>(n, 0.0);
-      };
-      lw.bq = qkv_bias("bq", dq), lw.bk = qkv_bias("bk", dkv), lw.bv = qkv_bias("bv", dkv);
-    }
-    lw.bo = bias("bo", l, d);
-    lw.b1 = bias("b1", l, f), lw.b2 = bias("b2", l, d);
+    const bool qb = cfg.has_qkv_bias();
+    lw.bq = bias("bq", l, dq, qb), lw.bk = bias("bk", l, dkv, qb), lw.bv = bias("bv", l, dkv, qb);
+    lw.bo = bias("bo", l, d, cfg.bias);
+    lw.b1 = bias("b1", l, f, cfg.bias), lw.b2 = bias("b2", l, d, cfg.bias);
     lw.norm1 = norm(d), lw.norm2 = norm(d);
     w.layers.push_back(std::move(lw));
   }
   if (cfg.embedding == Embedding::patch) {
     w.patch_w = to_matrix(draw.gaussian("patch_w", -1, cfg.patch_dim(), d, std_of(cfg.patch_dim(), d)));
-    w.patch_b = bias("patch_b", -1, d);
+    w.patch_b = bias("patch_b", -1, d, cfg.bias);
     if (cfg.class_token) w.cls = to_vector(draw.gaussian("cls", -1, 1, d, 0.02));
   }
   if (cfg.embedding == Embedding::tokens) w.wte = to_matrix(draw.gaussian("wte", -1, cfg.vocab, d, 0.02));

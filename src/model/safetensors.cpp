@@ -308,10 +308,10 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
   }
   // Unread tensors: an untied head that the config calls tied, a layer beyond num_hidden_layers, ... Buffers that
   // transformers may save (attention masks, rotary inv_freq) and ViT's pooler are not parameters of the forward.
+  // A model directory must be exactly the model; a single file named by a models/*.toml may hold more (a
+  // trainer's classifier head, a GPT-2 file read as a bias-free variant).
+  if (!std::filesystem::is_directory(path)) return w;
   for (const auto& [name, t] : tensors) {
-    // A model directory must be exactly the model; a single file named by a models/*.toml may hold more (a
-    // trainer's classifier head, a GPT-2 file read as a bias-free variant).
-    if (!std::filesystem::is_directory(path)) break;
     if (ck.read.contains(name)) continue;
     const bool known_extra = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") ||
                              name.ends_with("rotary_emb.inv_freq") || name.starts_with("pooler.") ||
