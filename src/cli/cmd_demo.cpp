@@ -7,6 +7,7 @@
 #include <fmt/os.h>
 
 #include "cli/commands.hpp"
+#include "sweep/atomic_file.hpp"
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
 
@@ -26,21 +27,19 @@ void add_demo_command(CLI::App& app) {
       xs[i] = static_cast<float>(std::pow(10.0, -12.0 + 19.0 * u));
     }
     std::filesystem::create_directories(*out_dir);
-    const std::string tmp = *out_dir + "/rounding_error.csv.tmp";
     {
-      auto csv = fmt::output_file(tmp);
-      csv.print("format,mode,x,rounded,rel_error\n");
+      std::string csv = "format,mode,x,rounded,rel_error\n";
       std::vector<float> ys(xs.size());
       for (const auto& name : names) {
         const Format f = parse_format(name);
         round_array(xs, ys, f.spec, Rounding::nearest_even);
         for (std::size_t i = 0; i < xs.size(); ++i) {
           const double rel = std::isfinite(ys[i]) ? std::fabs(double(ys[i]) - xs[i]) / xs[i] : NAN;
-          csv.print("{},rne,{:.9g},{:.9g},{:.6g}\n", f.name, xs[i], ys[i], rel);
+          csv += fmt::format("{},rne,{:.9g},{:.9g},{:.6g}\n", f.name, xs[i], ys[i], rel);
         }
       }
+      write_atomically(*out_dir + "/rounding_error.csv", csv);  // never leave a half-written file
     }
-    std::filesystem::rename(tmp, *out_dir + "/rounding_error.csv");  // never leave a half-written file
     fmt::print("wrote {}/rounding_error.csv ({} formats x {} samples)\n", *out_dir, names.size(), xs.size());
   });
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "sweep/atomic_file.hpp"
 #include "util/read_text.hpp"
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/diagnostic_columns.hpp"
@@ -99,19 +100,13 @@ void run(const RunOptions& o) {
   const std::string out = !o.output.empty() ? o.output
                                             : fmt::format("results/run/{}_{}_s{}.csv", cfg.name, plan.name, study.seed);
   if (auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
-  const std::string tmp = out + ".tmp";
-  {
-    std::ofstream csv(tmp);
-    if (!csv) throw ConfigError(fmt::format("cannot write '{}'", out));
-    // The sweeps' schema: tap errors, then the layer's diagnostics (nan without --diagnostics).
-    const std::vector<LayerDiagnostics> diag =
-        o.diagnostics ? diagnose(cfg, make_weights(cfg, study.seed), make_input(cfg, study.seed, study.batch))
-                      : std::vector<LayerDiagnostics>{};
-    csv << tap_csv_header() << diagnostic_header() << "\n";
-    for (const TapError& t : r.taps) csv << tap_csv_row(cfg, plan, study, t) << diagnostic_cells(diag, cfg, plan, t.layer) << "\n";
-    if (!csv) throw ConfigError(fmt::format("writing '{}' failed", out));
-  }
-  std::filesystem::rename(tmp, out);  // never a half-written file under the final name
+  // The sweeps' schema: tap errors, then the layer's diagnostics (nan without --diagnostics).
+  const std::vector<LayerDiagnostics> diag =
+      o.diagnostics ? diagnose(cfg, make_weights(cfg, study.seed), make_input(cfg, study.seed, study.batch))
+                    : std::vector<LayerDiagnostics>{};
+  std::string csv = tap_csv_header() + diagnostic_header() + "\n";
+  for (const TapError& t : r.taps) csv += tap_csv_row(cfg, plan, study, t) + diagnostic_cells(diag, cfg, plan, t.layer) + "\n";
+  write_atomically(out, csv);  // never a half-written file under the final name, never a device replaced
   fmt::print("wrote {}\n", out);
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/format/encoding.hpp"
 #include "lpsim/format/round_scalar.hpp"
+#include "sweep/atomic_file.hpp"
 
 namespace lpsim {
 
@@ -32,9 +34,11 @@ const DtypeInfo* find_dtype(const std::string& name) {
   return nullptr;
 }
 
+// The element count, or -1 when it overflows 2^62 (no file holds that much).
 std::int64_t numel(const std::vector<std::int64_t>& shape) {
   std::int64_t n = 1;
-  for (auto s : shape) n *= s;
+  for (auto s : shape)
+    if (s < 0 || __builtin_mul_overflow(n, s, &n) || n > (std::int64_t(1) << 62)) return -1;
   return n;
 }
 
@@ -52,14 +56,28 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     throw fail(fmt::format("truncated: the header says {} bytes of JSON, the file has {} after the length", header_len,
                            bytes.size() - 8));
   nlohmann::json header;
+  std::set<std::string> seen;  // top-level keys: JSON allows duplicates, a checkpoint must not have them
+  std::string duplicate;
+  const nlohmann::json::parser_callback_t unique = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& key) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key && !seen.insert(key.get<std::string>()).second &&
+        duplicate.empty())
+      duplicate = key.get<std::string>();
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len), unique);
   } catch (const nlohmann::json::exception& e) {
     throw fail(fmt::format("the JSON header does not parse: {}", e.what()));
   }
+  if (!duplicate.empty()) throw fail(fmt::format("tensor '{}' appears twice in the header", duplicate));
   if (!header.is_object()) throw fail("the JSON header is not an object");
   const std::size_t data_start = 8 + header_len, data_len = bytes.size() - data_start;
   std::map<std::string, Tensor> out;
+  struct Span {
+    std::uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Span> spans;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
     auto bad = [&](const std::string& what) { return fail(fmt::format("tensor '{}': {}", name, what)); };
@@ -68,17 +86,24 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     Tensor t;
     try {
       t.dtype = entry.at("dtype").get<std::string>();
-      t.shape = entry.at("shape").get<std::vector<std::int64_t>>();
-      const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
-      if (offsets.size() != 2) throw bad("data_offsets must have two entries");
+      const auto& shape = entry.at("shape");
+      const auto& offsets_json = entry.at("data_offsets");
+      if (!shape.is_array()) throw bad("shape is not a list");
+      for (const auto& s : shape)  // a fractional or negative dimension is no shape (JSON would truncate 2.5)
+        if (!s.is_number_integer() || s.get<std::int64_t>() < 0) throw bad(fmt::format("shape {} has a dimension that is not a whole number >= 0", shape.dump()));
+      if (!offsets_json.is_array() || offsets_json.size() != 2 || !offsets_json[0].is_number_unsigned() ||
+          !offsets_json[1].is_number_unsigned())
+        throw bad(fmt::format("data_offsets {} must be two whole numbers >= 0", offsets_json.dump()));
+      t.shape = shape.get<std::vector<std::int64_t>>();
+      const auto offsets = offsets_json.get<std::vector<std::uint64_t>>();
       const DtypeInfo* d = find_dtype(t.dtype);
       if (!d) throw bad(fmt::format("dtype '{}' is not supported (F64, F32, F16, BF16, F8_E4M3, F8_E5M2)", t.dtype));
-      for (auto s : t.shape)
-        if (s < 0) throw bad("negative dimension in shape");
       const auto [begin, end] = std::pair{offsets[0], offsets[1]};
       if (begin > end || end > data_len)
         throw bad(fmt::format("data_offsets [{}, {}] lie outside the {} data bytes (truncated file?)", begin, end, data_len));
       const std::int64_t n = numel(t.shape);
+      if (n < 0) throw bad(fmt::format("shape {} has more elements than any file can hold", shape.dump()));
+      spans.push_back({begin, end, name});
       if (end - begin != static_cast<std::uint64_t>(n) * d->bytes)
         throw bad(fmt::format("{} bytes for shape {} of {} ({} expected)", end - begin, t.shape, t.dtype, n * d->bytes));
       t.values.resize(static_cast<std::size_t>(n));
@@ -95,6 +120,19 @@ std::map<std::string, Tensor> read_safetensors(const std::string& path) {
     }
     out.emplace(name, std::move(t));
   }
+  // The tensors tile the data exactly: no gap, no overlap, nothing after the last (a header length that is off by
+  // a byte shows up here rather than as every tensor read a byte off).
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  std::uint64_t covered = 0;
+  for (const Span& s : spans) {
+    if (s.begin > covered)
+      throw fail(fmt::format("{} bytes before tensor '{}' belong to no tensor (data_offsets leave a gap)", s.begin - covered, s.name));
+    if (s.begin < covered) throw fail(fmt::format("tensor '{}' overlaps the tensor before it (data_offsets)", s.name));
+    covered = s.end;
+  }
+  if (covered != data_len)
+    throw fail(fmt::format("the tensors cover {} of the {} data bytes (a wrong header length or a damaged file)", covered,
+                           data_len));
   return out;
 }
 
@@ -119,13 +157,12 @@ void write_safetensors(const std::string& path, const std::map<std::string, Tens
   }
   std::string text = header.dump();
   while ((8 + text.size()) % 8) text.push_back(' ');  // the format aligns the data to 8 bytes
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw ConfigError(fmt::format("cannot write '{}'", path));
+  std::string file;
   const std::uint64_t len = text.size();
-  for (int b = 0; b < 8; ++b) out.put(static_cast<char>(len >> (8 * b)));
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-  if (!out) throw ConfigError(fmt::format("writing '{}' failed", path));
+  for (int b = 0; b < 8; ++b) file.push_back(static_cast<char>(len >> (8 * b)));
+  file += text;
+  file.append(reinterpret_cast<const char*>(data.data()), data.size());
+  write_atomically(path, file);
 }
 
 namespace {

@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 
+#include "lpsim/config/config_error.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"
+#include "lpsim/stats/regression.hpp"
 
 namespace lpsim {
 
@@ -23,13 +26,7 @@ double difference(double emulated, const Real& reference) {
 double to_double(double v) { return v; }
 double to_double(const Real& v) { return v.convert_to<double>(); }
 
-double percentile(std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  const double pos = q * double(sorted.size() - 1);  // linear interpolation between order statistics
-  const std::size_t lo = static_cast<std::size_t>(pos);
-  const std::size_t hi = std::min(lo + 1, sorted.size() - 1);
-  return sorted[lo] + (pos - double(lo)) * (sorted[hi] - sorted[lo]);
-}
+double percentile(const std::vector<double>& sorted, double q) { return sorted.empty() ? 0 : sorted_quantile(sorted, q); }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -49,8 +46,37 @@ Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<T>& w, const Model
 
 }  // namespace
 
+double reference_bytes(const ModelConfig& cfg, int bits) {
+  const double per = 32 + 8 * std::ceil(bits / 64.0) + 16;  // mpfr_t, limbs, malloc's header
+  const double n = cfg.tokens, d = cfg.width, f = cfg.ffn, v = cfg.vocab;
+  const double params = cfg.depth * (4 * d * d + 3 * d * f + 8 * d) + 2 * v * d + n * d;
+  const double taps = (4.0 * cfg.depth + 2) * n * d + (cfg.lm_head ? n * v : 0);
+  const double live = 4 * n * n + 4 * n * std::max({d, f, v}) + 6 * n * d;
+  return per * (params + taps + live);
+}
+
+double available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  while (in >> key >> kb) {
+    if (key == "MemAvailable:") return kb * 1024;
+    in.ignore(1 << 10, '\n');
+  }
+  return 0;
+}
+
+void check_reference_fits(const ModelConfig& cfg, int bits) {
+  const double need = reference_bytes(cfg, bits), have = available_memory_bytes();
+  if (have > 0 && need > have)
+    throw ConfigError(fmt::format("model {}: the MPFR reference at {} bits needs about {:.1f} GB ({} tokens, width {}), "
+                                  "{:.1f} GB are available; use --reference fp64, fewer tokens or fewer bits",
+                                  cfg.name, bits, need / 1e9, cfg.tokens, cfg.width, have / 1e9));
+}
+
 Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
   if (bits > 0) set_reference_bits(bits);
+  check_reference_fits(cfg, reference_bits());
   MpfrBackend be;
   return run_taps(be, cfg, convert_weights<Real>(w), convert_input<Real>(in));
 }
@@ -186,6 +212,9 @@ template std::vector<TapError> tap_errors<Real>(const ModelConfig&, const Taps<d
                                                 const std::vector<RangeEvents>&);
 
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o) {
+  // Refuse before any work: the largest MPFR run is the check at twice the bits (or the fp64 reference's check).
+  if (o.reference == "mpfr" || o.check_reference)
+    check_reference_fits(cfg, o.reference == "mpfr" && o.check_reference ? 2 * o.reference_bits : o.reference_bits);
   const Weights<double> w = make_weights(cfg, o.seed);
   const ModelInput<double> in = make_input(cfg, o.seed, o.batch);
   StudyResult result;

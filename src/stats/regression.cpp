@@ -8,13 +8,19 @@
 
 namespace lpsim {
 
-double quantile(std::vector<double> v, double q) {
+double sorted_quantile(const std::vector<double>& v, double q) {
   if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
   const double pos = q * double(v.size() - 1);
   const std::size_t lo = static_cast<std::size_t>(pos), hi = std::min(lo + 1, v.size() - 1);
-  if (v[lo] == v[hi]) return v[lo];  // also inf == inf, where interpolation would give NaN
-  return v[lo] + (pos - double(lo)) * (v[hi] - v[lo]);
+  const double frac = pos - double(lo);
+  // inf == inf, or an order statistic hit exactly: interpolating would give inf - inf or 0 * inf, both NaN.
+  if (v[lo] == v[hi] || frac == 0) return v[lo];
+  return v[lo] + frac * (v[hi] - v[lo]);
+}
+
+double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return sorted_quantile(v, q);
 }
 
 namespace {
@@ -76,13 +82,22 @@ LineFit least_squares(std::span<const double> x, std::span<const double> y) {
 Regression regress(std::span<const double> x, std::span<const double> y, bool log_x, bool log_y, int bootstrap,
                    std::uint64_t seed) {
   std::vector<double> a, b;
+  int nonfinite = 0, nonpositive = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i]) || !std::isfinite(y[i]) || (log_x && x[i] <= 0) || (log_y && y[i] <= 0)) continue;
+    if (!std::isfinite(x[i]) || !std::isfinite(y[i])) {
+      ++nonfinite;
+      continue;
+    }
+    if ((log_x && x[i] <= 0) || (log_y && y[i] <= 0)) {
+      ++nonpositive;
+      continue;
+    }
     a.push_back(log_x ? std::log10(x[i]) : x[i]);
     b.push_back(log_y ? std::log10(y[i]) : y[i]);
   }
   Regression r;
   r.n = int(a.size());
+  r.nonfinite = nonfinite, r.nonpositive = nonpositive;
   r.pearson = pearson(a, b);
   r.spearman = spearman(a, b);
   r.fit = least_squares(a, b);

@@ -65,12 +65,13 @@ std::vector<Row> rows_of(const CsvTable& t, const RegressionRequest& q) {
 }  // namespace
 
 std::string regression_csv(const CsvTable& t, const RegressionRequest& q) {
-  std::string s = "x,y,log_x,log_y,group,n,pearson,pearson_lo,pearson_hi,spearman,r2,slope,slope_lo,slope_hi,intercept\n";
+  std::string s = "x,y,log_x,log_y,group,n,pearson,pearson_lo,pearson_hi,spearman,r2,slope,slope_lo,slope_hi,intercept,"
+                  "left_out_nonfinite,left_out_nonpositive\n";
   for (const Row& row : rows_of(t, q)) {
     const Regression& r = row.r;
-    s += fmt::format("{},{},{},{},\"{}\",{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.x, q.y,
-                     q.log_x, q.log_y, row.group, r.n, r.pearson, r.pearson_ci.low, r.pearson_ci.high, r.spearman,
-                     r.fit.r2, r.fit.slope, r.slope_ci.low, r.slope_ci.high, r.fit.intercept);
+    s += fmt::format("{},{},{},{},\"{}\",{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{}\n", q.x,
+                     q.y, q.log_x, q.log_y, row.group, r.n, r.pearson, r.pearson_ci.low, r.pearson_ci.high, r.spearman,
+                     r.fit.r2, r.fit.slope, r.slope_ci.low, r.slope_ci.high, r.fit.intercept, r.nonfinite, r.nonpositive);
   }
   return s;
 }
@@ -87,6 +88,9 @@ std::string regression_text(const CsvTable& t, const RegressionRequest& q) {
                      r.pearson, fmt::format("[{:.3f}, {:.3f}]", r.pearson_ci.low, r.pearson_ci.high), r.spearman,
                      r.fit.r2, r.fit.slope, fmt::format("[{:.3f}, {:.3f}]", r.slope_ci.low, r.slope_ci.high),
                      r.fit.intercept);
+    if (r.nonfinite || r.nonpositive)
+      s += fmt::format("{:<22} left out: {} rows with Inf/NaN (overflow findings), {} with a value <= 0 on a log axis\n",
+                       "", r.nonfinite, r.nonpositive);
   }
   return s;
 }

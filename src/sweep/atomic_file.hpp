@@ -1,9 +1,15 @@
 #pragma once
 // Writes a whole file under a temporary name and renames it: readers and resumed runs see the old file or the
-// complete new one, never a torn one.
+// complete new one, never a torn one. What a user names is never replaced by something else: a symbolic link is
+// written through (its target gets the new contents, the link stays), a device or FIFO (-o /dev/null) is written
+// in place, a directory is refused. The temporary file is created exclusively, so no file or link of that name
+// beside the target is ever followed or overwritten.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,14 +19,47 @@
 namespace lpsim {
 
 inline void write_atomically(const std::string& path, const std::string& contents) {
-  const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path target = path;
+  for (int hops = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {  // follow the chain, dangling or not
+    if (hops == 40) throw ConfigError(fmt::format("cannot write '{}': too many levels of symbolic links", path));
+    const fs::path next = fs::read_symlink(target, ec);
+    if (ec) throw ConfigError(fmt::format("cannot resolve the symbolic link '{}': {}", path, ec.message()));
+    target = next.is_absolute() ? next : target.parent_path() / next;
+  }
+  const fs::file_status st = fs::status(target, ec);
+  if (fs::is_directory(st)) throw ConfigError(fmt::format("cannot write '{}': it is a directory", path));
+  if (fs::exists(st) && !fs::is_regular_file(st)) {  // a device or FIFO: written in place, never renamed over
+    std::ofstream out(target, std::ios::binary);
     out << contents;
     out.flush();
-    if (!out) throw ConfigError(fmt::format("cannot write '{}'", tmp));
+    if (!out) throw ConfigError(fmt::format("cannot write '{}'", path));
+    return;
   }
-  std::filesystem::rename(tmp, path);
+  const std::string tmp = fmt::format("{}.tmp{}", target.string(), static_cast<long>(getpid()));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) throw ConfigError(fmt::format("cannot create '{}': {}", tmp, std::strerror(errno)));
+  std::size_t done = 0;
+  while (done < contents.size()) {
+    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd), ::unlink(tmp.c_str());
+      throw ConfigError(fmt::format("writing '{}' failed: {}", tmp, why));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw ConfigError(fmt::format("writing '{}' failed: {}", tmp, std::strerror(errno)));
+  }
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    ::unlink(tmp.c_str());
+    throw ConfigError(fmt::format("cannot move '{}' to '{}': {}", tmp, target.string(), ec.message()));
+  }
 }
 
 }  // namespace lpsim

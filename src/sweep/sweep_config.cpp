@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -43,6 +44,14 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
   if (!sweep) throw ConfigError(fmt::format("{}: table [sweep] is missing", file));
   TomlFields f(*sweep, file, "sweep.");
   s.name = f.get<std::string>("name", s.name);
+  // The name becomes a directory under --results: one path component of plain characters, nothing that climbs out.
+  const bool plain = !s.name.empty() && s.name != "." && s.name != ".." &&
+                     std::all_of(s.name.begin(), s.name.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '+';
+                     });
+  if (!plain)
+    f.fail("name", fmt::format("= '{}' must be one directory name of letters, digits and . _ - + (not '.' or '..'){}",
+                               s.name, f.has("name") ? "" : "; set [sweep] name or rename the file"));
   s.model_file = f.get<std::string>("model", "");
   if (s.model_file.empty()) f.fail("model", "is missing (the base model file, e.g. \"models/tiny-vit.toml\")");
   if (!std::filesystem::exists(s.model_file)) {  // relative to the working directory, else to the sweep file's parent
@@ -200,7 +209,18 @@ SweepPlan expand(const SweepConfig& s) {
     out.plans.push_back(std::move(c));
   }
 
-  const std::string base_text = read_text(s.model_file, "model file");
+  // A Hugging Face directory is the base of a [model] table that the model axes can override.
+  std::string base_text;
+  if (std::filesystem::is_directory(s.model_file)) {
+    const std::string dir = std::filesystem::absolute(s.model_file).string();
+    if (dir.find('\'') != std::string::npos || dir.find('\n') != std::string::npos)
+      throw ConfigError(fmt::format("{}: model directory '{}' has a quote or newline in its path", s.file, dir));
+    base_text = fmt::format("[model]\nhf = '{}'\n", dir);
+  } else if (!std::filesystem::is_regular_file(s.model_file)) {
+    throw ConfigError(fmt::format("{}: key 'sweep.model' = '{}' is not a regular file or model directory", s.file, s.model_file));
+  } else {
+    base_text = read_text(s.model_file, "model file");
+  }
   const toml::table base = parse_toml(base_text, s.model_file);
   for (const auto& pick : combinations(model_axes)) {
     toml::table t = base;

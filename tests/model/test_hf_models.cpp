@@ -12,6 +12,7 @@
 #include "lpsim/model/hf_config.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "lpsim/sweep/sweep_config.hpp"
 
 namespace lpsim {
 namespace {
@@ -204,6 +205,18 @@ TEST(HfModels, BadConfigFieldsAreNamed) {
   std::filesystem::remove(dir / "config.json");
   EXPECT_NE(error_of(dir.string()).find("without config.json"), std::string::npos);
   EXPECT_NE(error_of("/dev/null").find("not a regular file"), std::string::npos);
+}
+
+// A sweep's model may be a directory: its units are the checkpoint's model (model axes override config.json).
+TEST(HfModels, SweepsTakeAModelDirectory) {
+  const SweepConfig s = parse_sweep("[sweep]\nmodel = \"" + hf_dir + "/models/llama\"\ndiagnostics = false\n"
+                                    "[axes]\nplan = [\"fp32\"]\n\"model.tokens\" = [8, 16]\n", "s.toml");
+  const SweepPlan plan = expand(s);
+  ASSERT_EQ(plan.units.size(), 2u);
+  EXPECT_EQ(plan.units[0].model.arch, "llama");
+  EXPECT_EQ(plan.units[0].model.kv_head_count(), 2);
+  EXPECT_EQ(plan.units[1].model.tokens, 16);
+  EXPECT_EQ(plan.units[1].model.init.weights, std::filesystem::absolute(hf_dir + "/models/llama").string());
 }
 
 }  // namespace

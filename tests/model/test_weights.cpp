@@ -153,6 +153,35 @@ TEST(Safetensors, BrokenFilesGiveClearErrors) {
   EXPECT_EQ(error_reading(with_header(good, "12345678")), "");
 }
 
+// The tensors must tile the data exactly, keys be unique and shapes whole numbers (issue 21's cases).
+TEST(Safetensors, StructureIsValidatedFully) {
+  const std::string two = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  EXPECT_EQ(error_reading(with_header(two, "12345678")), "");
+  // A header length one byte short: the last header byte becomes data, every tensor would be read one byte off.
+  std::string short_len = with_header(two + " ", "12345678");
+  short_len[0] = char(short_len[0] - 1);
+  EXPECT_NE(error_reading(short_len).find("the tensors cover 8 of the 9 data bytes"), std::string::npos)
+      << error_reading(short_len);
+  EXPECT_NE(error_reading(with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})", "123456"))
+                .find("tensor 'b' overlaps"),
+            std::string::npos);
+  EXPECT_NE(error_reading(with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[6,10]}})", "1234567890"))
+                .find("2 bytes before tensor 'b' belong to no tensor"),
+            std::string::npos);
+  EXPECT_NE(error_reading(with_header(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", "12345678"))
+                .find("not a whole number"),
+            std::string::npos);
+  EXPECT_NE(error_reading(with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "12345678"))
+                .find("tensor 'a' appears twice"),
+            std::string::npos);
+  EXPECT_NE(error_reading(with_header(R"({"a":{"dtype":"F32","shape":[4611686018427387904, 4],"data_offsets":[0,8]}})", "12345678"))
+                .find("more elements than any file can hold"),
+            std::string::npos);
+  EXPECT_NE(error_reading(with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0.5,8]}})", "12345678"))
+                .find("must be two whole numbers"),
+            std::string::npos);
+}
+
 TEST(Safetensors, ShapeAndNameMismatchesNameTheTensor) {
   ModelConfig c;
   c.width = 8, c.heads = 2, c.ffn = 12, c.depth = 1, c.tokens = 3, c.arch = "gpt2";

@@ -9,6 +9,8 @@ namespace lpsim {
 
 // q-quantile with linear interpolation between order statistics (numpy's default); v need not be sorted.
 double quantile(std::vector<double> v, double q);
+// The same on an already sorted vector (NaN last or absent): inf where the interpolation reaches inf, never NaN.
+double sorted_quantile(const std::vector<double>& sorted, double q);
 double pearson(std::span<const double> x, std::span<const double> y);
 // Pearson on ranks, ties given their average rank.
 double spearman(std::span<const double> x, std::span<const double> y);
@@ -25,6 +27,8 @@ struct Interval {
 
 struct Regression {
   int n = 0;                   // pairs used (on logs: both values positive and finite)
+  int nonfinite = 0;           // pairs left out for an Inf or NaN (an overflowed run: a finding, counted here)
+  int nonpositive = 0;         // pairs left out for a value <= 0 on a log axis
   double pearson = 0, spearman = 0;
   LineFit fit;
   Interval pearson_ci, slope_ci;  // 95% bootstrap percentile intervals
