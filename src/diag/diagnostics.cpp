@@ -256,7 +256,9 @@ Predictor predictor(const LayerDiagnostics& d, const ModelConfig& cfg, double ep
     return rho < 1 ? std::sqrt(sigma2 / eps) + sigma2 / eps + 1 : 1.0;
   };
   p.c_ln = c_ln(d.sigma2_norm1, p.rho_ln1, d.eps_norm1) + c_ln(d.sigma2_norm2, p.rho_ln2, d.eps_norm2);
-  p.combined = d.kappa_softmax * (1 + d.kappa_score) * d.kappa_v * d.wo_norm + d.kappa_eff + p.c_ln;
+  // Seed 001 folds W_O into kappa_eff (+kappa(W_O)) in the unified bound, or, in Exp-1's predictor, factors it as
+  // the explicit ||W_O||_2 multiplier: alternatives. The predictor takes the multiplier, so kappa_eff loses kappa(W_O).
+  p.combined = d.kappa_softmax * (1 + d.kappa_score) * d.kappa_v * d.wo_norm + (d.kappa_w1 + d.kappa_w2) + p.c_ln;
   return p;
 }
 

@@ -114,13 +114,14 @@ TEST(Diagnostics, PredictorByHand) {
   ModelConfig c;
   c.width = 100, c.norm_eps = 1e-2;
   LayerDiagnostics d;
-  d.kappa_softmax = 0.4, d.kappa_score = 3, d.kappa_v = 5, d.wo_norm = 2, d.kappa_eff = 7;
+  d.kappa_softmax = 0.4, d.kappa_score = 3, d.kappa_v = 5, d.wo_norm = 2;
+  d.kappa_w1 = 3, d.kappa_w2 = 2.5, d.kappa_wo = 1.5, d.kappa_eff = 7;  // kappa(W_O) must not count twice
   d.sigma2_norm1 = 1e-4;  // rho = 1e-4 / 1e-2 * 100 * 2^-10 < 1: eps-dominated, C = 0.1 + 0.01 + 1
   d.sigma2_norm2 = 4.0;   // rho = 400 * 100 * 2^-10 > 1: C = 1
   const Predictor p = predictor(d, c, 0x1p-10);
   EXPECT_NEAR(p.rho_ln1, 1e-2 * 100 * 0x1p-10, 1e-15);
   EXPECT_NEAR(p.c_ln, 1.11 + 1, 1e-12);
-  EXPECT_NEAR(p.combined, 0.4 * 4 * 5 * 2 + 7 + 2.11, 1e-12);
+  EXPECT_NEAR(p.combined, 0.4 * 4 * 5 * 2 + (3 + 2.5) + 2.11, 1e-12);
 }
 
 }  // namespace

@@ -7,7 +7,8 @@
 //   ||W_O||_2, kappa_eff = kappa(W1) + kappa(W2) + kappa(W_O)
 //   rho_LN = sigma^2 / eps * d_model * eps_mach, sigma^2 the median over tokens of the variance at the norm's input
 //   C_LN   = sigma/sqrt(eps) + sigma^2/eps + 1 where rho_LN < 1 (Proposition 1 with C1 = C2 = C3 = 1), else 1
-//   predictor = kappa_softmax (1 + kappa_score) kappa(V) ||W_O||_2 + kappa_eff + C_LN
+//   predictor = kappa_softmax (1 + kappa_score) kappa(V) ||W_O||_2 + kappa(W1) + kappa(W2) + C_LN (W_O enters once,
+//   as the multiplier: seed 001 uses +kappa(W_O) in kappa_eff only where W_O is not factored out)
 // Heads are aggregated by max (kappa_softmax also by sum); the two norms of a layer add their C_LN.
 // Also, from the other seeds: theta(p) of 003 (max and mean over rows); for M = W_Q W_K^T of each head, 002's
 // condition number on its rank and its bound factor sigma_max(|W_Q||W_K|^T) sigma_max(M) / sigma_min(M), 004's
