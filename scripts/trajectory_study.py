@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train_digits  # noqa: E402  (the same model definition and data the runs use)
 
-STUDY_KEYS = {"kind", "results", "precisions", "seeds", "rho_star", "cap", "tail", "signal", "targets", "permutations",
+STUDY_KEYS = {"kind", "results", "precisions", "seeds", "rho_star", "cap", "tail", "signal", "targets", "permutations", "null",
               "device"}
 
 
@@ -89,7 +89,7 @@ def main():
                 run([lpsim, "trajectory", r, "--plan", f"autocast-{p}"])
             cmd = [lpsim, "forecast"] + [os.path.join(r, "series.csv") for r in runs] + [
                 "--out", os.path.join(results, f"forecast_{p}.csv"), "--signal", s.get("signal", "kappa_softmax_max"),
-                "--permutations", str(s.get("permutations", 999))]
+                "--permutations", str(s.get("permutations", 999)), "--null", s.get("null", "phase")]
             for target in s.get("targets", ["r_block_final", "loss"]):
                 cmd += ["--target", target]
             run(cmd)

@@ -48,6 +48,7 @@ void add_forecast_command(CLI::App& app) {
     LeadLagOptions lag;
     SpikeOptions spike;
     bool detrend = false;
+    std::string null = "phase";
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("forecast", "lead-lag, permutation test and Spike Precision@K (Exp-2, Table 3)");
@@ -55,7 +56,10 @@ void add_forecast_command(CLI::App& app) {
   cmd->add_option("--signal", o->signal, "the leading column (default kappa_softmax_max)");
   cmd->add_option("--target", o->targets, "the led columns (default r_block_final and loss)");
   cmd->add_option("--max-lag", o->lag.max_lag, "lags scanned: -max..max steps (default 60)");
-  cmd->add_option("--permutations", o->lag.permutations, "permutations of the test (default 999)");
+  cmd->add_option("--permutations", o->lag.permutations, "surrogates of the test (default 999)");
+  cmd->add_option("--null", o->null, "phase (default: phase-randomised surrogates, valid for autocorrelated series) "
+                                     "or shuffle (the paper's time-point permutation; too liberal on smooth series)")
+      ->check(CLI::IsMember({"phase", "shuffle"}));
   cmd->add_option("--window", o->spike.window, "rolling window of the spike z-scores (default 20)");
   cmd->add_option("--horizon", o->spike.horizon, "steps an alarm may precede its spike (default 40)");
   cmd->add_option("--threshold", o->spike.threshold, "rolling z above which the target spikes (default 1.5)");
@@ -64,6 +68,7 @@ void add_forecast_command(CLI::App& app) {
   cmd->add_option("--out,-o", o->out, "table CSV (default: forecast.csv beside the first series' study)");
   cmd->add_option("--curves", o->curves, "correlation-by-lag CSV (default: --out with _curves.csv)");
   cmd->callback([o] {
+    o->lag.null = o->null == "shuffle" ? LeadLagNull::shuffle : LeadLagNull::phase;
     namespace fs = std::filesystem;
     if (o->out.empty())
       o->out = (fs::path(o->files[0]).parent_path().parent_path().parent_path() / "forecast.csv").string();
@@ -73,7 +78,8 @@ void add_forecast_command(CLI::App& app) {
       t.column("step"), t.column(o->signal);
       for (const std::string& target : o->targets) t.column(target);
     }
-    std::string table = "series,target,signal,detrend,steps,best_lag,best_corr,p_value,k,hits,precision_at_k,base_rate\n";
+    std::string table = "series,target,signal,detrend,null,steps,best_lag,best_corr,p_value,k,hits,precision_at_k,base_rate\n";
+    const std::string null_name = o->lag.null == LeadLagNull::phase ? "phase" : "shuffle";
     std::string curves = "series,target,lag,corr\n";
     for (const std::string& target : o->targets) {
       fmt::print("\n{} leads {}? (lag > 0: the signal leads; {} permutations, K = ceil({} T), horizon {}, window {}, z > {})\n",
@@ -101,8 +107,8 @@ void add_forecast_command(CLI::App& app) {
         const SpikePrecision s = spike_precision(xs, ys, o->spike);
         fmt::print("{:<22} {:>6} {:>9} {:>9.3f} {:>9.3f} {:>8.3f} {:>9.3f}\n", label, xs.size(), r.best_lag, r.best_corr,
                    r.p_value, s.precision, s.base_rate);
-        table += fmt::format("{},{},{},{},{},{},{:.6f},{:.6f},{},{},{:.6f},{:.6f}\n", label, target, o->signal,
-                             o->detrend ? "linear" : "none", xs.size(), r.best_lag, r.best_corr, r.p_value, s.k, s.hits,
+        table += fmt::format("{},{},{},{},{},{},{},{:.6f},{:.6f},{},{},{:.6f},{:.6f}\n", label, target, o->signal,
+                             o->detrend ? "linear" : "none", null_name, xs.size(), r.best_lag, r.best_corr, r.p_value, s.k, s.hits,
                              s.precision, s.base_rate);
         for (int lag = -o->lag.max_lag; lag <= o->lag.max_lag; ++lag)
           curves += fmt::format("{},{},{},{:.6f}\n", label, target, lag, r.corr[lag + o->lag.max_lag]);
@@ -112,8 +118,8 @@ void add_forecast_command(CLI::App& app) {
         auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); };
         fmt::print("{:<22} {:>6} {:>9.1f} {:>9.3f} {:>9} {:>8.3f} {:>9.3f}\n", "mean", "", mean(lags), mean(corrs), "-",
                    mean(precs), mean(bases));
-        table += fmt::format("mean,{},{},{},,{:.2f},{:.6f},,,,{:.6f},{:.6f}\n", target, o->signal,
-                             o->detrend ? "linear" : "none", mean(lags), mean(corrs), mean(precs), mean(bases));
+        table += fmt::format("mean,{},{},{},{},,{:.2f},{:.6f},,,,{:.6f},{:.6f}\n", target, o->signal,
+                             o->detrend ? "linear" : "none", null_name, mean(lags), mean(corrs), mean(precs), mean(bases));
       }
     }
     write_atomically(o->out, table);

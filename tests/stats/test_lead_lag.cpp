@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <vector>
 
@@ -71,6 +72,38 @@ TEST(LeadLag, PermutationPValueIsUniformUnderTheNull) {
   EXPECT_LT(d, 1.95 / std::sqrt(double(trials)) + 0.01) << "KS distance " << d;
   // And the scan matters: the best lag's raw correlation is well above what a single fixed lag gives by chance.
   EXPECT_GT(p.front(), 0.0);
+}
+
+// Issue 19: on autocorrelated series the time-shuffling test does not keep its size. Independent AR(1) pairs
+// (phi 0.9 and 0.95, 195 steps, as Exp-2's trajectories): the default phase-randomised null rejects at about the
+// nominal 5%, the paper's shuffle at many times that.
+std::vector<double> ar1(std::uint64_t seed, std::uint64_t stream, int n, double phi) {
+  std::vector<double> v(n);
+  double x = normal_at(seed, stream, 0) / std::sqrt(1 - phi * phi);  // stationary start
+  for (int t = 0; t < n; ++t) v[t] = x = (t ? phi * x + normal_at(seed, stream, t) : x);
+  return v;
+}
+
+TEST(LeadLag, PhaseNullKeepsItsSizeOnAutocorrelatedSeries) {
+  const int trials = 200, B = 99;
+  for (double phi : {0.9, 0.95}) {
+    int phase = 0, shuffle = 0;
+    for (int k = 0; k < trials; ++k) {
+      const std::vector<double> x = ar1(500 + k, 1, 195, phi), y = ar1(500 + k, 2, 195, phi);
+      LeadLagOptions o{.max_lag = 60, .permutations = B, .seed = std::uint64_t(k)};
+      phase += lead_lag(x, y, o).p_value <= 0.05;
+      if (k < 100) {  // the shuffle's failure needs fewer trials to show
+        o.null = LeadLagNull::shuffle;
+        shuffle += lead_lag(x, y, o).p_value <= 0.05;
+      }
+    }
+    const double rate = double(phase) / trials;
+    // Binomial(200, 0.05): sd 0.015; [0.01, 0.10] is beyond 2.6 sd on either side.
+    EXPECT_GE(rate, 0.01) << "phi " << phi;
+    EXPECT_LE(rate, 0.10) << "phi " << phi;
+    EXPECT_GT(double(shuffle) / 100, 0.4) << "phi " << phi << ": the shuffle null should fail here";
+    std::printf("phi %.2f: rejection at 5%%: phase %.3f (n %d), shuffle %.2f (n 100)\n", phi, rate, trials, shuffle / 100.0);
+  }
 }
 
 TEST(SpikePrecision, RollingZscoreByHand) {

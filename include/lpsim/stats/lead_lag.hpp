@@ -1,7 +1,12 @@
 #pragma once
 // Seed 001's lead-lag protocol (Exp-2): z-score both series, correlate the signal at t with the target at t + lag for
 // every lag in [-max_lag, max_lag], keep the lag of largest correlation, and test it by permutation, re-selecting the
-// best lag for every permuted target so that the scan over lags is part of the null distribution.
+// best lag for every surrogate target so that the scan over lags is part of the null distribution.
+//
+// The null: the paper shuffles time points (`shuffle`), which destroys autocorrelation, so two independent smooth
+// series (random walks, AR(1) with phi 0.9) come out "significant" most of the time. The default `phase` draws
+// phase-randomised surrogates of the target (same amplitude spectrum, hence the same autocorrelation, random
+// Fourier phases; Theiler et al. 1992), which keeps the test's size on such series (tests/stats/test_lead_lag.cpp).
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -18,13 +23,16 @@ double lagged_correlation(std::span<const double> x, std::span<const double> y, 
 struct LeadLag {
   int best_lag = 0;           // argmax over lags of the correlation (ties: the smaller |lag|, then the smaller lag)
   double best_corr = 0;
-  double p_value = 1;         // (1 + #{permutations whose best correlation >= best_corr}) / (1 + permutations)
+  double p_value = 1;         // (1 + #{surrogates whose best correlation >= best_corr}) / (1 + permutations)
   int permutations = 0;
   std::vector<double> corr;   // corr[lag + max_lag]
 };
 
+enum class LeadLagNull : std::uint8_t { phase, shuffle };
+
 struct LeadLagOptions {
   int max_lag = 60;
+  LeadLagNull null = LeadLagNull::phase;
   int permutations = 999;
   std::uint64_t seed = 0;     // the permutations' counter-based stream: the same p-value on every machine
 };
