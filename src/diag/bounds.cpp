@@ -169,7 +169,7 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
     NormBound b;
     b.layer = layer, b.which = which;
     b.observed = relative_error(ye, y);
-    b.sigma2 = median_row_variance(xs);
+    b.sigma2 = median_row_moment(xs, cfg.norm);
     b.eps_mach = std::ldexp(1.0, 1 - plan[Op::norm].compute.spec.precision);
     const double eps = nd.eps >= 0 ? nd.eps : cfg.norm_eps;  // a checkpoint's own eps where it has one
     b.rho_ln = eps > 0 ? b.sigma2 / eps * cfg.width * b.eps_mach : INFINITY;

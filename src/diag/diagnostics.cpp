@@ -32,11 +32,12 @@ double frobenius(const Matrix<double>& m) { return view(m).norm(); }
 // The float64 forward with an observer: per head the diagnostics, per norm its input's variance.
 class DiagnosticBackend : public NativeBackend<double> {
  public:
-  explicit DiagnosticBackend(int depth, bool causal) : layers_(depth), attention_input_max_sq_(depth), attention_input_moments_(depth), causal_(causal) {}
+  DiagnosticBackend(int depth, bool causal, NormKind norm)
+      : layers_(depth), attention_input_max_sq_(depth), attention_input_moments_(depth), causal_(causal), norm_(norm) {}
   void set_layer(int l) { layer_ = l, norms_seen_ = 0; }
 
   void observe_norm_input(const Matrix<double>& x) {
-    (norms_seen_++ == 0 ? layers_[layer_].sigma2_norm1 : layers_[layer_].sigma2_norm2) = median_row_variance(x);
+    (norms_seen_++ == 0 ? layers_[layer_].sigma2_norm1 : layers_[layer_].sigma2_norm2) = median_row_moment(x, norm_);
   }
 
   void observe_attention_input(const Matrix<double>& h) {
@@ -82,15 +83,18 @@ class DiagnosticBackend : public NativeBackend<double> {
  private:
   int layer_ = 0, norms_seen_ = 0;
   bool causal_;
+  NormKind norm_;
 };
 
 }  // namespace
 
-double median_row_variance(const Matrix<double>& x) {
+double median_row_variance(const Matrix<double>& x) { return median_row_moment(x, NormKind::layernorm); }
+
+double median_row_moment(const Matrix<double>& x, NormKind kind) {
   std::vector<double> v;
   for (int i = 0; i < x.rows; ++i) {
     const auto r = view(x).row(i);
-    const double mean = r.mean();
+    const double mean = kind == NormKind::layernorm ? r.mean() : 0.0;  // RMSNorm divides by sqrt(mean(x^2) + eps)
     v.push_back((r.array() - mean).square().mean());
   }
   return quantile(v, 0.5);
@@ -117,7 +121,7 @@ struct Observed {
 };
 
 Observed observe(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
-  DiagnosticBackend be(cfg.depth, cfg.causal);
+  DiagnosticBackend be(cfg.depth, cfg.causal, cfg.norm);
   forward(be, cfg, w, in);
   Observed o{std::move(be.layers_), std::move(be.attention_input_max_sq_), std::move(be.attention_input_moments_)};
   for (int l = 0; l < cfg.depth; ++l) {

@@ -110,6 +110,27 @@ TEST(Diagnostics, HeadsMatchAnIndependentComputation) {
   }
 }
 
+// RMSNorm divides by sqrt(mean(x^2) + eps): its sigma^2 is the uncentred second moment, LayerNorm's the variance.
+TEST(Diagnostics, NormMomentFollowsTheNormKind) {
+  ModelConfig c;
+  c.width = 16, c.heads = 2, c.ffn = 24, c.depth = 1, c.tokens = 11;
+  c.input.scale = 1.0;
+  for (NormKind kind : {NormKind::layernorm, NormKind::rmsnorm}) {
+    c.norm = kind;
+    const Weights<double> w = make_weights(c, 3);
+    ModelInput<double> in = make_input(c, 3);
+    for (double& v : in.x.data) v += 2.0;  // a mean far from zero separates the two moments
+    const std::vector<LayerDiagnostics> d = diagnose(c, w, in);
+    const test::Mat x = test::to_eigen(in.x);
+    std::vector<double> m;
+    for (int i = 0; i < c.tokens; ++i)
+      m.push_back(kind == NormKind::rmsnorm ? x.row(i).array().square().mean()
+                                            : (x.row(i).array() - x.row(i).mean()).square().mean());
+    std::sort(m.begin(), m.end());
+    EXPECT_NEAR(d[0].sigma2_norm1, m[5], 1e-14 * m[5]) << norm_name(kind);
+  }
+}
+
 TEST(Diagnostics, PredictorByHand) {
   ModelConfig c;
   c.width = 100, c.norm_eps = 1e-2;

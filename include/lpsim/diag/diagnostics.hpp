@@ -75,5 +75,8 @@ double condition_number(const Matrix<double>& m, double ridge = 0);
 double spectral_norm(const Matrix<double>& m);
 // Median over rows (tokens) of each row's biased variance: the sigma^2 of rho_LN and C_LN.
 double median_row_variance(const Matrix<double>& x);
+// The second moment the norm divides by, median over rows: the centred variance (LayerNorm) or mean(x^2) (RMSNorm).
+// sigma^2 of Proposition 1 and rho_LN is this moment (issue 19: it was the centred variance for RMSNorm too).
+double median_row_moment(const Matrix<double>& x, NormKind kind);
 
 }  // namespace lpsim
