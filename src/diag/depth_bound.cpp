@@ -42,8 +42,12 @@ std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPl
   one.depth = 1, one.embedding = Embedding::none, one.class_token = false, one.final_norm = one.lm_head = false;
   // The blocks' parameters as the plan stores them (the whole emulated forward rounds them the same way).
   const Weights<double> stored_w = plan.params ? params_rounded(w, plan.params->spec) : w;
+  // The recursion starts from the emulated embedding's own error (issue 19: starting from 0 called a bound
+  // violated at layer 0 that was the embedding's rounding, not the block's).
+  EmulatedBackend embedder(plan);
+  const TapError e0 = compare_tap(layers::embed(embedder, cfg, stored_w, in), x[0]);
   std::vector<DepthBoundRow> rows;
-  double carried = 0, carried_uniform = 0, local_max = 0, alpha_max = 0;
+  double carried = e0.rel_fro * e0.ref_fro, carried_uniform = carried, local_max = 0, alpha_max = 0;
   for (int l = 0; l < cfg.depth; ++l) {
     Weights<double> wl;
     wl.layers = {stored_w.layers[l]};
@@ -58,6 +62,7 @@ std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPl
     const double norm_out = e.ref_fro, local = e.rel_fro * norm_out;
     DepthBoundRow r;
     r.layer = l;
+    r.embedding = e0.rel_fro;
     r.alpha = (1 + gains[l].rho_attn) * (1 + gains[l].rho_ffn);
     r.local = e.rel_fro;
     carried = carried * r.alpha + local;

@@ -32,6 +32,17 @@ TEST(DepthBound, HoldsAtEveryDepthAndBlockZeroMatchesTheWholeForward) {
     }
 }
 
+// With an embedding (a token embedding plus learned positions, rounded by the plan) the observed error includes the
+// embedding's own rounding; the recursion carries it, so layer 0 holds (issue 19: it was reported violated).
+TEST(DepthBound, CarriesTheEmbeddingsError) {
+  ModelConfig c = tiny(1.0, 3);
+  c.embedding = Embedding::tokens, c.vocab = 50;
+  const auto rows = depth_bound(c, load_plan("pure-fp16"), make_weights(c, 4), make_input(c, 4, 0));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_GT(rows[0].embedding, 1e-5);  // fp16 rounding of the embedded stream
+  for (const DepthBoundRow& r : rows) EXPECT_TRUE(r.held) << "layer " << r.layer << ": " << r.observed << " > " << r.bound;
+}
+
 TEST(DepthBound, RefusesPostLn) {
   ModelConfig c = tiny(1.0, 2);
   c.position = NormPosition::post;

@@ -17,6 +17,7 @@ namespace lpsim {
 
 struct DepthBoundRow {
   int layer = 0;
+  double embedding = 0;   // ||E_0|| / ||X_0||: the emulated embedding's error, where the recursion starts
   double local = 0;       // local_l / ||X_{l+1}||_F: the relative error block l adds
   double alpha = 0;       // (1 + rho_attn)(1 + rho_ffn) of block l
   double observed = 0;    // ||E_{l+1}|| / ||X_{l+1}||: the whole emulated forward after block l
