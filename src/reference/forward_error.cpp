@@ -12,6 +12,7 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"
 #include "lpsim/stats/regression.hpp"
+#include "util/csv_field.hpp"
 
 namespace lpsim {
 
@@ -269,11 +270,15 @@ std::string tap_csv_header() {
          "nonfinite,overflows,saturations,ref_fro,u,kl_mean,kl_max,top1,logit_max_abs";
 }
 
+std::string tap_metric_cells(const PrecisionPlan& plan, const TapError& t) {
+  return fmt::format("{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{},{:.9e},{:.9e},{:.9e},{:.9e}",
+                     t.layer, tap_name(t.tap), t.rel_fro, t.max_rel, t.mean_rel, t.median_rel, t.p95_rel, t.p99_rel,
+                     t.elements, t.zero_ref, t.nonfinite, t.overflows, t.saturations, t.ref_fro, plan.unit_roundoff(),
+                     t.kl_mean, t.kl_max, t.top1, t.logit_max_abs);
+}
+
 std::string tap_csv_row(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o, const TapError& t) {
-  return fmt::format("{},{},{},{},{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{},{:.9e},{:.9e},{:.9e},{:.9e}",
-                     cfg.name, plan.name, o.seed, o.batch, t.layer, tap_name(t.tap), t.rel_fro, t.max_rel, t.mean_rel,
-                     t.median_rel, t.p95_rel, t.p99_rel, t.elements, t.zero_ref, t.nonfinite, t.overflows,
-                     t.saturations, t.ref_fro, plan.unit_roundoff(), t.kl_mean, t.kl_max, t.top1, t.logit_max_abs);
+  return fmt::format("{},{},{},{},", csv_field(cfg.name), csv_field(plan.name), o.seed, o.batch) + tap_metric_cells(plan, t);
 }
 
 }  // namespace lpsim

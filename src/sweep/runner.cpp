@@ -16,6 +16,8 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "sweep/atomic_file.hpp"
+#include "util/csv_field.hpp"
+#include "util/read_text.hpp"
 #include "sweep/summary.hpp"
 
 #ifndef LPSIM_GIT_COMMIT
@@ -34,12 +36,6 @@ int chunk_size(std::size_t units) { return std::max(1, int((units + 255) / 256))
 int chunk_count(std::size_t units) { return int((units + chunk_size(units) - 1) / chunk_size(units)); }
 std::string part_path(const std::string& dir, int chunk) { return fmt::format("{}/parts/chunk-{:06d}.csv", dir, chunk); }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
 
 // The columns that identify a row: unit, model axes, seed, batch, plan axes, plan.
 std::string row_prefix_header(const SweepPlan& plan) {
@@ -58,18 +54,12 @@ std::string row_prefix(const Unit& u, const PlanChoice& c) {
   return r + "," + csv_field(c.plan.name);
 }
 
-// tap_csv_row without its identity columns (model, plan, seed, batch), then the diagnostic columns.
+// tap_csv_header without its identity columns (model, plan, seed, batch), then the diagnostic columns.
 std::string metric_header() {
   const std::string h = tap_csv_header();
   return h.substr(h.find("layer")) + diagnostic_header();
 }
 
-std::string metric_row(const ModelConfig& cfg, const PrecisionPlan& plan, const TapError& t) {
-  const std::string r = tap_csv_row(cfg, plan, StudyOptions{}, t);
-  std::size_t pos = 0;
-  for (int i = 0; i < 4; ++i) pos = r.find(',', pos) + 1;  // model, plan, seed, batch (no commas inside: names)
-  return r.substr(pos);
-}
 
 struct UnitResult {
   std::string rows;
@@ -92,7 +82,7 @@ UnitResult measure_unit(const SweepConfig& s, const Unit& u, const SweepPlan& pl
     const Taps<double> taps = emulated_taps(be, u.model, w, in, &events);
     for (const TapError& t : tap_errors(u.model, taps, ref, events)) {
       if (wanted(s.rows, u.model, t))
-        out.rows += row_prefix(u, c) + "," + metric_row(u.model, c.plan, t) + diagnostic_cells(diag, u.model, c.plan, t.layer) + "\n";
+        out.rows += row_prefix(u, c) + "," + tap_metric_cells(c.plan, t) + diagnostic_cells(diag, u.model, c.plan, t.layer) + "\n";
       if (t.rel_fro > 0) out.smallest_error = std::min(out.smallest_error, t.rel_fro);
     }
   }
@@ -216,6 +206,45 @@ void assemble_sweep(const SweepConfig& s, const SweepPlan& plan, const std::stri
                                     {"shards", shards}}.dump(2) + "\n");
 }
 
+namespace {
+
+// What decides the parts' contents: the sweep file, every plan as built (a plan file may change under the same
+// name) and the base model's text. Parts made under another definition are never mixed in.
+std::string definition(const SweepConfig& s, const SweepPlan& plan) {
+  std::string d = s.text + "\n--- plans\n";
+  for (const PlanChoice& c : plan.plans) d += describe(c.plan);
+  d += "--- model " + s.model_file + "\n";
+  if (fs::is_regular_file(s.model_file)) d += read_text(s.model_file, "model file");
+  return d;
+}
+
+void check_parts_belong(const SweepConfig& s, const SweepPlan& plan, const std::string& dir) {
+  const std::string path = dir + "/parts/definition.txt", now = definition(s, plan);
+  bool any_part = false;
+  for (const auto& e : fs::directory_iterator(dir + "/parts"))
+    any_part = any_part || e.path().filename().string().starts_with("chunk");
+  if (fs::exists(path)) {
+    if (read_text(path, "sweep definition") != now)
+      throw ConfigError(fmt::format("{}: the results in {}/parts were made by a different definition of sweep '{}' "
+                                    "(sweep file, a plan or the model changed); delete {}/parts to start over, or "
+                                    "give the sweep another name", s.file, dir, s.name, dir));
+  } else if (any_part) {
+    fmt::print(stderr, "sweep: {}/parts has results but no definition.txt (an older lpsim); taking them as this sweep's\n", dir);
+  }
+  write_atomically(path, now);
+}
+
+nlohmann::json previous_reference_check(const std::string& dir) {
+  try {
+    const auto m = nlohmann::json::parse(read_text(dir + "/manifest.json", "manifest"));
+    if (m.contains("reference") && m["reference"].contains("check")) return m["reference"]["check"];
+  } catch (const std::exception&) {
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string started = iso_now();
@@ -225,6 +254,7 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
   out.directory = o.results_root + "/" + s.name;
   fs::create_directories(out.directory + "/parts");
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  check_parts_belong(s, plan, out.directory);
 
   const int size = chunk_size(plan.units.size()), chunks = chunk_count(plan.units.size());
   std::vector<int> todo;
@@ -242,7 +272,8 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
 
   nlohmann::json reference_check;
   if (s.reference == "fp64" || !todo.empty()) reference_check = check_reference(s, plan);
-  if (!reference_check.value("adequate", true))
+  else reference_check = previous_reference_check(out.directory);  // nothing left to run: keep what was measured
+  if (reference_check.is_object() && !reference_check.value("adequate", true))
     fmt::print(stderr, "sweep: warning: the {} reference is not adequate for these plans (its error {:.2e} is not "
                        "below 1% of the smallest measured error {:.2e}); use reference = \"mpfr\" or more ref_bits\n",
                s.reference, reference_check["frobenius_difference"].get<double>(),

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "lpsim/stats/csv_table.hpp"
+#include "util/csv_field.hpp"
 #include "lpsim/stats/regression.hpp"
 
 namespace lpsim {
@@ -96,7 +97,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   out += ",r_logits_mean,kl_mean,top1_mean\n";
   for (const Group& g : groups) {
     std::string line;
-    for (const auto& k : g.key) line += (k.find(',') != std::string::npos ? "\"" + k + "\"" : k) + ",";
+    for (const auto& k : g.key) line += csv_field(k) + ",";
     const auto block = sortable(g.block);
     auto average = [](const std::vector<double>& v) {
       double m = 0;

@@ -130,6 +130,27 @@ TEST_F(SweepRun, SameFilesAtAnyThreadCountAfterInterruptionAndFromShards) {
   EXPECT_EQ(file("shards", "summary.csv"), summary);
 }
 
+// Issue 20: a finished sweep run again does nothing and succeeds (it used to fail reading the reference check);
+// so does one killed after its last part and before the final files; parts of another definition are refused.
+TEST_F(SweepRun, ResumesFinishedRunsAndRefusesPartsOfAnotherDefinition) {
+  run("one", 2);
+  const std::string taps = file("one", "taps.csv");
+  const SweepOutcome again = run("one", 2);
+  EXPECT_TRUE(again.complete);
+  EXPECT_EQ(again.ran, 0);
+  fs::remove(root_ + "/one/t/taps.csv");  // killed between the last part and assembly
+  EXPECT_TRUE(run("one", 1).complete);
+  EXPECT_EQ(file("one", "taps.csv"), taps);
+  sweep_ = parse_sweep("[sweep]\nname = \"t\"\nmodel = \"" + tiny_model() + "\"\nseeds = 2\nbatches = 2\n"
+                       "[axes]\nplan = [\"autocast-fp16\", \"fp8-e4m3\"]\n\"model.depth\" = [1, 2]\n", "t.toml");
+  try {
+    run("one", 2);
+    ADD_FAILURE() << "parts of another plan axis were reused";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("different definition"), std::string::npos) << e.what();
+  }
+}
+
 // summary.csv's tail statistics recomputed from taps.csv by the test itself.
 TEST_F(SweepRun, SummaryIsTheTailOfTheTaps) {
   run("one", 2);

@@ -94,5 +94,7 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
 // The per-tap CSV (one row per layer and tap), with the run's identity in the first columns.
 std::string tap_csv_header();
 std::string tap_csv_row(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o, const TapError& t);
+// The same row from the layer column on (sweeps put their own identity columns first).
+std::string tap_metric_cells(const PrecisionPlan& plan, const TapError& t);
 
 }  // namespace lpsim
