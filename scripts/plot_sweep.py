@@ -13,6 +13,7 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "lpsim"  # deterministic SVG ids
 import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {
@@ -131,7 +132,9 @@ def finish(fig, ax, a):
     ax.legend(fontsize=8)
     fig.tight_layout()
     for ext in ("png", "svg"):
-        fig.savefig(os.path.join(a.directory, f"{a.name}.{ext}"), dpi=130)
+        # No dates and a fixed SVG id salt: the same data give the same bytes (a tracked plot stays unchanged).
+        fig.savefig(os.path.join(a.directory, f"{a.name}.{ext}"), dpi=130,
+                    metadata={"Date": None} if ext == "svg" else {})
 
 
 if __name__ == "__main__":

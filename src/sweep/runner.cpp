@@ -201,9 +201,11 @@ void assemble_sweep(const SweepConfig& s, const SweepPlan& plan, const std::stri
   }
   if (!shards.empty())
     write_atomically(dir + "/manifest.json",
-                     nlohmann::json{{"lpsim_version", "0.1.0"}, {"git_commit", LPSIM_GIT_COMMIT}, {"sweep_file", s.file},
-                                    {"sweep_text", s.text}, {"merged", iso_now()}, {"units", plan.units.size()},
-                                    {"shards", shards}}.dump(2) + "\n");
+                     nlohmann::json{{"lpsim_version", "0.1.0"}, {"sweep_file", s.file}, {"sweep_text", s.text},
+                                    {"units", plan.units.size()}, {"shards", shards}}.dump(2) + "\n");
+  if (!shards.empty())
+    write_atomically(dir + "/run.json",
+                     nlohmann::json{{"git_commit", LPSIM_GIT_COMMIT}, {"merged", iso_now()}}.dump(2) + "\n");
 }
 
 namespace {
@@ -312,26 +314,30 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
   }
   nlohmann::json plans = nlohmann::json::array();
   for (const PlanChoice& c : plan.plans) plans.push_back({{"name", c.plan.name}, {"description", describe(c.plan)}});
+  // manifest.json says what the results are and is the same on every run of the same sweep (it may be tracked in
+  // git); run.json says how this run went (machine, commit, times) and differs every time.
   const nlohmann::json manifest = {
       {"lpsim_version", "0.1.0"},
-      {"git_commit", LPSIM_GIT_COMMIT},
       {"sweep_file", s.file},
       {"sweep_text", s.text},
       {"model_file", s.model_file},
       {"plans", plans},
       {"reference", {{"kind", s.reference}, {"bits", s.reference == "fp64" ? 53 : s.reference_bits}, {"check", reference_check}}},
-      {"machine", machine()},
-      {"threads", omp_get_max_threads()},
       {"shard", fmt::format("{}/{}", o.shard, o.shards)},
       {"units", out.units},
+      {"complete", out.complete}};
+  const nlohmann::json run = {
+      {"git_commit", LPSIM_GIT_COMMIT},
+      {"machine", machine()},
+      {"threads", omp_get_max_threads()},
       {"units_run_now", out.ran},
       {"units_resumed", out.skipped},
-      {"complete", out.complete},
       {"start", started},
       {"end", iso_now()},
       {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
-  const std::string name = o.shards == 1 ? "manifest.json" : fmt::format("manifest-shard{}of{}.json", o.shard, o.shards);
-  write_atomically(out.directory + "/" + name, manifest.dump(2) + "\n");
+  const std::string suffix = o.shards == 1 ? "" : fmt::format("-shard{}of{}", o.shard, o.shards);
+  write_atomically(out.directory + "/manifest" + suffix + ".json", manifest.dump(2) + "\n");
+  write_atomically(out.directory + "/run" + suffix + ".json", run.dump(2) + "\n");
   return out;
 }
 
