@@ -160,6 +160,9 @@ Format parse_format(std::string_view text) {
       throw FormatError(fmt::format("format '{}': '{}' is not p<precision>", text, head));
     if (parts.empty() || parts[0].substr(0, 4) != "emax" || !parse_int(parts[0].substr(4), emax))
       throw FormatError(fmt::format("format '{}': after p{} comes emax<N>, e.g. p11:emax15", text, p));
+    constexpr int exponent_limit = 1 << 24;  // far beyond any format; keeps 1 - emax and later sums in int range
+    if (emax < -exponent_limit || emax > exponent_limit)
+      throw FormatError(fmt::format("format '{}': emax {} is outside -{}..{}", text, emax, exponent_limit, exponent_limit));
     spec = FormatSpec{};
     spec.precision = p;
     spec.emax = emax;
@@ -169,6 +172,8 @@ Format parse_format(std::string_view text) {
     if (parts.size() > 1 && parts[1].substr(0, 4) == "emin") {
       if (!parse_int(parts[1].substr(4), spec.emin))
         throw FormatError(fmt::format("format '{}': '{}' is not emin<N>", text, parts[1]));
+      if (spec.emin < -exponent_limit || spec.emin > exponent_limit)
+        throw FormatError(fmt::format("format '{}': emin {} is outside -{}..{}", text, spec.emin, exponent_limit, exponent_limit));
       first_modifier = 2;
     }
     // A value set that matches an IEEE layout gets that layout's bit encoding.

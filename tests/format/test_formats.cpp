@@ -64,6 +64,10 @@ TEST(Formats, ErrorsNameTheCulprit) {
   expect_error_mentions("p11", "emax");
   expect_error_mentions("e2m1:inf", "infinit");
   expect_error_mentions("", "empty");
+  // Extreme exponents (issue 20: 1 - emax overflowed int under UBSan) are refused by name.
+  expect_error_mentions("p5:emax-2147483647", "emax -2147483647");
+  expect_error_mentions("p5:emax2147483647", "emax 2147483647");
+  expect_error_mentions("p5:emax15:emin-2147483648", "emin -2147483648");
   EXPECT_THROW(parse_rounding("nearest"), FormatError);
   EXPECT_EQ(parse_rounding("odd"), Rounding::to_odd);
   EXPECT_EQ(parse_rounding("toward-zero"), Rounding::toward_zero);
