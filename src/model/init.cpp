@@ -12,6 +12,7 @@
 #include "lpsim/format/random_stream.hpp"
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "util/available_memory.hpp"
 
 namespace lpsim {
 
@@ -190,6 +191,12 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed);
 }  // namespace
 
 Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed) {
+  // Weights live as doubles; a forward holds about two more copies (the plan's stored parameters, the backend's
+  // rounded GEMM operands). Refuse what cannot fit instead of dying in the allocator.
+  const double need = 3 * 8 * parameter_count(cfg);
+  if (const double have = available_memory_bytes(); have > 0 && need > have)
+    throw ConfigError(fmt::format("model {}: {:.3g} parameters need about {:.1f} GB as lpsim holds them, {:.1f} GB are "
+                                  "available", cfg.name, parameter_count(cfg), need / 1e9, have / 1e9));
   Weights<double> w = cfg.init.weights.empty() ? init_weights(cfg, seed) : load_safetensors_weights(cfg.init.weights, cfg);
   if (cfg.lm_head && cfg.tie_word_embeddings) tie_head(w);
   add_rope_tables(w, cfg);

@@ -17,6 +17,15 @@ std::string_view norm_name(NormKind k) { return k == NormKind::layernorm ? "laye
 std::string_view activation_name(Activation a) {
   return a == Activation::gelu ? "gelu" : a == Activation::gelu_tanh ? "gelu-tanh" : a == Activation::relu ? "relu" : "silu";
 }
+double parameter_count(const ModelConfig& c) {
+  const double d = c.width, f = c.ffn, q = c.q_width(), kv = c.kv_width();
+  const double block = d * q + 2 * d * kv + q * d + (c.mlp == Mlp::gated ? 3 : 2) * d * f + 4 * d + 2 * f + q + 2 * kv;
+  const double embed = c.embedding == Embedding::tokens ? double(c.vocab) * d + (c.learned_positions ? c.tokens * d : 0)
+                       : c.embedding == Embedding::patch ? double(c.patch_dim()) * d + (c.tokens + 2) * d
+                                                         : 0;
+  return c.depth * block + embed + (c.lm_head ? double(c.vocab) * d : 0) + 2 * d;
+}
+
 int head_tap_count(const ModelConfig& c) { return (c.final_norm ? 1 : 0) + (c.lm_head ? 1 : 0); }
 
 std::string_view embedding_name(Embedding e) {

@@ -12,6 +12,7 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"
 #include "lpsim/stats/regression.hpp"
+#include "util/available_memory.hpp"
 #include "util/csv_field.hpp"
 
 namespace lpsim {
@@ -54,17 +55,6 @@ double reference_bytes(const ModelConfig& cfg, int bits) {
   const double taps = (4.0 * cfg.depth + 2) * n * d + (cfg.lm_head ? n * v : 0);
   const double live = 4 * n * n + 4 * n * std::max({d, f, v}) + 6 * n * d;
   return per * (params + taps + live);
-}
-
-double available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  while (in >> key >> kb) {
-    if (key == "MemAvailable:") return kb * 1024;
-    in.ignore(1 << 10, '\n');
-  }
-  return 0;
 }
 
 void check_reference_fits(const ModelConfig& cfg, int bits) {

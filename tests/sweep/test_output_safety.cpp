@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "lpsim/config/config_error.hpp"
+#include "lpsim/model/init.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
 #include "lpsim/model/safetensors.hpp"
@@ -89,6 +90,18 @@ TEST(OutputSafety, AnMpfrReferenceTooBigIsRefusedBeforeAnyWork) {
   }
   c.tokens = 16;  // and a small one fits
   EXPECT_LT(reference_bytes(c, 256), 1e7);
+}
+
+TEST(OutputSafety, ModelsTooBigForTheMachineAreRefused) {
+  ModelConfig c;
+  c.width = 1024, c.heads = 8, c.ffn = 4096, c.depth = 4096;  // 5e10 parameters: 1.2 TB as doubles
+  EXPECT_GT(parameter_count(c), 5e10);
+  try {
+    make_weights(c, 0);
+    ADD_FAILURE() << "allocated";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("parameters need about"), std::string::npos) << e.what();
+  }
 }
 
 TEST(OutputSafety, QuantilesOverInfinityAreInfinity) {

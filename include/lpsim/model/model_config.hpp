@@ -100,6 +100,8 @@ std::string validate(const ModelConfig& c);
 std::string_view norm_name(NormKind k);
 std::string_view activation_name(Activation a);
 std::string_view embedding_name(Embedding e);
+// Parameters of the forward (every block, embeddings, final norm, LM head), as a double: no overflow at any size.
+double parameter_count(const ModelConfig& c);
 // The taps after the last block: "final" with a final norm, then "logits" with an LM head.
 int head_tap_count(const ModelConfig& c);
 

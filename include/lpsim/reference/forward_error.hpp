@@ -68,8 +68,6 @@ using Taps = std::vector<Matrix<T>>;
 // Bytes an MPFR forward of this model at `bits` holds at its peak (parameters, stored taps, one head's scores and
 // probabilities, the MLP's activations), each number an mpfr_t with its limbs and the allocator's overhead.
 double reference_bytes(const ModelConfig& cfg, int bits);
-// Memory the system can give now (MemAvailable), in bytes; 0 when unknown.
-double available_memory_bytes();
 // Throws ConfigError naming the estimate and what is available when an MPFR forward at `bits` would not fit.
 void check_reference_fits(const ModelConfig& cfg, int bits);
 // bits <= 0: at the current precision (set_reference_bits), which threads running references in parallel need.
