@@ -32,20 +32,29 @@ mpfr_prec_t exact_precision(const AccumPolicy& p, int k) {
 class Reference {
  public:
   Reference(const AccumPolicy& p, std::span<const double> a, std::span<const double> b, const StochasticStream& sr,
-            std::uint64_t element)
-      : p_(p), a_(a), b_(b), k_(int(a.size())), prec_(exact_precision(p, k_)), slots_(sr, element, k_) {}
+            std::uint64_t element, const double* init = nullptr)
+      : p_(p), a_(a), b_(b), k_(int(a.size())), prec_(exact_precision(p, k_)), slots_(sr, element, k_), init_(init) {}
 
+  // With init: the first chunk starts from *init (sequential: round(init + p_0); tensor core: c = init; pairwise:
+  // round(init + the pairwise sum)) and the accumulator is returned without the output rounding.
   double run() {
     const int k = k_;
     Value total = make();
     if (k == 0) {
       mpfr_set_zero(total->get(), 1);
+      if (init_) mpfr_set_d(total->get(), *init_, MPFR_RNDN);
     } else if (p_.order == Order::pairwise && p_.tc.k == 0) {
       total = pairwise(0, k);
+      if (init_) {
+        mpfr_add_d(total->get(), total->get(), *init_, MPFR_RNDN);  // exact
+        round_acc(total, p_.acc_rounding, slots_.chunk(0));
+      }
     } else {
       const int len = p_.chunk_length(k);
       for (int first = 0, c = 0; first < k; first += len, ++c) {
-        Value part = p_.tc.k > 0 ? tensor_chain(first, std::min(k, first + len)) : sequential(first, std::min(k, first + len));
+        const double* from = c == 0 ? init_ : nullptr;
+        Value part = p_.tc.k > 0 ? tensor_chain(first, std::min(k, first + len), from)
+                                 : sequential(first, std::min(k, first + len), from);
         if (c == 0) {
           total = std::move(part);
         } else {
@@ -54,6 +63,7 @@ class Reference {
         }
       }
     }
+    if (init_) return mpfr_get_d(total->get(), MPFR_RNDN);  // a value of the accumulator: exact
     return mpfr_round_to_format(total->get(), p_.output.spec, p_.output_rounding, slots_.output());
   }
 
@@ -80,8 +90,9 @@ class Reference {
     return v;
   }
 
-  Value sequential(int first, int end) const {
+  Value sequential(int first, int end, const double* from) const {
     Value s = term(first);
+    if (from) mpfr_add_d(s->get(), s->get(), *from, MPFR_RNDN);  // exact
     round_acc(s, p_.acc_rounding, slots_.accumulate(first));
     for (int t = first + 1; t < end; ++t) {
       Value x = term(t);
@@ -104,9 +115,10 @@ class Reference {
     return left;
   }
 
-  Value tensor_chain(int first, int end) const {
+  Value tensor_chain(int first, int end, const double* from) const {
     Value c = make();
     mpfr_set_zero(c->get(), 1);
+    if (from) mpfr_set_d(c->get(), *from, MPFR_RNDN);
     for (int t = first; t < end; t += p_.tc.k) c = tensor_step(std::move(c), t, std::min(end, t + p_.tc.k));
     return c;
   }
@@ -161,6 +173,7 @@ class Reference {
   int k_;
   mpfr_prec_t prec_;
   SrSlots slots_;
+  const double* init_;
 };
 
 }  // namespace
@@ -175,6 +188,21 @@ double reference_dot(const AccumPolicy& policy, std::span<const double> a, std::
       throw std::invalid_argument(fmt::format("dot: term {} ({} * {}) has an operand that is not a value of {}", t,
                                               a[t], b[t], policy.input.name));
   return Reference(policy, a, b, sr, element).run();
+}
+
+double reference_accumulate_dot(const AccumPolicy& policy, double c, std::span<const double> a,
+                                std::span<const double> b, const StochasticStream& sr, std::uint64_t element) {
+  if (a.size() != b.size())
+    throw std::invalid_argument(fmt::format("dot: the vectors have {} and {} elements", a.size(), b.size()));
+  if (std::string bad = validate(policy); !bad.empty()) throw PolicyError(bad);
+  if (!policy.acc) throw PolicyError("acc: accumulating into a given value needs an accumulator format, not exact");
+  if (!representable(c, policy.acc->spec))
+    throw std::invalid_argument(fmt::format("dot: the initial value {} is not a value of {}", c, policy.acc->name));
+  for (size_t t = 0; t < a.size(); ++t)
+    if (!representable(a[t], policy.input.spec) || !representable(b[t], policy.input.spec))
+      throw std::invalid_argument(fmt::format("dot: term {} ({} * {}) has an operand that is not a value of {}", t,
+                                              a[t], b[t], policy.input.name));
+  return Reference(policy, a, b, sr, element, &c).run();
 }
 
 void reference_gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a,

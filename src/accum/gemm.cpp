@@ -70,6 +70,30 @@ void generic_gemm(const AccumPolicy& p, int m, int n, int k, std::span<const dou
                                                 SrSlots(sr, std::uint64_t(i) * n + j, k));
 }
 
+}  // namespace
+
+void accumulate_gemm(const AccumPolicy& p, int m, int n, int k, std::span<const double> a, std::span<const double> b,
+                     std::span<double> c, const GemmOptions& o) {
+  check_call(p, m, n, k, a, b, c, o);
+  if (!p.acc) throw PolicyError("acc: accumulating into a given value needs an accumulator format, not exact");
+  std::vector<double> bt(size_t(k) * n);
+  for (int t = 0; t < k; ++t)
+    for (int j = 0; j < n; ++j) bt[size_t(j) * k + t] = b[size_t(t) * n + j];
+  const bool generic = accum::generic_supports(p);
+  const accum::GenericPlan plan = accum::make_generic_plan(p);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double& cij = c[size_t(i) * n + j];
+      const std::uint64_t e = std::uint64_t(i) * n + j;
+      cij = generic ? accum::generic_accumulate_dot(plan, cij, a.data() + size_t(i) * k, bt.data() + size_t(j) * k, k,
+                                                    SrSlots(o.sr, e, k))
+                    : reference_accumulate_dot(p, cij, a.subspan(size_t(i) * k, k),
+                                               std::span<const double>(bt.data() + size_t(j) * k, k), o.sr, e);
+    }
+}
+
+namespace {
+
 // The fast kernels leave the accumulator's value in c; the output rounding is elementwise.
 void round_output(const AccumPolicy& p, int k, std::span<float> c, const StochasticStream& sr) {
   if (p.output.spec == formats::fp32 || (p.acc && p.output.spec == p.acc->spec && p.tc.k == 0 &&

@@ -36,23 +36,29 @@ bool is_binary64(const std::optional<Format>& f) { return f && f->spec == format
 template <Rounding R>
 class Kernel {
  public:
-  Kernel(const GenericPlan& g, const double* a, const double* b, int k, const SrSlots& slots)
-      : g_(g), p_(*g.policy), a_(a), b_(b), k_(k), slots_(slots) {}
+  Kernel(const GenericPlan& g, const double* a, const double* b, int k, const SrSlots& slots,
+         const double* init = nullptr)
+      : g_(g), p_(*g.policy), a_(a), b_(b), k_(k), slots_(slots), init_(init) {}
 
+  // With init (accumulate_dot): the first chunk's chain starts from *init and the accumulator is returned as is.
   double run() {
-    double total = 0.0;
+    double total = init_ ? *init_ : 0.0;
     if (k_ > 0) {
       if (p_.order == Order::pairwise && p_.tc.k == 0) {
         total = pairwise(0, k_);
+        if (init_) total = add(*init_, total, [&] { return slots_.chunk(0); });
       } else {
         const int len = p_.chunk_length(k_);
         for (int first = 0, c = 0; first < k_; first += len, ++c) {
           const int end = std::min(k_, first + len);
-          const double part = p_.tc.k > 0 ? tensor_chain(first, end) : sequential(first, end);
+          const double start = c == 0 && init_ ? *init_ : 0.0;
+          const bool from = c == 0 && init_;
+          const double part = p_.tc.k > 0 ? tensor_chain(first, end, start) : sequential(first, end, from ? init_ : nullptr);
           total = c == 0 ? part : add(total, part, [&] { return slots_.chunk(c); });
         }
       }
     }
+    if (init_) return total;
     return round_to(total, p_.output.spec, p_.output_rounding,
                     p_.output_rounding == Rounding::stochastic ? slots_.output() : 0);
   }
@@ -76,8 +82,11 @@ class Kernel {
     return round_to(x, p_.product->spec, p_.product_rounding,
                     p_.product_rounding == Rounding::stochastic ? slots_.product(t) : 0);
   }
-  double sequential(int first, int end) const {
-    double s = g_.acc_is_binary64_rne ? term(first) : round_acc(term(first), [&] { return slots_.accumulate(first); });
+  double sequential(int first, int end, const double* from = nullptr) const {
+    double s = 0;
+    if (from && g_.acc_is_binary64_rne && !p_.product) s = std::fma(a_[first], b_[first], *from);
+    else if (from) s = add(*from, term(first), [&] { return slots_.accumulate(first); });
+    else s = g_.acc_is_binary64_rne ? term(first) : round_acc(term(first), [&] { return slots_.accumulate(first); });
     for (int t = first + 1; t < end; ++t) {
       if (g_.acc_is_binary64_rne && !p_.product) {
         s = std::fma(a_[t], b_[t], s);  // one rounding of the exact a*b + s, whatever the input precision
@@ -92,8 +101,8 @@ class Kernel {
     const int mid = lo + (hi - lo) / 2;
     return add(pairwise(lo, mid), pairwise(mid, hi), [&] { return slots_.pairwise_node(mid); });
   }
-  double tensor_chain(int first, int end) const {
-    double c = 0.0;
+  double tensor_chain(int first, int end, double start) const {
+    double c = start;
     for (int t = first; t < end; t += p_.tc.k) c = tensor_step(c, t, std::min(end, t + p_.tc.k));
     return c;
   }
@@ -117,6 +126,7 @@ class Kernel {
   const double* b_;
   int k_;
   const SrSlots& slots_;
+  const double* init_;
 };
 
 }  // namespace
@@ -173,6 +183,12 @@ GenericPlan make_generic_plan(const AccumPolicy& p) {
 double generic_dot(const GenericPlan& g, const double* a, const double* b, int k, const SrSlots& slots) {
   return with_rounding(g.policy->acc_rounding,
                        [&]<Rounding R>() { return Kernel<R>(g, a, b, k, slots).run(); });
+}
+
+double generic_accumulate_dot(const GenericPlan& g, double c, const double* a, const double* b, int k,
+                              const SrSlots& slots) {
+  return with_rounding(g.policy->acc_rounding,
+                       [&]<Rounding R>() { return Kernel<R>(g, a, b, k, slots, &c).run(); });
 }
 
 }  // namespace lpsim::accum

@@ -27,6 +27,11 @@ GenericPlan make_generic_plan(const AccumPolicy& p);
 // The policy's dot product of a[0..k) and b[0..k) (values of the input format), for output element `element`.
 double generic_dot(const GenericPlan& g, const double* a, const double* b, int k, const SrSlots& slots);
 
+// c + a.b: the same, with the first chunk's accumulation starting from c (a value of the accumulator) and the
+// result left in the accumulator, not rounded to the output (reference_accumulate_dot defines it).
+double generic_accumulate_dot(const GenericPlan& g, double c, const double* a, const double* b, int k,
+                              const SrSlots& slots);
+
 // One step of the tensor-core model: terms[0] is the accumulator c, terms[1..n) the exact products of the step.
 // `random` feeds tc.rounding when it is stochastic.
 // exps, when given, are the alignment exponents of the terms (tc.align_operands); else each term's own.

@@ -105,6 +105,53 @@ TEST(GemmExact, EveryOrderAccumulatorAndModeMatchesReference) { check_against_re
 
 TEST(GemmExact, TensorCoreModelMatchesReference) { check_against_reference(tensor_core_policies()); }
 
+// D = A B + C (flash attention's P V update): the portable kernel against the MPFR definition, from initial values
+// of the accumulator drawn like the operands (zeros, subnormals, huge values, cancellations, Inf and NaN).
+TEST(GemmExact, AccumulatingIntoGivenValuesMatchesReference) {
+  const int m = 2, n = 3, k = 21;
+  std::vector<std::string> policies = scalar_policies();
+  for (const auto& t : tensor_core_policies()) policies.push_back(t);
+  for (const auto& text : policies) {
+    SCOPED_TRACE(text);
+    const AccumPolicy p = parse_policy(text);
+    if (!p.acc) continue;
+    for (DotInputs kind : {DotInputs::moderate, DotInputs::wide, DotInputs::adversarial}) {
+      SCOPED_TRACE(int(kind));
+      const Operands x = operands(p, m, n, k, kind, 21 + int(kind));
+      const StochasticStream sr{3, 7, 0};
+      std::vector<double> c0 = test::dot_operands(p.acc->spec, size_t(m) * n, kind, 5 + int(kind));
+      std::vector<double> expected(c0.size()), got = c0;
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          std::vector<double> column(k);
+          for (int t = 0; t < k; ++t) column[t] = x.b[size_t(t) * n + j];
+          expected[size_t(i) * n + j] = reference_accumulate_dot(
+              p, c0[size_t(i) * n + j], std::span<const double>(x.a).subspan(size_t(i) * k, k), column, sr,
+              std::uint64_t(i) * n + j);
+        }
+      accumulate_gemm(p, m, n, k, x.a, x.b, got, {sr});
+      EXPECT_TRUE(same_results(expected, got));
+    }
+  }
+}
+
+// A chain of tensor-core steps split in two, the second half continuing from the first half's accumulator, is the
+// whole chain: what lets a flash kernel accumulate P V tile by tile. Checked against the one-call reference.
+TEST(GemmExact, TensorCoreChainContinuesAcrossCalls) {
+  for (const char* text : {"fp16-tc", "bf16-tc", "in=fp16,acc=fp32,tc=16,tcbits=24", "fp16-fp32acc"}) {
+    SCOPED_TRACE(text);
+    AccumPolicy p = parse_policy(text);
+    p.output = *p.acc;  // compare accumulators
+    const int k = 64;
+    const std::vector<double> a = test::dot_operands(p.input.spec, k, DotInputs::wide, 3),
+                              b = test::dot_operands(p.input.spec, k, DotInputs::wide, 4);
+    const double whole = reference_dot(p, a, b);
+    const std::span<const double> as(a), bs(b);
+    const double first = reference_accumulate_dot(p, 0.0, as.first(32), bs.first(32));
+    EXPECT_TRUE(same_value(whole, reference_accumulate_dot(p, first, as.last(32), bs.last(32))));
+  }
+}
+
 TEST(GemmExact, EmptyInnerDimensionGivesZero) {
   std::vector<double> a, b, c(6, 7.0);
   gemm(parse_policy("fp16-fp16acc"), 2, 3, 0, a, b, c);

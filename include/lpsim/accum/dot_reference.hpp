@@ -15,6 +15,13 @@ namespace lpsim {
 double reference_dot(const AccumPolicy& policy, std::span<const double> a, std::span<const double> b,
                      const StochasticStream& sr = {}, std::uint64_t element = 0);
 
+// c + sum_t a[t]*b[t]: the accumulation continues from c (a value of policy.acc, which must not be exact) as a
+// matrix unit's D = A B + C does, and the accumulator is returned without the output rounding. The first chunk
+// starts from c: sequential round(c + p_0); tensor core c is the first step's accumulator; pairwise round(c + the
+// pairwise sum, stochastic word of chunk 0). Flash attention's P V update (layers.hpp) is built on it.
+double reference_accumulate_dot(const AccumPolicy& policy, double c, std::span<const double> a,
+                                std::span<const double> b, const StochasticStream& sr = {}, std::uint64_t element = 0);
+
 // c (m x n) = a (m x k) * b (k x n), row-major, each element by reference_dot.
 void reference_gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a,
                     std::span<const double> b, std::span<double> c, const StochasticStream& sr = {});

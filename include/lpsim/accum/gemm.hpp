@@ -34,6 +34,12 @@ void gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float>
 void gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a, std::span<const double> b,
           std::span<double> c, const GemmOptions& options = {});
 
+// c (m x n) += a (m x k) * b (k x n) as a matrix unit's D = A B + C: each element's accumulation continues from
+// its value in c (values of policy.acc) and stays in the accumulator (reference_accumulate_dot is the definition).
+// Sequential over rows: callers are small tiles (flash attention's P V update).
+void accumulate_gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a,
+                     std::span<const double> b, std::span<double> c, const GemmOptions& options = {});
+
 double dot(const AccumPolicy& policy, std::span<const double> a, std::span<const double> b,
            const GemmOptions& options = {});
 
