@@ -8,6 +8,11 @@ each against model.to(float64). Per block: the attention branch (output of the o
 (output of the down projection) and the block output; then the final norm and the logits, with KL(p_ref || p),
 top-1 agreement and the largest logit difference. `lpsim hf-check` replays the CSV against lpsim's prediction.
 
+Each model runs twice: attn_implementation="eager" (mode names as lpsim's presets: autocast-fp16, ...) and "sdpa"
+(modes autocast-fp16+flash, ...: lpsim's flash kernel predicts them); OUTDIR/kernels.csv lists the attention kernels
+the sdpa forwards launched (torch.profiler). GPT-2, ViT and Llama also run as "-sharp" checkpoints whose query and
+key weights are four times the initial ones (sharper attention, where the kernels differ most).
+
 Usage: hf_observe.py OUTDIR   (writes OUTDIR/models/<name>/, OUTDIR/observed.csv, OUTDIR/versions.txt)
 """
 import json
@@ -27,7 +32,7 @@ MODES = {"autocast-fp16": ("autocast", torch.float16), "autocast-bf16": ("autoca
 
 
 def models():
-    common = dict(attn_implementation="eager")
+    common = {}
     yield "gpt2", GPT2LMHeadModel, GPT2Config(n_embd=64, n_layer=3, n_head=4, vocab_size=VOCAB, n_positions=64,
                                               resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, **common)
     yield "vit", ViTModel, ViTConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=256,
@@ -42,6 +47,18 @@ def models():
     yield "qwen2", Qwen2ForCausalLM, Qwen2Config(rope_theta=1000000.0, tie_word_embeddings=True, **llama)
     yield "mistral", MistralForCausalLM, MistralConfig(rope_theta=10000.0, sliding_window=None,
                                                        tie_word_embeddings=False, **llama)
+
+
+def sharpen(name, model):
+    """Query and key weights (and biases) times four."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if name == "gpt2" and n.endswith("attn.c_attn.weight"):  # Conv1D, in x 3*out: q | k | v
+                p[:, : 2 * p.shape[1] // 3] *= 4
+            elif name == "gpt2" and n.endswith("attn.c_attn.bias"):
+                p[: 2 * p.shape[0] // 3] *= 4
+            elif re.search(r"(q_proj|k_proj|query|key)\.(weight|bias)$", n):
+                p *= 4
 
 
 def probes(model):
@@ -90,23 +107,42 @@ def main():
         f.write(f"torch {torch.__version__}\ntransformers {transformers.__version__}\n"
                 f"gpu {torch.cuda.get_device_name()}\n")
     rows = ["model,mode,layer,tap,rel_fro,kl_mean,kl_max,top1,max_abs_diff"]
+    kernels = ["model,mode,kernel"]
     for name, cls, cfg in models():
-        try:
-            observe(name, cls, cfg, rows)
-        except Exception as e:  # one family's failure must not lose the others
-            print(name, "FAILED:", repr(e), flush=True)
+        for sharp in (False, True):
+            if sharp and name not in ("gpt2", "vit", "llama"):
+                continue
+            try:
+                observe(name + ("-sharp" if sharp else ""), cls, cfg, rows, kernels, sharp)
+            except Exception as e:  # one family's failure must not lose the others
+                print(name, "FAILED:", repr(e), flush=True)
     with open(f"{OUT}/observed.csv", "w") as f:
         f.write("\n".join(rows) + "\n")
+    with open(f"{OUT}/kernels.csv", "w") as f:
+        f.write("\n".join(kernels) + "\n")
 
 
-def observe(name, cls, cfg, rows):
+def attention_kernels(model, inputs, autocast_dtype):
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad(), torch.autocast("cuda", dtype=autocast_dtype or torch.float16,
+                                         enabled=autocast_dtype is not None):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            model(**inputs)
+            torch.cuda.synchronize()
+    names = {e.key.split("(")[0][:100] for e in prof.key_averages() if e.device_type.name == "CUDA"}
+    return " | ".join(sorted(n for n in names if re.search(r"sdpa|flash|fmha|attention|softmax", n, re.I)))
+
+
+def observe(name, cls, cfg, rows, kernels, sharp):
     if True:
         torch.manual_seed(0)
         model = cls(cfg).eval()
+        if sharp:
+            sharpen(name.split("-")[0], model)
         d = f"{OUT}/models/{name}"
         model.save_pretrained(d)
         g = torch.Generator().manual_seed(1)
-        if name == "vit":
+        if name.startswith("vit"):
             px = torch.randn(1, 3, 16, 16, generator=g)
             inputs = {"pixel_values": px}
             with open(f"{d}/input.txt", "w") as f:  # channel, row, column
@@ -124,13 +160,16 @@ def observe(name, cls, cfg, rows):
         gpu_in = {k: (v.to("cuda", torch.float64) if v.is_floating_point() else v.cuda()) for k, v in inputs.items()}
         ref = run(ref_model, gpu_in, None)
         del ref_model
-        for mode, (kind, dtype) in MODES.items():
-            m = cls.from_pretrained(d, attn_implementation="eager").cuda().eval()
+        for (mode, (kind, dtype)), attn in [(md, a) for a in ("eager", "sdpa") for md in MODES.items()]:
+            m = cls.from_pretrained(d, attn_implementation=attn).cuda().eval()
             if kind == "pure":
                 m = m.to(dtype)
             xin = {k: (v.to(torch.float32 if kind == "autocast" else dtype) if v.is_floating_point() else v)
                    for k, v in gpu_in.items()}
             got = run(m, xin, dtype if kind == "autocast" else None)
+            if attn == "sdpa":
+                mode = mode + "+flash"
+                kernels.append(f"{name},{mode},\"{attention_kernels(m, xin, dtype if kind == 'autocast' else None)}\"")
             for key in sorted(ref, key=lambda k: (k[0] if k[0] >= 0 else 1 << 20, k[1])):
                 r, e = ref[key], got[key]
                 rel = ((e - r).norm() / r.norm()).item()

@@ -217,6 +217,23 @@ Matrix<double> EmulatedBackend::linear(Op op, const Matrix<double>& x, const Mat
   return product(op, x.rows, w.cols, x.cols, prepare(op, x), weight(op, w), bias);
 }
 
+Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const Matrix<double>& b,
+                                          const Matrix<double>* c) {
+  const OpPrecision& p = plan_[op];
+  const Rounder r = make_rounder(p.gemm->input, Rounding::nearest_even);  // a cast on entry, as in prepare
+  std::vector<double> ad = a.data, bd = b.data;
+  round_all(r, ad);
+  round_all(r, bd);
+  Matrix<double> out = c ? *c : Matrix<double>(a.rows, b.cols, 0.0);
+  GemmOptions options;
+  options.check_inputs = false;
+  options.sr = {seed_, gemm_stream ^ (gemm_calls_++ << 16), 0};
+  const bool finite = all_finite(ad) && all_finite(bd) && all_finite(out.data);
+  accumulate_gemm(*p.gemm, a.rows, b.cols, a.cols, ad, bd, out.data, options);
+  if (finite) events_.overflows += std::count_if(out.data.begin(), out.data.end(), [](double v) { return !std::isfinite(v); });
+  return out;
+}
+
 Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operand& a, const Operand& b,
                                         const std::vector<double>* bias) {
   const OpPrecision& p = plan_[op];

@@ -122,7 +122,29 @@ const std::vector<std::string>& plan_preset_names() {
   return names;
 }
 
+// The flash kernel keeps S and the output in accumulators: the score and pv classes need accumulator formats and
+// no per-tensor scaling. Returns a message naming the field, or "".
+static std::string attention_problem(const PrecisionPlan& plan) {
+  if (plan.attention.kind != AttentionKernel::Kind::flash) return "";
+  if (plan.attention.block_k < 1 || plan.attention.block_k > 4096)
+    return fmt::format("attention_block_k = {} is outside 1..4096", plan.attention.block_k);
+  for (Op op : {Op::score, Op::pv}) {
+    const OpPrecision& p = plan[op];
+    if (p.scaling) return fmt::format("{}.scaling: the flash kernel takes unscaled operands", op_name(op));
+    if (!p.gemm->acc) return fmt::format("{}.policy: the flash kernel keeps an accumulator; acc=exact has none", op_name(op));
+  }
+  return "";
+}
+
 PrecisionPlan plan_preset(std::string_view name) {
+  if (name.ends_with("+flash")) {
+    PrecisionPlan plan = plan_preset(name.substr(0, name.size() - 6));
+    plan.name = std::string(name);
+    plan.attention.kind = AttentionKernel::Kind::flash;
+    if (std::string bad = attention_problem(plan); !bad.empty())
+      throw ConfigError(fmt::format("plan '{}': {}", name, bad));
+    return plan;
+  }
   for (const auto& s : preset_specs)
     if (name == s.name) return build(s);
   std::string list;
@@ -160,6 +182,18 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
     } catch (const FormatError& e) {
       f.fail("params", e.what());
     }
+  }
+  if (const auto a = f.optional<std::string>("attention")) {
+    if (*a != "math" && *a != "flash") f.fail("attention", fmt::format("= '{}' is not one of math, flash", *a));
+    plan.attention.kind = *a == "flash" ? AttentionKernel::Kind::flash : AttentionKernel::Kind::math;
+  }
+  if (const auto b = f.optional<std::int64_t>("attention_block_k")) {
+    if (*b < 1 || *b > 4096) f.fail("attention_block_k", fmt::format("= {} is outside 1..4096", *b));
+    plan.attention.block_k = int(*b);
+  }
+  if (const auto t = f.optional<std::string>("attention_tiles")) {
+    if (*t != "forward" && *t != "reverse") f.fail("attention_tiles", fmt::format("= '{}' is not one of forward, reverse", *t));
+    plan.attention.reverse = *t == "reverse";
   }
   if (const auto r = f.optional<std::string>("rounding")) {
     try {
@@ -221,6 +255,7 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
     o.finish();
   }
   f.finish();
+  if (std::string bad = attention_problem(plan); !bad.empty()) f.fail("attention", bad);
   return plan;
 }
 
@@ -238,6 +273,9 @@ PrecisionPlan load_plan(const std::string& spec) {
 std::string describe(const PrecisionPlan& plan) {
   std::string s = fmt::format("plan {}{}\n", plan.name,
                               plan.params ? fmt::format(" (parameters outside GEMMs in {})", plan.params->name) : "");
+  if (plan.attention.kind == AttentionKernel::Kind::flash)
+    s += fmt::format("  attention: flash kernel, tiles of {} keys, {}\n", plan.attention.block_k,
+                     plan.attention.reverse ? "last tile first" : "first tile first");
   for (Op op : all_ops) {
     const OpPrecision& p = plan[op];
     s += fmt::format("  {:<9} compute {:<6} out {:<9} round {}", op_name(op), p.compute.name, p.out.name,

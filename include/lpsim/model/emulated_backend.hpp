@@ -31,6 +31,10 @@ class EmulatedBackend {
   // A weight is rounded (and scaled) once per backend and operation class and cached by its address: use a new
   // backend for new weights.
   Matrix<double> linear(Op op, const Matrix<double>& x, const Matrix<double>& w, const std::vector<double>* bias);
+  // C + A B under the op's accumulation policy (operands rounded to its input, C values of its accumulator, zeros
+  // when null), left in the accumulator: a fused kernel's tile product (flash attention, layers.hpp).
+  Matrix<double> accumulate(Op op, const Matrix<double>& a, const Matrix<double>& b, const Matrix<double>* c);
+  const AttentionKernel& attention_kernel() const { return plan_.attention; }
   double sum(Op op, std::span<const double> x);
   double dot(Op op, std::span<const double> x, std::span<const double> y);
   double compute(Op op, double v) {  // inline: called for every elementwise step

@@ -9,7 +9,9 @@
 // Everything else here is the arithmetic of the papers' equations, one rounding per step.
 #include <boost/math/constants/constants.hpp>
 #include <boost/multiprecision/number.hpp>
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -125,6 +127,55 @@ Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
   return p;
 }
 
+// One head by the flash kernel (plan.hpp's AttentionKernel; docs/MODELS.md): key tiles of kernel.block_k keys, S in
+// the score class's accumulator, x = S * scale (scale = 1/sqrt(d) in the softmax class's compute format), a running
+// maximum m and sum l per row, p = exp(x - m), the output accumulator rescaled by exp(m_old - m_new) and then
+// D = P V_tile + acc under the pv class's policy (P rounded to its input there); at the end acc / l, rounded once to
+// pv's out. Every elementwise step is rounded to the softmax class's compute. Masked keys (causal) are skipped.
+template <class B, class T>
+Matrix<T> flash_head(B& be, const AttentionKernel& kernel, const Matrix<T>& q, const Matrix<T>& k, const Matrix<T>& v,
+                     bool causal) {
+  using std::exp;
+  using std::sqrt;
+  auto fp = [&](const T& x) { return be.compute(Op::softmax, x); };
+  const int n = q.rows, keys = k.rows, d = v.cols, width = kernel.block_k;
+  const T scale = fp(T(T(1) / sqrt(T(q.cols))));
+  const T minus_inf(-std::numeric_limits<double>::infinity());
+  std::vector<T> m(n, minus_inf), l(n, T(0)), x;
+  Matrix<T> acc(n, d, T(0));
+  const Matrix<T> kt = transpose(k);
+  const int tiles = (keys + width - 1) / width;
+  for (int step = 0; step < tiles; ++step) {
+    const int t = kernel.reverse ? tiles - 1 - step : step;
+    const int first = t * width, count = std::min(width, keys - first);
+    const Matrix<T> s = be.accumulate(Op::score, q, columns(kt, first, count), nullptr);
+    Matrix<T> p(n, count, T(0));
+    for (int i = 0; i < n; ++i) {
+      const int valid = causal ? std::clamp(i + 1 - first, 0, count) : count;
+      if (valid == 0) continue;  // every key of the tile is masked for this row: nothing changes
+      x.resize(valid);
+      T top = m[i];
+      for (int j = 0; j < valid; ++j) {
+        x[j] = fp(T(s(i, j) * scale));
+        if (x[j] > top) top = x[j];
+      }
+      const T alpha = m[i] == minus_inf ? T(0) : fp(T(exp(fp(T(m[i] - top)))));
+      T sum = fp(T(l[i] * alpha));
+      for (int j = 0; j < valid; ++j) {
+        p(i, j) = fp(T(exp(fp(T(x[j] - top)))));
+        sum = fp(T(sum + p(i, j)));
+      }
+      l[i] = sum, m[i] = top;
+      for (int c = 0; c < d; ++c) acc(i, c) = fp(T(acc(i, c) * alpha));
+    }
+    acc = be.accumulate(Op::pv, p, row_block(v, first, count), &acc);
+  }
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < d; ++c) acc(i, c) = fp(T(acc(i, c) / l[i]));
+  be.store(Op::pv, acc);
+  return acc;
+}
+
 template <class T>
 T activation(Activation a, const T& x) {
   using std::erf;
@@ -203,6 +254,13 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, con
     if (rope) rotate(be, qh, rope_cos, rope_sin);
     const Matrix<T>& kh = keys[g];
     const Matrix<T> vh = columns(v, g * dh, dh);
+    // The flash kernel where the backend emulates one (in exact arithmetic it is the math below).
+    if constexpr (requires { be.attention_kernel(); }) {
+      if (be.attention_kernel().kind == AttentionKernel::Kind::flash) {
+        set_columns(heads, head * dh, flash_head(be, be.attention_kernel(), qh, kh, vh, cfg.causal));
+        continue;
+      }
+    }
     Matrix<T> s = be.gemm(Op::score, qh, transpose(kh), nullptr);
     scale_scores(be, s, dh, cfg.score_scale);
     const Matrix<T> p = softmax(be, s, cfg.causal);

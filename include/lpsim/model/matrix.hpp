@@ -3,6 +3,7 @@
 // tokens x features (one token per row), weights in x out, so a linear layer is Y = X W + b.
 #include <cstddef>
 #include <span>
+#include <algorithm>
 #include <vector>
 
 namespace lpsim {
@@ -33,6 +34,15 @@ Matrix<T> columns(const Matrix<T>& m, int first, int count) {
   Matrix<T> out(m.rows, count);
   for (int i = 0; i < m.rows; ++i)
     for (int j = 0; j < count; ++j) out(i, j) = m(i, first + j);
+  return out;
+}
+
+// Rows [first, first + count) as a new matrix (one key tile of V).
+template <class T>
+Matrix<T> row_block(const Matrix<T>& m, int first, int count) {
+  Matrix<T> out(count, m.cols);
+  std::copy(m.data.begin() + std::size_t(first) * m.cols, m.data.begin() + std::size_t(first + count) * m.cols,
+            out.data.begin());
   return out;
 }
 

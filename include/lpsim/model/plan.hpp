@@ -66,6 +66,21 @@ struct OpPrecision {
   bool composite = false;
 };
 
+// How attention is computed (docs/MODELS.md, "Attention kernels"). math: the textbook S = Q K^T stored, scaled,
+// softmax stored, P V (each class as the plan says). flash: one fused kernel as PyTorch's scaled_dot_product_attention
+// runs it on Hopper: per key tile of block_k keys, S = Q K_tile^T stays in the score class's accumulator, is
+// multiplied by the fp32 scale, a running row maximum and sum and exp(x - m) are kept in the softmax class's
+// compute format, P = exp(x - m) is rounded to the pv class's input when the P V product takes it, the output
+// accumulator is rescaled by exp(m_old - m_new) and continues through the pv class's accumulation (D = P V + C), and
+// at the end it is divided by the running sum and rounded once to the pv class's out.
+struct AttentionKernel {
+  enum class Kind : std::uint8_t { math, flash };
+  Kind kind = Kind::math;
+  int block_k = 128;     // keys per tile
+  bool reverse = false;  // key tiles from last to first (FlashAttention-2's loop); false: first to last
+  friend bool operator==(const AttentionKernel&, const AttentionKernel&) = default;
+};
+
 struct PrecisionPlan {
   std::string name;
   std::array<OpPrecision, op_count> ops;
@@ -75,11 +90,13 @@ struct PrecisionPlan {
   // rounded to this format before the forward, as model.half() / model.to(bfloat16) do (pure presets; unset: as
   // stored). GEMM weights are rounded by their policy's input format anyway.
   std::optional<Format> params;
+  AttentionKernel attention;
   // The smallest unit roundoff among the storage formats of GEMM inputs: the eps_mach of the papers' scaling.
   double unit_roundoff() const;
 };
 
-// fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3 (docs/MODELS.md says what each models).
+// fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3 (docs/MODELS.md says what each models),
+// each with an optional "+flash" (attention by the flash kernel, as PyTorch's sdpa runs on Hopper: autocast-fp16+flash).
 const std::vector<std::string>& plan_preset_names();
 PrecisionPlan plan_preset(std::string_view name);  // throws ConfigError with a suggestion
 
