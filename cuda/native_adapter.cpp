@@ -75,6 +75,16 @@ NativePlan to_native(const PrecisionPlan& plan) {
     else if (g.acc->spec == g.input.spec && ng.in != NativeFormat::fp32) ng.accum = NativeAccum::fma_operand;
     else fail("policy", fmt::format("acc = {} is neither fp32 nor the operand format", g.acc->name));
   }
+  if (plan.attention.kind == AttentionKernel::Kind::flash) {
+    for (Op op : {Op::score, Op::pv})
+      if (n.gemm[int(op)].accum != NativeAccum::fma_fp32)
+        throw std::invalid_argument(fmt::format("plan {}: {}.policy: the native flash kernel accumulates in fp32",
+                                                plan.name, op_name(op)));
+    if (plan.attention.block_k > 256)
+      throw std::invalid_argument(fmt::format("plan {}: attention_block_k = {}: the native flash kernel holds at most "
+                                              "256 keys per tile", plan.name, plan.attention.block_k));
+    n.flash = true, n.block_k = plan.attention.block_k, n.reverse = plan.attention.reverse;
+  }
   return n;
 }
 

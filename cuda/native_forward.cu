@@ -106,6 +106,55 @@ __global__ void softmax_kernel(const float* s, float* p, int rows, int cols, boo
   for (int j = 0; j < cols; ++j) e[j] = j < valid ? round_to(__fdiv_rn(e[j], z), out) : 0.0f;
 }
 
+// layers::flash_head, one thread per (query row, head): key tiles of block_k keys in the plan's order; S by a
+// sequential fp32 fma loop from +0 (accumulate with C = 0), x = S * scale, running maximum and sum, p = exp(x - m)
+// in double rounded once, O = O * alpha, then O = P V_tile + O element by element (P rounded to the pv input,
+// masked keys as zeros, as the emulation's tile product has them); a row that sees no key of a tile only gets the
+// product with zeros. At the end O / l rounded to pv's out. Head sizes <= 256, tiles <= 256 keys.
+__global__ void flash_kernel(const float* q, const float* k, const float* v, float* o, int n, int width, int dh,
+                             bool causal, int block_k, bool reverse, NativeGemm gs, NativeGemm gv, NativeFormat out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x, hd = blockIdx.y;
+  if (i >= n) return;
+  float acc[256], x[256], p[256];
+  const float scale = __double2float_rn(1.0 / sqrt(double(dh)));
+  const float* qi = q + std::size_t(i) * width + std::size_t(hd) * dh;
+  float m = -INFINITY, l = 0.0f;
+  for (int c = 0; c < dh; ++c) acc[c] = 0.0f;
+  const int tiles = (n + block_k - 1) / block_k;
+  for (int step = 0; step < tiles; ++step) {
+    const int t = reverse ? tiles - 1 - step : step;
+    const int first = t * block_k, count = min(block_k, n - first);
+    const int valid = causal ? max(0, min(i + 1 - first, count)) : count;
+    for (int j = 0; j < count; ++j) p[j] = 0.0f;
+    if (valid > 0) {
+      float top = m;
+      for (int j = 0; j < valid; ++j) {
+        const float* kj = k + std::size_t(first + j) * width + std::size_t(hd) * dh;
+        float s = __fmaf_rn(round_to(qi[0], gs.in), round_to(kj[0], gs.in), 0.0f);
+        for (int c = 1; c < dh; ++c) s = __fmaf_rn(round_to(qi[c], gs.in), round_to(kj[c], gs.in), s);
+        x[j] = __fmul_rn(s, scale);
+        if (x[j] > top) top = x[j];
+      }
+      const float alpha = m == -INFINITY ? 0.0f : __double2float_rn(exp(double(__fsub_rn(m, top))));
+      float sum = __fmul_rn(l, alpha);
+      for (int j = 0; j < valid; ++j) {
+        p[j] = __double2float_rn(exp(double(__fsub_rn(x[j], top))));
+        sum = __fadd_rn(sum, p[j]);
+      }
+      l = sum, m = top;
+      for (int c = 0; c < dh; ++c) acc[c] = __fmul_rn(acc[c], alpha);
+    }
+    for (int c = 0; c < dh; ++c) {
+      float a = acc[c];
+      for (int j = 0; j < count; ++j)
+        a = __fmaf_rn(round_to(p[j], gv.in), round_to(v[std::size_t(first + j) * width + std::size_t(hd) * dh + c], gv.in), a);
+      acc[c] = a;
+    }
+  }
+  float* oi = o + std::size_t(i) * width + std::size_t(hd) * dh;
+  for (int c = 0; c < dh; ++c) oi[c] = round_to(__fdiv_rn(acc[c], l), out);
+}
+
 // layers::activation in double (as lpsim evaluates it), rounded once to fp32, then stored.
 __global__ void act_kernel(float* u, std::size_t n, int kind, NativeFormat out) {
   const std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x;
@@ -240,6 +289,15 @@ class Runner {
     const Buffer q = linear(op_qkv, h, n_, w_, l.wq, w_, l.bq), k = linear(op_qkv, h, n_, w_, l.wk, w_, l.bk),
                  v = linear(op_qkv, h, n_, w_, l.wv, w_, l.bv);
     const int dh = w_ / m_.heads;
+    if (plan_.flash) {
+      if (dh > 256) throw std::invalid_argument("native flash kernel: head size above 256");
+      Buffer heads = fresh(size());
+      flash_kernel<<<dim3(blocks(n_, 64), m_.heads), 64>>>(q->get(), k->get(), v->get(), heads->get(), n_, w_, dh,
+                                                           m_.causal, plan_.block_k, plan_.reverse, plan_.gemm[op_score],
+                                                           plan_.gemm[op_pv], plan_.out[op_pv]);
+      check(cudaGetLastError(), "flash launch");
+      return linear(op_out_proj, heads->get(), n_, w_, l.wo, w_, l.bo);
+    }
     Buffer heads = fresh(size()), s = fresh(std::size_t(n_) * n_), p = fresh(std::size_t(n_) * n_);
     const float divisor = float(std::sqrt(double(dh)));
     for (int hd = 0; hd < m_.heads; ++hd) {

@@ -20,6 +20,10 @@ struct NativeGemm {
 struct NativePlan {
   std::array<NativeGemm, 12> gemm{};
   std::array<NativeFormat, 12> out{};
+  // attention = "flash" (lpsim's AttentionKernel): one fused kernel per head and query row, tiles of block_k keys.
+  bool flash = false;
+  int block_k = 128;
+  bool reverse = false;
 };
 
 struct NativeLayer {  // matrices row-major, in x out as in lpsim

@@ -19,7 +19,8 @@ status=0
 "$BIN/lpsim-cuda" probe --out "$OUT" || status=1
 PYTHONUNBUFFERED=1 python3 scripts/cuda_torch_probe.py "$OUT" || status=1
 "$BIN/lpsim-cuda" forward --out "$OUT" -m models/tiny.toml models/encoder.toml models/tiny-vit.toml \
-  models/gpt2-tiny.toml models/decoder002.toml models/post-ln.toml -p autocast-fp16 autocast-bf16 pure-fp16 pure-bf16 cuda/plans/half-accumulation.toml 2>&1 | tee "$OUT/forward.txt" || status=1
+  models/gpt2-tiny.toml models/decoder002.toml models/post-ln.toml -p autocast-fp16 autocast-bf16 pure-fp16 pure-bf16 cuda/plans/half-accumulation.toml \
+  autocast-fp16+flash autocast-bf16+flash pure-fp16+flash pure-bf16+flash cuda/plans/flash-small-tiles.toml cuda/plans/flash-tiles-fp16.toml 2>&1 | tee "$OUT/forward.txt" || status=1
 MODELS="models/tiny.toml models/encoder.toml models/tiny-vit.toml models/gpt2-tiny.toml models/decoder002.toml models/post-ln.toml"
 "$BIN/lpsim-cuda" export --out "$OUT" -m $MODELS || status=1
 PYTHONUNBUFFERED=1 python3 scripts/cuda_torch_forward.py "$OUT" || status=1
