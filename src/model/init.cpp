@@ -135,8 +135,23 @@ void round_weights(Weights<double>& w, const FormatSpec& f) {
 
 float f32(double v) { return static_cast<float>(v); }
 
+// cos and sin of position * inv_freq in fp32 (the angle rounded to float, cos and sin correctly rounded), the second
+// half of each row repeating the first: transformers' `freqs = inv_freq @ positions` (fp32), `cat(freqs, freqs)`.
+void fill_rope_tables(Weights<double>& w, int tokens) {
+  const int half = int(w.rope_inv_freq.size()), d = 2 * half;
+  w.rope_cos = Matrix<double>(tokens, d), w.rope_sin = Matrix<double>(tokens, d);
+  for (int t = 0; t < tokens; ++t)
+    for (int i = 0; i < half; ++i) {
+      const float angle = f32(double(t) * w.rope_inv_freq[i]);
+      w.rope_cos(t, i) = w.rope_cos(t, i + half) = double(f32(std::cos(double(angle))));
+      w.rope_sin(t, i) = w.rope_sin(t, i + half) = double(f32(std::sin(double(angle))));
+    }
+}
+
 }  // namespace
 
+// The rotary frequencies are a buffer of the model: model.to(bfloat16) rounds them too, and transformers' forward
+// converts them back with .float() before the angles, so the tables are fp32 of rounded frequencies.
 Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
   Weights<double> r = w;
   auto rv = [&](std::vector<double>& v) { round_all(v, f); };
@@ -145,6 +160,10 @@ Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
       rv(*v);
   round_all(r.wte.data, f), round_all(r.pos.data, f), rv(r.patch_b), rv(r.cls);
   rv(r.final_norm.gamma), rv(r.final_norm.beta);
+  if (!r.rope_inv_freq.empty()) {
+    rv(r.rope_inv_freq);
+    fill_rope_tables(r, r.rope_cos.rows);
+  }
   return r;
 }
 
@@ -173,13 +192,8 @@ void add_rope_tables(Weights<double>& w, const ModelConfig& cfg) {
       inv[i] = medium ? smoothed : scaled;
     }
   }
-  w.rope_cos = Matrix<double>(cfg.tokens, d), w.rope_sin = Matrix<double>(cfg.tokens, d);
-  for (int t = 0; t < cfg.tokens; ++t)
-    for (int i = 0; i < half; ++i) {
-      const float angle = f32(double(t) * double(inv[i]));
-      w.rope_cos(t, i) = w.rope_cos(t, i + half) = double(f32(std::cos(double(angle))));
-      w.rope_sin(t, i) = w.rope_sin(t, i + half) = double(f32(std::sin(double(angle))));
-    }
+  w.rope_inv_freq.assign(inv.begin(), inv.end());
+  fill_rope_tables(w, cfg.tokens);
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // Seeded weights (the spectral controls do what they say, checked by SVD) and safetensors files (round trips,
 // Hugging Face names, and clear errors for broken files).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <Eigen/Dense>
 #include <cstdio>
@@ -48,7 +49,12 @@ TEST(Init, SeededStorageRoundedAndReproducible) {
   EXPECT_NE(make_input(c, 1, 0).x.data, make_input(c, 1, 1).x.data);  // batches differ
 }
 
-std::string temp_path(const std::string& name) { return (std::filesystem::temp_directory_path() / name).string(); }
+// Per process: ctest runs tests in parallel processes, and other builds (sanitizer) may run the same test at once.
+std::string temp_path(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("lpsim_weights_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
 
 void expect_same(const Weights<double>& a, const Weights<double>& b) {
   ASSERT_EQ(a.layers.size(), b.layers.size());

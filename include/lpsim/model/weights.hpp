@@ -41,6 +41,9 @@ struct Weights {
   // Rotary tables, tokens x d_head: cos and sin of position * inv_freq as transformers computes them, in fp32
   // whatever the model's dtype (docs/MODELS.md), so they are model parameters shared by every backend.
   Matrix<T> rope_cos, rope_sin;
+  // The frequencies the tables come from (d_head / 2, values of fp32): transformers' inv_freq buffer, which
+  // model.to(dtype) rounds like any buffer (params_rounded recomputes the tables from the rounded ones).
+  std::vector<T> rope_inv_freq;
 };
 
 // What enters the first block: the residual stream itself (embedding none), the image cut into patches
@@ -73,6 +76,7 @@ Weights<To> convert_weights(const Weights<From>& w) {
   out.pos = convert<To>(w.pos), out.wte = convert<To>(w.wte);
   out.final_norm = convert<To>(w.final_norm), out.lm_head = convert<To>(w.lm_head);
   out.rope_cos = convert<To>(w.rope_cos), out.rope_sin = convert<To>(w.rope_sin);
+  out.rope_inv_freq = convert<To>(w.rope_inv_freq);
   return out;
 }
 
