@@ -1,0 +1,76 @@
+#pragma once
+// Block-scaled formats: a matrix cut into blocks along the reduction dimension, each block stored as elements of a
+// narrow format times one scale (OCP Microscaling MXFP8/6/4, NVIDIA's NVFP4, DeepSeek-V3's FP8 tiles), and the
+// matrix product of two such operands. docs/BLOCKSCALE.md gives every definition and its source.
+//
+// Quantisation of one block with amax = max |x| over it (a NaN or Inf in the block gives the scale NaN, E8M0's 0xFF,
+// and elements 0: every value of the block is NaN):
+//   pow2_floor (OCP MX v1.0, section 6.3): scale = 2^(floor(log2 amax) - emax_elem), an E8M0 exponent clamped to
+//       [-127, 127]; elements x / scale rounded to the element format and saturated to its largest normal;
+//   pow2_ceil: scale = 2^ceil(log2(amax / max_elem)), so no element saturates (the round-up rule of cuBLAS);
+//   amax_fp32 (DeepSeek-V3, as DeepGEMM's reference quantiser): amax clamped below at 1e-4, elements
+//       fp8(fp32(x * fp32(max_elem / amax))), scale = fp32(amax / max_elem);
+//   nvfp4 (NVIDIA Transformer Engine's reference): a per-tensor fp32 encode scale S = fp32(max_e4m3 max_e2m1 /
+//       amax_tensor) (1 when amax_tensor is 0), block scale s = e4m3(fp32(fp32(amax / max_e2m1) * S)), elements
+//       e2m1(fp32(x * fp32(S / s))) (0 when s is 0); the value is element * s / S.
+// A block is 1 x block elements along the reduction dimension, or block x block (square, DeepSeek's weights).
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lpsim/accum/policy.hpp"
+#include "lpsim/format/format.hpp"
+
+namespace lpsim {
+
+enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, amax_fp32, nvfp4 };
+
+struct BlockScheme {
+  std::string name;
+  std::string description;
+  Format element;
+  int block = 32;       // elements per block along the reduction dimension
+  bool square = false;  // block x block tiles (also across the other dimension)
+  ScaleRule rule = ScaleRule::pow2_floor;
+  std::string scale_format;  // e8m0, e4m3 or fp32, for the listing
+  friend bool operator==(const BlockScheme& a, const BlockScheme& b) { return a.name == b.name; }
+};
+
+// mxfp8-e4m3, mxfp8-e5m2, mxfp6-e2m3, mxfp6-e3m2, mxfp4, mxfp4-ceil, nvfp4, fp8-1x128, fp8-128x128.
+const std::vector<BlockScheme>& block_schemes();
+// Throws ConfigError naming the scheme and listing the known ones.
+BlockScheme block_scheme(std::string_view name);
+
+// A rows x cols row-major matrix quantised with its reduction dimension along `axis` (1: along a row, the left
+// operand A of A B; 0: along a column, the right operand B).
+struct BlockQuantized {
+  int rows = 0, cols = 0, axis = 1;
+  int block_rows = 0, block_cols = 0;  // the grid of blocks
+  int step_rows = 1, step_cols = 1;    // the extent of one block
+  std::vector<double> elements;        // values of the element format, row-major like the input
+  std::vector<double> scales;          // per block, row-major over the grid (NaN: a NaN/Inf in the block)
+                                       // (elements of a NaN block are 0)
+  double tensor_scale = 1;             // nvfp4's encode scale S (the value is element * scale / S)
+  long saturated = 0;                  // elements clamped to the largest normal
+  int block_of(int r, int c) const;    // index into scales
+  double value(int r, int c) const;    // the dequantised value
+};
+
+BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis);
+
+// C (m x n) = A B with A quantised along its rows (axis 1) and B along its columns (axis 0), both with blocks of the
+// same length along k. For each output element and each k-block b: the partial sum of the elements' products under
+// `policy` (its input must hold the element values; the partial is kept in its accumulator format), then
+// acc = fp32(partial * fp32(scale_A * scale_B) + acc) with one rounding (an fma; DeepSeek's promotion to CUDA
+// cores; exact scaling for power-of-two scales); at the end acc * fp32(1 / fp32(S_A S_B)) when tensor scales are
+// not 1. Returns fp32 values.
+std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b);
+
+// The same with every step in MPFR (reference_dot for the partials, exact products and sums rounded once): the
+// definition the fast path is tested against.
+std::vector<double> reference_block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a,
+                                                const BlockQuantized& b);
+
+}  // namespace lpsim

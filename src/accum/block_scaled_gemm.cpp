@@ -1,0 +1,107 @@
+// The block-scaled matrix product (block_scale.hpp): partial sums per k-block under the policy, then promotion in
+// fp32 with the two scales. The fast path uses the policy's kernels; the reference does every step in MPFR.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "lpsim/accum/dot_reference.hpp"
+#include "lpsim/accum/gemm.hpp"
+#include "lpsim/format/block_scale.hpp"
+#include "lpsim/format/mpfr_round.hpp"
+
+namespace lpsim {
+
+namespace {
+
+// The k-block length both operands share, checked; the policy with its result left in the accumulator.
+int check_operands(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b) {
+  if (a.axis != 1 || b.axis != 0)
+    throw std::invalid_argument("block_scaled_gemm: A must be quantised along its rows and B along its columns");
+  if (a.cols != b.rows)
+    throw std::invalid_argument(fmt::format("block_scaled_gemm: A is {} x {}, B is {} x {}", a.rows, a.cols, b.rows, b.cols));
+  if (a.step_cols != b.step_rows)
+    throw std::invalid_argument(fmt::format("block_scaled_gemm: the operands' blocks along k differ ({} and {})",
+                                            a.step_cols, b.step_rows));
+  if (!policy.acc) throw PolicyError("acc: block-scaled products keep each partial sum in an accumulator; acc=exact has none");
+  return a.step_cols;
+}
+
+AccumPolicy partial_policy(const AccumPolicy& p) {
+  AccumPolicy q = p;
+  q.output = *p.acc;
+  q.output_rounding = p.acc_rounding;
+  return q;
+}
+
+}  // namespace
+
+std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b) {
+  const int kb = check_operands(policy, a, b), m = a.rows, n = b.cols, k = a.cols;
+  const AccumPolicy p = partial_policy(policy);
+  std::vector<float> acc(std::size_t(m) * n, 0.0f);
+  std::vector<double> as, bs, partial(std::size_t(m) * n);
+  for (int first = 0; first < k; first += kb) {
+    const int len = std::min(kb, k - first);
+    as.resize(std::size_t(m) * len), bs.resize(std::size_t(len) * n);
+    for (int i = 0; i < m; ++i)
+      for (int t = 0; t < len; ++t) as[std::size_t(i) * len + t] = a.elements[std::size_t(i) * k + first + t];
+    for (int t = 0; t < len; ++t)
+      for (int j = 0; j < n; ++j) bs[std::size_t(t) * n + j] = b.elements[std::size_t(first + t) * n + j];
+    gemm(p, m, n, len, as, bs, partial);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        const float s = float(a.scales[a.block_of(i, first)] * b.scales[b.block_of(first, j)]);  // one rounding
+        float& c = acc[std::size_t(i) * n + j];
+        c = std::fma(float(partial[std::size_t(i) * n + j]), s, c);  // one rounding of the exact p s + c
+      }
+  }
+  std::vector<double> out(acc.begin(), acc.end());
+  if (a.tensor_scale != 1 || b.tensor_scale != 1) {
+    const float inv = 1.0f / float(a.tensor_scale * b.tensor_scale);
+    for (double& v : out) v = double(float(v) * inv);
+  }
+  return out;
+}
+
+std::vector<double> reference_block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a,
+                                                const BlockQuantized& b) {
+  const int kb = check_operands(policy, a, b), m = a.rows, n = b.cols, k = a.cols;
+  const AccumPolicy p = partial_policy(policy);
+  std::vector<double> out(std::size_t(m) * n);
+  Mpfr x(256), y(256);
+  auto to_fp32 = [&](mpfr_ptr v) { return mpfr_round_to_format(v, formats::fp32, Rounding::nearest_even); };
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int first = 0; first < k; first += kb) {
+        const int len = std::min(kb, k - first);
+        std::vector<double> row(len), column(len);
+        for (int t = 0; t < len; ++t)
+          row[t] = a.elements[std::size_t(i) * k + first + t], column[t] = b.elements[std::size_t(first + t) * n + j];
+        const double part = reference_dot(p, row, column);
+        mpfr_set_d(x, a.scales[a.block_of(i, first)], MPFR_RNDN);
+        mpfr_mul_d(x, x, b.scales[b.block_of(first, j)], MPFR_RNDN);  // exact at 256 bits
+        const double s = to_fp32(x);
+        mpfr_set_d(y, part, MPFR_RNDN);
+        mpfr_mul_d(y, y, s, MPFR_RNDN);
+        mpfr_add_d(y, y, acc, MPFR_RNDN);  // exact unless 2^200 apart, where the rounding to fp32 is the same
+        acc = to_fp32(y);
+      }
+      if (a.tensor_scale != 1 || b.tensor_scale != 1) {
+        mpfr_set_d(x, a.tensor_scale, MPFR_RNDN);
+        mpfr_mul_d(x, x, b.tensor_scale, MPFR_RNDN);
+        const double t = to_fp32(x);
+        mpfr_set_d(x, 1.0, MPFR_RNDN);
+        mpfr_div_d(x, x, t, MPFR_RNDN);
+        const double inv = to_fp32(x);  // 1/t correctly rounded: MPFR's division at 256 bits, then once to fp32
+        mpfr_set_d(y, acc, MPFR_RNDN);
+        mpfr_mul_d(y, y, inv, MPFR_RNDN);
+        acc = to_fp32(y);
+      }
+      out[std::size_t(i) * n + j] = acc;
+    }
+  return out;
+}
+
+}  // namespace lpsim
