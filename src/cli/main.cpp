@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   lpsim::cli::add_lnbump_command(app);
   lpsim::cli::add_hf_check_command(app);
   lpsim::cli::add_sdpa_check_command(app);
+  lpsim::cli::add_quantize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

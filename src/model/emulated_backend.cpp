@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
 #include "lpsim/format/round_scalar.hpp"
@@ -209,12 +210,36 @@ const EmulatedBackend::Operand& EmulatedBackend::weight(Op op, const Matrix<doub
 
 Matrix<double> EmulatedBackend::gemm(Op op, const Matrix<double>& a, const Matrix<double>& b,
                                      const std::vector<double>* bias) {
+  if (plan_[op].blocks) return block_product(op, a, b, bias, false);
   return product(op, a.rows, b.cols, a.cols, prepare(op, a), prepare(op, b), bias);
 }
 
 Matrix<double> EmulatedBackend::linear(Op op, const Matrix<double>& x, const Matrix<double>& w,
                                        const std::vector<double>* bias) {
+  if (plan_[op].blocks) return block_product(op, x, w, bias, true);
   return product(op, x.rows, w.cols, x.cols, prepare(op, x), weight(op, w), bias);
+}
+
+Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, const Matrix<double>& b,
+                                              const std::vector<double>* bias, bool b_is_weight) {
+  const OpPrecision& p = plan_[op];
+  const BlockScheme& sb = b_is_weight && p.weight_blocks ? *p.weight_blocks : *p.blocks;
+  const BlockQuantized qa = quantize_blocks(*p.blocks, a.data, a.rows, a.cols, 1);
+  const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0);
+  events_.saturations += qa.saturated + qb.saturated;
+  Matrix<double> c(a.rows, b.cols);
+  c.data = block_scaled_gemm(*p.gemm, qa, qb);  // fp32 values
+  const bool finite = all_finite(a.data) && all_finite(b.data);
+  if (finite) events_.overflows += std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); });
+  if (bias) {  // the epilogue in compute, the bias a value of out (as product's)
+    std::vector<double> rb = *bias;
+    round_all(make_rounder(p.out, Rounding::nearest_even), rb);
+    const Rounder& cr = compute_[static_cast<int>(op)];
+    for (int i = 0; i < c.rows; ++i)
+      for (int j = 0; j < c.cols; ++j) c(i, j) = round_one(cr, c(i, j) + rb[j]);
+  }
+  store(op, c);
+  return c;
 }
 
 Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const Matrix<double>& b,

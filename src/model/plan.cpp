@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "config/toml_fields.hpp"
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/format/round_scalar.hpp"
 #include "util/read_text.hpp"
 
 namespace lpsim {
@@ -55,7 +57,9 @@ struct PresetSpec {
   const char* norm_out;
   const char* act_out;      // activation and the 1/sqrt(d) scaling (elementwise on GEMM outputs)
   const char* residual_out;
-  bool fp8_scaling;
+  bool fp8_scaling;                  // linear layers (not embed, lm_head) scaled: per tensor, or by blocks below
+  const char* blocks = nullptr;      // block scheme of the linear layers' activations (and weights)
+  const char* weight_blocks = nullptr;
 };
 
 // What real systems do (../shared/NOTES.md): autocast runs matmuls in half with fp32 accumulation and returns half,
@@ -71,6 +75,14 @@ constexpr PresetSpec preset_specs[] = {
     {"pure-fp16", "fp16-fp32acc", "fp16-fp32acc", "fp32", "fp16", "fp16", "fp16", "fp16", "fp16", false},
     {"pure-bf16", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", false},
     {"fp8-e4m3", "in=e4m3:sat,acc=fp32,out=bf16", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true},
+    // Block-scaled linear layers, the rest as fp8-e4m3. The accumulation inside a block is binary32 in order for
+    // MX and NVFP4 (Blackwell's block-scaled MMA is not measured here), Hopper's fitted fp8 tensor core for
+    // DeepSeek's recipe, whose 128-element blocks are its promotion interval.
+    {"mxfp8", "in=e4m3,acc=fp32", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true, "mxfp8-e4m3"},
+    {"mxfp4", "in=e2m1,acc=fp32", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true, "mxfp4"},
+    {"nvfp4", "in=e2m1,acc=fp32", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true, "nvfp4"},
+    {"fp8-deepseek", "fp8e4m3-tc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true, "fp8-1x128",
+     "fp8-128x128"},
 };
 
 PrecisionPlan build(const PresetSpec& s) {
@@ -100,7 +112,11 @@ PrecisionPlan build(const PresetSpec& s) {
       const bool linear_fp8 = s.fp8_scaling && !attention && !first_or_last;
       p.gemm = parse_policy(attention || (s.fp8_scaling && first_or_last) ? s.attn_gemm : s.gemm);
       p.gemm->output = p.out;
-      p.scaling = linear_fp8;
+      p.scaling = linear_fp8 && !s.blocks;
+      if (linear_fp8 && s.blocks) {
+        p.blocks = block_scheme(s.blocks);
+        if (s.weight_blocks) p.weight_blocks = block_scheme(s.weight_blocks);
+      }
     }
     if (has_reduction(op)) p.reduce = reduction_policy(compute, default_reduce(compute));
   }
@@ -130,7 +146,7 @@ static std::string attention_problem(const PrecisionPlan& plan) {
     return fmt::format("attention_block_k = {} is outside 1..4096", plan.attention.block_k);
   for (Op op : {Op::score, Op::pv}) {
     const OpPrecision& p = plan[op];
-    if (p.scaling) return fmt::format("{}.scaling: the flash kernel takes unscaled operands", op_name(op));
+    if (p.scaling || p.blocks) return fmt::format("{}.scaling: the flash kernel takes unscaled operands", op_name(op));
     if (!p.gemm->acc) return fmt::format("{}.policy: the flash kernel keeps an accumulator; acc=exact has none", op_name(op));
   }
   return "";
@@ -173,7 +189,8 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
   if (!table) throw ConfigError(fmt::format("{}: table [plan] is missing", file));
   TomlFields f(*table, file, "plan.");
   PrecisionPlan plan = plan_preset(f.get_choice("preset", "fp32", {"fp64", "fp32", "autocast-fp16", "autocast-bf16",
-                                                                   "pure-fp16", "pure-bf16", "fp8-e4m3"}));
+                                                                   "pure-fp16", "pure-bf16", "fp8-e4m3", "mxfp8",
+                                                                   "mxfp4", "nvfp4", "fp8-deepseek"}));
   plan.name = f.get<std::string>("name", std::filesystem::path(file).stem().string());
   if (const auto p = f.optional<std::string>("params")) {
     if (*p == "none") plan.params.reset();
@@ -227,9 +244,30 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
       }
       p.gemm->output = p.out;
       if (const auto s = o.optional<std::string>("scaling")) {
-        if (*s != "tensor" && *s != "none") o.fail("scaling", fmt::format("= '{}' is not one of tensor, none", *s));
         p.scaling = *s == "tensor";
+        p.blocks.reset(), p.weight_blocks.reset();
+        if (*s != "tensor" && *s != "none") try {
+          p.blocks = block_scheme(*s);
+        } catch (const ConfigError& e) {
+          o.fail("scaling", fmt::format("= '{}' is neither tensor, none nor a block scheme: {}", *s, e.what()));
+        }
       }
+      if (const auto s = o.optional<std::string>("weight_scaling")) {
+        if (!p.blocks) o.fail("weight_scaling", "needs scaling = \"<block scheme>\" for the activations");
+        try {
+          p.weight_blocks = block_scheme(*s);
+        } catch (const ConfigError& e) {
+          o.fail("weight_scaling", e.what());
+        }
+      }
+      for (const auto* b : {&p.blocks, &p.weight_blocks})
+        if (*b && !(representable((*b)->element.spec.max_finite(), p.gemm->input.spec) &&
+                    representable((*b)->element.spec.min_subnormal(), p.gemm->input.spec)))
+          o.fail("policy", fmt::format("in = {} cannot hold the {} elements of scheme {}", p.gemm->input.name,
+                                       (*b)->element.name, (*b)->name));
+      if (p.blocks && p.weight_blocks && p.blocks->block != p.weight_blocks->block)
+        o.fail("weight_scaling", fmt::format("blocks of {} along k differ from the activations' {}",
+                                             p.weight_blocks->block, p.blocks->block));
       if (const std::string bad = validate(*p.gemm); !bad.empty()) o.fail("policy", bad);
     }
     if (const auto c = o.optional<bool>("composite")) {
@@ -281,6 +319,8 @@ std::string describe(const PrecisionPlan& plan) {
     s += fmt::format("  {:<9} compute {:<6} out {:<9} round {}", op_name(op), p.compute.name, p.out.name,
                      short_name(p.rounding));
     if (p.gemm) s += fmt::format("  gemm {}{}", to_string(*p.gemm), p.scaling ? " (per-tensor scaling)" : "");
+    if (p.blocks) s += fmt::format(" (block scaling {}{})", p.blocks->name,
+                                   p.weight_blocks ? ", weights " + p.weight_blocks->name : std::string());
     if (p.reduce) s += fmt::format("  reduce {}", to_string(*p.reduce));
     if (p.composite) s += "  composite";
     s += "\n";

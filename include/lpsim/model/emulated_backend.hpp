@@ -81,6 +81,9 @@ class EmulatedBackend {
   Operand prepare(Op op, const Matrix<double>& m);
   const Operand& weight(Op op, const Matrix<double>& w);
   Matrix<double> product(Op op, int m, int n, int k, const Operand& a, const Operand& b, const std::vector<double>* bias);
+  // Block-scaled operands (OpPrecision::blocks): quantised, multiplied by block_scaled_gemm, then the epilogue.
+  Matrix<double> block_product(Op op, const Matrix<double>& a, const Matrix<double>& b, const std::vector<double>* bias,
+                               bool b_is_weight);
   double round_one(const Rounder& r, double v);
   void round_all(const Rounder& r, std::span<double> v);
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "lpsim/accum/policy.hpp"
+#include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/format.hpp"
 #include "lpsim/format/rounding.hpp"
 
@@ -60,6 +61,10 @@ struct OpPrecision {
   Rounding rounding = Rounding::nearest_even;  // of compute and out roundings
   std::optional<AccumPolicy> reduce;  // softmax and normalisation sums
   bool scaling = false;               // per-tensor power-of-two scaling of the GEMM operands (fp8)
+  // Block scaling of the GEMM operands (block_scale.hpp): activations (and both operands of score and pv) in 1 x block
+  // tiles along k, weights by weight_blocks when set (DeepSeek's 128 x 128), else by blocks. The policy then sums
+  // each block's elements (its input must hold them) and the partials are promoted in fp32 with the scales.
+  std::optional<BlockScheme> blocks, weight_blocks;
   OutputScaling out_scaling = OutputScaling::none;  // elementwise classes only
   // act only: an activation the model computes as a chain of framework ops (ModelConfig::activation_chain) has
   // every step rounded to `out`, as PyTorch does for half tensors outside autocast (pure presets set it).
@@ -95,7 +100,8 @@ struct PrecisionPlan {
   double unit_roundoff() const;
 };
 
-// fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3 (docs/MODELS.md says what each models),
+// fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3, and the block-scaled mxfp8, mxfp4,
+// nvfp4, fp8-deepseek (docs/MODELS.md and docs/BLOCKSCALE.md say what each models),
 // each with an optional "+flash" (attention by the flash kernel, as PyTorch's sdpa runs on Hopper: autocast-fp16+flash).
 const std::vector<std::string>& plan_preset_names();
 PrecisionPlan plan_preset(std::string_view name);  // throws ConfigError with a suggestion

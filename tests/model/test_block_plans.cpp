@@ -1,0 +1,76 @@
+// Block-scaled plans: the presets say what they scale, plan files name their mistakes, and a linear layer under a
+// block plan is the block-scaled product of its operands quantised as the plan says (activations 1 x block along k,
+// DeepSeek's weights 128 x 128), rounded to the class's storage.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/format/round_scalar.hpp"
+#include "lpsim/model/emulated_backend.hpp"
+
+namespace lpsim {
+namespace {
+
+std::string error_of(const std::string& toml) {
+  try {
+    parse_plan(toml, "p.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(BlockPlans, PresetsScaleTheLinearLayersOnly) {
+  const PrecisionPlan d = plan_preset("fp8-deepseek");
+  for (Op op : {Op::qkv, Op::out_proj, Op::ffn_up, Op::ffn_down}) {
+    ASSERT_TRUE(d[op].blocks) << op_name(op);
+    EXPECT_EQ(d[op].blocks->name, "fp8-1x128");
+    EXPECT_EQ(d[op].weight_blocks->name, "fp8-128x128");
+    EXPECT_EQ(d[op].gemm->tc.k, 32);  // Hopper's fitted fp8 tensor core inside each 128-block
+  }
+  for (Op op : {Op::embed, Op::score, Op::pv, Op::lm_head}) EXPECT_FALSE(d[op].blocks) << op_name(op);
+  EXPECT_EQ(plan_preset("mxfp4")[Op::ffn_up].blocks->name, "mxfp4");
+  EXPECT_EQ(plan_preset("nvfp4")[Op::qkv].blocks->name, "nvfp4");
+  EXPECT_FALSE(plan_preset("mxfp8")[Op::qkv].scaling);  // not per-tensor as well
+}
+
+TEST(BlockPlans, MistakesNameTheKey) {
+  EXPECT_NE(error_of("[plan]\n[plan.qkv]\nscaling = \"mxfp5\"\n").find("plan.qkv.scaling' = 'mxfp5' is neither tensor"),
+            std::string::npos);
+  EXPECT_NE(error_of("[plan]\n[plan.qkv]\nweight_scaling = \"mxfp4\"\n").find("plan.qkv.weight_scaling' needs scaling"),
+            std::string::npos);
+  EXPECT_NE(error_of("[plan]\n[plan.qkv]\npolicy = \"in=e2m1,acc=fp32\"\nscaling = \"mxfp8-e4m3\"\n")
+                .find("in = e2m1 cannot hold the e4m3 elements of scheme mxfp8-e4m3"),
+            std::string::npos);
+  EXPECT_NE(error_of("[plan]\n[plan.qkv]\npolicy = \"in=e4m3,acc=fp32\"\nscaling = \"mxfp8-e4m3\"\n"
+                     "weight_scaling = \"fp8-128x128\"\n").find("blocks of 128 along k differ from the activations' 32"),
+            std::string::npos);
+  const PrecisionPlan p = parse_plan("[plan]\npreset = \"autocast-bf16\"\n[plan.ffn_up]\npolicy = \"in=e2m1,acc=fp32\"\n"
+                                     "scaling = \"nvfp4\"\n", "p.toml");
+  EXPECT_EQ(p[Op::ffn_up].blocks->name, "nvfp4");
+}
+
+TEST(BlockPlans, LinearLayerIsTheBlockScaledProductOfItsOperands) {
+  std::mt19937_64 g(5);
+  std::normal_distribution<double> n(0, 1);
+  const int m = 6, k = 300, cols = 5;
+  Matrix<double> x(m, k), w(k, cols);
+  for (double& v : x.data) v = double(float(n(g) * 3));
+  for (double& v : w.data) v = double(float(n(g) * 0.02));
+  for (const char* preset : {"fp8-deepseek", "mxfp8", "nvfp4"}) {
+    SCOPED_TRACE(preset);
+    const PrecisionPlan plan = plan_preset(preset);
+    EmulatedBackend be(plan);
+    const Matrix<double> got = be.linear(Op::ffn_up, x, w, nullptr);
+    const OpPrecision& p = plan[Op::ffn_up];
+    const BlockQuantized qx = quantize_blocks(*p.blocks, x.data, m, k, 1);
+    const BlockQuantized qw = quantize_blocks(p.weight_blocks ? *p.weight_blocks : *p.blocks, w.data, k, cols, 0);
+    const std::vector<double> c = reference_block_scaled_gemm(*p.gemm, qx, qw);
+    for (std::size_t i = 0; i < c.size(); ++i)
+      EXPECT_EQ(got.data[i], round_to(c[i], p.out.spec, Rounding::nearest_even)) << i;
+  }
+}
+
+}  // namespace
+}  // namespace lpsim
