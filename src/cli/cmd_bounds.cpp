@@ -33,35 +33,38 @@ void run(const BoundsCli& o) {
   const PrecisionPlan plan = load_plan(o.plan);
   const BoundsReport r = check_local_bounds(cfg, plan, make_weights(cfg, o.seed), make_input(cfg, o.seed, o.batch), o.ref_bits);
   std::string csv = "model,plan,seed,check,layer,index,observed,bound,c_min,held,kappa_score,kappa_softmax,kappa_v,"
-                    "sigma2,rho_ln,eps_dominated,eps_mach,bound_worst_case,held_worst_case\n";
+                    "sigma2,rho_ln,eps_dominated,eps_mach,bound_worst_case,held_worst_case,eps_mach_acc,bound_acc,held_acc\n";
+  fmt::print("eps_mach: input convention {:.3g} (the plan's GEMM input format: bound, c_min, rho_LN and its regime), "
+             "accumulator convention in the acc-bound columns\n", 2 * plan.unit_roundoff());
   fmt::print("Theorem 1 (attention of exact Q, K, V stored in the GEMM input format; unit constants)\n");
-  fmt::print("{:>5} {:>4} {:>10} {:>10} {:>9} {:>8} {:>8} {:>9} {:>5} {:>10} {:>5}\n", "layer", "head", "observed", "bound",
-             "c_min", "k_score", "k_smax", "k(V)", "held", "worst-case", "held");
+  fmt::print("{:>5} {:>4} {:>10} {:>10} {:>9} {:>8} {:>8} {:>9} {:>5} {:>10} {:>5} {:>10} {:>5}\n", "layer", "head",
+             "observed", "bound", "c_min", "k_score", "k_smax", "k(V)", "held", "acc-bound", "held", "worst-case", "held");
   int held_wc = 0;
   std::vector<double> c1, c2;
   int held1 = 0, held2 = 0;
   for (const AttentionBound& b : r.attention) {
-    fmt::print("{:>5} {:>4} {:>10.3e} {:>10.3e} {:>9.3g} {:>8.3g} {:>8.3g} {:>9.3g} {:>5} {:>10.3e} {:>5}\n", b.layer, b.head,
-               b.observed, b.bound, b.c_min, b.kappa_score, b.kappa_softmax, b.kappa_v, b.held ? "yes" : "NO", b.bound_wc,
-               b.held_wc ? "yes" : "NO");
-    csv += fmt::format("{},{},{},theorem1,{},{},{:.6e},{:.6e},{:.6e},{},{:.6e},{:.6e},{:.6e},,,,{},{:.6e},{}\n", cfg.name,
-                       plan.name, o.seed, b.layer, b.head, b.observed, b.bound, b.c_min, b.held, b.kappa_score,
-                       b.kappa_softmax, b.kappa_v, b.eps_mach, b.bound_wc, b.held_wc);
+    fmt::print("{:>5} {:>4} {:>10.3e} {:>10.3e} {:>9.3g} {:>8.3g} {:>8.3g} {:>9.3g} {:>5} {:>10.3e} {:>5} {:>10.3e} {:>5}\n",
+               b.layer, b.head, b.observed, b.bound, b.c_min, b.kappa_score, b.kappa_softmax, b.kappa_v,
+               b.held ? "yes" : "NO", b.bound_acc, b.held_acc ? "yes" : "NO", b.bound_wc, b.held_wc ? "yes" : "NO");
+    csv += fmt::format("{},{},{},theorem1,{},{},{:.6e},{:.6e},{:.6e},{},{:.6e},{:.6e},{:.6e},,,,{},{:.6e},{},{},{:.6e},{}\n",
+                       cfg.name, plan.name, o.seed, b.layer, b.head, b.observed, b.bound, b.c_min, b.held, b.kappa_score,
+                       b.kappa_softmax, b.kappa_v, b.eps_mach, b.bound_wc, b.held_wc, b.eps_mach_acc, b.bound_acc,
+                       b.held_acc);
     held_wc += b.held_wc;
     c1.push_back(b.c_min), held1 += b.held;
   }
   fmt::print("Proposition 1 (normalisation of the exact input stored in the residual format; unit constants)\n");
-  fmt::print("{:>5} {:>4} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9} {:>5} {:>10} {:>5}\n", "layer", "norm", "observed",
-             "bound", "c_min", "sigma^2", "rho_LN", "regime", "held", "worst-case", "held");
+  fmt::print("{:>5} {:>4} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9} {:>5} {:>10} {:>5} {:>10} {:>5}\n", "layer", "norm",
+             "observed", "bound", "c_min", "sigma^2", "rho_LN", "regime", "held", "acc-bound", "held", "worst-case", "held");
   int held2_wc = 0;
   for (const NormBound& b : r.norms) {
-    fmt::print("{:>5} {:>4} {:>10.3e} {:>10.3e} {:>9.3g} {:>10.3g} {:>10.3g} {:>9} {:>5} {:>10.3e} {:>5}\n", b.layer,
-               b.which, b.observed, b.bound, b.c_min, b.sigma2, b.rho_ln, b.dominated ? "eps-dom" : "normal",
-               b.held ? "yes" : "NO", b.bound_wc, b.held_wc ? "yes" : "NO");
+    fmt::print("{:>5} {:>4} {:>10.3e} {:>10.3e} {:>9.3g} {:>10.3g} {:>10.3g} {:>9} {:>5} {:>10.3e} {:>5} {:>10.3e} {:>5}\n",
+               b.layer, b.which, b.observed, b.bound, b.c_min, b.sigma2, b.rho_ln, b.dominated ? "eps-dom" : "normal",
+               b.held ? "yes" : "NO", b.bound_acc, b.held_acc ? "yes" : "NO", b.bound_wc, b.held_wc ? "yes" : "NO");
     held2_wc += b.held_wc;
-    csv += fmt::format("{},{},{},proposition1,{},{},{:.6e},{:.6e},{:.6e},{},,,,{:.6e},{:.6e},{},{},{:.6e},{}\n", cfg.name,
-                       plan.name, o.seed, b.layer, b.which, b.observed, b.bound, b.c_min, b.held, b.sigma2, b.rho_ln,
-                       b.dominated, b.eps_mach, b.bound_wc, b.held_wc);
+    csv += fmt::format("{},{},{},proposition1,{},{},{:.6e},{:.6e},{:.6e},{},,,,{:.6e},{:.6e},{},{},{:.6e},{},{},{:.6e},{}\n",
+                       cfg.name, plan.name, o.seed, b.layer, b.which, b.observed, b.bound, b.c_min, b.held, b.sigma2,
+                       b.rho_ln, b.dominated, b.eps_mach, b.bound_wc, b.held_wc, b.eps_mach_acc, b.bound_acc, b.held_acc);
     c2.push_back(b.c_min), held2 += b.held;
   }
   fmt::print("Theorem 1 held in {}/{} heads; smallest constant that makes it hold everywhere: {:.3g} (median {:.3g}); "

@@ -134,11 +134,15 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
                                                         std::sqrt(ns / np));
       }
       b.kappa_v = condition_number(vh);  // the theorem's kappa(V), no ridge (a rank-deficient V makes it vacuous)
-      b.eps_mach = std::ldexp(1.0, 1 - score_in.precision);
+      b.eps_mach = 2 * plan.unit_roundoff();
       const double shape = (2 + b.kappa_softmax * (1 + b.kappa_score)) * b.eps_mach * b.kappa_v;
       b.bound = shape;
       b.c_min = b.observed / shape;
       b.held = b.observed <= b.bound;
+      const auto& acc = plan[Op::score].gemm->acc;
+      b.eps_mach_acc = std::ldexp(1.0, 1 - (acc ? acc->spec.precision : score_in.precision));
+      b.bound_acc = shape / b.eps_mach * b.eps_mach_acc;
+      b.held_acc = b.observed <= b.bound_acc;
       // The same with worst-case constants from the plan's kernels (accum/error_bound.hpp): the score and PV
       // products' theta, the scaling's roundings, softmax's gamma_{n+3} in its compute format plus the storage of P.
       const int n = pd.cols;
@@ -170,7 +174,8 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
     b.layer = layer, b.which = which;
     b.observed = relative_error(ye, y);
     b.sigma2 = median_row_moment(xs, cfg.norm);
-    b.eps_mach = std::ldexp(1.0, 1 - plan[Op::norm].compute.spec.precision);
+    b.eps_mach = 2 * plan.unit_roundoff();
+    b.eps_mach_acc = std::ldexp(1.0, 1 - plan[Op::norm].compute.spec.precision);
     const double eps = nd.eps >= 0 ? nd.eps : cfg.norm_eps;  // a checkpoint's own eps where it has one
     b.rho_ln = eps > 0 ? b.sigma2 / eps * cfg.width * b.eps_mach : INFINITY;
     b.dominated = b.rho_ln < 1;
@@ -178,6 +183,8 @@ BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& pla
     b.bound = shape;
     b.c_min = b.observed / shape;
     b.held = b.observed <= b.bound;
+    b.bound_acc = shape / b.eps_mach * b.eps_mach_acc;
+    b.held_acc = b.observed <= b.bound_acc;
     b.bound_wc = norm_worst_case(cfg, plan, xs, nd, eps) / frobenius(convert<double>(y));
     b.held_wc = b.observed <= b.bound_wc;
     report.norms.push_back(b);

@@ -209,6 +209,18 @@ ModelConfig load_model_config(const std::string& path) {
 }
 
 std::string validate(const ModelConfig& c) {
+  // The ranges the TOML reader enforces, for configs built elsewhere (config.json, sweep axes): a zero head count
+  // divided by zero here before (found by tests/fuzz).
+  struct Range {
+    const char* name;
+    long long value, lo, hi;
+  };
+  for (const Range& r : {Range{"width", c.width, 1, 1 << 16}, Range{"heads", c.heads, 1, 1 << 12},
+                         Range{"ffn", c.ffn, 1, 1 << 18}, Range{"depth", c.depth, 0, 4096},
+                         Range{"tokens", c.tokens, 1, 1 << 16}, Range{"kv_heads", c.kv_heads, 0, 1 << 12},
+                         Range{"head_dim", c.head_dim, 0, 1 << 14}, Range{"vocab", c.vocab, 0, 1 << 24}})
+    if (r.value < r.lo || r.value > r.hi)
+      return fmt::format("model.{} = {} is outside {}..{}", r.name, r.value, r.lo, r.hi);
   if (c.head_dim == 0 && c.width % c.heads != 0)
     return fmt::format("model.width = {} is not divisible by model.heads = {}", c.width, c.heads);
   if (c.embedding == Embedding::patch) {

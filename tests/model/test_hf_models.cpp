@@ -204,6 +204,11 @@ TEST(HfModels, BadConfigFieldsAreNamed) {
                    "num_hidden_layers": 1, "vocab_size": 10, "rope_parameters": {"rope_type": "yarn"}})", "rope_type");
   expect_field(R"({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 3,
                    "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 10})", "kv_heads");
+  // Zero heads divided by zero in validate() (SIGFPE) until the fuzzer found it (tests/fuzz).
+  for (const char* gpt2 : {R"({"model_type": "gpt2", "n_embd": 64, "n_head": 0, "n_layer": 1, "vocab_size": 10})",
+                           R"({"model_type": "vit", "hidden_size": 64, "num_attention_heads": 0, "num_hidden_layers": 1,
+                              "intermediate_size": 8, "image_size": 16, "patch_size": 4})"})
+    expect_field(gpt2, "model.heads = 0 is outside 1..4096");
   expect_field("{not json", "does not parse");
   std::filesystem::remove(dir / "config.json");
   EXPECT_NE(error_of(dir.string()).find("without config.json"), std::string::npos);
