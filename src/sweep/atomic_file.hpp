@@ -6,6 +6,7 @@
 // beside the target is ever followed or overwritten.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,7 +39,12 @@ inline void write_atomically(const std::string& path, const std::string& content
     return;
   }
   const std::string tmp = fmt::format("{}.tmp{}", target.string(), static_cast<long>(getpid()));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == EEXIST && fs::is_regular_file(fs::symlink_status(tmp, ec))) {
+    // Left by a killed process that had our pid (pids are reused): no live process writes under it but us.
+    ::unlink(tmp.c_str());
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  }
   if (fd < 0) throw ConfigError(fmt::format("cannot create '{}': {}", tmp, std::strerror(errno)));
   std::size_t done = 0;
   while (done < contents.size()) {
@@ -59,6 +65,22 @@ inline void write_atomically(const std::string& path, const std::string& content
   if (ec) {
     ::unlink(tmp.c_str());
     throw ConfigError(fmt::format("cannot move '{}' to '{}': {}", tmp, target.string(), ec.message()));
+  }
+}
+
+// Removes regular files named <anything>.tmp<pid> in `dir` whose pid is no running process: what a killed write
+// left behind. A live writer's temporary (another shard's) is kept.
+inline void remove_stale_temporaries(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const auto at = name.rfind(".tmp");
+    if (at == std::string::npos || at + 4 == name.size() || !e.is_regular_file(ec)) continue;
+    const std::string digits = name.substr(at + 4);
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const long pid = std::stol(digits);
+    if (pid != static_cast<long>(getpid()) && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH) fs::remove(e.path(), ec);
   }
 }
 

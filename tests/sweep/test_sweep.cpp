@@ -2,6 +2,9 @@
 // promises: the same files at any thread count, after an interruption, and from shards merged.
 #include <gtest/gtest.h>
 
+#include "lpsim/sweep/sweep_lock.hpp"
+#include "lpsim/config/config_error.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -99,6 +102,24 @@ class SweepRun : public ::testing::Test {
   std::string root_;
   SweepConfig sweep_;
 };
+
+// One process per shard: a second run of the same shard while the first holds its lock is refused by name; another
+// shard runs beside it; the lock goes with its holder.
+TEST_F(SweepRun, OneProcessPerShard) {
+  fs::create_directories(root_ + "/x/t/parts");
+  {
+    const SweepLock held(root_ + "/x/t/parts", 0, 1);
+    try {
+      run("x", 1);
+      ADD_FAILURE() << "a second process on the same shard ran";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("another lpsim sweep is running shard 0 of 1 here (pid "), std::string::npos)
+          << e.what();
+    }
+    EXPECT_NO_THROW(run("x", 1, 1, 2));
+  }
+  EXPECT_TRUE(run("x", 1).complete);
+}
 
 TEST_F(SweepRun, SameFilesAtAnyThreadCountAfterInterruptionAndFromShards) {
   const SweepOutcome one = run("one", 1);
