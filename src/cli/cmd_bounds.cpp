@@ -81,7 +81,7 @@ void run(const BoundsCli& o) {
       throw ConfigError(fmt::format("--residual: the tape would hold ~{:.0e} nodes ({:.1f} GB); use a smaller model", nodes,
                                     nodes * 24 / 1e9));
     fmt::print("Theorem 2 (rho = ||J_f||_2 by power iteration with JVP/VJP; kappa(I + J_f) from dense Jacobians up to "
-               "1024 inputs)\n");
+               "1024 inputs, by Lanczos with JVP/VJP beyond)\n");
     fmt::print("{:>5} {:>6} {:>9} {:>9} {:>10} {:>10} {:>5}\n", "layer", "branch", "rho", "rho_dense", "kappa", "bound",
                "held");
     int held = 0, total = 0;
@@ -97,7 +97,7 @@ void run(const BoundsCli& o) {
       held += c.rho < 1 && !std::isnan(c.kappa) && c.held, total += 1;
       product *= c.bound;
     }
-    fmt::print("Theorem 2 checked and held in {}/{} branches (rho >= 1: outside the theorem; '-': no dense check); Corollary 1's product "
+    fmt::print("Theorem 2 checked and held in {}/{} branches (rho >= 1: outside the theorem; '-': not computed); Corollary 1's product "
                "of bounds over the stack: {:.4g}\n", held, total, product);
     // Theorem 3: eps sum_l [kappa_eff + kappa_softmax (1 + c kappa_score) kappa(V) + C_LN] prod_{k > l} (1 + rho_k),
     // with c = 1, ||W_O|| folded in as kappa(W_O) inside kappa_eff, and each block's two residual maps as

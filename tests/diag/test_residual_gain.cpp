@@ -77,5 +77,35 @@ TEST(ResidualGain, PowerIterationMatchesDenseAndTheorem2Holds) {
   }
 }
 
+// The iterative kappa(I + J_f) (no Jacobian formed) against the dense SVD, on branches with rho below and above 1;
+// and residual_checks uses it beyond the dense limit.
+TEST(ResidualGain, IterativeConditionMatchesDense) {
+  for (double scale : {1.0, 0.3}) {
+    ModelConfig c = tiny(Activation::gelu, NormKind::layernorm, NormPosition::pre, false);
+    c.init.scale = scale;
+    const Weights<double> w = make_weights(c, 7);
+    const ModelInput<double> in = make_input(c, 7);
+    const std::vector<Matrix<double>> inputs = branch_inputs(c, w, in);
+    const std::vector<ResidualCheck> dense = residual_checks(c, w, in);
+    const std::vector<ResidualCheck> iterative = residual_checks(c, w, in, /*dense_limit=*/0);
+    for (std::size_t i = 0; i < dense.size(); ++i) {
+      const ResidualCheck& r = dense[i];
+      const ResidualCondition k = residual_condition(c, w.layers[r.layer], r.branch, inputs[2 * r.layer + (r.branch == Branch::ffn)], 200);
+      EXPECT_NEAR(k.kappa / r.kappa, 1.0, 1e-6) << "scale " << scale << " layer " << r.layer;
+      if (iterative[i].rho < 1) EXPECT_NEAR(iterative[i].kappa / r.kappa, 1.0, 1e-3) << r.layer;
+      else EXPECT_TRUE(std::isnan(iterative[i].kappa));
+    }
+  }
+  // 640 inputs: Lanczos must settle well before it spans the space.
+  ModelConfig c = tiny(Activation::gelu, NormKind::layernorm, NormPosition::pre, false);
+  c.width = 16, c.ffn = 32, c.tokens = 40, c.depth = 1, c.init.scale = 0.3;
+  const Weights<double> w = make_weights(c, 8);
+  const std::vector<Matrix<double>> inputs = branch_inputs(c, w, make_input(c, 8));
+  for (const ResidualCheck& r : residual_checks(c, w, make_input(c, 8))) {
+    const ResidualCondition k = residual_condition(c, w.layers[r.layer], r.branch, inputs[r.branch == Branch::ffn], 200);
+    EXPECT_NEAR(k.kappa / r.kappa, 1.0, 1e-6) << int(r.branch);
+  }
+}
+
 }  // namespace
 }  // namespace lpsim

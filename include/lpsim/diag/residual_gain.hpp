@@ -34,16 +34,27 @@ Matrix<double> branch_jacobian(const ModelConfig& cfg, const LayerWeights<double
 void add_residual_gains(std::vector<LayerDiagnostics>& diag, const ModelConfig& cfg, const Weights<double>& w,
                         const ModelInput<double>& in, int iterations = 30);
 
+// kappa(I + J_f) without forming J: Lanczos with full reorthogonalisation on (I + J)^T (I + J) (one JVP and one
+// VJP per step), at most `iterations` steps, stopping when both extreme Ritz values settle to 1e-13; for branches
+// beyond the dense Jacobian's reach. Both extremes are approached from inside the spectrum, so kappa from below.
+struct ResidualCondition {
+  double sigma_max = 0, sigma_min = 0, kappa = 0;
+};
+ResidualCondition residual_condition(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b,
+                                     const Matrix<double>& x, int iterations = 300, std::uint64_t seed = 0);
+
 struct ResidualCheck {
   int layer = 0;
   Branch branch = Branch::attention;
   double rho = 0;             // power iteration
   double rho_dense = 0;       // from the dense Jacobian (NaN when skipped)
-  double kappa = 0;           // kappa(I + J_f) from the dense Jacobian (NaN when skipped)
+  double kappa = 0;           // kappa(I + J_f): dense Jacobian up to dense_limit inputs, else iterative where rho < 1
+                              // (NaN when skipped: rho >= 1 beyond the dense limit)
   double bound = 0;           // (1 + rho)/(1 - rho), infinity when rho >= 1 (Theorem 2 then says nothing)
   bool held = false;
 };
-// Every branch of every layer; dense checks when the branch has at most `dense_limit` inputs.
+// Every branch of every layer; dense checks when the branch has at most `dense_limit` inputs, iterative ones
+// (residual_condition) beyond it where rho < 1.
 std::vector<ResidualCheck> residual_checks(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in,
                                            int dense_limit = 1024);
 
