@@ -2,6 +2,7 @@
 // the terminal and the same rows as CSV.
 //   lpsim run --model models/tiny-vit.toml --plan autocast-bf16 --seed 0
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -58,6 +59,7 @@ void run(const RunOptions& o) {
                                                          : plan_preset("fp32");
   if (o.show_plan) fmt::print("{}", describe(plan));
   StudyOptions study = o.study;
+  study.progress = ::isatty(2);  // a terminal watches: the MPFR forward of a large model takes minutes
   study.check_reference = !o.no_check;
   if (study.reference != "mpfr" && study.reference != "fp64")
     throw ConfigError(fmt::format("--reference '{}' is not one of mpfr, fp64", study.reference));

@@ -65,10 +65,19 @@ void check_reference_fits(const ModelConfig& cfg, int bits) {
                                   cfg.name, bits, need / 1e9, cfg.tokens, cfg.width, have / 1e9));
 }
 
-Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in,
+                          bool progress) {
   if (bits > 0) set_reference_bits(bits);
   check_reference_fits(cfg, reference_bits());
   MpfrBackend be;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (progress)
+    be.on_layer = [&, t0](int layer) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double left = layer > 0 ? s / layer * (cfg.depth - layer) : 0;
+      fmt::print(stderr, "\rreference (MPFR, {} bits): layer {}/{}, {:.0f} s, about {:.0f} s left   {}", reference_bits(),
+                 layer, cfg.depth, s, left, layer == cfg.depth ? "\n" : "");
+    };
   return run_taps(be, cfg, convert_weights<Real>(w), convert_input<Real>(in));
 }
 
@@ -228,20 +237,20 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
     measure(ref);
     if (o.check_reference) {
       t0 = std::chrono::steady_clock::now();
-      const Taps<Real> better = reference_taps(o.reference_bits, cfg, w, in);
+      const Taps<Real> better = reference_taps(o.reference_bits, cfg, w, in, o.progress);
       check.check_bits = reference_bits();
       compare_references(check, ref, better);
       result.check_seconds = seconds_since(t0);
     }
   } else {
     t0 = std::chrono::steady_clock::now();
-    const Taps<Real> ref = reference_taps(o.reference_bits, cfg, w, in);
+    const Taps<Real> ref = reference_taps(o.reference_bits, cfg, w, in, o.progress);
     check.bits = reference_bits();
     result.reference_seconds = seconds_since(t0);
     measure(ref);
     if (o.check_reference) {
       t0 = std::chrono::steady_clock::now();
-      const Taps<Real> better = reference_taps(2 * o.reference_bits, cfg, w, in);
+      const Taps<Real> better = reference_taps(2 * o.reference_bits, cfg, w, in, o.progress);
       check.check_bits = reference_bits();
       compare_references(check, ref, better);
       result.check_seconds = seconds_since(t0);

@@ -53,6 +53,7 @@ struct StudyOptions {
   std::string reference = "mpfr";  // "mpfr" or "fp64" (checked against MPFR when check_reference)
   int reference_bits = 128;
   bool check_reference = true;     // mpfr: a second run at twice the bits; fp64: an MPFR run at reference_bits
+  bool progress = false;           // MPFR forwards report their layer, time and an estimate of what is left on stderr
 };
 
 struct StudyResult {
@@ -72,7 +73,8 @@ double reference_bytes(const ModelConfig& cfg, int bits);
 void check_reference_fits(const ModelConfig& cfg, int bits);
 // bits <= 0: at the current precision (set_reference_bits), which threads running references in parallel need.
 // Throws ConfigError with the estimate when reference_bytes exceeds the memory available (GMP would abort).
-Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
+Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in,
+                          bool progress = false);
 // events, when given, receives the backend's running RangeEvents at every tap.
 Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const Weights<double>& w,
                            const ModelInput<double>& in, std::vector<RangeEvents>* events = nullptr);

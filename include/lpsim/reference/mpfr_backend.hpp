@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 // The reference forward: every operation in MPFR at one precision (Boost.Multiprecision's mpfr_float), GEMMs as
 // fused multiply-adds on the raw MPFR values, rows in parallel.
 #include <boost/multiprecision/mpfr.hpp>
@@ -30,7 +31,10 @@ class MpfrBackend {
   Real compute(Op, const Real& v) { return v; }
   void store(Op, Matrix<Real>&) {}
   Real chain_step(Op, const Real& v) { return v; }
-  void set_layer(int) {}
+  void set_layer(int layer) {
+    if (on_layer) on_layer(layer);
+  }
+  std::function<void(int)> on_layer;  // progress of a long reference forward (layer = depth: the head)
 };
 
 }  // namespace lpsim
