@@ -126,7 +126,7 @@ void run(const BoundsCli& o) {
                        observed, rhs, observed / rhs, observed <= rhs, eps);
     if (cfg.position == NormPosition::pre) {
       fmt::print("Depth bound (seed 002's mechanism, diag/depth_bound.hpp): E_0 prod_k alpha_k + sum_l local_l prod_(k>l) (1 + rho_attn,k)(1 + rho_ffn,k)\n");
-      const std::vector<DepthBoundRow> rows = depth_bound(cfg, plan, w, make_input(cfg, o.seed, o.batch), o.ref_bits);
+      const std::vector<DepthBoundRow> rows = depth_bound(cfg, plan, w, make_input(cfg, o.seed, o.batch), o.ref_bits, &checks);
       if (!rows.empty()) fmt::print("embedding error E_0 / ||X_0||: {:.3e} (carried from the start)\n", rows[0].embedding);
       fmt::print("{:>5} {:>10} {:>8} {:>10} {:>10} {:>10} {:>9} {:>5}\n", "layer", "local", "alpha", "observed", "bound",
                  "alpha^L", "c_min", "held");

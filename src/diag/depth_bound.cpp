@@ -16,7 +16,8 @@
 namespace lpsim {
 
 std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
-                                       const ModelInput<double>& in, int reference_bits) {
+                                       const ModelInput<double>& in, int reference_bits,
+                                       const std::vector<ResidualCheck>* known_gains) {
   if (cfg.position != NormPosition::pre)
     throw ConfigError(fmt::format("model '{}': the depth bound composes x + f(x) blocks; it needs a pre-LN model", cfg.name));
   const int old_bits = lpsim::reference_bits();
@@ -36,7 +37,12 @@ std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPl
   const Taps<double> emulated = emulated_taps(whole, cfg, w, in);
   // Jacobian gains of both branches at the float64 forward's inputs.
   std::vector<LayerDiagnostics> gains(cfg.depth);
-  add_residual_gains(gains, cfg, w, in);
+  if (known_gains) {
+    for (const ResidualCheck& c : *known_gains)
+      (c.branch == Branch::attention ? gains[c.layer].rho_attn : gains[c.layer].rho_ffn) = c.rho;
+  } else {
+    add_residual_gains(gains, cfg, w, in);
+  }
 
   ModelConfig one = cfg;
   one.depth = 1, one.embedding = Embedding::none, one.class_token = false, one.final_norm = one.lm_head = false;

@@ -2,6 +2,7 @@
 
 #include <Eigen/Dense>
 #include <cmath>
+#include <tuple>
 
 #include "lpsim/diag/autodiff.hpp"
 #include "lpsim/model/forward.hpp"
@@ -86,7 +87,9 @@ double branch_gain(const ModelConfig& cfg, const LayerWeights<double>& w, Branch
     if (n == 0) return 0;
     for (double& e : v) e /= n;
     const std::vector<double> jv = branch_jvp(cfg, w, b, x, v);
-    gain = norm(jv);  // ||J v|| with ||v|| = 1
+    const double previous = gain;
+    gain = norm(jv);  // ||J v|| with ||v|| = 1: increases towards ||J||_2
+    if (k >= 4 && gain - previous <= 1e-7 * gain) break;  // settled: further steps change the 7th digit at most
     v = branch_vjp(cfg, w, b, x, jv);
   }
   return gain;
@@ -104,6 +107,43 @@ Matrix<double> branch_jacobian(const ModelConfig& cfg, const LayerWeights<double
   }
   return j;
 }
+
+namespace {
+
+// The FFN branch acts row by row, so its Jacobian is block diagonal, one width x width block per token. Each block in
+// one dual-number pass over width copies of the token whose row k carries the tangent e_k (row k of the output is
+// then column k of the block).
+std::vector<Eigen::MatrixXd> ffn_token_jacobians(const ModelConfig& cfg, const LayerWeights<double>& w,
+                                                 const Matrix<double>& x) {
+  const LayerWeights<ad::Dual> wd = as<ad::Dual>(w);
+  const int d = x.cols;
+  std::vector<Eigen::MatrixXd> blocks;
+  for (int t = 0; t < x.rows; ++t) {
+    Matrix<ad::Dual> xd(d, d);
+    for (int k = 0; k < d; ++k)
+      for (int c = 0; c < d; ++c) xd(k, c) = ad::Dual(x(t, c), k == c ? 1.0 : 0.0);
+    const Matrix<ad::Dual> y = branch(cfg, wd, Branch::ffn, xd);
+    Eigen::MatrixXd j(d, d);
+    for (int k = 0; k < d; ++k)
+      for (int r = 0; r < d; ++r) j(r, k) = y(k, r).d;
+    blocks.push_back(std::move(j));
+  }
+  return blocks;
+}
+
+// rho and kappa(I + J) of the FFN branch from its per-token blocks: exact at any size.
+std::pair<double, double> ffn_rho_kappa(const ModelConfig& cfg, const LayerWeights<double>& w, const Matrix<double>& x) {
+  double top = 0, plus_max = 0, plus_min = INFINITY;
+  for (const Eigen::MatrixXd& j : ffn_token_jacobians(cfg, w, x)) {
+    top = std::max(top, Eigen::BDCSVD<Eigen::MatrixXd>(j).singularValues()(0));
+    const Eigen::VectorXd s =
+        Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd::Identity(j.rows(), j.cols()) + j).singularValues();
+    plus_max = std::max(plus_max, s(0)), plus_min = std::min(plus_min, s(s.size() - 1));
+  }
+  return {top, plus_max / plus_min};
+}
+
+}  // namespace
 
 ResidualCondition residual_condition(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b,
                                      const Matrix<double>& x, int iterations, std::uint64_t seed) {
@@ -173,17 +213,22 @@ std::vector<ResidualCheck> residual_checks(const ModelConfig& cfg, const Weights
       const Matrix<double>& x = inputs[2 * l + (b == Branch::ffn)];
       ResidualCheck r;
       r.layer = l, r.branch = b;
-      r.rho = branch_gain(cfg, w.layers[l], b, x);
       r.rho_dense = r.kappa = NAN;
-      if (int(x.size()) <= dense_limit) {
-        const Matrix<double> j = branch_jacobian(cfg, w.layers[l], b, x);
-        const Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> jm(j.data.data(), j.rows, j.cols);
-        r.rho_dense = Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(jm)).singularValues()(0);
-        const Eigen::MatrixXd t = Eigen::MatrixXd::Identity(j.rows, j.cols) + Eigen::MatrixXd(jm);
-        const Eigen::VectorXd s = Eigen::BDCSVD<Eigen::MatrixXd>(t).singularValues();
-        r.kappa = s(0) / s(s.size() - 1);
-      } else if (r.rho < 1) {  // too large for the dense Jacobian: iteratively, where Theorem 2 applies
-        r.kappa = residual_condition(cfg, w.layers[l], b, x).kappa;
+      if (b == Branch::ffn) {  // exact at any size: the per-token blocks' singular values
+        std::tie(r.rho, r.kappa) = ffn_rho_kappa(cfg, w.layers[l], x);
+        r.rho_dense = r.rho;
+      } else {
+        r.rho = branch_gain(cfg, w.layers[l], b, x);
+        if (int(x.size()) <= dense_limit) {
+          const Matrix<double> j = branch_jacobian(cfg, w.layers[l], b, x);
+          const Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> jm(j.data.data(), j.rows, j.cols);
+          r.rho_dense = Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(jm)).singularValues()(0);
+          const Eigen::MatrixXd t = Eigen::MatrixXd::Identity(j.rows, j.cols) + Eigen::MatrixXd(jm);
+          const Eigen::VectorXd s = Eigen::BDCSVD<Eigen::MatrixXd>(t).singularValues();
+          r.kappa = s(0) / s(s.size() - 1);
+        } else if (r.rho < 1) {  // too large for the dense Jacobian: iteratively, where Theorem 2 applies
+          r.kappa = residual_condition(cfg, w.layers[l], b, x).kappa;
+        }
       }
       r.bound = r.rho < 1 ? (1 + r.rho) / (1 - r.rho) : INFINITY;
       r.held = !(r.kappa > r.bound);  // NaN (not checked) counts as held; compare only what was measured
@@ -197,7 +242,7 @@ void add_residual_gains(std::vector<LayerDiagnostics>& diag, const ModelConfig& 
   const std::vector<Matrix<double>> x = branch_inputs(cfg, w, in);
   for (int l = 0; l < cfg.depth && l < int(diag.size()); ++l) {
     diag[l].rho_attn = branch_gain(cfg, w.layers[l], Branch::attention, x[2 * l], iterations);
-    diag[l].rho_ffn = branch_gain(cfg, w.layers[l], Branch::ffn, x[2 * l + 1], iterations);
+    diag[l].rho_ffn = ffn_rho_kappa(cfg, w.layers[l], x[2 * l + 1]).first;  // exact: per-token blocks
   }
   double amp = 1;  // downstream of the last layer nothing amplifies
   for (int l = int(diag.size()) - 1; l >= 0; --l) {

@@ -2,6 +2,7 @@
 // <u, J v> = <J^T u, v>, the power iteration against the dense Jacobian's SVD, and Theorem 2 on every branch.
 #include <gtest/gtest.h>
 
+#include <Eigen/Dense>
 #include <cmath>
 
 #include "lpsim/diag/residual_gain.hpp"
@@ -92,8 +93,18 @@ TEST(ResidualGain, IterativeConditionMatchesDense) {
       const ResidualCheck& r = dense[i];
       const ResidualCondition k = residual_condition(c, w.layers[r.layer], r.branch, inputs[2 * r.layer + (r.branch == Branch::ffn)], 200);
       EXPECT_NEAR(k.kappa / r.kappa, 1.0, 1e-6) << "scale " << scale << " layer " << r.layer;
-      if (iterative[i].rho < 1) EXPECT_NEAR(iterative[i].kappa / r.kappa, 1.0, 1e-3) << r.layer;
-      else EXPECT_TRUE(std::isnan(iterative[i].kappa));
+      if (r.branch == Branch::ffn) {  // per-token blocks at any size, checked against the whole dense Jacobian
+        const Matrix<double> j = branch_jacobian(c, w.layers[r.layer], r.branch, inputs[2 * r.layer + 1]);
+        const Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> jm(j.data.data(), j.rows, j.cols);
+        const Eigen::VectorXd sj = Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd(jm)).singularValues();
+        const Eigen::VectorXd sp = Eigen::BDCSVD<Eigen::MatrixXd>(Eigen::MatrixXd::Identity(j.rows, j.cols) + Eigen::MatrixXd(jm)).singularValues();
+        EXPECT_NEAR(iterative[i].rho / sj(0), 1.0, 1e-12);
+        EXPECT_NEAR(iterative[i].kappa / (sp(0) / sp(sp.size() - 1)), 1.0, 1e-12);
+      } else if (iterative[i].rho < 1) {
+        EXPECT_NEAR(iterative[i].kappa / r.kappa, 1.0, 1e-3) << r.layer;
+      } else {
+        EXPECT_TRUE(std::isnan(iterative[i].kappa));
+      }
     }
   }
   // 640 inputs: Lanczos must settle well before it spans the space.

@@ -10,6 +10,7 @@
 // 002's summary (its constants are not stated there); rho is the power-iteration estimate (diag/residual_gain.hpp).
 #include <vector>
 
+#include "lpsim/diag/residual_gain.hpp"
 #include "lpsim/model/plan.hpp"
 #include "lpsim/model/weights.hpp"
 
@@ -27,7 +28,9 @@ struct DepthBoundRow {
 };
 
 // Pre-LN models only (throws ConfigError otherwise); `reference_bits` for the MPFR side.
+// `gains`: rho per layer and branch already computed (residual_checks), else computed here.
 std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
-                                       const ModelInput<double>& in, int reference_bits = 128);
+                                       const ModelInput<double>& in, int reference_bits = 128,
+                                       const std::vector<ResidualCheck>* gains = nullptr);
 
 }  // namespace lpsim

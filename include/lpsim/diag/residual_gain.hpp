@@ -24,13 +24,15 @@ std::vector<double> branch_jvp(const ModelConfig& cfg, const LayerWeights<double
                                const std::vector<double>& v);
 std::vector<double> branch_vjp(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x,
                                const std::vector<double>& u);
-// ||J||_2 by `iterations` steps of power iteration on J^T J (from a seeded start): a lower bound that converges.
+// ||J||_2 by at most `iterations` steps of power iteration on J^T J (from a seeded start), stopping once a step
+// changes it by less than 1e-7 relative: a lower bound that converges.
 double branch_gain(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x,
                    int iterations = 30, std::uint64_t seed = 0);
 // The dense Jacobian (rows: outputs, columns: inputs), by one JVP per input.
 Matrix<double> branch_jacobian(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x);
 
-// Fills rho_attn, rho_ffn and residual_amplification of every layer's diagnostics (power iteration, `iterations`).
+// Fills rho_attn, rho_ffn and residual_amplification of every layer's diagnostics: rho_attn by power iteration
+// (`iterations`), rho_ffn exactly from the FFN's per-token Jacobian blocks (the branch acts row by row).
 void add_residual_gains(std::vector<LayerDiagnostics>& diag, const ModelConfig& cfg, const Weights<double>& w,
                         const ModelInput<double>& in, int iterations = 30);
 
