@@ -120,7 +120,9 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--model,-m", o->model, "model file (models/*.toml) or a Hugging Face model directory")->required();
   cmd->add_option("--input,-i", o->input, "input file: token ids (whitespace separated) or image values (channel, row, column)");
   cmd->add_option("--plan,-p", o->plan, "preset (fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, "
-                                        "fp8-e4m3) or a TOML file with a [plan] table; default: the model file's [plan], else fp32");
+                                        "fp8-e4m3, mxfp8, mxfp4, nvfp4, fp8-deepseek; +flash for sdpa's attention "
+                                        "kernel: autocast-bf16+flash) or a TOML file with a [plan] table; default: "
+                                        "the model file's [plan], else fp32");
   cmd->add_option("--seed,-s", o->study.seed, "seed of weights, inputs and stochastic rounding");
   cmd->add_option("--batch", o->study.batch, "input batch number");
   cmd->add_option("--reference", o->study.reference, "mpfr (default) or fp64 (checked against MPFR)");
