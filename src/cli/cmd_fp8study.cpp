@@ -45,11 +45,11 @@ void add_fp8study_command(CLI::App& app) {
                "P >= 0.999: {:.3g}), largest observed logit {:.3g}\n", o->logit_format, o->batches,
                fmt::join(o->outliers, ","), rows.front().logit_bound, rows[3].logit_bound,
                std::max_element(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.logit_amax < b.logit_amax; })->logit_amax);
-    fmt::print("{:<9} {:>9} {:>11} {:>15} {:>17} {:>17}\n", "scheme", "overflows", "saturations", "batches Inf/NaN",
+    fmt::print("{:<11} {:>9} {:>11} {:>15} {:>17} {:>17}\n", "scheme", "overflows", "saturations", "batches Inf/NaN",
                "median r (clean)", "median r (outlier)");
-    for (const char* s : {"current", "delayed", "geometry", "rank"}) {
+    for (const char* s : {"current", "delayed", "geometry", "rank", "mxfp8-e4m3", "fp8-1x128"}) {
       const Total& t = totals[s];
-      fmt::print("{:<9} {:>9} {:>11} {:>15} {:>17.3e} {:>17.3e}\n", s, t.overflows, t.saturations, t.broken,
+      fmt::print("{:<11} {:>9} {:>11} {:>15} {:>17.3e} {:>17.3e}\n", s, t.overflows, t.saturations, t.broken,
                  quantile(t.clean, 0.5), quantile(t.spiky, 0.5));
     }
     const std::string out = !output->empty() ? *output : fmt::format("results/fp8study/{}_s{}.csv", cfg.name, o->seed);

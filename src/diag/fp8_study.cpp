@@ -85,17 +85,22 @@ std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOpt
   const Eigen::VectorXd u = outlier_direction(cfg, w);
   const Format logit_format = parse_format(o.logit_format);
 
-  const char* names[] = {"current", "delayed", "geometry", "rank"};
+  // Per-tensor scalings of the logits in `logit_format`, then block scalings along each row (their own E4M3 elements).
+  const char* names[] = {"current", "delayed", "geometry", "rank", "mxfp8-e4m3", "fp8-1x128"};
   const OutputScaling kinds[] = {OutputScaling::current, OutputScaling::delayed, OutputScaling::geometry,
-                                 OutputScaling::geometry};
+                                 OutputScaling::geometry, OutputScaling::blocks, OutputScaling::blocks};
   std::vector<EmulatedBackend> backends;  // one per scheme, alive over all batches (the delayed history)
-  for (OutputScaling k : kinds) {
+  for (std::size_t k = 0; k < std::size(kinds); ++k) {
     PrecisionPlan plan = load_plan(o.plan);
     plan[Op::scale].out = logit_format;
-    plan[Op::scale].out_scaling = k;
+    plan[Op::scale].out_scaling = kinds[k];
+    if (kinds[k] == OutputScaling::blocks) {
+      plan[Op::scale].blocks = block_scheme(names[k]);
+      plan[Op::scale].out = plan[Op::scale].blocks->element;
+    }
     plan.name = plan.name + "+fp8-logits";
     backends.emplace_back(plan, o.seed);
-    backends.back().set_geometry_bounds(backends.size() == 4 ? rank_bounds : bounds);
+    backends.back().set_geometry_bounds(k == 3 ? rank_bounds : bounds);
   }
   std::vector<Fp8StudyRow> rows;
   for (int b = 0; b < o.batches; ++b) {

@@ -130,6 +130,17 @@ double EmulatedBackend::output_scale(Op op, const Matrix<double>& m) {
 
 void EmulatedBackend::store(Op op, Matrix<double>& m) {
   if (plan_[op].out_scaling == OutputScaling::none) return round_all(out_[static_cast<int>(op)], m.data);
+  if (plan_[op].out_scaling == OutputScaling::blocks) {  // quantised along rows, kept as the dequantised values
+    const BlockQuantized q = quantize_blocks(*plan_[op].blocks, m.data, m.rows, m.cols, 1);
+    events_.saturations += q.saturated;
+    for (int i = 0; i < m.rows; ++i)
+      for (int j = 0; j < m.cols; ++j) {
+        const double v = q.value(i, j);
+        if (std::isfinite(m(i, j)) && !std::isfinite(v)) ++events_.overflows;
+        m(i, j) = v;
+      }
+    return;
+  }
   const double s = output_scale(op, m);  // powers of two: scaling and unscaling are exact
   for (double& v : m.data) v *= s;
   round_all(out_[static_cast<int>(op)], m.data);

@@ -277,10 +277,18 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
     if (const auto sc = o.optional<std::string>("out_scaling")) {
       if (is_gemm(op)) o.fail("out_scaling", "applies to elementwise classes (scale, softmax, act, norm, residual)");
       const std::string v = *sc;
-      p.out_scaling = v == "none" ? OutputScaling::none : v == "current" ? OutputScaling::current
-                      : v == "delayed" ? OutputScaling::delayed : v == "geometry" ? OutputScaling::geometry
-                      : (o.fail("out_scaling", fmt::format("= '{}' is not one of none, current, delayed, geometry", v)),
-                         OutputScaling::none);
+      if (v == "none" || v == "current" || v == "delayed" || v == "geometry") {
+        p.out_scaling = v == "none" ? OutputScaling::none : v == "current" ? OutputScaling::current
+                        : v == "delayed" ? OutputScaling::delayed : OutputScaling::geometry;
+      } else {
+        try {  // a block scheme: the stored tensor in blocks along its rows, elements of the scheme's format
+          p.blocks = block_scheme(v);
+          p.out_scaling = OutputScaling::blocks;
+          p.out = p.blocks->element;
+        } catch (const ConfigError&) {
+          o.fail("out_scaling", fmt::format("= '{}' is not one of none, current, delayed, geometry or a block scheme", v));
+        }
+      }
     }
     if (has_reduction(op)) {
       const auto text = o.optional<std::string>("reduce");

@@ -3,6 +3,7 @@
 // DeepSeek's weights 128 x 128), rounded to the class's storage.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "lpsim/config/config_error.hpp"
@@ -70,6 +71,25 @@ TEST(BlockPlans, LinearLayerIsTheBlockScaledProductOfItsOperands) {
     for (std::size_t i = 0; i < c.size(); ++i)
       EXPECT_EQ(got.data[i], round_to(c[i], p.out.spec, Rounding::nearest_even)) << i;
   }
+}
+
+// An elementwise class's storage block-scaled along rows (out_scaling = "<scheme>", the fp8study's block logits).
+TEST(BlockPlans, StoredTensorsCanBeBlockScaledAlongRows) {
+  const PrecisionPlan p = parse_plan("[plan]\npreset = \"autocast-bf16\"\n[plan.scale]\nout_scaling = \"mxfp8-e4m3\"\n", "p.toml");
+  ASSERT_EQ(p[Op::scale].out_scaling, OutputScaling::blocks);
+  EXPECT_EQ(p[Op::scale].out.name, "e4m3");
+  Matrix<double> m(3, 40);
+  for (std::size_t i = 0; i < m.size(); ++i) m.data[i] = std::ldexp(1.0 + double(i % 7) / 8, int(i % 13) - 6) * (i % 2 ? -1 : 1);
+  const BlockQuantized q = quantize_blocks(block_scheme("mxfp8-e4m3"), m.data, 3, 40, 1);
+  EmulatedBackend be(p);
+  Matrix<double> stored = m;
+  be.store(Op::scale, stored);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 40; ++j) {
+      EXPECT_EQ(stored(i, j), q.value(i, j));
+      EXPECT_NEAR(stored(i, j), m(i, j), std::fabs(m(i, j)) * 0.07 + q.scales[q.block_of(i, j)] * 0x1p-9);
+    }
+  EXPECT_EQ(be.events().saturations, q.saturated);
 }
 
 }  // namespace

@@ -112,7 +112,7 @@ TEST(Plan, MistakesNameFileLineAndKey) {
   EXPECT_EQ(error_of([] { parse_plan("[plan]\n[plan.qkv]\nout_scaling = \"delayed\"\n", "p.toml"); }),
             "p.toml line 3: key 'plan.qkv.out_scaling' applies to elementwise classes (scale, softmax, act, norm, residual)");
   EXPECT_EQ(error_of([] { parse_plan("[plan]\n[plan.scale]\nout_scaling = \"delayd\"\n", "p.toml"); }),
-            "p.toml line 3: key 'plan.scale.out_scaling' = 'delayd' is not one of none, current, delayed, geometry");
+            "p.toml line 3: key 'plan.scale.out_scaling' = 'delayd' is not one of none, current, delayed, geometry or a block scheme");
   EXPECT_EQ(parse_plan("[plan]\n[plan.scale]\nout = \"e4m3\"\nout_scaling = \"delayed\"\n", "p.toml")[Op::scale].out_scaling,
             OutputScaling::delayed);
 }

@@ -1,7 +1,8 @@
 #pragma once
 // Seed 004's FP8 overflow scenario, forward only: attention logits S / sqrt(d_h) stored in fp8 e4m3 under four
 // per-tensor scalings (current amax, Transformer Engine's delayed amax history, the geometry-aware scale from the
-// deterministic logit bound that the weights alone give, and the scale from 004's rank-aware bound), over a sequence of input batches of which some carry a transient
+// deterministic logit bound that the weights alone give, and the scale from 004's rank-aware bound) and two block
+// scalings along each row of logits (MXFP8, DeepSeek's 1x128 tiles), over a sequence of input batches of which some carry a transient
 // outlier token. Overflows (e4m3 has no infinity: NaN, as ml_dtypes casts), saturations and the forward error of each
 // batch against the float64 reference are counted per scheme.
 #include <cstdint>
@@ -34,7 +35,7 @@ struct Fp8StudyOptions {
 struct Fp8StudyRow {
   int batch = 0;
   bool outlier = false;
-  std::string scheme;  // current, delayed, geometry, rank
+  std::string scheme;  // current, delayed, geometry, rank; mxfp8-e4m3, fp8-1x128 (block scaling along each row)
   long overflows = 0, saturations = 0, nonfinite = 0;
   double logit_amax = 0;   // largest |logit| of the batch (float64 forward)
   double logit_bound = 0;  // the scheme's bound (max over layers): geometry's or rank's; geometry's for the others

@@ -43,7 +43,8 @@ bool has_reduction(Op op);
 // power of two from the tensor's own amax (current), the largest amax of the same tensor (op, layer, head) in the
 // last 16 forwards (delayed, Transformer Engine's recipe; the first forward uses its own), or a bound known before the data
 // (geometry: set by the caller per layer, e.g. seed 004's logit bound).
-enum class OutputScaling : std::uint8_t { none, current, delayed, geometry };
+// blocks: the stored tensor is block-scaled along its rows by OpPrecision::blocks (1 x block tiles, e.g. MXFP8 logits).
+enum class OutputScaling : std::uint8_t { none, current, delayed, geometry, blocks };
 
 // The largest power of two s with magnitude * s <= max (1 when magnitude is 0 or not finite): a per-tensor scale
 // that is exact to apply and to undo.
