@@ -61,8 +61,8 @@ void run(const RunOptions& o) {
   StudyOptions study = o.study;
   study.progress = ::isatty(2);  // a terminal watches: the MPFR forward of a large model takes minutes
   study.check_reference = !o.no_check;
-  if (study.reference != "mpfr" && study.reference != "fp64")
-    throw ConfigError(fmt::format("--reference '{}' is not one of mpfr, fp64", study.reference));
+  if (study.reference != "auto" && study.reference != "mpfr" && study.reference != "fp64" && study.reference != "dd")
+    throw ConfigError(fmt::format("--reference '{}' is not one of auto, mpfr, dd, fp64", study.reference));
   if (study.reference_bits < 64 || study.reference_bits > 100000)
     throw ConfigError(fmt::format("--ref-bits {} is outside 64..100000", study.reference_bits));
 
@@ -86,7 +86,15 @@ void run(const RunOptions& o) {
       fmt::print("logits: KL(p_ref || p) mean {} max {}, top-1 agreement {:.4f}, largest |logit difference| {}\n",
                  sci(t.kl_mean), sci(t.kl_max), t.top1, sci(t.logit_max_abs));
   const ReferenceCheck& c = r.reference;
-  if (c.check_bits)
+  const SampledCheck& sc = r.sampled;
+  if (c.kind == "dd" && c.check_bits)
+    fmt::print("reference: double-double (106 bits); MPFR at {} bits on {} GEMM entries, {} norm rows, {} softmax rows, "
+               "{} activations: local error {:.2e} (GEMM {:.1e}, norm {:.1e}, softmax {:.1e}, activation {:.1e}); "
+               "forward gain {:.3g}: estimated error {:.2e} ({})\n",
+               sc.bits, sc.gemm_samples, sc.norm_samples, sc.softmax_samples, sc.activation_samples, c.local,
+               sc.gemm_error, sc.norm_error, sc.softmax_error, sc.activation_error, c.amplification, c.fro_rel,
+               c.adequate ? "adequate: below 1% of the smallest measured error" : "NOT adequate: use --reference mpfr");
+  else if (c.check_bits)
     fmt::print("reference: {} at {} bits; against {} bits: largest componentwise difference {:.2e}, Frobenius {:.2e} ({})\n",
                c.kind, c.bits, c.check_bits, c.max_rel, c.fro_rel,
                c.adequate ? "adequate: below 1% of the smallest measured error" : "NOT adequate: raise --ref-bits or use mpfr");
@@ -125,7 +133,10 @@ void add_run_command(CLI::App& app) {
                                         "the model file's [plan], else fp32");
   cmd->add_option("--seed,-s", o->study.seed, "seed of weights, inputs and stochastic rounding");
   cmd->add_option("--batch", o->study.batch, "input batch number");
-  cmd->add_option("--reference", o->study.reference, "mpfr (default) or fp64 (checked against MPFR)");
+  o->study.reference = "auto";
+  cmd->add_option("--reference", o->study.reference,
+                  "auto (default: mpfr for small models, else dd; docs/REFERENCE.md), mpfr, dd (double-double with a "
+                  "sampled MPFR check) or fp64 (checked against MPFR)");
   cmd->add_option("--ref-bits", o->study.reference_bits, "MPFR precision of the reference (default 128)");
   cmd->add_flag("--no-check", o->no_check, "skip the reference's convergence check");
   cmd->add_flag("--show-plan", o->show_plan, "print what the plan does for each operation class");

@@ -25,8 +25,12 @@ double difference(double emulated, const Real& reference) {
   mpfr_sub(d.backend().data(), d.backend().data(), reference.backend().data(), MPFR_RNDN);
   return d.convert_to<double>();
 }
+double difference(double emulated, const DD& reference) { return to_double(DD(emulated) - reference); }
 double to_double(double v) { return v; }
 double to_double(const Real& v) { return v.convert_to<double>(); }
+Real to_real(const DD& v) { return Real(v.x[0]) + Real(v.x[1]); }
+const Real& to_real(const Real& v) { return v; }
+Real to_real(double v) { return Real(v); }
 
 double percentile(const std::vector<double>& sorted, double q) { return sorted.empty() ? 0 : sorted_quantile(sorted, q); }
 
@@ -34,11 +38,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-template <class B, class T = typename B::Scalar>
-Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<T>& w, const ModelInput<T>& in,
+template <class B, class T = typename B::Scalar, class W = T>
+Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
                  std::vector<RangeEvents>* events = nullptr) {
   Taps<T> taps;
-  forward(be, cfg, w, in, TapSink<T>([&](int, Tap, const Matrix<T>& m) {
+  forward<B, T, W>(be, cfg, w, in, TapSink<T>([&](int, Tap, const Matrix<T>& m) {
             taps.push_back(m);
             if constexpr (std::is_same_v<B, EmulatedBackend>)
               if (events) events->push_back(be.events());
@@ -81,6 +85,21 @@ Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double
   return run_taps(be, cfg, convert_weights<Real>(w), convert_input<Real>(in));
 }
 
+Taps<DD> dd_taps(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in, std::uint64_t seed,
+                 SampledCheck* check, bool progress) {
+  DdBackend be(cfg, seed, check ? 48 : 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (progress)
+    be.on_layer = [&, t0](int layer) {
+      const double s = seconds_since(t0);
+      fmt::print(stderr, "\rreference (double-double): layer {}/{}, {:.0f} s, about {:.0f} s left   {}", layer, cfg.depth, s,
+                 layer > 0 ? s / layer * (cfg.depth - layer) : 0.0, layer == cfg.depth ? "\n" : "");
+    };
+  Taps<DD> taps = run_taps(be, cfg, w, in);
+  if (check) *check = be.check();
+  return taps;
+}
+
 Taps<double> fp64_taps(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
   NativeBackend<double> native;
   return run_taps(native, cfg, w, in);
@@ -101,7 +120,7 @@ void compare_references(ReferenceCheck& check, const Taps<R1>& ref, const Taps<R
     double num = 0, den = 0;
     for (std::size_t i = 0; i < ref[t].size(); ++i) {
       const double b = to_double(better[t].data[i]);
-      Real d = Real(ref[t].data[i]) - Real(better[t].data[i]);
+      Real d = to_real(ref[t].data[i]) - to_real(better[t].data[i]);
       const double e = d.template convert_to<double>();
       num += e * e, den += b * b;
       if (b != 0) check.max_rel = std::max(check.max_rel, std::fabs(e / b));
@@ -112,6 +131,8 @@ void compare_references(ReferenceCheck& check, const Taps<R1>& ref, const Taps<R
 
 template void compare_references<double, Real>(ReferenceCheck&, const Taps<double>&, const Taps<Real>&);
 template void compare_references<Real, Real>(ReferenceCheck&, const Taps<Real>&, const Taps<Real>&);
+template void compare_references<DD, Real>(ReferenceCheck&, const Taps<DD>&, const Taps<Real>&);
+template void compare_references<double, DD>(ReferenceCheck&, const Taps<double>&, const Taps<DD>&);
 
 template <class R>
 TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference) {
@@ -179,9 +200,11 @@ void logit_metrics(TapError& t, const Matrix<double>& emulated, const Matrix<R>&
 
 template void logit_metrics<double>(TapError&, const Matrix<double>&, const Matrix<double>&);
 template void logit_metrics<Real>(TapError&, const Matrix<double>&, const Matrix<Real>&);
+template void logit_metrics<DD>(TapError&, const Matrix<double>&, const Matrix<DD>&);
 
 template TapError compare_tap<double>(const Matrix<double>&, const Matrix<double>&);
 template TapError compare_tap<Real>(const Matrix<double>&, const Matrix<Real>&);
+template TapError compare_tap<DD>(const Matrix<double>&, const Matrix<DD>&);
 
 template <class R>
 std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emulated, const Taps<R>& reference,
@@ -210,10 +233,37 @@ template std::vector<TapError> tap_errors<double>(const ModelConfig&, const Taps
                                                   const std::vector<RangeEvents>&);
 template std::vector<TapError> tap_errors<Real>(const ModelConfig&, const Taps<double>&, const Taps<Real>&,
                                                 const std::vector<RangeEvents>&);
+template std::vector<TapError> tap_errors<DD>(const ModelConfig&, const Taps<double>&, const Taps<DD>&,
+                                              const std::vector<RangeEvents>&);
 
-StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o) {
+void estimate_dd_error(ReferenceCheck& check, const SampledCheck& sampled, const Taps<double>& fp64, const Taps<DD>& dd) {
+  ReferenceCheck f;
+  compare_references(f, fp64, dd);
+  check.check_bits = sampled.bits;
+  check.local = check.max_rel = sampled.worst();
+  check.amplification = f.fro_rel / 0x1p-53;
+  check.fro_rel = check.amplification * check.local;
+}
+
+double forward_multiply_adds(const ModelConfig& cfg) {
+  const double n = cfg.tokens, d = cfg.width, f = cfg.ffn, q = cfg.q_width(), kv = double(cfg.kv_head_count()) * cfg.head_width();
+  const double mlp = (cfg.mlp == Mlp::gated ? 3 : 2) * d * f;
+  const double per_layer = n * (d * q + 2 * d * kv + q * d + mlp) + 2.0 * n * n * q;
+  const double embed = cfg.embedding == Embedding::patch ? n * cfg.patch_dim() * d : 0;
+  return cfg.depth * per_layer + embed + (cfg.lm_head ? n * d * cfg.vocab : 0);
+}
+
+std::string choose_reference(const ModelConfig& cfg, const std::string& kind, int bits, bool check) {
+  if (kind != "auto") return kind;
+  const bool fits = reference_bytes(cfg, check ? 2 * bits : bits) <= std::min(2e9, 0.5 * available_memory_bytes());
+  return fits && forward_multiply_adds(cfg) <= kMpfrAutoMultiplyAdds ? "mpfr" : "dd";
+}
+
+StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options) {
+  StudyOptions o = options;
+  o.reference = choose_reference(cfg, o.reference, o.reference_bits, o.check_reference);
   // Refuse before any work: the largest MPFR run is the check at twice the bits (or the fp64 reference's check).
-  if (o.reference == "mpfr" || o.check_reference)
+  if (o.reference == "mpfr" || (o.reference == "fp64" && o.check_reference))
     check_reference_fits(cfg, o.reference == "mpfr" && o.check_reference ? 2 * o.reference_bits : o.reference_bits);
   const Weights<double> w = make_weights(cfg, o.seed);
   const ModelInput<double> in = make_input(cfg, o.seed, o.batch);
@@ -229,7 +279,22 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
   ReferenceCheck& check = result.reference;
   check.kind = o.reference;
   auto measure = [&](const auto& ref) { result.taps = tap_errors(cfg, emulated, ref, events); };
-  if (o.reference == "fp64") {
+  if (o.reference == "dd") {
+    t0 = std::chrono::steady_clock::now();
+    SampledCheck sampled;
+    const Taps<DD> ref = dd_taps(cfg, w, in, o.seed, o.check_reference ? &sampled : nullptr, o.progress);
+    result.reference_seconds = seconds_since(t0) - sampled.seconds;
+    check.bits = 106;
+    measure(ref);
+    if (o.check_reference) {
+      t0 = std::chrono::steady_clock::now();
+      // First-order estimate of the reference's own error: the sampled local errors times the forward's gain on
+      // local errors, measured as the fp64 forward's error over fp64's unit roundoff (docs/REFERENCE.md).
+      estimate_dd_error(check, sampled, fp64_taps(cfg, w, in), ref);
+      result.check_seconds = seconds_since(t0) + sampled.seconds;
+      result.sampled = sampled;
+    }
+  } else if (o.reference == "fp64") {
     t0 = std::chrono::steady_clock::now();
     const Taps<double> ref = fp64_taps(cfg, w, in);
     result.reference_seconds = seconds_since(t0);

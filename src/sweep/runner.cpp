@@ -94,10 +94,12 @@ UnitResult run_unit(const SweepConfig& s, const SweepPlan& plan, const Unit& u) 
   const Weights<double> w = make_weights(u.model, u.seed);
   const ModelInput<double> in = make_input(u.model, u.seed, u.batch);
   if (s.reference == "fp64") return measure_unit(s, u, plan, w, in, fp64_taps(u.model, w, in));
+  if (s.reference == "dd") return measure_unit(s, u, plan, w, in, dd_taps(u.model, w, in, u.seed));
   return measure_unit(s, u, plan, w, in, reference_taps(0, u.model, w, in));  // precision set before the loop
 }
 
-// The reference check on the first unit: MPFR against twice the bits, or fp64 against MPFR.
+// The reference check on the first unit: MPFR against twice the bits, fp64 against MPFR, or the double-double
+// reference's sampled MPFR check times the forward's gain.
 nlohmann::json check_reference(const SweepConfig& s, const SweepPlan& plan) {
   const Unit& u = plan.units.front();
   const Weights<double> w = make_weights(u.model, u.seed);
@@ -105,7 +107,13 @@ nlohmann::json check_reference(const SweepConfig& s, const SweepPlan& plan) {
   ReferenceCheck check;
   check.kind = s.reference;
   double smallest = INFINITY;
-  if (s.reference == "fp64") {
+  if (s.reference == "dd") {
+    SampledCheck sampled;
+    const Taps<DD> ref = dd_taps(u.model, w, in, u.seed, &sampled);
+    estimate_dd_error(check, sampled, fp64_taps(u.model, w, in), ref);
+    check.bits = 106;
+    smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
+  } else if (s.reference == "fp64") {
     const Taps<double> ref = fp64_taps(u.model, w, in);
     const Taps<Real> better = reference_taps(s.reference_bits, u.model, w, in);
     check.bits = 53, check.check_bits = reference_bits();
@@ -120,9 +128,11 @@ nlohmann::json check_reference(const SweepConfig& s, const SweepPlan& plan) {
     smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
   }
   check.adequate = check.fro_rel <= 0.01 * smallest;
-  return {{"kind", check.kind}, {"bits", check.bits}, {"checked_against_bits", check.check_bits},
+  nlohmann::json out = {{"kind", check.kind}, {"bits", check.bits}, {"checked_against_bits", check.check_bits},
           {"unit", u.index}, {"max_componentwise_difference", check.max_rel}, {"frobenius_difference", check.fro_rel},
           {"smallest_measured_error", smallest}, {"adequate", check.adequate}};
+  if (s.reference == "dd") out["sampled_local_error"] = check.local, out["forward_gain"] = check.amplification;
+  return out;
 }
 
 std::string iso_now() {
@@ -327,7 +337,7 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
       {"sweep_text", s.text},
       {"model_file", s.model_file},
       {"plans", plans},
-      {"reference", {{"kind", s.reference}, {"bits", s.reference == "fp64" ? 53 : s.reference_bits}, {"check", reference_check}}},
+      {"reference", {{"kind", s.reference}, {"bits", s.reference == "fp64" ? 53 : s.reference == "dd" ? 106 : s.reference_bits}, {"check", reference_check}}},
       {"shard", fmt::format("{}/{}", o.shard, o.shards)},
       {"units", out.units},
       {"complete", out.complete}};

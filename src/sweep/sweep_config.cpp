@@ -78,7 +78,7 @@ SweepConfig parse_sweep(std::string_view text, const std::string& file) {
     s.seeds = {0};
   }
   s.batches = f.get_int("batches", 1, 1, 1000000);
-  s.reference = f.get_choice("reference", "mpfr", {"mpfr", "fp64"});
+  s.reference = f.get_choice("reference", "mpfr", {"mpfr", "fp64", "dd"});
   s.reference_bits = f.get_int("ref_bits", 128, 64, 100000);
   s.rows = f.get_choice("rows", "all", {"all", "block", "final"});
   s.diagnostics = f.get<bool>("diagnostics", true);

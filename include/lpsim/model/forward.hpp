@@ -28,18 +28,19 @@ inline std::vector<Tap> head_taps(const ModelConfig& cfg) {
 template <class T>
 using TapSink = std::function<void(int layer, Tap tap, const Matrix<T>& value)>;
 
-template <class B, class T = typename B::Scalar>
-Matrix<T> forward(B& be, const ModelConfig& cfg, const Weights<T>& w, const ModelInput<T>& in,
+// W: the scalar the weights and input are held in (T itself, or double for the double-double reference).
+template <class B, class T = typename B::Scalar, class W = T>
+Matrix<T> forward(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
                   const TapSink<T>& tap = {}) {
   auto emit = [&](int l, Tap t, const Matrix<T>& m) {
     if (tap) tap(l, t, m);
   };
-  Matrix<T> x = layers::embed(be, cfg, w, in);
+  Matrix<T> x = layers::embed<B, T>(be, cfg, w, in);
   for (int l = 0; l < cfg.depth; ++l) {
     be.set_layer(l);
-    const LayerWeights<T>& lw = w.layers[l];
+    const LayerWeights<W>& lw = w.layers[l];
     const bool pre = cfg.position == NormPosition::pre;
-    auto normed = [&](const Matrix<T>& v, const NormWeights<T>& nw) {
+    auto normed = [&](const Matrix<T>& v, const NormWeights<W>& nw) {
       return layers::norm(be, cfg.norm, v, nw, cfg.norm_eps, cfg.norm_cast);
     };
     const Matrix<T> a = layers::attention(be, cfg, lw, pre ? normed(x, lw.norm1) : x, w.rope_cos, w.rope_sin);

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "lpsim/model/matrix.hpp"
@@ -27,6 +28,7 @@ namespace lpsim::layers {
 template <class T>
 T pi_as() {
   if constexpr (boost::multiprecision::is_number<T>::value) return boost::math::constants::pi<T>();
+  else if constexpr (requires { T::_pi; }) return T::_pi;  // QD's double-double
   else return T(3.141592653589793238462643383279502884);
 }
 
@@ -34,8 +36,8 @@ T pi_as() {
 // the centred values (a careful kernel's choice; Welford's update would round differently).
 // cast: RMSNorm as transformers' LlamaRMSNorm: x * rstd is rounded to the stream's dtype (the norm's `out`) before
 // the gain multiplies it, itself rounded again.
-template <class B, class T>
-Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w, double eps, bool cast = false,
+template <class B, class T, class W>
+Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w, double eps, bool cast = false,
                bool in_block = true) {
   using std::sqrt;
   if constexpr (requires { be.observe_norm_input(x); })  // diagnostics (diag/) look at the blocks' norms
@@ -72,6 +74,7 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<T>& w
       for (int j = 0; j < d; ++j) y(i, j) = be.compute(Op::norm, T(y(i, j) * w.gamma[j]));
     be.store(Op::norm, y);
   }
+  if constexpr (requires { be.check_norm(kind, x, w, eps, cast, y); }) be.check_norm(kind, x, w, eps, cast, y);
   return y;
 }
 
@@ -93,14 +96,14 @@ void scale_scores(B& be, Matrix<T>& s, int d_head, ScoreScale how = ScoreScale::
 // Rotary embedding of one head's rows (n x d_head) in place: x*cos + rotate_half(x)*sin with rotate_half(x) =
 // [-x2, x1] for the halves x1, x2; the fp32 tables are rounded to the rope class's compute format first (what
 // `cos.to(x.dtype)` does), then each of the three elementwise steps is rounded to compute.
-template <class B, class T>
-void rotate(B& be, Matrix<T>& x, const Matrix<T>& cos_table, const Matrix<T>& sin_table) {
+template <class B, class T, class W>
+void rotate(B& be, Matrix<T>& x, const Matrix<W>& cos_table, const Matrix<W>& sin_table) {
   const int n = x.rows, d = x.cols, half = d / 2;
   std::vector<T> row(d);
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < d; ++j) row[j] = x(i, j);
     for (int j = 0; j < d; ++j) {
-      const T c = be.compute(Op::rope, cos_table(i, j)), s = be.compute(Op::rope, sin_table(i, j));
+      const T c = be.compute(Op::rope, T(cos_table(i, j))), s = be.compute(Op::rope, T(sin_table(i, j)));
       const T rot = j < half ? T(-row[j + half]) : row[j - half];
       x(i, j) = be.compute(Op::rope, T(be.compute(Op::rope, T(row[j] * c)) + be.compute(Op::rope, T(rot * s))));
     }
@@ -124,6 +127,7 @@ Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
     for (int j = 0; j < valid; ++j) p(i, j) = be.compute(Op::softmax, T(e[j] / z));
   }
   be.store(Op::softmax, p);
+  if constexpr (requires { be.check_softmax(s, causal, p); }) be.check_softmax(s, causal, p);
   return p;
 }
 
@@ -232,10 +236,10 @@ Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
 // concatenated, then the output projection. Returns the branch output before the residual add.
 // With rotary tables (tokens x d_head), queries and keys are rotated per head after the projections; with
 // kv_heads < heads, query head h attends with key/value head h / (heads / kv_heads) (grouped-query attention).
-template <class B, class T>
-Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h,
-                    const Matrix<T>& rope_cos = {}, const Matrix<T>& rope_sin = {}) {
-  auto bias = [](const std::vector<T>& b) { return b.empty() ? nullptr : &b; };
+template <class B, class T, class W>
+Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h,
+                    const Matrix<W>& rope_cos = {}, const Matrix<W>& rope_sin = {}) {
+  auto bias = [](const std::vector<W>& b) { return b.empty() ? nullptr : &b; };
   if constexpr (requires { be.observe_attention_input(h); }) be.observe_attention_input(h);
   const Matrix<T> q = be.linear(Op::qkv, h, w.wq, bias(w.bq));
   const Matrix<T> k = be.linear(Op::qkv, h, w.wk, bias(w.bk));
@@ -272,8 +276,8 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, con
 
 // Two-layer perceptron: act(H W1 + b1) W2 + b2; gated (SwiGLU): (act(H W1) * H W3) W2, the activation and the
 // product each rounded to the act class's out (transformers' `down_proj(act_fn(gate_proj(x)) * up_proj(x))`).
-template <class B, class T>
-Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, const Matrix<T>& h) {
+template <class B, class T, class W>
+Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h) {
   Matrix<T> u = be.linear(Op::ffn_up, h, w.w1, w.b1.empty() ? nullptr : &w.b1);
   activate(be, cfg.activation, u, cfg.activation_chain);
   if (cfg.mlp == Mlp::gated) {
@@ -285,27 +289,32 @@ Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<T>& w, 
 }
 
 // The residual stream entering block 0: the input itself, [class token; patches W + b] + positions, or token
-// embeddings + positions. The position add is a residual-class elementwise op.
-template <class B, class T>
-Matrix<T> embed(B& be, const ModelConfig& cfg, const Weights<T>& w, const ModelInput<T>& in) {
+// embeddings + positions. The position add is a residual-class elementwise op. Weights and input may be held in a
+// narrower scalar W than the backend computes in (the double-double reference reads the double weights).
+template <class B, class T = typename B::Scalar, class W>
+Matrix<T> embed(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in) {
   Matrix<T> x(cfg.tokens, cfg.width);
   if (cfg.embedding == Embedding::none) {
-    x = in.x;
+    if constexpr (std::is_same_v<T, W>) x = in.x;
+    else x = convert<T>(in.x);
     be.store(Op::residual, x);
     return x;
   }
   if (cfg.embedding == Embedding::patch) {
-    const Matrix<T> e = be.linear(Op::embed, in.x, w.patch_w, w.patch_b.empty() ? nullptr : &w.patch_b);
+    Matrix<T> e;
+    if constexpr (std::is_same_v<T, W>) e = be.linear(Op::embed, in.x, w.patch_w, w.patch_b.empty() ? nullptr : &w.patch_b);
+    else e = be.linear(Op::embed, convert<T>(in.x), w.patch_w, w.patch_b.empty() ? nullptr : &w.patch_b);
     const int first = cfg.class_token ? 1 : 0;
     if (cfg.class_token)
-      for (int j = 0; j < cfg.width; ++j) x(0, j) = be.compute(Op::residual, T(w.cls[j] + w.pos(0, j)));
+      for (int j = 0; j < cfg.width; ++j) x(0, j) = be.compute(Op::residual, T(T(w.cls[j]) + T(w.pos(0, j))));
     for (int i = 0; i < e.rows; ++i)
-      for (int j = 0; j < cfg.width; ++j) x(first + i, j) = be.compute(Op::residual, T(e(i, j) + w.pos(first + i, j)));
+      for (int j = 0; j < cfg.width; ++j) x(first + i, j) = be.compute(Op::residual, T(e(i, j) + T(w.pos(first + i, j))));
   } else {
     const bool positions = !w.pos.empty();  // learned positions (GPT-2); rotary models add none here
     for (int t = 0; t < cfg.tokens; ++t)
       for (int j = 0; j < cfg.width; ++j)
-        x(t, j) = positions ? be.compute(Op::residual, T(w.wte(in.ids[t], j) + w.pos(t, j))) : w.wte(in.ids[t], j);
+        x(t, j) = positions ? be.compute(Op::residual, T(T(w.wte(in.ids[t], j)) + T(w.pos(t, j))))
+                            : T(w.wte(in.ids[t], j));
   }
   be.store(Op::residual, x);
   return x;

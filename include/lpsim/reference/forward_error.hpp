@@ -9,6 +9,7 @@
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/model_config.hpp"
+#include "lpsim/reference/dd_backend.hpp"
 #include "lpsim/reference/mpfr_backend.hpp"
 
 namespace lpsim {
@@ -39,18 +40,24 @@ template <class R>
 TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference);
 
 struct ReferenceCheck {
-  std::string kind;        // "mpfr" or "fp64"
-  int bits = 0;            // precision of the reference (53 for fp64)
+  std::string kind;        // "mpfr", "fp64" or "dd"
+  int bits = 0;            // precision of the reference (53 for fp64, 106 for dd)
   int check_bits = 0;      // precision of the run it was compared with (0: not checked)
-  double max_rel = 0;      // largest componentwise relative difference over all taps: the reference's own error
-  double fro_rel = 0;      // largest ||ref - check||_F / ||check||_F over taps
+  // mpfr, fp64: the largest componentwise relative difference from the check over all taps and the largest
+  // ||ref - check||_F / ||check||_F. dd: the largest sampled local error (SampledCheck::worst) and the estimate
+  // amplification * local of the forward's own error.
+  double max_rel = 0;
+  double fro_rel = 0;
+  double local = 0, amplification = 0;  // dd only: the sampled local error, fp64 forward error / 2^-53
   bool adequate = true;    // fro_rel <= 1% of the smallest emulated rel_fro: the reference can measure the run
 };
 
 struct StudyOptions {
   std::uint64_t seed = 0;  // weights and inputs; also the stochastic-rounding seed
   int batch = 0;           // which input batch of the seed
-  std::string reference = "mpfr";  // "mpfr" or "fp64" (checked against MPFR when check_reference)
+  // "mpfr", "fp64" (checked against MPFR), "dd" (double-double, checked by sampled MPFR recomputation) or "auto"
+  // (choose_reference's rule).
+  std::string reference = "mpfr";
   int reference_bits = 128;
   bool check_reference = true;     // mpfr: a second run at twice the bits; fp64: an MPFR run at reference_bits
   bool progress = false;           // MPFR forwards report their layer, time and an estimate of what is left on stderr
@@ -60,6 +67,7 @@ struct StudyResult {
   std::vector<TapError> taps;
   ReferenceCheck reference;
   RangeEvents events;          // totals of the emulated run
+  SampledCheck sampled;        // the double-double reference's sampled check (dd only)
   double emulated_seconds = 0, reference_seconds = 0, check_seconds = 0;
 };
 
@@ -80,6 +88,10 @@ Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const We
                            const ModelInput<double>& in, std::vector<RangeEvents>* events = nullptr);
 
 Taps<double> fp64_taps(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
+// The double-double reference (dd_backend.hpp), reading the double weights in place. check: where to put what
+// the sampled MPFR check found (null: no check).
+Taps<DD> dd_taps(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in, std::uint64_t seed,
+                 SampledCheck* check = nullptr, bool progress = false);
 // Per-tap errors of emulated taps against reference taps, with the range events between taps.
 template <class R>
 std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emulated, const Taps<R>& reference,
@@ -88,6 +100,19 @@ std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emu
 // Folds the difference of a reference from a more accurate one into check.max_rel and check.fro_rel.
 template <class R1, class R2>
 void compare_references(ReferenceCheck& check, const Taps<R1>& reference, const Taps<R2>& better);
+
+// The double-double reference's error estimate (docs/REFERENCE.md): local = the sampled check's worst error,
+// amplification = ||fp64 forward - dd||_F / ||dd||_F / 2^-53 (the largest over taps), fro_rel = their product.
+void estimate_dd_error(ReferenceCheck& check, const SampledCheck& sampled, const Taps<double>& fp64, const Taps<DD>& dd);
+
+// Multiply-adds of one forward (GEMMs only): what an MPFR reference's time grows with.
+double forward_multiply_adds(const ModelConfig& cfg);
+// "auto" picks MPFR when its reference and check would fit in min(2 GB, half the available memory) and the
+// forward has at most kMpfrAutoMultiplyAdds multiply-adds (about 30 s of MPFR with its check on the 2 cores here:
+// Tiny-ViT, 8.4e7 of them, takes 10 s),
+// double-double otherwise; any other kind is returned as it is.
+inline constexpr double kMpfrAutoMultiplyAdds = 2.5e8;
+std::string choose_reference(const ModelConfig& cfg, const std::string& kind, int bits, bool check);
 
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options);
 

@@ -5,7 +5,8 @@
 //   model = "models/tiny-vit.toml"   # the base model; axes override its keys
 //   seeds = 3                        # 0, 1, 2 (or a list)
 //   batches = 1                      # input batches per seed
-//   reference = "mpfr"               # or "fp64" (checked against MPFR on the first unit)
+//   reference = "mpfr"               # or "fp64" (checked against MPFR on the first unit), or "dd" (double-double,
+//                                    # its sampled MPFR check on the first unit)
 //   ref_bits = 128
 //   rows = "all"                     # taps.csv: "all" taps, "block" outputs, or the "final" block only
 //   diagnostics = true               # seed 001's diagnostics and predictor per layer
