@@ -1,0 +1,151 @@
+// The Python face of lpsim (import lpsim): the same core as the command line, on NumPy arrays.
+//   lpsim.round(x, "e4m3", mode="rne", seed=0)       -> float64 array of x rounded to the format
+//   lpsim.gemm(a, b, "fp16-fp32acc")                  -> a @ b under an accumulation policy
+//   lpsim.dot(a, b, policy)                           -> float
+//   lpsim.quantize(x, "mxfp4", axis=1)                -> dict: values, elements, scales, tensor_scale, saturated
+//   lpsim.study("models/tiny-vit.toml", "autocast-bf16", seed=0, reference="auto", input=None)
+//                                                     -> dict: taps (list of dicts), reference, times
+// PyTorch tensors pass through NumPy (t.numpy()). Errors are Python exceptions (ValueError) with lpsim's message.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "lpsim/accum/gemm.hpp"
+#include "lpsim/accum/policy.hpp"
+#include "lpsim/config/config_error.hpp"
+#include "lpsim/format/array_round.hpp"
+#include "lpsim/format/block_scale.hpp"
+#include "lpsim/format/format.hpp"
+#include "lpsim/format/rounding.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/model/plan.hpp"
+#include "lpsim/reference/forward_error.hpp"
+
+namespace py = pybind11;
+using namespace lpsim;
+
+namespace {
+
+// A C-contiguous float64 copy (or view) of any numeric array.
+using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+py::array_t<double> round_values(const Doubles& x, const std::string& format, const std::string& mode,
+                                 std::uint64_t seed) {
+  const Format f = parse_format(format);
+  const Rounding r = parse_rounding(mode);
+  py::array_t<double> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  std::span<const double> in(x.data(), std::size_t(x.size()));
+  std::span<double> o(out.mutable_data(), std::size_t(out.size()));
+  {
+    py::gil_scoped_release release;
+    round_array(in, o, f.spec, r, StochasticStream{seed, 0, 0});
+  }
+  return out;
+}
+
+py::array_t<double> gemm_values(const Doubles& a, const Doubles& b, const std::string& policy) {
+  if (a.ndim() != 2 || b.ndim() != 2 || a.shape(1) != b.shape(0))
+    throw std::invalid_argument("gemm: a (m x k) and b (k x n) must be matrices with matching k");
+  const AccumPolicy p = parse_policy(policy);
+  const int m = int(a.shape(0)), k = int(a.shape(1)), n = int(b.shape(1));
+  py::array_t<double> c({py::ssize_t(m), py::ssize_t(n)});
+  {
+    py::gil_scoped_release release;
+    gemm(p, m, n, k, std::span<const double>(a.data(), a.size()), std::span<const double>(b.data(), b.size()),
+         std::span<double>(c.mutable_data(), c.size()));
+  }
+  return c;
+}
+
+double dot_value(const Doubles& a, const Doubles& b, const std::string& policy) {
+  if (a.ndim() != 1 || b.ndim() != 1 || a.size() != b.size())
+    throw std::invalid_argument("dot: a and b must be vectors of the same length");
+  return dot(parse_policy(policy), std::span<const double>(a.data(), a.size()), std::span<const double>(b.data(), b.size()));
+}
+
+py::dict quantize_values(const Doubles& x, const std::string& scheme, int axis) {
+  if (x.ndim() != 2) throw std::invalid_argument("quantize: x must be a matrix (rows x cols)");
+  if (axis < 0) axis += 2;
+  if (axis != 0 && axis != 1) throw std::invalid_argument("quantize: axis must be 0 or 1 (or -1)");
+  const BlockScheme s = block_scheme(scheme);
+  const int rows = int(x.shape(0)), cols = int(x.shape(1));
+  const BlockQuantized q = quantize_blocks(s, std::span<const double>(x.data(), x.size()), rows, cols, axis);
+  py::array_t<double> values({py::ssize_t(rows), py::ssize_t(cols)}), elements({py::ssize_t(rows), py::ssize_t(cols)});
+  py::array_t<double> scales({py::ssize_t(q.block_rows), py::ssize_t(q.block_cols)});
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      values.mutable_at(r, c) = q.value(r, c);
+      elements.mutable_at(r, c) = q.elements[std::size_t(r) * cols + c];
+    }
+  std::copy(q.scales.begin(), q.scales.end(), scales.mutable_data());
+  py::dict d;
+  d["values"] = values, d["elements"] = elements, d["scales"] = scales;
+  d["tensor_scale"] = q.tensor_scale, d["saturated"] = q.saturated;
+  return d;
+}
+
+py::dict study(const std::string& model, const std::string& plan_name, std::uint64_t seed, int batch,
+               const std::string& reference, bool check, const std::string& input) {
+  ModelConfig cfg = load_model_config(model);
+  if (!input.empty()) use_input_file(cfg, input);
+  const PrecisionPlan plan = load_plan(plan_name);
+  StudyOptions o;
+  o.seed = seed, o.batch = batch, o.reference = reference, o.check_reference = check;
+  StudyResult r;
+  {
+    py::gil_scoped_release release;
+    r = run_study(cfg, plan, o);
+  }
+  py::list taps;
+  for (const TapError& t : r.taps) {
+    py::dict d;
+    d["layer"] = t.layer, d["tap"] = std::string(tap_name(t.tap)), d["rel_fro"] = t.rel_fro, d["max_rel"] = t.max_rel;
+    d["mean_rel"] = t.mean_rel, d["median_rel"] = t.median_rel, d["p95_rel"] = t.p95_rel, d["p99_rel"] = t.p99_rel;
+    d["elements"] = t.elements, d["nonfinite"] = t.nonfinite, d["overflows"] = t.overflows;
+    d["saturations"] = t.saturations, d["ref_fro"] = t.ref_fro;
+    if (t.tap == Tap::logits) d["kl_mean"] = t.kl_mean, d["kl_max"] = t.kl_max, d["top1"] = t.top1, d["logit_max_abs"] = t.logit_max_abs;
+    taps.append(d);
+  }
+  py::dict ref;
+  ref["kind"] = r.reference.kind, ref["bits"] = r.reference.bits, ref["check_bits"] = r.reference.check_bits;
+  ref["error"] = r.reference.fro_rel, ref["adequate"] = r.reference.adequate;
+  py::dict out;
+  out["model"] = cfg.name, out["plan"] = plan.name, out["u"] = plan.unit_roundoff(), out["taps"] = taps;
+  out["reference"] = ref;
+  out["seconds"] = py::dict(py::arg("emulated") = r.emulated_seconds, py::arg("reference") = r.reference_seconds,
+                            py::arg("check") = r.check_seconds);
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(lpsim, m) {
+  m.doc() = "lpsim: emulated low precision for forward-error studies of transformers (the C++ core)";
+  py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
+  py::register_exception<FormatError>(m, "FormatError", PyExc_ValueError);
+  m.def("round", &round_values, py::arg("x"), py::arg("format"), py::arg("mode") = "rne", py::arg("seed") = 0,
+        "x rounded to the format (fp16, bf16, e4m3, e5m2:sat, p5:emax3, ...) in the mode (rne, rz, ru, rd, rna, odd, "
+        "sr); float64 result, exact. Stochastic rounding draws element i's bits from (seed, i).");
+  m.def("formats", [] {
+    std::vector<std::string> names;
+    for (const Format& f : named_formats()) names.push_back(f.name);
+    return names;
+  }, "the named formats");
+  m.def("gemm", &gemm_values, py::arg("a"), py::arg("b"), py::arg("policy"),
+        "a @ b under an accumulation policy (a preset such as fp16-fp32acc, fp16-tc, or 'in=bf16,acc=fp32,...')");
+  m.def("dot", &dot_value, py::arg("a"), py::arg("b"), py::arg("policy"), "the dot product under a policy");
+  m.def("quantize", &quantize_values, py::arg("x"), py::arg("scheme"), py::arg("axis") = 1,
+        "block-scaled quantisation (mxfp8-e4m3, mxfp4, nvfp4, fp8-1x128, ...) along axis; values are dequantised");
+  m.def("block_schemes", [] {
+    std::vector<std::string> names;
+    for (const BlockScheme& s : block_schemes()) names.push_back(s.name);
+    return names;
+  }, "the block-scaling schemes");
+  m.def("study", &study, py::arg("model"), py::arg("plan") = "fp32", py::arg("seed") = 0, py::arg("batch") = 0,
+        py::arg("reference") = "auto", py::arg("check") = true, py::arg("input") = "",
+        "one forward of a model (models/*.toml or a Hugging Face directory) under a plan against the reference: "
+        "per-tap errors as `lpsim run` prints them");
+}

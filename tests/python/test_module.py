@@ -1,0 +1,122 @@
+"""The Python module against oracles that are not lpsim: NumPy's float16 casts, PyTorch's bfloat16 casts, exact
+rational arithmetic (fractions), and the OCP MX definition written out by hand."""
+import math
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import lpsim
+
+SOURCE = os.environ.get("LPSIM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def spread(n, lo, hi, seed):
+    """Random signs and significands, exponents spread over [lo, hi] (subnormals and overflow included)."""
+    g = np.random.default_rng(seed)
+    return g.choice([-1.0, 1.0], n) * (1 + g.random(n)) * np.exp2(g.integers(lo, hi, n).astype(float))
+
+
+def test_round_fp16_is_numpys_cast():
+    x = spread(200000, -30, 20, 1)
+    with np.errstate(over="ignore"):  # values beyond 65504 become inf, which is the point
+        want = x.astype(np.float16).astype(np.float64)
+    np.testing.assert_array_equal(lpsim.round(x, "fp16"), want)
+
+
+def test_round_toward_zero_up_down_against_nextafter():
+    x = spread(50000, -26, 15, 2)
+    x = x[np.abs(x) < 65504]
+    near = x.astype(np.float16)
+    beyond = np.abs(near.astype(np.float64)) > np.abs(x)
+    toward_zero = np.where(beyond, np.nextafter(near, np.float16(0)), near).astype(np.float64)
+    np.testing.assert_array_equal(lpsim.round(x, "fp16", "rz"), toward_zero)
+    up = np.where(near.astype(np.float64) < x, np.nextafter(near, np.float16(np.inf)), near).astype(np.float64)
+    np.testing.assert_array_equal(lpsim.round(x, "fp16", "ru"), up)
+    down = np.where(near.astype(np.float64) > x, np.nextafter(near, np.float16(-np.inf)), near).astype(np.float64)
+    np.testing.assert_array_equal(lpsim.round(x, "fp16", "rd"), down)
+
+
+def test_round_bf16_is_torchs_cast():
+    torch = pytest.importorskip("torch")
+    x = spread(200000, -140, 120, 3).astype(np.float32)
+    want = torch.from_numpy(x).to(torch.bfloat16).to(torch.float64).numpy()
+    np.testing.assert_array_equal(lpsim.round(x, "bf16"), want)
+
+
+def test_stochastic_rounding_is_unbiased_and_seeded():
+    x = np.full(20000, 1 + 2.0**-12)  # a quarter of fp16's ulp above 1
+    r = lpsim.round(x, "fp16", "sr", seed=5)
+    up = np.mean(r > 1)
+    assert set(np.unique(r)) <= {1.0, 1 + 2.0**-10}
+    assert abs(up - 0.25) < 4 * math.sqrt(0.25 * 0.75 / x.size)
+    np.testing.assert_array_equal(r, lpsim.round(x, "fp16", "sr", seed=5))
+    assert not np.array_equal(r, lpsim.round(x, "fp16", "sr", seed=6))
+
+
+def test_round_keeps_the_shape_and_names_a_bad_format():
+    x = np.arange(12.0).reshape(3, 4) / 7
+    assert lpsim.round(x, "e4m3").shape == (3, 4)
+    with pytest.raises(ValueError, match="e9m9"):
+        lpsim.round(x, "e9m9x")
+    assert "e4m3" in lpsim.formats()
+
+
+def test_dot_half_accumulator_against_a_numpy_hfma_loop():
+    g = np.random.default_rng(4)
+    a = g.standard_normal(3000).astype(np.float16).astype(np.float64)
+    b = g.standard_normal(3000).astype(np.float16).astype(np.float64)
+    s = np.float16(0)
+    for x, y in zip(a, b):  # each partial sum the exact s + a b rounded once to half
+        s = np.float16(float(s) + x * y)
+    assert lpsim.dot(a, b, "fp16-fp16acc") == float(s)
+
+
+def test_gemm_exact_policy_against_fractions():
+    g = np.random.default_rng(5)
+    a, b = g.standard_normal((3, 40)), g.standard_normal((40, 2))
+    b[:, 1] = -b[:, 1] * 1e-9
+    c = lpsim.gemm(a, b, "exact")
+    for i in range(3):
+        for j in range(2):
+            want = float(sum(Fraction(x) * Fraction(y) for x, y in zip(a[i], b[:, j])))
+            assert c[i, j] == want
+    with pytest.raises(ValueError):
+        lpsim.gemm(a, b.T, "exact")
+
+
+def e2m1_rne(v):
+    """Nearest e2m1 value, ties to the even code, saturating at 6 (OCP MX v1.0)."""
+    grid = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+    m = min(abs(v), 6.0)
+    best = min(range(8), key=lambda c: (abs(grid[c] - m), c % 2))
+    return math.copysign(grid[best], v)
+
+
+def test_quantize_mxfp4_against_the_ocp_definition():
+    g = np.random.default_rng(6)
+    x = g.standard_normal((3, 64)) * np.exp2(g.integers(-6, 6, (3, 1)))
+    q = lpsim.quantize(x, "mxfp4", axis=1)
+    assert q["scales"].shape == (3, 2)
+    for r in range(3):
+        for blk in range(2):
+            block = x[r, 32 * blk:32 * (blk + 1)]
+            scale = 2.0 ** (math.floor(math.log2(np.max(np.abs(block)))) - 2)  # emax of e2m1 is 2
+            assert q["scales"][r, blk] == scale
+            want = [e2m1_rne(v / scale) * scale for v in block]
+            np.testing.assert_array_equal(q["values"][r, 32 * blk:32 * (blk + 1)], want)
+
+
+def test_study_errors_sit_where_the_formats_put_them():
+    model = os.path.join(SOURCE, "models", "tiny.toml")
+    exact = lpsim.study(model, "fp64", reference="mpfr", check=False)
+    assert exact["reference"]["kind"] == "mpfr"
+    assert all(t["rel_fro"] < 1e-13 for t in exact["taps"])
+    bf16 = lpsim.study(model, "autocast-bf16", seed=1)
+    u = bf16["u"]
+    assert u == 2.0**-8
+    assert all(0.1 * u < t["rel_fro"] < 300 * u for t in bf16["taps"])
+    assert bf16["reference"]["adequate"]
+    with pytest.raises(ValueError, match="autocast-bf16"):
+        lpsim.study(model, "autocast-bf61")
