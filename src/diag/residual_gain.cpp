@@ -1,6 +1,7 @@
 #include "lpsim/diag/residual_gain.hpp"
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
@@ -77,8 +78,66 @@ std::vector<double> branch_vjp(const ModelConfig& cfg, const LayerWeights<double
   return std::vector<double>(adj.begin(), adj.begin() + static_cast<std::ptrdiff_t>(x.size()));
 }
 
+namespace {
+
+// The branch linearised at x: its tape recorded once, on which J v is one forward sweep and J^T u one backward
+// sweep. The partials at a fixed x do not change between products, so power iteration and Lanczos evaluate the
+// branch once instead of once per product (issue 19: `bounds --residual` spent its time rebuilding tapes).
+class Linearised {
+ public:
+  Linearised(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x)
+      : inputs_(x.size()) {
+    ad::Tape& tape = ad::Tape::current();
+    tape.nodes.clear();
+    Matrix<ad::Var> xv(x.rows, x.cols);
+    for (std::size_t i = 0; i < x.size(); ++i) xv.data[i] = ad::Var::input(x.data[i]);  // nodes 0..n-1
+    const Matrix<ad::Var> y = branch(cfg, as<ad::Var>(w), b, xv);
+    outputs_.reserve(y.size());
+    for (const ad::Var& v : y.data) outputs_.push_back(v.i);  // -1: an output that does not depend on x
+    nodes_ = std::move(tape.nodes);
+    tape.nodes.clear();
+  }
+  // Each product reuses one node-sized buffer: allocating (and the kernel zeroing) 8 bytes a node per product
+  // cost more than the sweep itself.
+  std::vector<double> jvp(const std::vector<double>& v) const {
+    std::vector<double>& t = scratch_;
+    t.resize(nodes_.size());
+    std::copy(v.begin(), v.end(), t.begin());
+    for (std::size_t i = inputs_; i < nodes_.size(); ++i) {
+      const ad::Tape::Node& n = nodes_[i];
+      t[i] = (n.a >= 0 ? n.da * t[n.a] : 0.0) + (n.b >= 0 ? n.db * t[n.b] : 0.0);
+    }
+    std::vector<double> out(outputs_.size(), 0.0);
+    for (std::size_t k = 0; k < outputs_.size(); ++k)
+      if (outputs_[k] >= 0) out[k] = t[outputs_[k]];
+    return out;
+  }
+  std::vector<double> vjp(const std::vector<double>& u) const {
+    std::vector<double>& adj = scratch_;
+    adj.assign(nodes_.size(), 0.0);
+    for (std::size_t k = 0; k < outputs_.size(); ++k)
+      if (outputs_[k] >= 0) adj[outputs_[k]] += u[k];
+    for (std::size_t i = nodes_.size(); i-- > inputs_;) {
+      if (adj[i] == 0) continue;
+      const ad::Tape::Node& n = nodes_[i];
+      if (n.a >= 0) adj[n.a] += n.da * adj[i];
+      if (n.b >= 0) adj[n.b] += n.db * adj[i];
+    }
+    return std::vector<double>(adj.begin(), adj.begin() + std::ptrdiff_t(inputs_));
+  }
+
+ private:
+  mutable std::vector<double> scratch_;
+  std::size_t inputs_;
+  std::vector<int> outputs_;
+  std::vector<ad::Tape::Node> nodes_;
+};
+
+}  // namespace
+
 double branch_gain(const ModelConfig& cfg, const LayerWeights<double>& w, Branch b, const Matrix<double>& x,
                    int iterations, std::uint64_t seed) {
+  const Linearised j(cfg, w, b, x);
   std::vector<double> v(x.size());
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = normal_at(seed, 0x9a1, i);
   double gain = 0;
@@ -86,11 +145,11 @@ double branch_gain(const ModelConfig& cfg, const LayerWeights<double>& w, Branch
     const double n = norm(v);
     if (n == 0) return 0;
     for (double& e : v) e /= n;
-    const std::vector<double> jv = branch_jvp(cfg, w, b, x, v);
+    const std::vector<double> jv = j.jvp(v);
     const double previous = gain;
     gain = norm(jv);  // ||J v|| with ||v|| = 1: increases towards ||J||_2
     if (k >= 4 && gain - previous <= 1e-7 * gain) break;  // settled: further steps change the 7th digit at most
-    v = branch_vjp(cfg, w, b, x, jv);
+    v = j.vjp(jv);
   }
   return gain;
 }
@@ -149,10 +208,11 @@ ResidualCondition residual_condition(const ModelConfig& cfg, const LayerWeights<
                                      const Matrix<double>& x, int iterations, std::uint64_t seed) {
   // `iterations` bounds the Lanczos steps (each one JVP and one VJP).
   // A v = v + J v, A^T u = u + J^T u; M = A^T A is symmetric positive definite when A is invertible.
+  const Linearised j(cfg, w, b, x);
   auto apply_m = [&](const std::vector<double>& v) {
-    std::vector<double> av = branch_jvp(cfg, w, b, x, v);
+    std::vector<double> av = j.jvp(v);
     for (std::size_t i = 0; i < v.size(); ++i) av[i] += v[i];
-    std::vector<double> m = branch_vjp(cfg, w, b, x, av);
+    std::vector<double> m = j.vjp(av);
     for (std::size_t i = 0; i < v.size(); ++i) m[i] += av[i];
     return m;
   };
