@@ -205,9 +205,11 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed);
 }  // namespace
 
 Weights<double> make_weights(const ModelConfig& cfg, std::uint64_t seed) {
-  // Weights live as doubles; a forward holds about two more copies (the plan's stored parameters, the backend's
-  // rounded GEMM operands). Refuse what cannot fit instead of dying in the allocator.
-  const double need = 3 * 8 * parameter_count(cfg);
+  // Weights live as doubles, once; the emulated backend adds its rounded GEMM operands (floats where the input
+  // format fits in one, else doubles) and the references read the doubles in place. A plan that stores parameters
+  // in another format needs one more copy, checked where it is made (emulated_taps). Refuse what cannot fit
+  // instead of dying in the allocator.
+  const double need = 2 * 8 * parameter_count(cfg);
   if (const double have = available_memory_bytes(); have > 0 && need > have)
     throw ConfigError(fmt::format("model {}: {:.3g} parameters need about {:.1f} GB as lpsim holds them, {:.1f} GB are "
                                   "available", cfg.name, parameter_count(cfg), need / 1e9, have / 1e9));
