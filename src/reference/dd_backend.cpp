@@ -14,7 +14,7 @@ namespace lpsim {
 
 namespace {
 
-// The check's numbers: a fixed precision of 58 decimal digits (193 bits), so no process-wide MPFR setting is
+// The check's numbers: a fixed precision of 58 decimal digits (194 bits), so no process-wide MPFR setting is
 // touched while MPFR references run in other threads.
 using Check = boost::multiprecision::number<boost::multiprecision::mpfr_float_backend<58>,
                                             boost::multiprecision::et_off>;

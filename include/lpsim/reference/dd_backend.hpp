@@ -28,7 +28,7 @@ Matrix<DD> dd_gemm(const Matrix<DD>& a, const Matrix<double>& b, const std::vect
 // What the sampled MPFR check found, per kind of operation: the largest error of the sampled outputs relative to
 // the scale that bounds them (GEMM entries: sum |a_l b_l| + |bias|; norms, softmax, activations: |exact value|).
 struct SampledCheck {
-  int bits = 0;            // MPFR precision of the check (193 bits; 0: not checked)
+  int bits = 0;            // MPFR precision of the check (194 bits; 0: not checked)
   long gemm_samples = 0, norm_samples = 0, softmax_samples = 0, activation_samples = 0;
   double gemm_error = 0, norm_error = 0, softmax_error = 0, activation_error = 0;
   double seconds = 0;      // time spent checking
