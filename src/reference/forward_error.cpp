@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/model/init.hpp"
@@ -36,6 +37,15 @@ double percentile(const std::vector<double>& sorted, double q) { return sorted.e
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A reference backend's on_layer: its layer, the time so far and an estimate of what is left, on one stderr line.
+std::function<void(int)> layer_progress(std::string label, int depth) {
+  return [label = std::move(label), depth, t0 = std::chrono::steady_clock::now()](int layer) {
+    const double s = seconds_since(t0);
+    fmt::print(stderr, "\rreference ({}): layer {}/{}, {:.0f} s, about {:.0f} s left   {}", label, layer, depth, s,
+               layer > 0 ? s / layer * (depth - layer) : 0.0, layer == depth ? "\n" : "");
+  };
 }
 
 template <class B, class T = typename B::Scalar, class W = T>
@@ -74,27 +84,14 @@ Taps<Real> reference_taps(int bits, const ModelConfig& cfg, const Weights<double
   if (bits > 0) set_reference_bits(bits);
   check_reference_fits(cfg, reference_bits());
   MpfrBackend be;
-  const auto t0 = std::chrono::steady_clock::now();
-  if (progress)
-    be.on_layer = [&, t0](int layer) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double left = layer > 0 ? s / layer * (cfg.depth - layer) : 0;
-      fmt::print(stderr, "\rreference (MPFR, {} bits): layer {}/{}, {:.0f} s, about {:.0f} s left   {}", reference_bits(),
-                 layer, cfg.depth, s, left, layer == cfg.depth ? "\n" : "");
-    };
+  if (progress) be.on_layer = layer_progress(fmt::format("MPFR, {} bits", reference_bits()), cfg.depth);
   return run_taps(be, cfg, convert_weights<Real>(w), convert_input<Real>(in));
 }
 
 Taps<DD> dd_taps(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in, std::uint64_t seed,
                  SampledCheck* check, bool progress) {
   DdBackend be(cfg, seed, check ? 48 : 0);
-  const auto t0 = std::chrono::steady_clock::now();
-  if (progress)
-    be.on_layer = [&, t0](int layer) {
-      const double s = seconds_since(t0);
-      fmt::print(stderr, "\rreference (double-double): layer {}/{}, {:.0f} s, about {:.0f} s left   {}", layer, cfg.depth, s,
-                 layer > 0 ? s / layer * (cfg.depth - layer) : 0.0, layer == cfg.depth ? "\n" : "");
-    };
+  if (progress) be.on_layer = layer_progress("double-double", cfg.depth);
   Taps<DD> taps = run_taps(be, cfg, w, in);
   if (check) *check = be.check();
   return taps;
@@ -249,7 +246,7 @@ void estimate_dd_error(ReferenceCheck& check, const SampledCheck& sampled, const
 }
 
 double forward_multiply_adds(const ModelConfig& cfg) {
-  const double n = cfg.tokens, d = cfg.width, f = cfg.ffn, q = cfg.q_width(), kv = double(cfg.kv_head_count()) * cfg.head_width();
+  const double n = cfg.tokens, d = cfg.width, f = cfg.ffn, q = cfg.q_width(), kv = cfg.kv_width();
   const double mlp = (cfg.mlp == Mlp::gated ? 3 : 2) * d * f;
   const double per_layer = n * (d * q + 2 * d * kv + q * d + mlp) + 2.0 * n * n * q;
   const double embed = cfg.embedding == Embedding::patch ? n * cfg.patch_dim() * d : 0;
