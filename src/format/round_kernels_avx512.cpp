@@ -6,8 +6,6 @@
 
 namespace lpsim::kernels {
 
-struct Avx512Isa {};
-
 namespace {
 // binary16 RNE through the hardware conversion, which is IEEE round-to-nearest-even with subnormals, overflow
 // to inf and NaN payload truncation exactly as the core defines them.
@@ -33,20 +31,12 @@ void round_avx512(const float* in, float* out, Block blk, const RoundParams<floa
   // The bf16 bit trick is memory-bound; GCC's 512-bit version of it measured 0.72x a copy against the baseline
   // build's 0.96x (one thread, 64 Mi elements), so take the portable kernel: the same bits.
   if (rq.is_bf16_rne) return round_portable(in, out, blk, p, rq, sr);
-  if (rq.mode != Rounding::stochastic)
-    return with_rounding(rq.mode, [&]<Rounding R>() {
-      if constexpr (R != Rounding::stochastic) round_block_vector<float, R>(in, out, blk.n, p);
-    });
-  round_block_any<Avx512Isa, float>(in, out, blk, p, rq.mode, sr);
+  with_rounding(rq.mode, [&]<Rounding R>() { round_block_vector<float, R>(in, out, blk, p, sr); });
 }
 
 void round_avx512(const double* in, double* out, Block blk, const RoundParams<double>& p, const Request& rq,
                       const StochasticStream& sr) {
-  if (rq.mode != Rounding::stochastic)
-    return with_rounding(rq.mode, [&]<Rounding R>() {
-      if constexpr (R != Rounding::stochastic) round_block_vector<double, R>(in, out, blk.n, p);
-    });
-  round_block_any<Avx512Isa, double>(in, out, blk, p, rq.mode, sr);
+  with_rounding(rq.mode, [&]<Rounding R>() { round_block_vector<double, R>(in, out, blk, p, sr); });
 }
 
 }  // namespace lpsim::kernels

@@ -10,6 +10,7 @@
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/lp.hpp"
 #include "lpsim/format/round_scalar.hpp"
+#include "support/format_inputs.hpp"
 
 namespace lpsim {
 namespace {
@@ -66,6 +67,41 @@ TEST(Stochastic, ReproducibleAcrossThreadsAndSplits) {
   std::vector<float> other_seed(in.size());
   round_array(in, other_seed, f, Rounding::stochastic, {10, 4, 0});
   EXPECT_NE(one, other_seed);
+}
+
+// The AVX-512 kernel draws its random numbers eight at a time and compares only their top lane-width bits; the
+// portable kernel runs the scalar core per element. The two must agree bit for bit on every format, including
+// values so far below the smallest subnormal that the vector kernel hands them back to the scalar core.
+TEST(Stochastic, VectorKernelMatchesScalarCore) {
+  if (!isa_available(Isa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU/build";
+  std::vector<Format> fs = named_formats();
+  for (const char* extra : {"fp16:nosub", "e4m3:nosub", "e6m5:sat", "p5:emax3:emin-4", "e9m7", "p20:emax100:emin-90"})
+    fs.push_back(parse_format(extra));
+  for (const Format& f : fs) {
+    std::vector<float> xs = test::strided_floats(65537 * 3 + 2);
+    for (float x : test::exact_floats(test::edge_inputs(f.spec))) xs.push_back(x);
+    for (int k = 0; k < 200; ++k) xs.push_back(std::ldexp(1.0f + 0.01f * float(k), f.spec.emin - 30 - k % 90));
+    std::vector<float> vec(xs.size()), scal(xs.size());
+    const StochasticStream sr{77, 3, 1001};  // an odd offset: the lanes' indices must not assume alignment
+    round_array(xs, vec, f.spec, Rounding::stochastic, sr, Isa::avx512);
+    round_array(xs, scal, f.spec, Rounding::stochastic, sr, Isa::portable);
+    int bad = 0;
+    for (std::size_t i = 0; i < xs.size(); ++i)
+      if (std::bit_cast<std::uint32_t>(vec[i]) != std::bit_cast<std::uint32_t>(scal[i]) && ++bad <= 3)
+        ADD_FAILURE() << f.name << " float x=" << xs[i] << " avx512 " << vec[i] << " scalar " << scal[i];
+    EXPECT_EQ(bad, 0) << f.name;
+
+    std::vector<double> xd = test::edge_inputs(f.spec);
+    for (float x : xs) xd.push_back(double(x) * (1 + 0x1p-40));  // bits below float's precision
+    std::vector<double> vd(xd.size()), sd(xd.size());
+    round_array(xd, vd, f.spec, Rounding::stochastic, sr, Isa::avx512);
+    round_array(xd, sd, f.spec, Rounding::stochastic, sr, Isa::portable);
+    bad = 0;
+    for (std::size_t i = 0; i < xd.size(); ++i)
+      if (std::bit_cast<std::uint64_t>(vd[i]) != std::bit_cast<std::uint64_t>(sd[i]) && ++bad <= 3)
+        ADD_FAILURE() << f.name << " double x=" << xd[i] << " avx512 " << vd[i] << " scalar " << sd[i];
+    EXPECT_EQ(bad, 0) << f.name;
+  }
 }
 
 TEST(Stochastic, NumberTypeUsesItsThreadStream) {
