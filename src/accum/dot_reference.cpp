@@ -36,7 +36,8 @@ class Reference {
       : p_(p), a_(a), b_(b), k_(int(a.size())), prec_(exact_precision(p, k_)), slots_(sr, element, k_), init_(init) {}
 
   // With init: the first chunk starts from *init (sequential: round(init + p_0); tensor core: c = init; pairwise:
-  // round(init + the pairwise sum)) and the accumulator is returned without the output rounding.
+  // round(init + the pairwise sum)), or under accumulator_starts_total *init is the total every chunk's sum is
+  // added to; the accumulator is returned without the output rounding.
   double run() {
     const int k = k_;
     Value total = make();
@@ -51,11 +52,13 @@ class Reference {
       }
     } else {
       const int len = p_.chunk_length(k);
+      const bool into_total = init_ && accumulator_starts_total(p_);
+      if (into_total) mpfr_set_d(total->get(), *init_, MPFR_RNDN);
       for (int first = 0, c = 0; first < k; first += len, ++c) {
-        const double* from = c == 0 ? init_ : nullptr;
+        const double* from = c == 0 && !into_total ? init_ : nullptr;
         Value part = p_.tc.k > 0 ? tensor_chain(first, std::min(k, first + len), from)
                                  : sequential(first, std::min(k, first + len), from);
-        if (c == 0) {
+        if (c == 0 && !into_total) {
           total = std::move(part);
         } else {
           mpfr_add(total->get(), total->get(), part->get(), MPFR_RNDN);  // exact
@@ -75,6 +78,9 @@ class Reference {
   void round_acc(Value& v, Rounding mode, std::uint64_t random) const {
     if (!p_.acc) return;
     mpfr_set_d(v->get(), mpfr_round_to_format(v->get(), p_.acc->spec, mode, random), MPFR_RNDN);
+  }
+  void round_tensor_acc(Value& v, Rounding mode, std::uint64_t random) const {
+    mpfr_set_d(v->get(), mpfr_round_to_format(v->get(), tensor_core_acc(p_).spec, mode, random), MPFR_RNDN);
   }
 
   // Term t: the exact product, or the product rounded to the product format.
@@ -119,22 +125,27 @@ class Reference {
     Value c = make();
     mpfr_set_zero(c->get(), 1);
     if (from) mpfr_set_d(c->get(), *from, MPFR_RNDN);
-    for (int t = first; t < end; t += p_.tc.k) c = tensor_step(std::move(c), t, std::min(end, t + p_.tc.k));
+    std::vector<int> idx(64);
+    for (int step = 0; first + step * p_.tc.k < end; ++step) {
+      const int m = tensor_step_terms(p_, first, end, step, idx.data());
+      c = tensor_step(std::move(c), first + step * p_.tc.k, std::vector<int>(idx.begin(), idx.begin() + m));
+    }
     return c;
   }
 
   // One fused step: c and the exact products of terms [first, end) aligned to the largest exponent among them,
   // each cut to tc.bits bits below that exponent's leading bit, summed exactly, rounded once to acc.
-  Value tensor_step(Value c, int first, int end) const {
+  Value tensor_step(Value c, int first, const std::vector<int>& idx) const {
     std::vector<Value> terms;
     std::vector<mpfr_exp_t> align;  // alignment exponent of each term (ours, not MPFR's)
     align.push_back(mpfr_zero_p(c->get()) ? 0 : mpfr_get_exp(c->get()) - 1);
     terms.push_back(std::move(c));
-    for (int t = first; t < end; ++t) {
+    for (int t : idx) {
       terms.push_back(term(t));
       const Value& v = terms.back();
       if (p_.tc.align_operands && !mpfr_zero_p(v->get()) && mpfr_number_p(v->get())) {
-        const int emin = p_.input.spec.emin;  // operands are values of the input format: their exponents are exact
+        // operands are values of the input format (and of tc.unpack): their exponents are exact
+        const int emin = tensor_core_operand_emin(p_);
         align.push_back(std::max(std::ilogb(a_[t]), emin) + std::max(std::ilogb(b_[t]), emin));
       } else {
         align.push_back(mpfr_zero_p(v->get()) ? 0 : mpfr_get_exp(v->get()) - 1);
@@ -164,7 +175,7 @@ class Reference {
       mpfr_mul_2si(sum->get(), sum->get(), quantum, MPFR_RNDN);
       if (mpfr_zero_p(sum->get())) mpfr_set_zero(sum->get(), 1);  // cancelled or cut away: +0
     }
-    round_acc(sum, p_.tc.rounding, slots_.tensor_step(first));
+    round_tensor_acc(sum, p_.tc.rounding, slots_.tensor_step(first));
     return sum;
   }
 

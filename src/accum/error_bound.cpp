@@ -36,8 +36,13 @@ double worst_case_dot_error(const AccumPolicy& p, int k) {
     // term; then one rounding into the accumulator.
     const int steps = (k + p.tc.k - 1) / p.tc.k;
     const double align = 2.0 * (p.tc.k + 1) * std::ldexp(1.0, 1 - p.tc.bits);
-    const double u_acc = p.acc ? 2 * p.acc->spec.unit_roundoff() : 0.0;  // normalisation may round toward zero
-    sum = gamma_n(steps, align + u_acc + align * u_acc);
+    const double u_tc = 2 * tensor_core_acc(p).spec.unit_roundoff();  // normalisation may round toward zero
+    sum = gamma_n(steps, align + u_tc + align * u_tc);
+    if (p.order == Order::blocked || p.order == Order::splitk) {  // the chunk sums are then added in acc
+      const int chunks = (k + p.chunk_length(k) - 1) / p.chunk_length(k);
+      const double adds = gamma_n(chunks, rounding_error(*p.acc, p.acc_rounding));
+      sum = sum + adds + sum * adds;
+    }
   } else if (p.acc) {
     int m = k;
     switch (p.order) {

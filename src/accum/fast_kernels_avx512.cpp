@@ -383,7 +383,7 @@ GemmPath fast_path(const AccumPolicy& p) {
     // Products of <= 12-bit operands are exact floats inside the fast range (see TensorCore::step).
     const bool exact_float_products = 2 * p.input.spec.precision <= 24;
     const bool fits_int32 = p.tc.bits + std::bit_width(unsigned(p.tc.k)) <= 30;  // k+1 cut terms, even rounded up
-    if (exact_float_products && fits_int32 && !p.tc.align_operands && is(p.acc, formats::fp32) &&
+    if (exact_float_products && fits_int32 && !p.tc.align_operands && p.tc.deal == 0 && !p.tc.unpack && !p.tc.acc && is(p.acc, formats::fp32) &&
         ieee_rounding(p.tc.rounding) >= 0 &&
         ieee_rounding(p.acc_rounding) >= 0)
       return GemmPath::tensor_core;

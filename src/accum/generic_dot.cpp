@@ -40,7 +40,8 @@ class Kernel {
          const double* init = nullptr)
       : g_(g), p_(*g.policy), a_(a), b_(b), k_(k), slots_(slots), init_(init) {}
 
-  // With init (accumulate_dot): the first chunk's chain starts from *init and the accumulator is returned as is.
+  // With init (accumulate_dot): the first chunk's chain starts from *init (or, accumulator_starts_total, *init is the
+  // total the chunk sums are added to) and the accumulator is returned as is.
   double run() {
     double total = init_ ? *init_ : 0.0;
     if (k_ > 0) {
@@ -51,10 +52,11 @@ class Kernel {
         const int len = p_.chunk_length(k_);
         for (int first = 0, c = 0; first < k_; first += len, ++c) {
           const int end = std::min(k_, first + len);
-          const double start = c == 0 && init_ ? *init_ : 0.0;
-          const bool from = c == 0 && init_;
-          const double part = p_.tc.k > 0 ? tensor_chain(first, end, start) : sequential(first, end, from ? init_ : nullptr);
-          total = c == 0 ? part : add(total, part, [&] { return slots_.chunk(c); });
+          const bool into_total = init_ && accumulator_starts_total(p_);
+          const bool from = c == 0 && init_ && !into_total;
+          const double part = p_.tc.k > 0 ? tensor_chain(first, end, from ? *init_ : 0.0)
+                                          : sequential(first, end, from ? init_ : nullptr);
+          total = c == 0 && !into_total ? part : add(total, part, [&] { return slots_.chunk(c); });
         }
       }
     }
@@ -103,20 +105,26 @@ class Kernel {
   }
   double tensor_chain(int first, int end, double start) const {
     double c = start;
-    for (int t = first; t < end; t += p_.tc.k) c = tensor_step(c, t, std::min(end, t + p_.tc.k));
+    int idx[64];
+    for (int step = 0; first + step * p_.tc.k < end; ++step) {
+      const int m = tensor_step_terms(p_, first, end, step, idx);
+      c = tensor_step(c, first + step * p_.tc.k, idx, m);
+    }
     return c;
   }
-  double tensor_step(double c, int first, int end) const {
+  // `slot` names the step for stochastic rounding; idx[0..m) are its terms.
+  double tensor_step(double c, int slot, const int* idx, int m) const {
     double terms[65];
     int exps[65];
     int n = 0;
     exps[n] = c != 0 ? std::ilogb(c) : INT_MIN;
     terms[n++] = c;
-    for (int t = first; t < end; ++t) {
+    for (int i = 0; i < m; ++i) {
+      const int t = idx[i];
       exps[n] = operand_exponent_sum(a_[t], b_[t], p_);
       terms[n++] = a_[t] * b_[t];
     }
-    return tensor_core_step(terms, n, p_, p_.tc.rounding == Rounding::stochastic ? slots_.tensor_step(first) : 0,
+    return tensor_core_step(terms, n, p_, p_.tc.rounding == Rounding::stochastic ? slots_.tensor_step(slot) : 0,
                             p_.tc.align_operands ? exps : nullptr);
   }
 
@@ -135,7 +143,7 @@ class Kernel {
 // cut term is an integer below 2^bits times 2^quantum; 65 of them fit in 53 bits), rounded once.
 int operand_exponent_sum(double a, double b, const AccumPolicy& p) {
   if (a == 0 || b == 0 || !std::isfinite(a) || !std::isfinite(b)) return INT_MIN;
-  const int emin = p.input.spec.emin;
+  const int emin = tensor_core_operand_emin(p);
   return std::max(std::ilogb(a), emin) + std::max(std::ilogb(b), emin);
 }
 
@@ -161,7 +169,7 @@ double tensor_core_step(const double* terms, int n, const AccumPolicy& p, std::u
     }
     sum = cut_sum == 0 ? 0.0 : std::ldexp(cut_sum, quantum);  // exact; a cancelled sum is +0
   }
-  return round_to(sum, p.acc->spec, p.tc.rounding, random);
+  return round_to(sum, tensor_core_acc(p).spec, p.tc.rounding, random);
 }
 
 bool generic_supports(const AccumPolicy& p) {

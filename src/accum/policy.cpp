@@ -24,18 +24,28 @@ const std::vector<PolicyPreset> presets = {
      "exponents, 26 bits kept, truncated, normalised toward zero"},
     {"bf16-tc", "in=bf16,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
      "H100 tensor cores for bfloat16, fitted bit for bit (as fp16-tc)"},
-    {"fp8e4m3-tc", "in=e4m3,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
-     "H100 fp8 e4m3 GEMM with fast accumulation (cuBLASLt), fitted: 32 products per step, 14 bits kept (87-100% "
-     "of outputs bit-identical)"},
-    {"fp8e5m2-tc", "in=e5m2,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
-     "Hopper fp8 e5m2 tensor-core model, as fp8e4m3-tc (not fitted: PyTorch has no e5m2 x e5m2 product)"},
-    {"fp8e4m3-tc-promote", "in=e4m3,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,order=blocked:128,out=bf16",
-     "fp8 tensor cores with partial sums added in fp32 every 128 terms (DeepSeek-V3; cuBLASLt's default matches "
-     "only about half of its outputs, docs/CUDA.md)"},
+    {"fp8e4m3-tc", "in=e4m3,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,tcacc=e8m13,out=bf16",
+     "H100/H200 fp8 e4m3 GEMM with fast accumulation (cuBLASLt, wgmma): 32 products per step, 14 bits kept, the "
+     "accumulator register truncated to 13 fraction bits (MMA-Sim's model); 100% of outputs bit-identical"},
+    {"fp8e5m2-tc", "in=e5m2,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,tcacc=e8m13,out=bf16",
+     "Hopper fp8 e5m2 wgmma, as fp8e4m3-tc (from MMA-Sim; not measured here: PyTorch has no e5m2 x e5m2 product)"},
+    {"fp8e4m3-tc-promote",
+     "in=e4m3,acc=fp32,tc=32,tcbits=14,tcalign=trunc,tcround=rz,tcexp=operands,tcacc=e8m13,order=blocked:128,out=bf16",
+     "cuBLASLt's default fp8 GEMM on Hopper (and DeepSeek-V3's promotion): chunks of 128 terms on the wgmma model "
+     "from zero, each added to an fp32 register (RNE); 100% of outputs bit-identical"},
+    {"fp8e4m3-mma",
+     "in=e4m3,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,tcunpack=fp16,tcdeal=2,order=blocked:32,"
+     "out=fp32",
+     "Hopper mma.sync.m16n8k32 e4m3 as sm_90 compiles it (fp16 unpacks, two fp16 HMMA steps from zero on the pairs "
+     "k mod 4 < 2 and the rest, an fp32 FADD per 32 terms): 100% of the H100/H200 probe outputs bit-identical"},
+    {"fp8e5m2-mma",
+     "in=e5m2,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,tcunpack=fp16,tcdeal=2,order=blocked:32,"
+     "out=fp32",
+     "Hopper mma.sync.m16n8k32 e5m2, as fp8e4m3-mma (100% bit-identical)"},
     {"exact", "in=fp64,acc=exact,out=fp64", "exact sum, one rounding at the output"},
 };
 
-const char* const known_keys = "in, prod, prodround, acc, round, order, fma, nofma, tc, tcbits, tcalign, tcround, tcexp, out, outround";
+const char* const known_keys = "in, prod, prodround, acc, round, order, fma, nofma, tc, tcbits, tcalign, tcround, tcexp, tcunpack, tcacc, tcdeal, out, outround";
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -167,6 +177,12 @@ void apply(AccumPolicy& p, Seen& seen, std::string_view policy, std::string_view
     if (v == "product") p.tc.align_operands = false;
     else if (v == "operands") p.tc.align_operands = true;
     else throw PolicyError(fmt::format("policy '{}': tcexp: '{}' is not product or operands", policy, v));
+  } else if (key == "tcunpack") {
+    p.tc.unpack = format_field(policy, key, v);
+  } else if (key == "tcacc") {
+    p.tc.acc = format_field(policy, key, v);
+  } else if (key == "tcdeal") {
+    p.tc.deal = parse_positive(policy, key, v, 64);
   } else if (key == "tcround") {
     p.tc.rounding = rounding_field(policy, key, v);
   } else if (key == "out") {
@@ -222,8 +238,19 @@ std::string validate(const AccumPolicy& p) {
     if (p.product) return "tc: tensor cores form exact products; drop prod";
     if (p.tc.k > 64) return fmt::format("tc: {} products per step is more than the 64 supported", p.tc.k);
     if (p.tc.bits < 2 || p.tc.bits > 46) return fmt::format("tcbits: {} is outside 2..46", p.tc.bits);
+    if (p.tc.deal > 0 && p.order != Order::blocked)
+      return "tcdeal: dealing terms to the steps of a chunk needs order=blocked:L";
+    if (p.tc.deal > 0 && p.tc.k % p.tc.deal != 0)
+      return fmt::format("tcdeal: runs of {} do not divide the {} products of a step", p.tc.deal, p.tc.k);
+    if (p.tc.unpack) {
+      const FormatSpec &u = p.tc.unpack->spec, &in = p.input.spec;
+      const auto lowest = [](const FormatSpec& f) { return f.subnormals ? f.emin - f.precision + 1 : f.emin; };
+      if (u.precision < in.precision || u.emin > in.emin || u.emax < in.emax || lowest(u) > lowest(in))
+        return fmt::format("tcunpack: {} does not hold every value of the input format {}", p.tc.unpack->name,
+                           p.input.name);
+    }
   } else if (p.tc != TensorCoreModel{}) {
-    return "tcbits/tcalign/tcround/tcexp: these set the tensor-core model; give tc=K too";
+    return "tcbits/tcalign/tcround/tcexp/tcunpack/tcacc/tcdeal: these set the tensor-core model; give tc=K too";
   }
   // Stochastic rounding draws on the value rounded to odd at 53 bits: formats of at most 51 bits.
   const auto sr_too_wide = [](const std::optional<Format>& f, Rounding r) {
@@ -231,6 +258,7 @@ std::string validate(const AccumPolicy& p) {
   };
   if (sr_too_wide(p.product, p.product_rounding)) return "prodround: stochastic rounding needs a format of <= 51 bits";
   if (sr_too_wide(p.acc, p.acc_rounding)) return "round: stochastic rounding needs a format of <= 51 bits";
+  if (sr_too_wide(p.tc.acc, p.tc.rounding)) return "tcround: stochastic rounding needs a format of <= 51 bits";
   if (sr_too_wide(p.acc, p.tc.rounding)) return "tcround: stochastic rounding needs a format of <= 51 bits";
   if (sr_too_wide(p.output, p.output_rounding)) return "outround: stochastic rounding needs a format of <= 51 bits";
   return "";
@@ -247,10 +275,25 @@ std::string to_string(const AccumPolicy& p) {
   if (p.tc.k > 0)
     s += fmt::format(",tc={},tcbits={},tcalign={},tcround={}{}", p.tc.k, p.tc.bits, p.tc.align_truncates ? "trunc" : "rne",
                      short_name(p.tc.rounding), p.tc.align_operands ? ",tcexp=operands" : "");
+  if (p.tc.unpack) s += fmt::format(",tcunpack={}", p.tc.unpack->name);
+  if (p.tc.acc) s += fmt::format(",tcacc={}", p.tc.acc->name);
+  if (p.tc.deal > 0) s += fmt::format(",tcdeal={}", p.tc.deal);
   s += fmt::format(",out={},outround={}", p.output.name, short_name(p.output_rounding));
   return s;
 }
 
 const std::vector<PolicyPreset>& policy_presets() { return presets; }
+
+int tensor_step_terms(const AccumPolicy& p, int first, int end, int step, int* idx) {
+  int n = 0;
+  if (p.tc.deal == 0) {
+    for (int t = first + step * p.tc.k; t < std::min(end, first + (step + 1) * p.tc.k); ++t) idx[n++] = t;
+    return n;
+  }
+  const int steps = (end - first + p.tc.k - 1) / p.tc.k;
+  for (int t = first; t < end; ++t)
+    if ((t - first) / p.tc.deal % steps == step) idx[n++] = t;
+  return n;
+}
 
 }  // namespace lpsim

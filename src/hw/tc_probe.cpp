@@ -162,6 +162,21 @@ std::vector<ProbeScore> fit_tensor_core(const std::vector<const ProbeSet*>& sets
           for (const char* exp : {"product", "operands"})
             candidates.push_back(fmt::format("in={},acc=fp32,tc={},tcbits={},tcalign={},tcround={},tcexp={},out={}",
                                              format, k, bits, align, round, exp, out));
+  // Hopper's mma.sync for fp8 as sm_90 compiles it (SASS: F2FP.F16.E4M3.UNPACK_B, two HMMA.16816.F32 from zero,
+  // FADD): fp16 steps on dealt pairs, a chunk of 32 per instruction
+  if (fp8)
+    for (int deal : {1, 2, 4, 8})
+      candidates.push_back(fmt::format("in={},acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,"
+                                       "tcunpack=fp16,tcdeal={},order=blocked:32,out={}", format, deal, out));
+  // Hopper's fp8 wgmma (cuBLASLt): 13 fraction bits in the accumulator register, alone or promoted every L terms
+  if (fp8)
+    for (int bits : {13, 14, 15}) {
+      candidates.push_back(fmt::format("in={},acc=fp32,tc=32,tcbits={},tcalign=trunc,tcround=rz,tcexp=operands,"
+                                       "tcacc=e8m13,out={}", format, bits, out));
+      for (int block : {64, 128, 256})
+        candidates.push_back(fmt::format("in={},acc=fp32,tc=32,tcbits={},tcalign=trunc,tcround=rz,tcexp=operands,"
+                                         "tcacc=e8m13,order=blocked:{},out={}", format, bits, block, out));
+    }
   // fp8 GEMMs that promote partial sums to fp32 CUDA-core registers every L terms (cuBLASLt without fast
   // accumulation; DeepSeek-V3's recipe)
   if (fp8)

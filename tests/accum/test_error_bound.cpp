@@ -40,7 +40,8 @@ TEST(ErrorBound, GammaByHand) {
 
 TEST(ErrorBound, HoldsForEveryKernelPolicy) {
   const char* policies[] = {"fp32", "fp16-fp32acc", "bf16-fp32acc", "fp16-fp16acc", "bf16-bf16acc", "fp16-tc", "bf16-tc",
-                            "fp8e4m3-tc", "fp8e4m3-tc-promote", "in=fp16,acc=fp16,order=pairwise",
+                            "fp8e4m3-tc", "fp8e4m3-tc-promote", "fp8e4m3-mma", "in=fp16,acc=fp16,order=pairwise",
+                            "in=fp16,acc=fp32,tc=8,tcbits=20,tcacc=e5m6,order=blocked:64",
                             "in=bf16,acc=bf16,order=blocked:32", "in=fp16,acc=fp16,round=rz",
                             "in=bf16,acc=bf16,order=splitk:4"};
   int checked = 0;

@@ -79,6 +79,12 @@ std::vector<std::string> tensor_core_policies() {
     if (preset.name.find("tc") != std::string::npos) v.push_back(preset.name);
   v.push_back("in=fp16,acc=fp16,tc=4,tcbits=14");
   v.push_back("in=bf16,acc=bf16,tc=8,tcbits=12,tcround=rne,order=blocked:32");
+  // Hopper's fp8 paths: operands unpacked to fp16, terms dealt to the steps, a narrower tensor-core accumulator
+  v.push_back("fp8e4m3-mma");
+  v.push_back("fp8e5m2-mma");
+  v.push_back("in=e4m3,acc=fp32,tc=4,tcbits=11,tcdeal=2,order=blocked:8,tcunpack=fp16,tcexp=operands,tcround=sr");
+  v.push_back("in=e5m2,acc=fp32,tc=4,tcbits=14,tcacc=e8m13,order=blocked:12,tcdeal=1,tcexp=operands");
+  v.push_back("in=fp16,acc=fp32,tc=2,tcbits=20,tcacc=e5m6,order=splitk:2,tcround=ru");
   return v;
 }
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lpsim/accum/gemm.hpp"
 #include "lpsim/hw/native_runs.hpp"
 #include "lpsim/hw/tc_probe.hpp"
 #include "lpsim/model/forward.hpp"
@@ -25,8 +26,9 @@ const ProbeSet& probe(const std::vector<ProbeSet>& sets, const std::string& key)
 
 std::vector<float> floats(const Tensor& t) { return {t.values.begin(), t.values.end()}; }
 
-// The presets fitted to the H100 reproduce every stored fp16/bf16 tensor-core output (mma.sync and cuBLAS through
-// torch.mm with fp32 output), and the fp8 fast-accumulation outputs at the measured rates.
+// The presets fitted to the H100 reproduce every stored tensor-core output: fp16/bf16 mma.sync and cuBLAS through
+// torch.mm with fp32 output; fp8 mma.sync (compiled for sm_90 to fp16 HMMA steps); fp8 cuBLASLt through
+// torch._scaled_mm with and without fast accumulation (wgmma with 13 fraction bits in the accumulator).
 TEST(H100Bits, TensorCorePresetsReproduceStoredOutputs) {
   const auto sets = make_probe_sets(0, 16, 512);  // the inputs the device used, regenerated from the seed
   const auto mma = read_safetensors(raw + "/mma.safetensors");
@@ -39,14 +41,49 @@ TEST(H100Bits, TensorCorePresetsReproduceStoredOutputs) {
       EXPECT_EQ(score_probe(probe(sets, key), floats(mma.at(key)), p).match, 1.0) << "mma.sync " << key;
       EXPECT_EQ(score_probe(probe(sets, key), floats(torch.at(key + ".mm.fp32")), p).match, 1.0) << "torch.mm " << key;
     }
-  AccumPolicy fp8 = parse_policy("fp8e4m3-tc");
-  fp8.output = parse_format("fp32");
-  const double measured[] = {0.87, 0.89, 1.0};  // random, wide, cancel (results/cuda/tcfit.csv, rounded down)
-  int i = 0;
+  auto fp32_out = [](const char* preset) {
+    AccumPolicy p = parse_policy(preset);
+    p.output = parse_format("fp32");
+    return p;
+  };
   for (const char* kind : {"random", "wide", "cancel"}) {
+    for (const char* fmt : {"e4m3", "e5m2"}) {
+      const std::string key = std::string(fmt) + "." + kind;
+      EXPECT_EQ(score_probe(probe(sets, key), floats(mma.at(key)), fp32_out(fmt == std::string("e4m3") ? "fp8e4m3-mma" : "fp8e5m2-mma")).match, 1.0)
+          << "mma.sync " << key;
+    }
     const std::string key = std::string("e4m3.") + kind;
-    EXPECT_GE(score_probe(probe(sets, key), floats(torch.at(key + ".scaledfast.fp32")), fp8).match, measured[i++]) << key;
+    EXPECT_EQ(score_probe(probe(sets, key), floats(torch.at(key + ".scaledfast.fp32")), fp32_out("fp8e4m3-tc")).match, 1.0)
+        << "scaled_mm fast " << key;
+    EXPECT_EQ(score_probe(probe(sets, key), floats(torch.at(key + ".scaled.fp32")), fp32_out("fp8e4m3-tc-promote")).match,
+              1.0)
+        << "scaled_mm " << key;
   }
+}
+
+// One mma.sync.m16n8k32 fp8 instruction with a nonzero accumulator, on an H200 (scripts/fp8_mma_single.py,
+// results/cuda/raw/mma_single.safetensors): D = A B + C through lpsim's accumulate_gemm under fp8e4m3-mma /
+// fp8e5m2-mma, where the chunk's two fp16 steps start from zero and C is added in fp32 afterwards.
+TEST(H100Bits, FpEightMmaSyncSingleInstructions) {
+  const auto t = read_safetensors(raw + "/mma_single.safetensors");
+  int checked = 0;
+  for (const char* fmt : {"e4m3", "e5m2"})
+    for (const char* kind : {"wide", "wideC", "sparse", "sparseC", "narrow", "narrowC"}) {
+      const std::string key = std::string(fmt) + "." + kind;
+      AccumPolicy p = parse_policy(fmt == std::string("e4m3") ? "fp8e4m3-mma" : "fp8e5m2-mma");
+      const Tensor &a = t.at(key + ".a"), &b = t.at(key + ".b"), &c = t.at(key + ".c"), &d = t.at(key + ".d");
+      const int tiles = int(a.shape.at(0));
+      int same = 0;
+      for (int i = 0; i < tiles; ++i) {
+        const std::vector<double> at(a.values.begin() + i * 512, a.values.begin() + (i + 1) * 512),
+            bt(b.values.begin() + i * 256, b.values.begin() + (i + 1) * 256);
+        std::vector<double> acc(c.values.begin() + i * 128, c.values.begin() + (i + 1) * 128);
+        accumulate_gemm(p, 16, 8, 32, at, bt, acc);
+        for (int j = 0; j < 128; ++j) same += float(acc[j]) == float(d.values[size_t(i) * 128 + j]), ++checked;
+      }
+      EXPECT_EQ(same, tiles * 128) << key;
+    }
+  EXPECT_EQ(checked, 12 * 8 * 128);
 }
 
 // Every tap of the deterministic native forwards (66 model x plan pairs on the H100 and H200, 36 with the flash

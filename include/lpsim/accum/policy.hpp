@@ -13,6 +13,15 @@
 //   exactly, and the sum rounded once to `acc` with `tc.rounding` (Fasi, Higham, Mikaitis, Pranesh 2021); with
 //   tc.align_operands a product's exponent is e(a) + e(b) (e of a subnormal operand: the format's emin), so a
 //   product whose significands multiply to [2, 4) keeps one more bit;
+// - tc.unpack: the tensor core receives the operands converted to this wider format (Hopper's mma.sync for fp8 is
+//   compiled to fp8 -> fp16 unpacks and fp16 HMMA steps), so an operand subnormal in `input` aligns by its own
+//   exponent when it is normal in `unpack`;
+// - tc.acc: the tensor core's accumulator register, where each fused step's sum is normalised to (nullopt: acc);
+//   Hopper's fp8 wgmma keeps 13 fraction bits there (MMA-Sim; fitted here to cuBLASLt's outputs). With
+//   order=blocked the chunk sums are then added in `acc`, as CUDA-core promotion does;
+// - tc.deal = r (with order=blocked): a chunk's terms go to its tensor-core steps in runs of r, round robin, instead
+//   of k consecutive terms per step (Hopper's fp8 mma.sync: the pairs k mod 4 < 2 in the first HMMA, the rest in the
+//   second);
 // - the result is rounded to `output` with `output_rounding`.
 #include <cstdint>
 #include <optional>
@@ -36,6 +45,9 @@ struct TensorCoreModel {
   // Which exponent a product is aligned by: its own (false) or the sum of its operands' exponents (true), as a
   // multiplier that keeps the unnormalised significand product in [1, 4) does (measured on the H100, docs/CUDA.md).
   bool align_operands = false;
+  std::optional<Format> unpack;  // the format the operands reach the tensor core in (nullopt: the input format)
+  std::optional<Format> acc;     // the format a fused step's sum is normalised to (nullopt: the policy's acc)
+  int deal = 0;                  // runs of terms dealt round robin to a chunk's steps; 0: consecutive terms
   friend bool operator==(const TensorCoreModel&, const TensorCoreModel&) = default;
 };
 
@@ -62,7 +74,7 @@ struct PolicyError : std::invalid_argument {
 };
 
 // Parses "preset[,key=value...]" or "key=value,...". Keys: in, prod, prodround, acc, round, order, fma, nofma, tc,
-// tcbits, tcalign, tcround, out, outround. Throws PolicyError naming the bad field.
+// tcbits, tcalign, tcround, tcexp, tcunpack, tcacc, tcdeal, out, outround. Throws PolicyError naming the bad field.
 AccumPolicy parse_policy(std::string_view text);
 
 // The canonical spelling: every key, so that parse_policy(to_string(p)) == p.
@@ -80,5 +92,19 @@ struct PolicyPreset {
 const std::vector<PolicyPreset>& policy_presets();
 
 std::string_view order_name(Order o);
+
+// The smallest exponent an operand has under tcexp=operands: the emin of the format the tensor core sees.
+// D = A B + C under a chunked tensor-core policy: every chunk's chain starts from zero and C is the running total
+// the chunk sums are added to in acc (Hopper's fp8 mma.sync: two HMMA steps from zero, then an FADD of C, measured
+// on the H200; cuBLASLt's promotion alike). Otherwise C starts the first chunk's chain.
+inline bool accumulator_starts_total(const AccumPolicy& p) {
+  return p.tc.k > 0 && (p.order == Order::blocked || p.order == Order::splitk);
+}
+inline const Format& tensor_core_acc(const AccumPolicy& p) { return p.tc.acc ? *p.tc.acc : *p.acc; }
+inline int tensor_core_operand_emin(const AccumPolicy& p) { return (p.tc.unpack ? *p.tc.unpack : p.input).spec.emin; }
+
+// The term indices of step `step` of a tensor-core chain over [first, end): k consecutive ones, or with tc.deal the
+// runs dealt round robin over the chunk's steps. Returns the count written to idx (at most tc.k).
+int tensor_step_terms(const AccumPolicy& p, int first, int end, int step, int* idx);
 
 }  // namespace lpsim
