@@ -42,6 +42,15 @@ const std::vector<PolicyPreset> presets = {
      "in=e5m2,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,tcunpack=fp16,tcdeal=2,order=blocked:32,"
      "out=fp32",
      "Hopper mma.sync.m16n8k32 e5m2, as fp8e4m3-mma (100% bit-identical)"},
+    // Blackwell (B200, tcgen05.mma) from MMA-Sim's published model (Xie et al., arXiv 2511.10909): one fused sum per
+    // instruction (k = 16 for f16 kinds, 32 for f8f6f4) with 25 fraction bits, normalised toward zero into fp32.
+    {"b200-fp16-tc", "in=fp16,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,out=fp16",
+     "Blackwell B200 tcgen05.mma for half, from the literature (MMA-Sim), not measured here"},
+    {"b200-bf16-tc", "in=bf16,acc=fp32,tc=16,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
+     "Blackwell B200 tcgen05.mma for bfloat16, from the literature (MMA-Sim), not measured here"},
+    {"b200-fp8e4m3-tc", "in=e4m3,acc=fp32,tc=32,tcbits=26,tcalign=trunc,tcround=rz,tcexp=operands,out=bf16",
+     "Blackwell B200 tcgen05.mma kind::f8f6f4 for e4m3: 32 products per step with 25 fraction bits (no 13-bit "
+     "accumulator as on Hopper), from the literature (MMA-Sim), not measured here"},
     {"exact", "in=fp64,acc=exact,out=fp64", "exact sum, one rounding at the output"},
 };
 
