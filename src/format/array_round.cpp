@@ -6,14 +6,15 @@
 #include <vector>
 
 #include "lpsim/format/round_scalar.hpp"
+#include "lpsim/util/parallel_for.hpp"
 #include "round_kernels.hpp"
 
 namespace lpsim {
 
 namespace {
 
-constexpr std::size_t block_size = 1 << 14;        // 64 KiB of floats: fits L2 with its output
-constexpr std::size_t parallel_threshold = 1 << 16;  // below this, threads cost more than they save
+constexpr std::size_t block_size = 1 << 12;        // 16 KiB of floats: short arrays still split
+constexpr std::size_t parallel_threshold = 1 << 13;  // below this, threads cost more than they save
 
 bool cpu_has_avx512() {
 #if defined(LPSIM_HAVE_AVX512) && (defined(__x86_64__) || defined(__i386__))
@@ -44,11 +45,10 @@ void check_sizes(std::span<const C> in, std::span<C> out, const FormatSpec& f) {
 template <class Body>
 void for_blocks(std::size_t n, Body body) {
   const auto blocks = static_cast<std::int64_t>((n + block_size - 1) / block_size);
-#pragma omp parallel for schedule(static) if (n >= parallel_threshold)
-  for (std::int64_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, n >= parallel_threshold, [&](std::int64_t b) {
     const std::size_t first = static_cast<std::size_t>(b) * block_size;
     body(first, std::min(block_size, n - first));
-  }
+  });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
 #include "lpsim/format/round_scalar.hpp"
+#include "lpsim/util/parallel_for.hpp"
 
 namespace lpsim {
 
@@ -41,11 +42,25 @@ EmulatedBackend::Rounder EmulatedBackend::make_rounder(const Format& f, Rounding
   return {f.spec, mode, fast, f.spec.max_finite()};
 }
 
+namespace {
+bool stochastic_policy(const std::optional<AccumPolicy>& p) {
+  if (!p) return false;
+  for (Rounding r : {p->product_rounding, p->acc_rounding, p->tc.rounding, p->output_rounding})
+    if (r == Rounding::stochastic) return true;
+  return false;
+}
+
+// Loops over this many elements or more are split over threads (smaller ones cost more to start than they save).
+constexpr std::size_t parallel_elements = 1 << 12;
+}  // namespace
+
 EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_(std::move(plan)), seed_(seed) {
   for (Op op : all_ops) {
     const OpPrecision& p = plan_[op];
     compute_[static_cast<int>(op)] = make_rounder(p.compute, p.rounding);
     out_[static_cast<int>(op)] = make_rounder(p.out, p.rounding);
+    stochastic_ = stochastic_ || p.rounding == Rounding::stochastic || stochastic_policy(p.gemm) ||
+                  stochastic_policy(p.reduce);
   }
 }
 
@@ -57,46 +72,53 @@ double EmulatedBackend::round_one(const Rounder& r, double v) {
     default:
       y = round_to(v, r.spec, r.mode, r.mode == Rounding::stochastic ? random_bits(seed_, compute_stream, sr_index_++) : 0);
   }
-  if (std::isfinite(v) && !std::isfinite(y)) ++events_.overflows;
-  else if (std::isfinite(v) && std::fabs(v) > r.max && r.spec.overflow == Overflow::saturate)
-    ++events_.saturations;
+  if (std::isfinite(v) && !std::isfinite(y)) [[unlikely]] count_events(1, 0);
+  else if (std::isfinite(v) && std::fabs(v) > r.max && r.spec.overflow == Overflow::saturate) [[unlikely]]
+    count_events(0, 1);
   return y;
 }
 
 void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
   if (r.fast == Fast::identity) return;
-  // Range events are counted in the same (vectorised) passes: a finite value that became Inf/NaN overflowed; one
-  // beyond the largest finite number that stayed finite was clamped by a saturating format.
+  // Range events are counted in the same passes: a finite value that became Inf/NaN overflowed; one beyond the
+  // largest finite number that stayed finite was clamped by a saturating format. Long passes run on all threads
+  // (each element on its own: the same bits at any thread count); this may itself run inside a layer's row loop.
   const bool saturating = r.spec.overflow == Overflow::saturate;
+  const std::int64_t n = std::int64_t(v.size());
+  const bool threads = v.size() >= parallel_elements;
   long overflows = 0, saturations = 0;
   if (r.fast == Fast::to_float) {
-    for (double& x : v) {
-      const double y = static_cast<double>(static_cast<float>(x));
-      overflows += std::isinf(y) && !std::isinf(x);
-      x = y;
-    }
-    events_.overflows += overflows;
+    const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& over, long&) {
+      const double y = static_cast<double>(static_cast<float>(v[i]));
+      over += std::isinf(y) && !std::isinf(v[i]);
+      v[i] = y;
+    });
+    count_events(c.a, 0);
     return;
   }
   // Where every value is a float (the usual case) the float kernels, several times faster, give the same bits.
+  thread_local std::vector<float> floats;
   bool all_float = fits_float(r.spec);
   if (all_float) {
-    float_scratch_.resize(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      const float f = static_cast<float>(v[i]);
-      float_scratch_[i] = f;
-      all_float &= double(f) == v[i] || v[i] != v[i];
-    }
+    floats.resize(v.size());
+    float* f = floats.data();
+    const Counts inexact = parallel_count(n, threads, [&](std::int64_t i, long& count, long&) {
+      f[i] = static_cast<float>(v[i]);
+      count += !(double(f[i]) == v[i] || v[i] != v[i]);
+    });
+    all_float = inexact.a == 0;
   }
   const StochasticStream stream{seed_, store_stream, sr_index_};
   if (all_float) {
-    round_array(float_scratch_, float_scratch_, r.spec, r.mode, stream);
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      const double x = v[i], y = float_scratch_[i];
-      overflows += std::isfinite(x) && !std::isfinite(y);
-      saturations += saturating && std::isfinite(y) && std::fabs(x) > r.max;
+    round_array(floats, floats, r.spec, r.mode, stream);
+    const float* f = floats.data();
+    const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& over, long& sat) {
+      const double x = v[i], y = f[i];
+      over += std::isfinite(x) && !std::isfinite(y);
+      sat += saturating && std::isfinite(y) && std::fabs(x) > r.max;
       v[i] = y;
-    }
+    });
+    overflows = c.a, saturations = c.b;
   } else {
     std::vector<std::size_t> beyond;
     for (std::size_t i = 0; i < v.size(); ++i)
@@ -104,9 +126,8 @@ void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
     round_array(v, v, r.spec, r.mode, stream);
     for (std::size_t i : beyond) std::isfinite(v[i]) ? saturations += saturating : ++overflows;
   }
-  if (r.mode == Rounding::stochastic) sr_index_ += v.size();
-  events_.overflows += overflows;
-  events_.saturations += saturations;
+  if (r.mode == Rounding::stochastic) sr_index_ += v.size();  // plans with stochastic rounding run serially
+  count_events(overflows, saturations);
 }
 
 double EmulatedBackend::output_scale(Op op, const Matrix<double>& m) {
@@ -148,22 +169,24 @@ void EmulatedBackend::store(Op op, Matrix<double>& m) {
 }
 
 double EmulatedBackend::sum(Op op, std::span<const double> x) {
-  if (ones_.size() < x.size()) ones_.assign(x.size(), 1.0);
-  return dot(op, x, std::span<const double>(ones_.data(), x.size()));
+  thread_local std::vector<double> ones;
+  if (ones.size() < x.size()) ones.assign(x.size(), 1.0);
+  return dot(op, x, std::span<const double>(ones.data(), x.size()));
 }
 
 double EmulatedBackend::dot(Op op, std::span<const double> x, std::span<const double> y) {
   const AccumPolicy& policy = *plan_[op].reduce;
   // A kernel loads its operands into the compute type: values of other formats are converted first.
   const Rounder in = make_rounder(policy.input, Rounding::nearest_even);
-  scratch_a_.assign(x.begin(), x.end());
-  scratch_b_.assign(y.begin(), y.end());
-  round_all(in, scratch_a_);
-  round_all(in, scratch_b_);
+  thread_local std::vector<double> xa, ya;  // dot runs in the layers' parallel row loops
+  xa.assign(x.begin(), x.end());
+  ya.assign(y.begin(), y.end());
+  round_all(in, xa);
+  round_all(in, ya);
   GemmOptions options;
   options.check_inputs = false;
-  options.sr = {seed_, gemm_stream ^ (gemm_calls_++ << 16), 0};
-  return lpsim::dot(policy, scratch_a_, scratch_b_, options);
+  options.sr = {seed_, gemm_stream ^ (next_gemm_call() << 16), 0};
+  return lpsim::dot(policy, xa, ya, options);
 }
 
 EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m) {
@@ -177,26 +200,28 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
   const Rounder r = make_rounder(p.gemm->input, Rounding::nearest_even);
   bool as_float = fits_float(in) && fits_float(p.compute.spec) && fits_float(p.out.spec);
   long beyond = 0;
+  const std::int64_t n = std::int64_t(values.size());
+  const bool threads = values.size() >= parallel_elements;
   if (as_float) {
     o.f.resize(values.size());
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      const double x = values[i] * o.scale;
+    float* out = o.f.data();
+    const double scale = o.scale;
+    const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& inexact, long& over) {
+      const double x = values[i] * scale;
       const float f = static_cast<float>(x);
-      o.f[i] = f;
-      as_float &= double(f) == x || x != x;
-      beyond += std::fabs(x) > r.max && std::isfinite(x);
-    }
+      out[i] = f;
+      inexact += !(double(f) == x || x != x);
+      over += std::fabs(x) > r.max && std::isfinite(x);
+    });
+    as_float = c.a == 0;
+    beyond = c.b;
   }
   if (as_float) {
     if (r.fast == Fast::general) round_array(o.f, o.f, in, Rounding::nearest_even);
-    bool finite = true;
-    long now_infinite = 0;
-    for (float v : o.f) {
-      const bool fin = std::isfinite(v);
-      finite &= fin;
-      now_infinite += !fin;
-    }
-    o.finite = finite;
+    const float* f = o.f.data();
+    const long now_infinite =
+        parallel_count(n, threads, [&](std::int64_t i, long& inf, long&) { inf += !std::isfinite(f[i]); }).a;
+    o.finite = now_infinite == 0;
     if (beyond) {  // the values that left the range became Inf/NaN or were clamped (inputs were finite floats)
       const long overflowed = std::min(beyond, now_infinite);
       events_.overflows += overflowed;
@@ -263,7 +288,7 @@ Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const
   Matrix<double> out = c ? *c : Matrix<double>(a.rows, b.cols, 0.0);
   GemmOptions options;
   options.check_inputs = false;
-  options.sr = {seed_, gemm_stream ^ (gemm_calls_++ << 16), 0};
+  options.sr = {seed_, gemm_stream ^ (next_gemm_call() << 16), 0};
   const bool finite = all_finite(ad) && all_finite(bd) && all_finite(out.data);
   accumulate_gemm(*p.gemm, a.rows, b.cols, a.cols, ad, bd, out.data, options);
   if (finite) events_.overflows += std::count_if(out.data.begin(), out.data.end(), [](double v) { return !std::isfinite(v); });
@@ -280,7 +305,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   policy.output_rounding = epilogue ? Rounding::nearest_even : p.rounding;
   GemmOptions options;
   options.check_inputs = false;
-  options.sr = {seed_, gemm_stream ^ (gemm_calls_++ << 16), 0};
+  options.sr = {seed_, gemm_stream ^ (next_gemm_call() << 16), 0};
   Matrix<double> c(m, n);
   const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
   if (both_float && fits_float(policy.output.spec)) {
@@ -303,13 +328,14 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
     round_all(make_rounder(p.out, Rounding::nearest_even), rb);
   }
   const Rounder& cr = compute_[static_cast<int>(op)];
-  for (int i = 0; i < c.rows; ++i)
+  parallel_for(c.rows, rows_in_parallel() && c.size() >= parallel_elements, [&](std::int64_t i) {
     for (int j = 0; j < c.cols; ++j) {
-      double v = c(i, j);
+      double v = c(int(i), j);
       if (unscale != 1) v = round_one(cr, v * unscale);
       if (bias) v = round_one(cr, v + rb[j]);
-      c(i, j) = v;
+      c(int(i), j) = v;
     }
+  });
   store(op, c);
   return c;
 }

@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cmath>
+#include <filesystem>
 
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
@@ -159,6 +160,60 @@ TEST(EmulatedOps, StochasticRoundingIsTheSameAtAnyThreadCount) {
   omp_set_num_threads(omp_get_num_procs());
   for (std::size_t t = 0; t < one.size(); ++t) ASSERT_EQ(one[t].data, two[t].data) << "tap " << t;
   EXPECT_NE(one.back().data, other.back().data);  // the seed matters
+}
+
+// The layers' row loops and the backend's conversion passes run on all threads (issue 18) for plans without
+// stochastic rounding: every tap bit for bit and every range event count the same as on one thread, for shapes
+// long enough to take the parallel path (>= 8192 elements), on encoder, decoder and Llama models, with fp8
+// overflow counts, saturating formats, gelu chains and the flash kernel.
+TEST(EmulatedOps, ParallelRowsGiveTheSameBitsAndEvents) {
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(LPSIM_SOURCE_DIR);
+  struct Case {
+    const char* model;
+    const char* plan;
+  };
+  const Case cases[] = {{"models/tiny-vit.toml", "autocast-bf16"}, {"models/tiny-vit.toml", "fp8-e4m3"},
+                        {"models/gpt2-tiny.toml", "pure-fp16"},     {"models/llama-tiny.toml", "autocast-bf16"},
+                        {"models/llama-tiny.toml", "pure-bf16"},    {"models/gpt2-tiny.toml", "autocast-fp16+flash"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.model) + " " + c.plan);
+    const ModelConfig cfg = load_model_config(c.model);
+    const Weights<double> w = make_weights(cfg, 5);
+    ModelInput<double> in = make_input(cfg, 5);
+    if (std::string(c.plan) == "fp8-e4m3")  // large inputs: overflows and saturations to count
+      for (double& v : in.x.data) v *= 300;
+    auto run = [&](int threads) {
+      omp_set_num_threads(threads);
+      EmulatedBackend be(plan_preset(c.plan));
+      EXPECT_TRUE(be.rows_in_parallel());
+      Taps<double> taps = emulated_taps(be, cfg, w, in);
+      return std::make_pair(taps, be.events());
+    };
+    const auto [one, events_one] = run(1);
+    const auto [two, events_two] = run(2);
+    omp_set_num_threads(omp_get_num_procs());
+    ASSERT_EQ(one.size(), two.size());
+    for (std::size_t t = 0; t < one.size(); ++t) {
+      ASSERT_EQ(one[t].data.size(), two[t].data.size());
+      for (std::size_t i = 0; i < one[t].data.size(); ++i)
+        ASSERT_EQ(std::bit_cast<std::uint64_t>(one[t].data[i]), std::bit_cast<std::uint64_t>(two[t].data[i]))
+            << "tap " << t << " element " << i;
+    }
+    EXPECT_EQ(events_one.overflows, events_two.overflows);
+    EXPECT_EQ(events_one.saturations, events_two.saturations);
+  }
+  std::filesystem::current_path(cwd);
+}
+
+TEST(EmulatedOps, StochasticPlansRunTheirRowsSerially) {
+  PrecisionPlan plan = plan_preset("pure-bf16");
+  EXPECT_TRUE(EmulatedBackend(plan).rows_in_parallel());
+  plan[Op::act].rounding = Rounding::stochastic;
+  EXPECT_FALSE(EmulatedBackend(plan).rows_in_parallel());
+  plan = plan_preset("pure-bf16");
+  plan[Op::ffn_up].gemm = parse_policy("in=bf16,acc=fp32,round=sr");
+  EXPECT_FALSE(EmulatedBackend(plan).rows_in_parallel());
 }
 
 }  // namespace

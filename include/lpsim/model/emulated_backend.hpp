@@ -42,7 +42,7 @@ class EmulatedBackend {
     if (r.fast == Fast::identity) return v;
     if (r.fast == Fast::to_float) {
       const double y = static_cast<double>(static_cast<float>(v));
-      if (std::isinf(y) && !std::isinf(v)) [[unlikely]] ++events_.overflows;
+      if (std::isinf(y) && !std::isinf(v)) [[unlikely]] count_events(1, 0);
       return y;
     }
     return round_one(r, v);
@@ -61,6 +61,11 @@ class EmulatedBackend {
 
   const PrecisionPlan& plan() const { return plan_; }
   RangeEvents events() const { return events_; }  // totals since construction
+
+  // Whether the layers may call compute, sum, dot and chain_step from several threads at once (layers.hpp's row
+  // loops): yes unless the plan rounds stochastically anywhere, where the random streams are numbered in call order.
+  // Every other rounding depends on its value only, so any schedule gives the same bits.
+  bool rows_in_parallel() const { return !stochastic_; }
 
  private:
   enum class Fast : std::uint8_t { identity, to_float, general };
@@ -86,6 +91,18 @@ class EmulatedBackend {
                                bool b_is_weight);
   double round_one(const Rounder& r, double v);
   void round_all(const Rounder& r, std::span<double> v);
+  void count_events(long overflows, long saturations) {  // from any thread
+#pragma omp atomic
+    events_.overflows += overflows;
+#pragma omp atomic
+    events_.saturations += saturations;
+  }
+  std::uint64_t next_gemm_call() {  // the stream number of a GEMM or reduction (used by stochastic rounding only)
+    std::uint64_t id;
+#pragma omp atomic capture
+    id = gemm_calls_++;
+    return id;
+  }
 
   PrecisionPlan plan_;
   std::uint64_t seed_;
@@ -94,8 +111,7 @@ class EmulatedBackend {
   int layer_ = 0;
   RangeEvents events_;
   Rounder compute_[op_count], out_[op_count];
-  std::vector<double> scratch_a_, scratch_b_, ones_;
-  std::vector<float> float_scratch_;
+  bool stochastic_ = false;  // some rounding of the plan is stochastic
   std::map<std::tuple<const double*, std::size_t, int>, Operand> weights_;
   // (op, layer, call within the layer: the head) -> amax of the same tensor in earlier forwards
   std::map<std::tuple<int, int, int>, std::vector<double>> amax_history_;

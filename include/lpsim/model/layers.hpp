@@ -11,6 +11,8 @@
 #include <boost/multiprecision/number.hpp>
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <span>
 #include <type_traits>
@@ -20,6 +22,7 @@
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
 #include "lpsim/model/weights.hpp"
+#include "lpsim/util/parallel_for.hpp"
 
 namespace lpsim::layers {
 
@@ -30,6 +33,15 @@ T pi_as() {
   if constexpr (boost::multiprecision::is_number<T>::value) return boost::math::constants::pi<T>();
   else if constexpr (requires { T::_pi; }) return T::_pi;  // QD's double-double
   else return T(3.141592653589793238462643383279502884);
+}
+
+// Whether a loop over `elements` values may run its rows on several threads: only for a backend that says its
+// compute/sum/dot/chain_step are safe to call concurrently and give the same bits in any order (EmulatedBackend
+// without stochastic rounding), and only where the loop is long enough to pay for the threads.
+template <class B>
+bool parallel_rows(const B& be, std::size_t elements) {
+  if constexpr (requires { be.rows_in_parallel(); }) return elements >= (std::size_t{1} << 11) && be.rows_in_parallel();
+  else return false;
 }
 
 // Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d, eps the norm's own when it has one. Two passes: mean, then the variance of
@@ -45,8 +57,9 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
   const int n = x.rows, d = x.cols;
   Matrix<T> y(n, d);
   const T width(d), epsilon = be.compute(Op::norm, T(w.eps >= 0 ? w.eps : eps));
-  std::vector<T> centred(d);
-  for (int i = 0; i < n; ++i) {
+  parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t row_index) {
+    const int i = int(row_index);
+    std::vector<T> centred(d);
     const auto row = x.row(i);
     T second;  // mean square (RMSNorm) or variance (LayerNorm)
     if (kind == NormKind::layernorm) {
@@ -60,18 +73,19 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
     const T rstd = be.compute(Op::norm, T(T(1) / sqrt(be.compute(Op::norm, T(second + epsilon)))));
     if (cast) {
       for (int j = 0; j < d; ++j) y(i, j) = be.compute(Op::norm, T(centred[j] * rstd));
-      continue;
+      return;
     }
     for (int j = 0; j < d; ++j) {
       T v = be.compute(Op::norm, T(be.compute(Op::norm, T(centred[j] * rstd)) * w.gamma[j]));
       if (!w.beta.empty()) v = be.compute(Op::norm, T(v + w.beta[j]));
       y(i, j) = v;
     }
-  }
+  });
   be.store(Op::norm, y);
   if (cast) {  // the gain times the rounded normalised value, rounded again
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < d; ++j) y(i, j) = be.compute(Op::norm, T(y(i, j) * w.gamma[j]));
+    parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t i) {
+      for (int j = 0; j < d; ++j) y(int(i), j) = be.compute(Op::norm, T(y(int(i), j) * w.gamma[j]));
+    });
     be.store(Op::norm, y);
   }
   if constexpr (requires { be.check_norm(kind, x, w, eps, cast, y); }) be.check_norm(kind, x, w, eps, cast, y);
@@ -85,10 +99,12 @@ void scale_scores(B& be, Matrix<T>& s, int d_head, ScoreScale how = ScoreScale::
   using std::sqrt;
   if (how == ScoreScale::multiply) {
     const T factor = be.compute(Op::scale, T(T(1) / sqrt(T(d_head))));
-    for (T& v : s.data) v = be.compute(Op::scale, T(v * factor));
+    parallel_for(std::int64_t(s.size()), parallel_rows(be, s.size()),
+                 [&](std::int64_t i) { s.data[i] = be.compute(Op::scale, T(s.data[i] * factor)); });
   } else {
     const T divisor = be.compute(Op::scale, T(sqrt(T(d_head))));
-    for (T& v : s.data) v = be.compute(Op::scale, T(v / divisor));
+    parallel_for(std::int64_t(s.size()), parallel_rows(be, s.size()),
+                 [&](std::int64_t i) { s.data[i] = be.compute(Op::scale, T(s.data[i] / divisor)); });
   }
   be.store(Op::scale, s);
 }
@@ -99,15 +115,16 @@ void scale_scores(B& be, Matrix<T>& s, int d_head, ScoreScale how = ScoreScale::
 template <class B, class T, class W>
 void rotate(B& be, Matrix<T>& x, const Matrix<W>& cos_table, const Matrix<W>& sin_table) {
   const int n = x.rows, d = x.cols, half = d / 2;
-  std::vector<T> row(d);
-  for (int i = 0; i < n; ++i) {
+  parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t row_index) {
+    const int i = int(row_index);
+    std::vector<T> row(d);
     for (int j = 0; j < d; ++j) row[j] = x(i, j);
     for (int j = 0; j < d; ++j) {
       const T c = be.compute(Op::rope, T(cos_table(i, j))), s = be.compute(Op::rope, T(sin_table(i, j)));
       const T rot = j < half ? T(-row[j + half]) : row[j - half];
       x(i, j) = be.compute(Op::rope, T(be.compute(Op::rope, T(row[j] * c)) + be.compute(Op::rope, T(rot * s))));
     }
-  }
+  });
   be.store(Op::rope, x);
 }
 
@@ -116,8 +133,9 @@ template <class B, class T>
 Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
   using std::exp;
   Matrix<T> p(s.rows, s.cols, T(0));
-  std::vector<T> e(s.cols);
-  for (int i = 0; i < s.rows; ++i) {
+  parallel_for(s.rows, parallel_rows(be, s.size()), [&](std::int64_t row_index) {
+    const int i = int(row_index);
+    std::vector<T> e(s.cols);
     const int valid = causal ? std::min(i + 1, s.cols) : s.cols;
     T m = s(i, 0);
     for (int j = 1; j < valid; ++j)
@@ -125,7 +143,7 @@ Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
     for (int j = 0; j < valid; ++j) e[j] = be.compute(Op::softmax, T(exp(be.compute(Op::softmax, T(s(i, j) - m)))));
     const T z = be.sum(Op::softmax, std::span<const T>(e.data(), valid));
     for (int j = 0; j < valid; ++j) p(i, j) = be.compute(Op::softmax, T(e[j] / z));
-  }
+  });
   be.store(Op::softmax, p);
   if constexpr (requires { be.check_softmax(s, causal, p); }) be.check_softmax(s, causal, p);
   return p;
@@ -216,10 +234,12 @@ T gelu_new_chain(B& be, const T& x) {
 // The activation as one correctly rounded function of its stored input, or (chain) as the framework's ops.
 template <class B, class T>
 void activate(B& be, Activation a, Matrix<T>& u, bool chain = false) {
+  const std::int64_t n = std::int64_t(u.size());
   if (chain && a == Activation::gelu_tanh)
-    for (T& v : u.data) v = gelu_new_chain(be, v);
+    parallel_for(n, parallel_rows(be, u.size()), [&](std::int64_t i) { u.data[i] = gelu_new_chain(be, u.data[i]); });
   else
-    for (T& v : u.data) v = be.compute(Op::act, activation(a, v));
+    parallel_for(n, parallel_rows(be, u.size()),
+                 [&](std::int64_t i) { u.data[i] = be.compute(Op::act, activation(a, u.data[i])); });
   be.store(Op::act, u);
 }
 
@@ -227,7 +247,8 @@ void activate(B& be, Activation a, Matrix<T>& u, bool chain = false) {
 template <class B, class T>
 Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
   Matrix<T> y(x.rows, x.cols);
-  for (std::size_t i = 0; i < x.size(); ++i) y.data[i] = be.compute(Op::residual, T(x.data[i] + f.data[i]));
+  parallel_for(std::int64_t(x.size()), parallel_rows(be, x.size()),
+               [&](std::int64_t i) { y.data[i] = be.compute(Op::residual, T(x.data[i] + f.data[i])); });
   be.store(Op::residual, y);
   return y;
 }
@@ -282,7 +303,8 @@ Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, 
   activate(be, cfg.activation, u, cfg.activation_chain);
   if (cfg.mlp == Mlp::gated) {
     const Matrix<T> up = be.linear(Op::ffn_up, h, w.w3, nullptr);
-    for (std::size_t i = 0; i < u.size(); ++i) u.data[i] = be.compute(Op::act, T(u.data[i] * up.data[i]));
+    parallel_for(std::int64_t(u.size()), parallel_rows(be, u.size()),
+                 [&](std::int64_t i) { u.data[i] = be.compute(Op::act, T(u.data[i] * up.data[i])); });
     be.store(Op::act, u);
   }
   return be.linear(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
