@@ -18,6 +18,7 @@ namespace {
 struct QuantizeOptions {
   std::string scheme, shape, input;
   int axis = 1;
+  std::uint64_t seed = 0;  // stochastic schemes
   bool list = false;
 };
 
@@ -58,6 +59,7 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--axis", opt->axis, "reduction dimension the blocks run along: 1 rows (A), 0 columns (B)")
       ->capture_default_str();
   cmd->add_option("--in", opt->input, "file of numbers, one or more per line, row-major");
+  cmd->add_option("--seed", opt->seed, "random stream of the stochastic (-sr) schemes (default 0)");
   cmd->add_flag("--list", opt->list, "list the schemes with their definitions");
   cmd->callback([opt] {
     if (opt->list) {
@@ -80,7 +82,7 @@ void add_quantize_command(CLI::App& app) {
     if (x.size() != std::size_t(rows) * cols)
       throw ConfigError(fmt::format("{}: {} numbers, the shape {} x {} needs {}", opt->input, x.size(), rows, cols,
                                     std::size_t(rows) * cols));
-    const BlockQuantized q = quantize_blocks(s, x, rows, cols, opt->axis);
+    const BlockQuantized q = quantize_blocks(s, x, rows, cols, opt->axis, {opt->seed, 0, 0});
     fmt::print("scheme {} ({}); {} x {} blocks of {}; {} element(s) saturated{}\n", s.name, s.description,
                q.block_rows, q.block_cols, s.square ? fmt::format("{0}x{0}", s.block) : fmt::format("1x{}", s.block),
                q.saturated, q.tensor_scale != 1 ? fmt::format("; tensor scale {:.9g}", q.tensor_scale) : "");

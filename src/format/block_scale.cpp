@@ -1,5 +1,7 @@
 #include "lpsim/format/block_scale.hpp"
 
+#include "lpsim/format/random_stream.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -33,14 +35,16 @@ double pow2_scale(double amax, const FormatSpec& e, bool ceil_rule) {
 
 // v rounded to the element format (RNE), clamped to its largest finite value where it would round beyond it (OCP's
 // saturation; a value just above the largest that rounds down to it is not counted).
-double to_element(double v, const FormatSpec& e, long& saturated) {
+// With a random word (stochastic schemes) the rounding below the largest value is stochastic instead.
+double to_element(double v, const FormatSpec& e, long& saturated, const std::uint64_t* random = nullptr) {
   const double max = e.max_finite();
   const double limit = max + std::ldexp(1.0, std::ilogb(max) - e.precision);  // max + half its ulp: a tie rounds up
   if (std::fabs(v) >= limit) {
     ++saturated;
     return std::copysign(max, v);
   }
-  return std::fabs(v) > max ? std::copysign(max, v) : round_to(v, e, Rounding::nearest_even);
+  if (std::fabs(v) > max) return std::copysign(max, v);
+  return random ? round_to(v, e, Rounding::stochastic, *random) : round_to(v, e, Rounding::nearest_even);
 }
 
 }  // namespace
@@ -50,6 +54,10 @@ const std::vector<BlockScheme>& block_schemes() {
     auto s = [](const char* name, const char* element, int block, bool square, ScaleRule rule, const char* scale,
                 const char* what) {
       return BlockScheme{name, what, parse_format(element), block, square, rule, scale};
+    };
+    auto stochastic = [](BlockScheme b) {
+      b.stochastic = true;
+      return b;
     };
     return std::vector<BlockScheme>{
         s("mxfp8-e4m3", "e4m3", 32, false, ScaleRule::pow2_floor, "e8m0", "OCP MX v1.0 MXFP8 (E4M3 elements)"),
@@ -61,6 +69,10 @@ const std::vector<BlockScheme>& block_schemes() {
           "MXFP4 with the scale rounded up so that no element saturates (cuBLAS's rule)"),
         s("nvfp4", "e2m1", 16, false, ScaleRule::nvfp4, "e4m3 + fp32 per tensor",
           "NVIDIA NVFP4: E2M1 in blocks of 16, E4M3 block scales, an fp32 per-tensor scale"),
+        stochastic(s("mxfp4-sr", "e2m1", 32, false, ScaleRule::pow2_floor, "e8m0",
+                     "MXFP4 with elements rounded stochastically (unbiased)")),
+        stochastic(s("nvfp4-sr", "e2m1", 16, false, ScaleRule::nvfp4, "e4m3 + fp32 per tensor",
+                     "NVFP4 with elements rounded stochastically, as NVIDIA's recipe rounds gradients")),
         s("fp8-1x128", "e4m3", 128, false, ScaleRule::amax_fp32, "fp32",
           "DeepSeek-V3 activations: E4M3 in 1x128 tiles, fp32 scale amax/448"),
         s("fp8-128x128", "e4m3", 128, true, ScaleRule::amax_fp32, "fp32",
@@ -86,7 +98,8 @@ double BlockQuantized::value(int r, int c) const {
   return elements[std::size_t(r) * cols + c] * scales[block_of(r, c)] / tensor_scale;
 }
 
-BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis) {
+BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis,
+                               const StochasticStream& sr) {
   if (axis != 0 && axis != 1) throw ConfigError(fmt::format("quantize: axis {} is neither 0 nor 1", axis));
   if (rows < 1 || cols < 1 || x.size() != std::size_t(rows) * cols)
     throw ConfigError(fmt::format("quantize: {} values do not fill a {} x {} matrix", x.size(), rows, cols));
@@ -118,9 +131,15 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
           amax = std::max(amax, std::fabs(v));
         }
       double& scale = q.scales[std::size_t(br) * q.block_cols + bc];
+      std::uint64_t random = 0;  // this element's random word (stochastic schemes)
+      const std::uint64_t* rnd = s.stochastic ? &random : nullptr;
       auto each = [&](auto f) {
         for (int r = r0; r < r1; ++r)
-          for (int c = c0; c < c1; ++c) q.elements[std::size_t(r) * cols + c] = f(x[std::size_t(r) * cols + c]);
+          for (int c = c0; c < c1; ++c) {
+            const std::size_t i = std::size_t(r) * cols + c;
+            random = s.stochastic ? random_bits(sr.seed, sr.stream, sr.offset + i) : 0;
+            q.elements[i] = f(x[i]);
+          }
       };
       if (special) {  // the scale's NaN (E8M0 0xFF) makes the block NaN; elements 0, a value of every format
         scale = NAN;
@@ -131,14 +150,14 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
         case ScaleRule::pow2_floor:
         case ScaleRule::pow2_ceil: {
           scale = pow2_scale(amax, e, s.rule == ScaleRule::pow2_ceil);
-          each([&](double v) { return to_element(v / scale, e, q.saturated); });  // v / 2^x is exact
+          each([&](double v) { return to_element(v / scale, e, q.saturated, rnd); });  // v / 2^x is exact
           break;
         }
         case ScaleRule::amax_fp32: {
           const double a = std::max(f32(amax), 1e-4);
           const double enc = f32(e.max_finite() / a);
           scale = f32(a / e.max_finite());
-          each([&](double v) { return to_element(f32(v * enc), e, q.saturated); });
+          each([&](double v) { return to_element(f32(v * enc), e, q.saturated, rnd); });
           break;
         }
         case ScaleRule::nvfp4: {
@@ -146,7 +165,7 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
           long ignored = 0;  // an E4M3 block scale beyond 448 is clamped (Transformer Engine saturates it)
           scale = to_element(sd, formats::e4m3, ignored);
           const double enc = scale == 0 ? 0.0 : f32(q.tensor_scale / scale);
-          each([&](double v) { return to_element(f32(v * enc), e, q.saturated); });
+          each([&](double v) { return to_element(f32(v * enc), e, q.saturated, rnd); });
           break;
         }
       }

@@ -17,6 +17,7 @@ namespace {
 constexpr std::uint64_t compute_stream = 0xc0117e;
 constexpr std::uint64_t store_stream = 0x5702e;
 constexpr std::uint64_t gemm_stream = 0x6e33;
+constexpr std::uint64_t block_stream = 0xb10c;
 
 bool fits_float(const FormatSpec& f) { return f.precision <= 24 && f.emin >= -126 && f.emax <= 127; }
 
@@ -152,7 +153,8 @@ double EmulatedBackend::output_scale(Op op, const Matrix<double>& m) {
 void EmulatedBackend::store(Op op, Matrix<double>& m) {
   if (plan_[op].out_scaling == OutputScaling::none) return round_all(out_[static_cast<int>(op)], m.data);
   if (plan_[op].out_scaling == OutputScaling::blocks) {  // quantised along rows, kept as the dequantised values
-    const BlockQuantized q = quantize_blocks(*plan_[op].blocks, m.data, m.rows, m.cols, 1);
+    const BlockQuantized q =
+        quantize_blocks(*plan_[op].blocks, m.data, m.rows, m.cols, 1, {seed_, block_stream ^ (next_gemm_call() << 16), 0});
     events_.saturations += q.saturated;
     for (int i = 0; i < m.rows; ++i)
       for (int j = 0; j < m.cols; ++j) {
@@ -260,8 +262,9 @@ Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, co
                                               const std::vector<double>* bias, bool b_is_weight) {
   const OpPrecision& p = plan_[op];
   const BlockScheme& sb = b_is_weight && p.weight_blocks ? *p.weight_blocks : *p.blocks;
-  const BlockQuantized qa = quantize_blocks(*p.blocks, a.data, a.rows, a.cols, 1);
-  const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0);
+  // Stochastic schemes draw per call, numbered in forward order (quantisation runs outside the row loops).
+  const BlockQuantized qa = quantize_blocks(*p.blocks, a.data, a.rows, a.cols, 1, {seed_, block_stream ^ (next_gemm_call() << 16), 0});
+  const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0, {seed_, block_stream ^ (next_gemm_call() << 16), 0});
   events_.saturations += qa.saturated + qb.saturated;
   Matrix<double> c(a.rows, b.cols);
   c.data = block_scaled_gemm(*p.gemm, qa, qb);  // fp32 values

@@ -66,13 +66,14 @@ double dot_value(const Doubles& a, const Doubles& b, const std::string& policy) 
   return dot(parse_policy(policy), std::span<const double>(a.data(), a.size()), std::span<const double>(b.data(), b.size()));
 }
 
-py::dict quantize_values(const Doubles& x, const std::string& scheme, int axis) {
+py::dict quantize_values(const Doubles& x, const std::string& scheme, int axis, std::uint64_t seed) {
   if (x.ndim() != 2) throw std::invalid_argument("quantize: x must be a matrix (rows x cols)");
   if (axis < 0) axis += 2;
   if (axis != 0 && axis != 1) throw std::invalid_argument("quantize: axis must be 0 or 1 (or -1)");
   const BlockScheme s = block_scheme(scheme);
   const int rows = int(x.shape(0)), cols = int(x.shape(1));
-  const BlockQuantized q = quantize_blocks(s, std::span<const double>(x.data(), x.size()), rows, cols, axis);
+  const BlockQuantized q =
+      quantize_blocks(s, std::span<const double>(x.data(), x.size()), rows, cols, axis, {seed, 0, 0});
   py::array_t<double> values({py::ssize_t(rows), py::ssize_t(cols)}), elements({py::ssize_t(rows), py::ssize_t(cols)});
   py::array_t<double> scales({py::ssize_t(q.block_rows), py::ssize_t(q.block_cols)});
   for (int r = 0; r < rows; ++r)
@@ -137,8 +138,9 @@ PYBIND11_MODULE(lpsim, m) {
   m.def("gemm", &gemm_values, py::arg("a"), py::arg("b"), py::arg("policy"),
         "a @ b under an accumulation policy (a preset such as fp16-fp32acc, fp16-tc, or 'in=bf16,acc=fp32,...')");
   m.def("dot", &dot_value, py::arg("a"), py::arg("b"), py::arg("policy"), "the dot product under a policy");
-  m.def("quantize", &quantize_values, py::arg("x"), py::arg("scheme"), py::arg("axis") = 1,
-        "block-scaled quantisation (mxfp8-e4m3, mxfp4, nvfp4, fp8-1x128, ...) along axis; values are dequantised");
+  m.def("quantize", &quantize_values, py::arg("x"), py::arg("scheme"), py::arg("axis") = 1, py::arg("seed") = 0,
+        "block-scaled quantisation (mxfp8-e4m3, mxfp4, nvfp4, fp8-1x128, ...) along axis; values are dequantised; "
+        "seed: the random stream of the stochastic (-sr) schemes");
   m.def("block_schemes", [] {
     std::vector<std::string> names;
     for (const BlockScheme& s : block_schemes()) names.push_back(s.name);

@@ -108,6 +108,24 @@ def test_quantize_mxfp4_against_the_ocp_definition():
             np.testing.assert_array_equal(q["values"][r, 32 * blk:32 * (blk + 1)], want)
 
 
+def test_quantize_mxfp4_sr_is_unbiased_between_the_ocp_neighbours():
+    # The stochastic scheme: each element is one of the two e2m1 neighbours of x / scale (the OCP grid written out
+    # here), and the mean over seeds approaches x (5 sigma).
+    x = np.array([[0.3, 1.7, -2.2, 5.1, 0.9, -0.05] + [0.0] * 26])
+    grid = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+    draws = [lpsim.quantize(x, "mxfp4-sr", axis=1, seed=s)["values"][0] for s in range(3000)]
+    scale = 2.0 ** (math.floor(math.log2(5.1)) - 2)
+    for i in range(6):
+        m = abs(x[0, i]) / scale
+        lo = max(g for g in grid if g <= m)
+        hi = min(g for g in grid if g >= m)
+        got = {abs(d[i]) / scale for d in draws}
+        assert got <= {lo, hi}
+        p = 0.0 if hi == lo else (m - lo) / (hi - lo)
+        sigma = (hi - lo) * scale * math.sqrt(p * (1 - p) / len(draws))
+        assert abs(np.mean([d[i] for d in draws]) - x[0, i]) <= 5 * sigma + 1e-12
+
+
 def test_study_errors_sit_where_the_formats_put_them():
     model = os.path.join(SOURCE, "models", "tiny.toml")
     exact = lpsim.study(model, "fp64", reference="mpfr", check=False)

@@ -14,6 +14,10 @@
 //       amax_tensor) (1 when amax_tensor is 0), block scale s = e4m3(fp32(fp32(amax / max_e2m1) * S)), elements
 //       e2m1(fp32(x * fp32(S / s))) (0 when s is 0); the value is element * s / S.
 // A block is 1 x block elements along the reduction dimension, or block x block (square, DeepSeek's weights).
+// Elements are rounded to nearest even, or (schemes ending in -sr) stochastically: x / scale goes to one of its two
+// neighbours in the element format with probability proportional to closeness (unbiased), from random bits that
+// depend only on (seed, stream, element index); a value beyond the largest element saturates as with RNE. NVIDIA's
+// NVFP4 training recipe rounds gradients this way.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -22,6 +26,7 @@
 
 #include "lpsim/accum/policy.hpp"
 #include "lpsim/format/format.hpp"
+#include "lpsim/format/array_round.hpp"
 
 namespace lpsim {
 
@@ -35,10 +40,12 @@ struct BlockScheme {
   bool square = false;  // block x block tiles (also across the other dimension)
   ScaleRule rule = ScaleRule::pow2_floor;
   std::string scale_format;  // e8m0, e4m3 or fp32, for the listing
+  bool stochastic = false;   // elements rounded stochastically (the -sr schemes)
   friend bool operator==(const BlockScheme& a, const BlockScheme& b) { return a.name == b.name; }
 };
 
-// mxfp8-e4m3, mxfp8-e5m2, mxfp6-e2m3, mxfp6-e3m2, mxfp4, mxfp4-ceil, nvfp4, fp8-1x128, fp8-128x128.
+// mxfp8-e4m3, mxfp8-e5m2, mxfp6-e2m3, mxfp6-e3m2, mxfp4, mxfp4-ceil, mxfp4-sr, nvfp4, nvfp4-sr, fp8-1x128,
+// fp8-128x128.
 const std::vector<BlockScheme>& block_schemes();
 // Throws ConfigError naming the scheme and listing the known ones.
 BlockScheme block_scheme(std::string_view name);
@@ -58,7 +65,9 @@ struct BlockQuantized {
   double value(int r, int c) const;    // the dequantised value
 };
 
-BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis);
+// sr: the random stream of a stochastic scheme (ignored by the others); element i of x draws index sr.offset + i.
+BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis,
+                               const StochasticStream& sr = {});
 
 // C (m x n) = A B with A quantised along its rows (axis 1) and B along its columns (axis 0), both with blocks of the
 // same length along k. For each output element and each k-block b: the partial sum of the elements' products under
