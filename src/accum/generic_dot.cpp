@@ -50,9 +50,9 @@ class Kernel {
         if (init_) total = add(*init_, total, [&] { return slots_.chunk(0); });
       } else {
         const int len = p_.chunk_length(k_);
+        const bool into_total = init_ && accumulator_starts_total(p_);
         for (int first = 0, c = 0; first < k_; first += len, ++c) {
           const int end = std::min(k_, first + len);
-          const bool into_total = init_ && accumulator_starts_total(p_);
           const bool from = c == 0 && init_ && !into_total;
           const double part = p_.tc.k > 0 ? tensor_chain(first, end, from ? *init_ : 0.0)
                                           : sequential(first, end, from ? init_ : nullptr);

@@ -99,18 +99,11 @@ template <class C, Rounding R>
 // Counter-based random numbers for eight consecutive indices, first..first+7: random_bits on 64-bit lanes.
 struct RandomLanes {
   typedef std::uint64_t U __attribute__((vector_size(64)));
-  static constexpr std::uint64_t golden = 0x9e3779b97f4a7c15ULL;
   std::uint64_t key;
-  explicit RandomLanes(const StochasticStream& sr)
-      : key(mix64(sr.seed ^ 0x9e3779b97f4a7c15ULL) ^ mix64(sr.stream + 0x632be59bd9b4e019ULL)) {}
-  [[gnu::always_inline]] static U mix(U z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
+  explicit RandomLanes(const StochasticStream& sr) : key(stream_key(sr.seed, sr.stream)) {}
   [[gnu::always_inline]] U at(std::uint64_t first) const {
     const U lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    return mix(key + (first + lane) * golden);
+    return mix64<U>(key + (first + lane) * random_index_step);
   }
 };
 
