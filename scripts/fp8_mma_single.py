@@ -1,7 +1,7 @@
 """Probes of one Hopper mma.sync.m16n8k32 fp8 instruction (cuda/mma_single.cu), D = A B + C with C != 0.
 
   python3 scripts/fp8_mma_single.py gen DIR            # writes DIR/<fmt>.<kind>.in (256 tiles each)
-  nvcc -arch=sm_90 -o DIR/mma_single cuda/mma_single.cu && for f in DIR/*.in; do DIR/mma_single $f ${f%.in}.out; done
+  for f in DIR/*.in; do build/lpsim-mma-single $f ${f%.in}.out; done   # on the GPU (built by CMake, sm_90)
   python3 scripts/fp8_mma_single.py pack DIR results/cuda/raw/mma_single.safetensors   # 8 tiles of each set
 
 Kinds: wide (every finite value of the format), sparse (90% of A zero: few products, alignment shows), narrow
