@@ -153,8 +153,7 @@ double EmulatedBackend::output_scale(Op op, const Matrix<double>& m) {
 void EmulatedBackend::store(Op op, Matrix<double>& m) {
   if (plan_[op].out_scaling == OutputScaling::none) return round_all(out_[static_cast<int>(op)], m.data);
   if (plan_[op].out_scaling == OutputScaling::blocks) {  // quantised along rows, kept as the dequantised values
-    const BlockQuantized q =
-        quantize_blocks(*plan_[op].blocks, m.data, m.rows, m.cols, 1, {seed_, block_stream ^ (next_gemm_call() << 16), 0});
+    const BlockQuantized q = quantize_blocks(*plan_[op].blocks, m.data, m.rows, m.cols, 1, block_rounding_stream(*plan_[op].blocks));
     events_.saturations += q.saturated;
     for (int i = 0; i < m.rows; ++i)
       for (int j = 0; j < m.cols; ++j) {
@@ -168,6 +167,11 @@ void EmulatedBackend::store(Op op, Matrix<double>& m) {
   for (double& v : m.data) v *= s;
   round_all(out_[static_cast<int>(op)], m.data);
   for (double& v : m.data) v /= s;
+}
+
+// Only stochastic schemes draw a stream: the others leave the GEMM streams numbered as before.
+StochasticStream EmulatedBackend::block_rounding_stream(const BlockScheme& s) {
+  return s.stochastic ? next_stream(block_stream) : StochasticStream{};
 }
 
 double EmulatedBackend::sum(Op op, std::span<const double> x) {
@@ -187,7 +191,7 @@ double EmulatedBackend::dot(Op op, std::span<const double> x, std::span<const do
   round_all(in, ya);
   GemmOptions options;
   options.check_inputs = false;
-  options.sr = {seed_, gemm_stream ^ (next_gemm_call() << 16), 0};
+  options.sr = next_stream(gemm_stream);
   return lpsim::dot(policy, xa, ya, options);
 }
 
@@ -263,8 +267,8 @@ Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, co
   const OpPrecision& p = plan_[op];
   const BlockScheme& sb = b_is_weight && p.weight_blocks ? *p.weight_blocks : *p.blocks;
   // Stochastic schemes draw per call, numbered in forward order (quantisation runs outside the row loops).
-  const BlockQuantized qa = quantize_blocks(*p.blocks, a.data, a.rows, a.cols, 1, {seed_, block_stream ^ (next_gemm_call() << 16), 0});
-  const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0, {seed_, block_stream ^ (next_gemm_call() << 16), 0});
+  const BlockQuantized qa = quantize_blocks(*p.blocks, a.data, a.rows, a.cols, 1, block_rounding_stream(*p.blocks));
+  const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0, block_rounding_stream(sb));
   events_.saturations += qa.saturated + qb.saturated;
   Matrix<double> c(a.rows, b.cols);
   c.data = block_scaled_gemm(*p.gemm, qa, qb);  // fp32 values
@@ -291,7 +295,7 @@ Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const
   Matrix<double> out = c ? *c : Matrix<double>(a.rows, b.cols, 0.0);
   GemmOptions options;
   options.check_inputs = false;
-  options.sr = {seed_, gemm_stream ^ (next_gemm_call() << 16), 0};
+  options.sr = next_stream(gemm_stream);
   const bool finite = all_finite(ad) && all_finite(bd) && all_finite(out.data);
   accumulate_gemm(*p.gemm, a.rows, b.cols, a.cols, ad, bd, out.data, options);
   if (finite) events_.overflows += std::count_if(out.data.begin(), out.data.end(), [](double v) { return !std::isfinite(v); });
@@ -308,7 +312,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   policy.output_rounding = epilogue ? Rounding::nearest_even : p.rounding;
   GemmOptions options;
   options.check_inputs = false;
-  options.sr = {seed_, gemm_stream ^ (next_gemm_call() << 16), 0};
+  options.sr = next_stream(gemm_stream);
   Matrix<double> c(m, n);
   const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
   if (both_float && fits_float(policy.output.spec)) {

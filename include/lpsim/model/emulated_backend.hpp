@@ -97,11 +97,14 @@ class EmulatedBackend {
 #pragma omp atomic
     events_.saturations += saturations;
   }
-  std::uint64_t next_gemm_call() {  // the stream number of a GEMM or reduction (used by stochastic rounding only)
+  // The random stream of the next GEMM, reduction or block quantisation (used by stochastic rounding only),
+  // numbered in call order.
+  StochasticStream block_rounding_stream(const BlockScheme& s);  // a stream for a stochastic scheme only
+  StochasticStream next_stream(std::uint64_t base) {
     std::uint64_t id;
 #pragma omp atomic capture
     id = gemm_calls_++;
-    return id;
+    return {seed_, base ^ (id << 16), 0};
   }
 
   PrecisionPlan plan_;
