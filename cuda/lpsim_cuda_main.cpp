@@ -2,14 +2,23 @@
 //   lpsim-cuda probe   --out DIR   tensor-core probes: inputs (probes.safetensors) and mma.sync outputs (mma.safetensors)
 //   lpsim-cuda forward --out DIR -m MODEL... -p PLAN...   deterministic native forwards, compared bit for bit with
 //                      lpsim's emulation here and stored (native.safetensors) for the CPU-only check in CI
+//   lpsim-cuda gemm    --out DIR   the emulated GEMM on the GPU against the CPU kernels (device_gemm_cases.hpp),
+//                      digests in emulated_gemm.csv; with --bench, GFLOP/s of every policy preset
+//   lpsim-cuda emulate --out DIR -m MODEL... -p PLAN... [--tokens N] [--check]   the emulated forward with its
+//                      GEMMs on the GPU: time per forward, and with --check the CPU-only forward's time and bits
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "conversions.hpp"
+#include "emulated_gemm.hpp"
+#include "lpsim/hw/device_gemm_cases.hpp"
+#include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/hw/native_runs.hpp"
 #include "lpsim/hw/tc_probe.hpp"
 #include "lpsim/model/forward.hpp"
@@ -118,6 +127,122 @@ void export_models(const std::string& dir, const std::vector<std::string>& model
   fmt::print("exported {} models to {}/export\n", models.size(), dir);
 }
 
+template <class F>
+double seconds(F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bool same_values(const std::vector<double>& x, const std::vector<double>& y) {
+  return value_digest(x) == value_digest(y) && x.size() == y.size();
+}
+
+int check_gemms(const std::string& dir) {
+  cuda::EmulatedGemm device;
+  std::string csv = "policy,m,n,k,seed,kernel,elements,fnv1a64\n";
+  int failures = 0, cases = 0;
+  double t_gpu = 0, t_cpu = 0;
+  for (const DeviceGemmCase& c : device_gemm_cases()) {
+    const AccumPolicy p = parse_policy(c.policy);
+    const GemmOperands o = make_operands(c, p);
+    fmt::print(stderr, "case {}: {} {}x{}x{}\n", cases, c.policy, c.m, c.n, c.k);  // names a case that crashes the GPU
+    std::vector<double> gpu(std::size_t(c.m) * c.n, -1.0), cpu(gpu.size(), -2.0);
+    GemmOptions options;
+    options.sr = case_stream(c);
+    options.device = &device;
+    t_gpu += seconds([&] { gemm(p, c.m, c.n, c.k, o.a, o.b, gpu, options); });
+    options.device = nullptr;
+    t_cpu += seconds([&] { gemm(p, c.m, c.n, c.k, o.a, o.b, cpu, options); });
+    const bool same = same_values(gpu, cpu);
+    failures += !same;
+    ++cases;
+    const auto kernel = cuda::device_kernel(p);
+    if (!same) fmt::print("DIFFERENT: {} {}x{}x{} ({})\n", c.policy, c.m, c.n, c.k, cuda::kernel_name(kernel));
+    csv += fmt::format("\"{}\",{},{},{},{},{},{},{:016x}\n", c.policy, c.m, c.n, c.k, c.seed, cuda::kernel_name(kernel),
+                       gpu.size(), value_digest(gpu));
+  }
+  std::ofstream(dir + "/emulated_gemm.csv") << csv;
+  fmt::print("emulated GEMM on the GPU: {} of {} cases bit-identical to the CPU kernels ({:.2f} s GPU, {:.2f} s CPU); "
+             "wrote {}/emulated_gemm.csv\n", cases - failures, cases, t_gpu, t_cpu, dir);
+  return failures ? 1 : 0;
+}
+
+// GFLOP/s of the GPU's emulated GEMM (transfers included) for every policy preset it runs, at m = n = k = size.
+void bench_gemms(int size) {
+  cuda::EmulatedGemm device;
+  fmt::print("emulated GEMM on the GPU at {0}x{0}x{0}, operands in double on the host, transfers included\n", size);
+  for (const auto& preset : policy_presets()) {
+    const AccumPolicy p = parse_policy(preset.name);
+    const auto kernel = cuda::device_kernel(p);
+    if (kernel == cuda::DeviceKernel::none) continue;
+    const GemmOperands o = make_operands({preset.name, size, size, size, 7}, p);
+    std::vector<double> c(std::size_t(size) * size);
+    GemmOptions options;
+    options.device = &device;
+    options.check_inputs = false;
+    gemm(p, size, size, size, o.a, o.b, c, options);  // warm-up: context, buffers
+    double best = 1e30;
+    for (int r = 0; r < 3; ++r) best = std::min(best, seconds([&] { gemm(p, size, size, size, o.a, o.b, c, options); }));
+    fmt::print("  {:<20} {:<10} {:9.1f} GFLOP/s  ({:.4f} s)\n", preset.name, cuda::kernel_name(kernel),
+               2.0 * size * size * size / best * 1e-9, best);
+  }
+}
+
+// The emulated forward with its GEMMs on the GPU; with check, also the CPU-only forward, compared tap by tap.
+int emulate(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
+            std::uint64_t seed, int tokens, bool check, int reps) {
+  int failures = 0;
+  std::string csv = "model,plan,seed,tokens,layer,tap,elements,fnv1a64\n";
+  for (const auto& model : models) {
+    ModelConfig cfg = load_model_config(model);
+    if (tokens > 0) cfg.tokens = tokens;
+    const Weights<double> w = make_weights(cfg, seed);
+    const ModelInput<double> in = make_input(cfg, seed);
+    for (const auto& plan_name : plans) {
+      const PrecisionPlan plan = load_plan(plan_name);
+      std::vector<std::pair<std::string, std::vector<double>>> taps;
+      auto keep = [&](int layer, Tap tap, const Matrix<double>& m) {
+        taps.emplace_back(fmt::format("{},{}", layer, tap_name(tap)), m.data);
+      };
+      cuda::EmulatedGemm device;
+      EmulatedBackend gpu(plan, seed);
+      gpu.use_gemm_device(&device);
+      // The first forward rounds the weights and gives the taps; later ones reuse the rounded weights, as a sweep's
+      // batches do.
+      const double t_first = seconds([&] { forward(gpu, cfg, w, in, TapSink<double>(keep)); });
+      std::vector<double> t_gpu = {t_first};
+      for (int r = 1; r < reps; ++r) t_gpu.push_back(seconds([&] { forward(gpu, cfg, w, in); }));
+      if (reps > 1) t_gpu.erase(t_gpu.begin());
+      for (const auto& [name, v] : taps)
+        csv += fmt::format("{},{},{},{},{},{},{:016x}\n", cfg.name, plan.name, seed, cfg.tokens, name, v.size(),
+                           value_digest(v));
+      std::sort(t_gpu.begin(), t_gpu.end());
+      std::string line = fmt::format("{:<12} {:>5} tokens  {:<20} GPU GEMMs {:8.3f} s/forward (first {:.3f} s, median of {} after; {} GEMMs on the GPU)",
+                                     cfg.name, cfg.tokens, plan.name, t_gpu[t_gpu.size() / 2], t_first, t_gpu.size(),
+                                     device.calls());
+      if (check) {
+        EmulatedBackend cpu(plan, seed);
+        std::vector<std::pair<std::string, std::vector<double>>> cpu_taps;
+        const double t_cpu = seconds([&] {
+          forward(cpu, cfg, w, in, TapSink<double>([&](int layer, Tap tap, const Matrix<double>& m) {
+                    cpu_taps.emplace_back(fmt::format("{},{}", layer, tap_name(tap)), m.data);
+                  }));
+        });
+        std::size_t same = 0;
+        for (std::size_t t = 0; t < taps.size(); ++t) same += t < cpu_taps.size() && same_values(taps[t].second, cpu_taps[t].second);
+        failures += same != taps.size();
+        line += fmt::format("; CPU-only first forward {:8.3f} s ({:.1f}x); taps identical {}/{}", t_cpu, t_cpu / t_first,
+                            same, taps.size());
+      }
+      fmt::print("{}\n", line);
+      std::fflush(stdout);
+    }
+  }
+  std::ofstream(dir + "/emulated_forward.csv", std::ios::app) << csv;
+  return failures ? 1 : 0;
+}
+
 }  // namespace
 }  // namespace lpsim
 
@@ -142,6 +267,21 @@ int main(int argc, char** argv) {
   x->add_option("--out,-o", dir, "output folder");
   x->add_option("--model,-m", models, "model files")->required();
   x->add_option("--seed,-s", seed);
+  auto* g = app.add_subcommand("gemm", "the emulated GEMM on the GPU against the CPU kernels");
+  g->add_option("--out,-o", dir, "output folder");
+  int bench_size = 0;
+  g->add_option("--bench", bench_size, "also time every policy preset at this size (m = n = k)");
+  auto* e = app.add_subcommand("emulate", "the emulated forward with its GEMMs on the GPU");
+  e->add_option("--out,-o", dir, "output folder (emulated_forward.csv is appended to)");
+  e->add_option("--model,-m", models, "model files")->required();
+  std::vector<std::string> emulate_plans = {"autocast-bf16"};
+  e->add_option("--plan,-p", emulate_plans, "plans (presets or files)");
+  e->add_option("--seed,-s", seed);
+  int tokens = 0, reps = 1;
+  bool check = false;
+  e->add_option("--tokens", tokens, "sequence length instead of the model file's");
+  e->add_option("--reps", reps, "forwards timed (the median is printed)");
+  e->add_flag("--check", check, "also run the CPU-only forward and compare every tap bit for bit");
   CLI11_PARSE(app, argc, argv);
   try {
     if (*x) {
@@ -155,6 +295,12 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(dir);
     if (*p) lpsim::probe(dir, seed, tiles, k);
     if (*f) return lpsim::compare_forwards(dir, models, plans, seed);
+    if (*g) {
+      const int rc = lpsim::check_gemms(dir);
+      if (bench_size > 0) lpsim::bench_gemms(bench_size);
+      return rc;
+    }
+    if (*e) return lpsim::emulate(dir, models, emulate_plans, seed, tokens, check, std::max(reps, 1));
   } catch (const std::exception& e) {
     fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
     return 1;

@@ -206,12 +206,6 @@ void apply(AccumPolicy& p, Seen& seen, std::string_view policy, std::string_view
 
 }  // namespace
 
-int AccumPolicy::chunk_length(int k) const {
-  if (order == Order::blocked) return block;
-  if (order == Order::splitk) return std::max(1, (k + block - 1) / block);
-  return std::max(k, 1);
-}
-
 std::string_view order_name(Order o) {
   switch (o) {
     case Order::sequential: return "seq";
@@ -292,17 +286,5 @@ std::string to_string(const AccumPolicy& p) {
 }
 
 const std::vector<PolicyPreset>& policy_presets() { return presets; }
-
-int tensor_step_terms(const AccumPolicy& p, int first, int end, int step, int* idx) {
-  int n = 0;
-  if (p.tc.deal == 0) {
-    for (int t = first + step * p.tc.k; t < std::min(end, first + (step + 1) * p.tc.k); ++t) idx[n++] = t;
-    return n;
-  }
-  const int steps = (end - first + p.tc.k - 1) / p.tc.k;
-  for (int t = first; t < end; ++t)
-    if ((t - first) / p.tc.deal % steps == step) idx[n++] = t;
-  return n;
-}
 
 }  // namespace lpsim

@@ -313,6 +313,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   GemmOptions options;
   options.check_inputs = false;
   options.sr = next_stream(gemm_stream);
+  options.device = device_;
   Matrix<double> c(m, n);
   const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
   if (both_float && fits_float(policy.output.spec)) {

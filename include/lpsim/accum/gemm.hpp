@@ -11,10 +11,25 @@
 
 namespace lpsim {
 
+class GemmDevice;
+
 struct GemmOptions {
   StochasticStream sr{};     // stochastic rounding words; element (i, j) is number offset + i*n + j (sr_slots.hpp)
   Isa isa = Isa::best;       // every choice gives the same bits
   bool check_inputs = true;  // reject operands that are not values of the policy's input format
+  GemmDevice* device = nullptr;  // an accelerator that runs the product with the same bits, where it can
+};
+
+// An accelerator for gemm (the GPU's emulated GEMM, cuda/emulated_gemm.hpp). It computes exactly what the CPU
+// kernels compute, bit for bit, or returns false and leaves the product to them (a policy it has no kernel for).
+// Operands are already checked when it is called.
+class GemmDevice {
+ public:
+  virtual ~GemmDevice() = default;
+  virtual bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a,
+                    std::span<const double> b, std::span<double> c, const StochasticStream& sr) = 0;
+  virtual bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
+                    std::span<float> c, const StochasticStream& sr) = 0;
 };
 
 // Which kernel computes a policy.

@@ -32,10 +32,34 @@
 
 #include "lpsim/format/format.hpp"
 #include "lpsim/format/rounding.hpp"
+#include "lpsim/util/host_device.hpp"
 
 namespace lpsim {
 
 enum class Order : std::uint8_t { sequential, pairwise, blocked, splitk };
+
+// Length of the chunks an order cuts K into (K itself for sequential and pairwise). Plain arguments: the kernels of
+// both CPU and GPU (dot_kernel.hpp) share it.
+LPSIM_HD inline int chunk_length(Order order, int block, int k) {
+  if (order == Order::blocked) return block;
+  if (order == Order::splitk) return kmath::imax(1, (k + block - 1) / block);
+  return kmath::imax(k, 1);
+}
+
+// The term indices of step `step` of a tensor-core chain of tc_k terms per step over [first, end): k consecutive
+// ones, or with deal > 0 the runs of `deal` terms dealt round robin over the chunk's steps. Returns the count
+// written to idx (at most tc_k).
+LPSIM_HD inline int tensor_step_terms(int tc_k, int deal, int first, int end, int step, int* idx) {
+  int n = 0;
+  if (deal == 0) {
+    for (int t = first + step * tc_k; t < kmath::imin(end, first + (step + 1) * tc_k); ++t) idx[n++] = t;
+    return n;
+  }
+  const int steps = (end - first + tc_k - 1) / tc_k;
+  for (int t = first; t < end; ++t)
+    if ((t - first) / deal % steps == step) idx[n++] = t;
+  return n;
+}
 
 struct TensorCoreModel {
   int k = 0;            // products per fused step; 0: no tensor-core model
@@ -65,7 +89,7 @@ struct AccumPolicy {
   Rounding output_rounding = Rounding::nearest_even;
 
   // Length of the chunks the order cuts K into (K itself for sequential and pairwise).
-  int chunk_length(int k) const;
+  int chunk_length(int k) const { return lpsim::chunk_length(order, block, k); }
   friend bool operator==(const AccumPolicy&, const AccumPolicy&) = default;
 };
 
@@ -103,8 +127,9 @@ inline bool accumulator_starts_total(const AccumPolicy& p) {
 inline const Format& tensor_core_acc(const AccumPolicy& p) { return p.tc.acc ? *p.tc.acc : *p.acc; }
 inline int tensor_core_operand_emin(const AccumPolicy& p) { return (p.tc.unpack ? *p.tc.unpack : p.input).spec.emin; }
 
-// The term indices of step `step` of a tensor-core chain over [first, end): k consecutive ones, or with tc.deal the
-// runs dealt round robin over the chunk's steps. Returns the count written to idx (at most tc.k).
-int tensor_step_terms(const AccumPolicy& p, int first, int end, int step, int* idx);
+// tensor_step_terms of the policy's tensor-core model.
+inline int tensor_step_terms(const AccumPolicy& p, int first, int end, int step, int* idx) {
+  return tensor_step_terms(p.tc.k, p.tc.deal, first, end, step, idx);
+}
 
 }  // namespace lpsim

@@ -15,16 +15,16 @@ namespace lpsim {
 
 struct SrSlots {
   std::uint64_t seed = 0, stream = 0, base = 0, k = 0;
-  SrSlots(const StochasticStream& sr, std::uint64_t element, int inner)
+  LPSIM_HD SrSlots(const StochasticStream& sr, std::uint64_t element, int inner)
       : seed(sr.seed), stream(sr.stream), base((sr.offset + element) * (4 * std::uint64_t(inner) + 1)),
         k(std::uint64_t(inner)) {}
-  std::uint64_t word(std::uint64_t slot) const { return random_bits(seed, stream, base + slot); }
-  std::uint64_t product(int t) const { return word(2 * std::uint64_t(t)); }
-  std::uint64_t accumulate(int t) const { return word(2 * std::uint64_t(t) + 1); }
-  std::uint64_t pairwise_node(int m) const { return word(2 * k + std::uint64_t(m)); }
-  std::uint64_t tensor_step(int first) const { return word(2 * k + std::uint64_t(first)); }
-  std::uint64_t chunk(int c) const { return word(3 * k + std::uint64_t(c)); }
-  std::uint64_t output() const { return word(4 * k); }
+  LPSIM_HD std::uint64_t word(std::uint64_t slot) const { return random_bits(seed, stream, base + slot); }
+  LPSIM_HD std::uint64_t product(int t) const { return word(2 * std::uint64_t(t)); }
+  LPSIM_HD std::uint64_t accumulate(int t) const { return word(2 * std::uint64_t(t) + 1); }
+  LPSIM_HD std::uint64_t pairwise_node(int m) const { return word(2 * k + std::uint64_t(m)); }
+  LPSIM_HD std::uint64_t tensor_step(int first) const { return word(2 * k + std::uint64_t(first)); }
+  LPSIM_HD std::uint64_t chunk(int c) const { return word(3 * k + std::uint64_t(c)); }
+  LPSIM_HD std::uint64_t output() const { return word(4 * k); }
 };
 
 }  // namespace lpsim

@@ -16,6 +16,7 @@
 
 #include "lpsim/format/format.hpp"
 #include "lpsim/format/rounding.hpp"
+#include "lpsim/util/host_device.hpp"
 
 namespace lpsim {
 
@@ -105,7 +106,7 @@ constexpr RoundParams<C> make_round_params(const FormatSpec& f) {
 // result rounds up when random < rem * 2^(64-s), which happens with probability rem/2^s, exact for s <= 64.
 // Requires carrier_holds<C>(format).
 template <class Isa, class C, Rounding R>
-[[gnu::always_inline]] inline typename Carrier<C>::Bits round_bits(typename Carrier<C>::Bits b,
+[[gnu::always_inline]] LPSIM_HD inline typename Carrier<C>::Bits round_bits(typename Carrier<C>::Bits b,
                                                                    const RoundParams<C>& f,
                                                                    std::uint64_t random = 0) {
   using P = RoundParams<C>;
@@ -175,6 +176,22 @@ template <class Isa, class C, Rounding R>
 
 // The Isa tag of code that is compiled with the project's default flags.
 struct PortableIsa {};
+
+// The same with the mode chosen at run time (one switch per value: for scalar steps, host or device).
+template <class Isa, class C>
+LPSIM_HD inline typename Carrier<C>::Bits round_bits(typename Carrier<C>::Bits b, const RoundParams<C>& f,
+                                                     Rounding mode, std::uint64_t random = 0) {
+  switch (mode) {
+    case Rounding::nearest_even: return round_bits<Isa, C, Rounding::nearest_even>(b, f, random);
+    case Rounding::toward_zero: return round_bits<Isa, C, Rounding::toward_zero>(b, f, random);
+    case Rounding::upward: return round_bits<Isa, C, Rounding::upward>(b, f, random);
+    case Rounding::downward: return round_bits<Isa, C, Rounding::downward>(b, f, random);
+    case Rounding::nearest_away: return round_bits<Isa, C, Rounding::nearest_away>(b, f, random);
+    case Rounding::to_odd: return round_bits<Isa, C, Rounding::to_odd>(b, f, random);
+    case Rounding::stochastic: break;
+  }
+  return round_bits<Isa, C, Rounding::stochastic>(b, f, random);
+}
 
 // Runtime-mode dispatch over the compile-time core, for scalar callers.
 template <class F>

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "lpsim/accum/gemm.hpp"
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/plan.hpp"
 
@@ -58,6 +59,10 @@ class EmulatedBackend {
   }
   // Bounds on |value| per layer for OutputScaling::geometry (the scale is the power of two that fits the bound).
   void set_geometry_bounds(std::vector<double> per_layer) { geometry_ = std::move(per_layer); }
+
+  // Runs the plan's GEMMs (linear and gemm, not the block-scaled ones or a fused kernel's accumulate) on an
+  // accelerator with the same bits (the GPU: cuda/emulated_gemm.hpp); null: on the CPU. Not owned.
+  void use_gemm_device(GemmDevice* device) { device_ = device; }
 
   const PrecisionPlan& plan() const { return plan_; }
   RangeEvents events() const { return events_; }  // totals since construction
@@ -120,6 +125,7 @@ class EmulatedBackend {
   std::map<std::tuple<int, int, int>, std::vector<double>> amax_history_;
   std::array<int, op_count> calls_in_layer_{};
   std::vector<double> geometry_;
+  GemmDevice* device_ = nullptr;
   double output_scale(Op op, const Matrix<double>& m);
 };
 

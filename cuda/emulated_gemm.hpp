@@ -1,0 +1,36 @@
+#pragma once
+// lpsim's GEMM under an accumulation policy, on the GPU, with the CPU kernels' bits: the exact kernel of every
+// policy the CPU's portable kernel computes (lpsim/accum/dot_kernel.hpp, the same source compiled by nvcc), and for
+// the fp32-accumulation policies a tiled kernel in float arithmetic whose every step is the CPU's (fmaf, or
+// fmul/fadd, in order along K). Policies with exact accumulation or operands wider than 26 bits (the MPFR
+// reference on the CPU) are left to the CPU.
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "lpsim/accum/gemm.hpp"
+
+namespace lpsim::cuda {
+
+enum class DeviceKernel { none, fp32_fma, exact };
+std::string_view kernel_name(DeviceKernel k);
+// The kernel that runs the policy (none: the CPU runs it).
+DeviceKernel device_kernel(const AccumPolicy& policy);
+
+class EmulatedGemm final : public GemmDevice {
+ public:
+  EmulatedGemm();
+  ~EmulatedGemm() override;
+  bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a, std::span<const double> b,
+            std::span<double> c, const StochasticStream& sr) override;
+  bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
+            std::span<float> c, const StochasticStream& sr) override;
+  long calls() const { return calls_; }  // products run on the GPU so far
+
+ private:
+  struct Buffers;
+  std::unique_ptr<Buffers> buffers_;
+  long calls_ = 0;
+};
+
+}  // namespace lpsim::cuda
