@@ -2,6 +2,9 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <chrono>
+#include <type_traits>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -75,18 +78,53 @@ __global__ void fp32_kernel(FloatPlan p, int m, int n, int k, const float* a, co
     }
 }
 
+// Adds the wall time of a scope to a total.
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~Stopwatch() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 bool is_fp32(const std::optional<Format>& f) { return f && f->spec == formats::fp32; }
 
-template <class T>
-T* grow(void*& p, std::size_t& capacity, std::size_t count) {
-  const std::size_t bytes = std::max<std::size_t>(count, 1) * sizeof(T);
-  if (bytes > capacity) {
-    if (p) check(cudaFree(p), "cudaFree");
-    check(cudaMalloc(&p, bytes), "cudaMalloc");
-    capacity = bytes;
-  }
-  return static_cast<T*>(p);
+// Converts between the carriers on the device (every value is one of both: the formats fit a float).
+template <class From, class To>
+__global__ void convert_kernel(const From* in, To* out, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = To(in[i]);
 }
+template <class From, class To>
+void convert(const From* in, To* out, std::size_t n) {
+  if (n) convert_kernel<<<std::min<std::size_t>((n + 255) / 256, 4096), 256>>>(in, out, n);
+}
+
+// Device memory that grows to the largest request and is kept: the forward's GEMMs reuse it.
+class Slot {
+ public:
+  Slot() = default;
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot() { cudaFree(p_); }
+  template <class T>
+  T* get(std::size_t count) {
+    const std::size_t bytes = std::max<std::size_t>(count, 1) * sizeof(T);
+    if (bytes > bytes_) {
+      if (p_) check(cudaFree(p_), "cudaFree");
+      p_ = nullptr;
+      check(cudaMalloc(&p_, bytes), "cudaMalloc");
+      bytes_ = bytes;
+    }
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
 
 template <class T>
 void to_device(T* d, std::span<const T> h) {
@@ -94,7 +132,6 @@ void to_device(T* d, std::span<const T> h) {
 }
 template <class T>
 void to_host(std::span<T> h, const T* d) {
-  check(cudaGetLastError(), "kernel launch");
   check(cudaMemcpy(h.data(), d, h.size() * sizeof(T), cudaMemcpyDeviceToHost), "copy to host");
 }
 
@@ -119,73 +156,71 @@ DeviceKernel device_kernel(const AccumPolicy& p) {
   return DeviceKernel::exact;
 }
 
+// Operands and result as they come from the host (in their carrier) and in the carrier of the kernel.
 struct EmulatedGemm::Buffers {
-  void* a = nullptr;
-  void* b = nullptr;
-  void* c = nullptr;
-  std::size_t a_bytes = 0, b_bytes = 0, c_bytes = 0;
-  ~Buffers() {
-    cudaFree(a);
-    cudaFree(b);
-    cudaFree(c);
-  }
+  Slot a_host, b_host, c_host, a_kernel, b_kernel, c_kernel;
 };
 
-// The exact kernel's pairwise order recurses (depth log2 k): its stack is sized here, as the compiler cannot.
+// The exact kernel pairwise order recurses (depth log2 k): its stack is sized here, as the compiler cannot.
 EmulatedGemm::EmulatedGemm() : buffers_(std::make_unique<Buffers>()) {
   check(cudaDeviceSetLimit(cudaLimitStackSize, 16384), "cudaDeviceSetLimit(stack)");
 }
 EmulatedGemm::~EmulatedGemm() = default;
 
-bool EmulatedGemm::gemm(const AccumPolicy& p, int m, int n, int k, std::span<const float> a, std::span<const float> b,
-                        std::span<float> c, const StochasticStream& sr) {
+template <class T>
+bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<const T> a, std::span<const T> b,
+                       std::span<T> c, const StochasticStream& sr) {
   const DeviceKernel kernel = device_kernel(p);
   if (kernel == DeviceKernel::none) return false;
-  if (kernel == DeviceKernel::exact) {  // in double, as the CPU's portable kernel
-    std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end()), cd(c.size());
-    gemm(p, m, n, k, ad, bd, cd, sr);
-    for (std::size_t i = 0; i < c.size(); ++i) c[i] = float(cd[i]);
-    return true;
-  }
   ++calls_;
-  if (m == 0 || n == 0) return true;
+  if (c.empty()) return true;
+  const Stopwatch call(seconds_);
   Buffers& d = *buffers_;
-  float* da = grow<float>(d.a, d.a_bytes, a.size());
-  float* db = grow<float>(d.b, d.b_bytes, b.size());
-  float* dc = grow<float>(d.c, d.c_bytes, c.size());
-  to_device(da, a);
-  to_device(db, b);
-  FloatPlan fp{p.product.has_value(), p.chunk_length(k), p.output.spec == formats::fp32 &&
-               p.output_rounding == Rounding::nearest_even, make_round_params<double>(p.output.spec), p.output_rounding};
-  const dim3 grid((n + tile - 1) / tile, (m + tile - 1) / tile);
-  fp32_kernel<<<grid, 256>>>(fp, m, n, k, da, db, dc);
-  to_host(c, dc);
+  T* ha = d.a_host.get<T>(a.size());
+  T* hb = d.b_host.get<T>(b.size());
+  T* hc = d.c_host.get<T>(c.size());
+  {
+    const Stopwatch copies(copy_seconds_);
+    to_device(ha, a);
+    to_device(hb, b);
+  }
+  // In the kernel's carrier: the same values (operands and outputs are values of formats both carriers hold, or
+  // of wider ones only the double path is given).
+  auto launch = [&]<class K>(K*) {
+    K* ka = std::is_same_v<T, K> ? reinterpret_cast<K*>(ha) : d.a_kernel.get<K>(a.size());
+    K* kb = std::is_same_v<T, K> ? reinterpret_cast<K*>(hb) : d.b_kernel.get<K>(b.size());
+    K* kc = std::is_same_v<T, K> ? reinterpret_cast<K*>(hc) : d.c_kernel.get<K>(c.size());
+    if constexpr (!std::is_same_v<T, K>) convert(ha, ka, a.size()), convert(hb, kb, b.size());
+    if constexpr (std::is_same_v<K, float>) {
+      const FloatPlan fp{p.product.has_value(), p.chunk_length(k),
+                         p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even,
+                         make_round_params<double>(p.output.spec), p.output_rounding};
+      fp32_kernel<<<dim3((n + tile - 1) / tile, (m + tile - 1) / tile), 256>>>(fp, m, n, k, ka, kb, kc);
+    } else {
+      const accum::DotPolicy dp = accum::make_dot_policy(p);
+      const dim3 block(32, 4), grid((n + 31) / 32, (m + 3) / 4);
+      with_rounding(p.acc_rounding,
+                    [&]<Rounding R>() { exact_kernel<R><<<grid, block>>>(dp, m, n, k, ka, kb, kc, sr); });
+    }
+    if constexpr (!std::is_same_v<T, K>) convert(kc, hc, c.size());
+  };
+  if (kernel == DeviceKernel::fp32_fma) launch(static_cast<float*>(nullptr));
+  else launch(static_cast<double*>(nullptr));
+  check(cudaGetLastError(), "kernel launch");
+  check(cudaDeviceSynchronize(), "kernel");
+  const Stopwatch copies(copy_seconds_);
+  to_host(c, hc);
   return true;
+}
+
+bool EmulatedGemm::gemm(const AccumPolicy& p, int m, int n, int k, std::span<const float> a, std::span<const float> b,
+                        std::span<float> c, const StochasticStream& sr) {
+  return run(p, m, n, k, a, b, c, sr);
 }
 
 bool EmulatedGemm::gemm(const AccumPolicy& p, int m, int n, int k, std::span<const double> a,
                         std::span<const double> b, std::span<double> c, const StochasticStream& sr) {
-  const DeviceKernel kernel = device_kernel(p);
-  if (kernel == DeviceKernel::none) return false;
-  if (kernel == DeviceKernel::fp32_fma) {  // operands and output are floats (the input format fits one)
-    std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end()), cf(c.size());
-    gemm(p, m, n, k, af, bf, cf, sr);
-    for (std::size_t i = 0; i < c.size(); ++i) c[i] = cf[i];
-    return true;
-  }
-  ++calls_;
-  if (m == 0 || n == 0) return true;
-  Buffers& d = *buffers_;
-  double* da = grow<double>(d.a, d.a_bytes, a.size());
-  double* db = grow<double>(d.b, d.b_bytes, b.size());
-  double* dc = grow<double>(d.c, d.c_bytes, c.size());
-  to_device(da, a);
-  to_device(db, b);
-  const accum::DotPolicy dp = accum::make_dot_policy(p);
-  const dim3 block(32, 4), grid((n + 31) / 32, (m + 3) / 4);
-  with_rounding(p.acc_rounding, [&]<Rounding R>() { exact_kernel<R><<<grid, block>>>(dp, m, n, k, da, db, dc, sr); });
-  to_host(c, dc);
-  return true;
+  return run(p, m, n, k, a, b, c, sr);
 }
 
 }  // namespace lpsim::cuda

@@ -26,11 +26,17 @@ class EmulatedGemm final : public GemmDevice {
   bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
             std::span<float> c, const StochasticStream& sr) override;
   long calls() const { return calls_; }  // products run on the GPU so far
+  double seconds() const { return seconds_; }            // wall time inside those calls, copies included
+  double copy_seconds() const { return copy_seconds_; }  // of it, host <-> device copies and conversions
 
  private:
+  template <class T>
+  bool run(const AccumPolicy& policy, int m, int n, int k, std::span<const T> a, std::span<const T> b,
+           std::span<T> c, const StochasticStream& sr);
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
   long calls_ = 0;
+  double seconds_ = 0, copy_seconds_ = 0;
 };
 
 }  // namespace lpsim::cuda

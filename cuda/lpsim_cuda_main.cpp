@@ -218,9 +218,10 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
         csv += fmt::format("{},{},{},{},{},{},{:016x}\n", cfg.name, plan.name, seed, cfg.tokens, name, v.size(),
                            value_digest(v));
       std::sort(t_gpu.begin(), t_gpu.end());
-      std::string line = fmt::format("{:<12} {:>5} tokens  {:<20} GPU GEMMs {:8.3f} s/forward (first {:.3f} s, median of {} after; {} GEMMs on the GPU)",
+      std::string line = fmt::format("{:<12} {:>5} tokens  {:<20} GPU GEMMs {:8.3f} s/forward (first {:.3f} s, median of {} after; {} GEMMs on the GPU taking "
+                                     "{:.3f} s per forward, {:.3f} s of it copies)",
                                      cfg.name, cfg.tokens, plan.name, t_gpu[t_gpu.size() / 2], t_first, t_gpu.size(),
-                                     device.calls());
+                                     device.calls(), device.seconds() / reps, device.copy_seconds() / reps);
       if (check) {
         EmulatedBackend cpu(plan, seed);
         std::vector<std::pair<std::string, std::vector<double>>> cpu_taps;

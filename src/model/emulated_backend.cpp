@@ -314,13 +314,19 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   options.check_inputs = false;
   options.sr = next_stream(gemm_stream);
   options.device = device_;
-  Matrix<double> c(m, n);
+  Matrix<double> c;
+  c.rows = m, c.cols = n;
+  const std::size_t size = std::size_t(m) * n;
   const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
   if (both_float && fits_float(policy.output.spec)) {
-    std::vector<float> fc(c.size());
-    lpsim::gemm(policy, m, n, k, a.f, b.f, fc, options);
-    std::copy(fc.begin(), fc.end(), c.data.begin());
+    // Reused: an LM head's output is hundreds of MB, and fresh pages (zeroed by the kernel, then by the vector)
+    // cost more than its GEMM. c is written once, from it.
+    thread_local std::vector<float> fc;
+    if (fc.size() < size) fc.resize(size);
+    lpsim::gemm(policy, m, n, k, a.f, b.f, std::span<float>(fc.data(), size), options);
+    c.data.assign(fc.begin(), fc.begin() + std::ptrdiff_t(size));
   } else {
+    c.data.resize(size);
     auto as_double = [](const Operand& o) { return o.f.empty() ? o.d : std::vector<double>(o.f.begin(), o.f.end()); };
     lpsim::gemm(policy, m, n, k, as_double(a), as_double(b), c.data, options);
   }
