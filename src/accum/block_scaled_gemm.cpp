@@ -36,7 +36,8 @@ AccumPolicy partial_policy(const AccumPolicy& p) {
 
 }  // namespace
 
-std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b) {
+std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b,
+                                      GemmDevice* device) {
   const int kb = check_operands(policy, a, b), m = a.rows, n = b.cols, k = a.cols;
   const AccumPolicy p = partial_policy(policy);
   std::vector<float> acc(std::size_t(m) * n, 0.0f);
@@ -48,7 +49,9 @@ std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuan
       for (int t = 0; t < len; ++t) as[std::size_t(i) * len + t] = a.elements[std::size_t(i) * k + first + t];
     for (int t = 0; t < len; ++t)
       for (int j = 0; j < n; ++j) bs[std::size_t(t) * n + j] = b.elements[std::size_t(first + t) * n + j];
-    gemm(p, m, n, len, as, bs, partial);
+    GemmOptions options;
+    options.device = device;
+    gemm(p, m, n, len, as, bs, partial, options);
     for (int i = 0; i < m; ++i)
       for (int j = 0; j < n; ++j) {
         const float s = float(a.scales[a.block_of(i, first)] * b.scales[b.block_of(first, j)]);  // one rounding

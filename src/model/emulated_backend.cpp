@@ -271,7 +271,7 @@ Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, co
   const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0, block_rounding_stream(sb));
   events_.saturations += qa.saturated + qb.saturated;
   Matrix<double> c(a.rows, b.cols);
-  c.data = block_scaled_gemm(*p.gemm, qa, qb);  // fp32 values
+  c.data = block_scaled_gemm(*p.gemm, qa, qb, device_);  // fp32 values
   const bool finite = all_finite(a.data) && all_finite(b.data);
   if (finite) events_.overflows += std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); });
   if (bias) {  // the epilogue in compute, the bias a value of out (as product's)

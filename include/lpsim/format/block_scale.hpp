@@ -30,6 +30,8 @@
 
 namespace lpsim {
 
+class GemmDevice;
+
 enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, amax_fp32, nvfp4 };
 
 struct BlockScheme {
@@ -74,8 +76,10 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
 // `policy` (its input must hold the element values; the partial is kept in its accumulator format), then
 // acc = fp32(partial * fp32(scale_A * scale_B) + acc) with one rounding (an fma; DeepSeek's promotion to CUDA
 // cores; exact scaling for power-of-two scales); at the end acc * fp32(1 / fp32(S_A S_B)) when tensor scales are
-// not 1. Returns fp32 values.
-std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b);
+// not 1. Returns fp32 values. With a device (accum/gemm.hpp's GemmDevice), the partial products run on it (the
+// same bits); the promotion stays here.
+std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b,
+                                      GemmDevice* device = nullptr);
 
 // The same with every step in MPFR (reference_dot for the partials, exact products and sums rounded once): the
 // definition the fast path is tested against.

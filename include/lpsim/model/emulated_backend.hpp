@@ -60,8 +60,8 @@ class EmulatedBackend {
   // Bounds on |value| per layer for OutputScaling::geometry (the scale is the power of two that fits the bound).
   void set_geometry_bounds(std::vector<double> per_layer) { geometry_ = std::move(per_layer); }
 
-  // Runs the plan's GEMMs (linear and gemm, not the block-scaled ones or a fused kernel's accumulate) on an
-  // accelerator with the same bits (the GPU: cuda/emulated_gemm.hpp); null: on the CPU. Not owned.
+  // Runs the plan's GEMMs (linear and gemm, and the block-scaled ones' partial products; not a fused kernel's
+  // accumulate) on an accelerator with the same bits (the GPU: cuda/emulated_gemm.hpp); null: on the CPU. Not owned.
   void use_gemm_device(GemmDevice* device) { device_ = device; }
 
   const PrecisionPlan& plan() const { return plan_; }
