@@ -69,7 +69,7 @@ LPSIM_HD inline double odd_sum(double x, double y) {
 // The alignment exponent of the product a*b under tcexp=operands: e(a) + e(b), subnormals at the operand emin.
 LPSIM_HD inline int operand_exponent_sum(double a, double b, int operand_emin) {
   if (a == 0 || b == 0 || !kmath::isfinite(a) || !kmath::isfinite(b)) return INT_MIN;
-  return kmath::imax(kmath::ilogb(a), operand_emin) + kmath::imax(kmath::ilogb(b), operand_emin);
+  return kmath::imax(kmath::exponent(a), operand_emin) + kmath::imax(kmath::exponent(b), operand_emin);
 }
 
 // One step of the tensor-core model: terms[0] is the accumulator c, terms[1..n) the exact products; aligned to the
@@ -91,13 +91,15 @@ LPSIM_HD inline double tensor_core_step(const double* terms, int n, const DotPol
     sum = terms[0];
     for (int i = 1; i < n; ++i) sum += terms[i];
   } else {
-    const int quantum = (exps ? top : kmath::ilogb(largest)) - p.tc_bits + 1;
+    const int quantum = (exps ? top : kmath::exponent(largest)) - p.tc_bits + 1;
     double cut_sum = 0.0;
-    for (int i = 0; i < n; ++i) {
-      const double scaled = kmath::ldexp(terms[i], -quantum);  // exact
-      cut_sum += p.tc_truncates ? kmath::trunc(scaled) : kmath::nearbyint(scaled);
+    if (p.tc_truncates) {  // the cut terms are multiples of 2^quantum below 2^(quantum + bits + 2): the sum is exact
+      for (int i = 0; i < n; ++i) cut_sum += kmath::trunc_to_multiple(terms[i], quantum);
+    } else {
+      for (int i = 0; i < n; ++i) cut_sum += kmath::nearbyint(kmath::ldexp(terms[i], -quantum));  // exact
+      cut_sum = kmath::ldexp(cut_sum, quantum);
     }
-    sum = cut_sum == 0 ? 0.0 : kmath::ldexp(cut_sum, quantum);  // exact; a cancelled sum is +0
+    sum = cut_sum == 0 ? 0.0 : cut_sum;  // exact; a cancelled sum is +0
   }
   return round_with(sum, p.tc_acc, p.tc_rounding, random);
 }
@@ -193,7 +195,7 @@ class DotKernel {
     double terms[65];
     int exps[65];
     int n = 0;
-    exps[n] = c != 0 ? kmath::ilogb(c) : INT_MIN;
+    exps[n] = c != 0 && kmath::isfinite(c) ? kmath::exponent(c) : c != 0 ? kmath::ilogb(c) : INT_MIN;
     terms[n++] = c;
     for (int i = 0; i < m; ++i) {
       const int t = idx[i];

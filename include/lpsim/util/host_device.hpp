@@ -46,6 +46,23 @@ inline double fma(double a, double b, double c) { return std::fma(a, b, c); }
 inline double fabs(double x) { return std::fabs(x); }
 inline bool isfinite(double x) { return std::isfinite(x); }
 #endif
+// ilogb of a finite nonzero x: from the exponent field (no call), ilogb itself for subnormals.
+LPSIM_HD inline int exponent(double x) {
+  const int biased = int((bits(x) >> 52) & 0x7ff);
+  return biased != 0 ? biased - 1023 : ilogb(x);
+}
+
+// x cut toward zero to a multiple of 2^q, exactly: the significand bits below 2^q cleared (+-0 when |x| < 2^q).
+// The same value as ldexp(trunc(ldexp(x, -q)), q), without the calls. x finite.
+LPSIM_HD inline double trunc_to_multiple(double x, int q) {
+  const std::uint64_t b = bits(x);
+  const int biased = int((b >> 52) & 0x7ff);
+  const int clear = q - ((biased == 0 ? 1 : biased) - 1075);  // q minus the exponent of x's last significand bit
+  if (clear <= 0) return x;
+  if (clear > 52) return from_bits(b & (std::uint64_t{1} << 63));
+  return from_bits(b & ~((std::uint64_t{1} << clear) - 1));
+}
+
 LPSIM_HD inline int imin(int a, int b) { return a < b ? a : b; }
 LPSIM_HD inline int imax(int a, int b) { return a > b ? a : b; }
 LPSIM_HD inline double dmax(double a, double b) { return a < b ? b : a; }  // std::max's rule
