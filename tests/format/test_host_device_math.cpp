@@ -38,8 +38,9 @@ TEST(HostDeviceMath, TruncToMultipleIsScaledTrunc) {
       const int q = std::ilogb(x) + int(rng() % 120) - 60 + (r == 3 ? 500 : 0);
       const double expected = std::ldexp(std::trunc(std::ldexp(x, -q)), q);
       const double got = kmath::trunc_to_multiple(x, q);
-      if (std::isfinite(std::ldexp(x, -q)))  // where the oracle itself is exact (see below)
+      if (std::isfinite(std::ldexp(x, -q))) {  // where the oracle itself is exact (see above)
         ASSERT_EQ(std::bit_cast<std::uint64_t>(got), std::bit_cast<std::uint64_t>(expected)) << x << " q=" << q;
+      }
       // always: a multiple of 2^q, toward zero, less than 2^q away
       ASSERT_LE(std::fabs(got), std::fabs(x));
       ASSERT_TRUE(std::fabs(x - got) < std::ldexp(1.0, q) || x == got);
