@@ -195,7 +195,7 @@ class DotKernel {
     double terms[65];
     int exps[65];
     int n = 0;
-    exps[n] = c != 0 && kmath::isfinite(c) ? kmath::exponent(c) : c != 0 ? kmath::ilogb(c) : INT_MIN;
+    exps[n] = c != 0 ? kmath::exponent(c) : INT_MIN;  // (an infinite or NaN c takes the IEEE path: not used)
     terms[n++] = c;
     for (int i = 0; i < m; ++i) {
       const int t = idx[i];

@@ -32,7 +32,6 @@ LPSIM_HD inline double from_bits(std::uint64_t b) {
 #ifdef __CUDA_ARCH__
 LPSIM_HD inline int ilogb(double x) { return ::ilogb(x); }
 LPSIM_HD inline double ldexp(double x, int e) { return ::ldexp(x, e); }
-LPSIM_HD inline double trunc(double x) { return ::trunc(x); }
 LPSIM_HD inline double nearbyint(double x) { return ::rint(x); }  // the device's rint rounds ties to even, no flags
 LPSIM_HD inline double fma(double a, double b, double c) { return ::fma(a, b, c); }
 LPSIM_HD inline double fabs(double x) { return ::fabs(x); }
@@ -40,7 +39,6 @@ LPSIM_HD inline bool isfinite(double x) { return ::isfinite(x); }
 #else
 inline int ilogb(double x) { return std::ilogb(x); }
 inline double ldexp(double x, int e) { return std::ldexp(x, e); }
-inline double trunc(double x) { return std::trunc(x); }
 inline double nearbyint(double x) { return std::nearbyint(x); }
 inline double fma(double a, double b, double c) { return std::fma(a, b, c); }
 inline double fabs(double x) { return std::fabs(x); }
