@@ -23,6 +23,7 @@
 #include "lpsim/hw/tc_probe.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
+#include "lpsim/reference/forward_error.hpp"
 #include "mma_chain.hpp"
 #include "native_adapter.hpp"
 
@@ -201,22 +202,21 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
     const ModelInput<double> in = make_input(cfg, seed);
     for (const auto& plan_name : plans) {
       const PrecisionPlan plan = load_plan(plan_name);
-      std::vector<std::pair<std::string, std::vector<double>>> taps;
-      auto keep = [&](int layer, Tap tap, const Matrix<double>& m) {
-        taps.emplace_back(fmt::format("{},{}", layer, tap_name(tap)), m.data);
-      };
       cuda::EmulatedGemm device;
       EmulatedBackend gpu(plan, seed);
       gpu.use_gemm_device(&device);
-      // The first forward rounds the weights and gives the taps; later ones reuse the rounded weights, as a sweep's
-      // batches do.
-      const double t_first = seconds([&] { forward(gpu, cfg, w, in, TapSink<double>(keep)); });
+      // emulated_taps, as sweeps run a plan (its parameter format included). The first forward rounds the weights
+      // and gives the taps; later ones reuse the rounded weights, as a sweep's batches do.
+      Taps<double> taps;
+      const double t_first = seconds([&] { taps = emulated_taps(gpu, cfg, w, in); });
       std::vector<double> t_gpu = {t_first};
-      for (int r = 1; r < reps; ++r) t_gpu.push_back(seconds([&] { forward(gpu, cfg, w, in); }));
+      for (int r = 1; r < reps; ++r) t_gpu.push_back(seconds([&] { emulated_taps(gpu, cfg, w, in); }));
       if (reps > 1) t_gpu.erase(t_gpu.begin());
-      for (const auto& [name, v] : taps)
-        csv += fmt::format("{},{},{},{},{},{},{:016x}\n", cfg.name, plan.name, seed, cfg.tokens, name, v.size(),
-                           value_digest(v));
+      for (std::size_t t = 0; t < taps.size(); ++t) {
+        const TapPosition at = tap_at(cfg, t);
+        csv += fmt::format("{},{},{},{},{},{},{},{:016x}\n", cfg.name, plan.name, seed, cfg.tokens, at.layer,
+                           tap_name(at.tap), taps[t].size(), value_digest(taps[t].data));
+      }
       std::sort(t_gpu.begin(), t_gpu.end());
       std::string line = fmt::format("{:<12} {:>5} tokens  {:<20} GPU GEMMs {:8.3f} s/forward (first {:.3f} s, median of {} after; {} GEMMs on the GPU taking "
                                      "{:.3f} s per forward, {:.3f} s of it copies)",
@@ -224,14 +224,11 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
                                      device.calls(), device.seconds() / reps, device.copy_seconds() / reps);
       if (check) {
         EmulatedBackend cpu(plan, seed);
-        std::vector<std::pair<std::string, std::vector<double>>> cpu_taps;
-        const double t_cpu = seconds([&] {
-          forward(cpu, cfg, w, in, TapSink<double>([&](int layer, Tap tap, const Matrix<double>& m) {
-                    cpu_taps.emplace_back(fmt::format("{},{}", layer, tap_name(tap)), m.data);
-                  }));
-        });
+        Taps<double> cpu_taps;
+        const double t_cpu = seconds([&] { cpu_taps = emulated_taps(cpu, cfg, w, in); });
         std::size_t same = 0;
-        for (std::size_t t = 0; t < taps.size(); ++t) same += t < cpu_taps.size() && same_values(taps[t].second, cpu_taps[t].second);
+        for (std::size_t t = 0; t < taps.size(); ++t)
+          same += t < cpu_taps.size() && same_values(taps[t].data, cpu_taps[t].data);
         failures += same != taps.size();
         line += fmt::format("; CPU-only first forward {:8.3f} s ({:.1f}x); taps identical {}/{}", t_cpu, t_cpu / t_first,
                             same, taps.size());

@@ -5,6 +5,7 @@
 
 #include "lpsim/format/random_stream.hpp"
 #include "lpsim/format/round_scalar.hpp"
+#include "lpsim/util/fnv1a.hpp"
 
 namespace lpsim {
 
@@ -49,14 +50,8 @@ GemmOperands make_operands(const DeviceGemmCase& c, const AccumPolicy& p) {
 StochasticStream case_stream(const DeviceGemmCase& c) { return {c.seed, 0x5eed, 0}; }
 
 std::uint64_t value_digest(std::span<const double> values) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (double v : values) {
-    const std::uint64_t bits = v != v ? 0x7ff8000000000000ULL : std::bit_cast<std::uint64_t>(v);
-    for (int byte = 0; byte < 8; ++byte) {
-      h ^= (bits >> (8 * byte)) & 0xff;
-      h *= 0x100000001b3ULL;
-    }
-  }
+  std::uint64_t h = fnv1a_basis;
+  for (double v : values) h = fnv1a_add(h, v != v ? 0x7ff8000000000000ULL : std::bit_cast<std::uint64_t>(v), 8);
   return h;
 }
 

@@ -1,4 +1,5 @@
 #include "lpsim/hw/native_runs.hpp"
+#include "lpsim/util/fnv1a.hpp"
 
 #include <fmt/format.h>
 
@@ -69,11 +70,8 @@ BitMatch compare_bits(std::span<const float> native, std::span<const double> emu
 }
 
 std::uint64_t tap_digest(std::span<const float> values) {
-  std::uint64_t h = 14695981039346656037ull;
-  for (float v : values) {
-    const std::uint32_t b = std::bit_cast<std::uint32_t>(v);
-    for (int i = 0; i < 4; ++i) h = (h ^ ((b >> (8 * i)) & 0xff)) * 1099511628211ull;
-  }
+  std::uint64_t h = fnv1a_basis;
+  for (float v : values) h = fnv1a_add(h, std::bit_cast<std::uint32_t>(v), 4);
   return h;
 }
 

@@ -1,7 +1,7 @@
 // The GPU's emulated GEMM and forward (cuda/emulated_gemm.hpp), held in CI from what the H200 computed:
 // results/cuda/raw/emulated_gemm.csv has a digest of every GPU output of device_gemm_cases(), emulated_forward.csv
-// one per tap of forwards whose GEMMs ran on the GPU (both written by `lpsim-cuda gemm` / `emulate`, see
-// docs/CUDA.md). Here the CPU computes the same products and forwards and must give the same digests.
+// one per tap of forwards whose GEMMs ran on the GPU, as emulated_taps runs a plan (both written by
+// `lpsim-cuda gemm` / `emulate`, see docs/CUDA.md). Here the CPU computes the same products and forwards and must give the same digests.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -13,6 +13,7 @@
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
+#include "lpsim/reference/forward_error.hpp"
 #include "lpsim/stats/csv_table.hpp"
 
 namespace lpsim {
@@ -63,10 +64,11 @@ TEST(DeviceGemm, ForwardsWithGpuGemmsStoredFromTheH200MatchTheCpuForward) {
     const PrecisionPlan plan = load_plan(std::filesystem::exists(plan_file) ? plan_file : plan_name);
     EmulatedBackend be(plan, seed);
     std::vector<std::pair<std::string, std::uint64_t>> cpu;
-    forward(be, cfg, make_weights(cfg, seed), make_input(cfg, seed),
-            TapSink<double>([&](int layer, Tap tap, const Matrix<double>& m) {
-              cpu.emplace_back(std::to_string(layer) + "," + std::string(tap_name(tap)), value_digest(m.data));
-            }));
+    const Taps<double> emulated = emulated_taps(be, cfg, make_weights(cfg, seed), make_input(cfg, seed));
+    for (std::size_t t = 0; t < emulated.size(); ++t) {
+      const TapPosition at = tap_at(cfg, t);
+      cpu.emplace_back(std::to_string(at.layer) + "," + std::string(tap_name(at.tap)), value_digest(emulated[t].data));
+    }
     EXPECT_EQ(cpu, taps) << model << " under " << plan_name;
   }
 }

@@ -25,6 +25,17 @@ inline std::vector<Tap> head_taps(const ModelConfig& cfg) {
   return t;
 }
 
+// The layer and tap of the index-th tap of a forward (the order a TapSink sees, and emulated_taps returns).
+struct TapPosition {
+  int layer;
+  Tap tap;
+};
+inline TapPosition tap_at(const ModelConfig& cfg, std::size_t index) {
+  const std::size_t blocks = 4 * std::size_t(cfg.depth);
+  if (index < blocks) return {int(index / 4), all_taps[index % 4]};
+  return {cfg.depth, head_taps(cfg).at(index - blocks)};
+}
+
 template <class T>
 using TapSink = std::function<void(int layer, Tap tap, const Matrix<T>& value)>;
 
