@@ -6,14 +6,17 @@
 // - narrower accumulators (fp16 with any IEEE mode, bf16 with RNE): fma rounded down and up gives the exact
 //   result's round-to-odd at 24 bits (the one of the two with an odd last bit, or both when exact), which rounds
 //   correctly to any format of <= 22 bits (Boldo and Melquiond); then F16C or the bf16 bit trick rounds it;
-// - the tensor-core model: products exact in float (operands of <= 12 bits), the largest magnitude's exponent
-//   per lane, each term scaled and cut to an integer (int32 lanes), summed exactly, rescaled in double and
-//   rounded once to binary32.
+// - the tensor-core model: products exact in float (operands of <= 12 bits), the alignment exponent per lane (the
+//   largest product's, or the largest sum of operand exponents as the H100 fits need), each term scaled and cut to
+//   an integer (int32 lanes), summed exactly, rescaled in double and rounded once to binary32 (and to a narrower
+//   truncating tcacc by clearing bits).
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <bit>
+#include <climits>
+#include <cstdint>
 #include <cmath>
 #include <vector>
 
@@ -107,14 +110,16 @@ struct NarrowAcc {
 // ---- packing: A as row panels of MR rows (t-major), B as column panels of 32 columns, zero padded ----
 
 // A packed operand, with a flag per panel that holds an infinity or a NaN (the tensor-core kernel sends those
-// panels' tiles to the portable step).
+// panels' tiles to the portable step) and, for the tensor-core model aligned by operands, each operand's exponent
+// beside it.
 // The buffers are reused per calling thread: fresh pages for every product cost page faults that took as long as
 // a 512^3 product on two threads (measured).
 struct Packed {
-  std::vector<float> data;
+  std::vector<float> data, exps;
   std::vector<char> non_finite;
-  void reset(size_t size, int panels) {
+  void reset(size_t size, int panels, bool with_exps) {
     data.assign(size, 0.0f);
+    exps.assign(with_exps ? size : 0, -INFINITY);
     non_finite.assign(size_t(panels), 0);
   }
 };
@@ -123,26 +128,32 @@ Packed& workspace(int which) {
   return buffers[which];
 }
 
+// The exponent an operand aligns by under tcexp=operands (operand_exponent_sum's halves): its own, subnormals at
+// the format's emin; -inf for zero, so that a zero product never sets the alignment.
+float alignment_exponent(float x, int emin) { return x == 0 ? -INFINITY : float(std::max(std::ilogb(x), emin)); }
+
 template <int MR>
-const Packed& pack_a(const float* a, int m, int k) {
+const Packed& pack_a(const float* a, int m, int k, const int* emin = nullptr) {
   const int panels = (m + MR - 1) / MR;
   Packed& p = workspace(0);
-  p.reset(size_t(panels) * k * MR, panels);
+  p.reset(size_t(panels) * k * MR, panels, emin);
 #pragma omp parallel for schedule(static) if (size_t(m) * k > (1u << 16))
   for (int ip = 0; ip < panels; ++ip)
     for (int r = 0; r < MR && ip * MR + r < m; ++r)
       for (int t = 0; t < k; ++t) {
         const float x = a[size_t(ip * MR + r) * k + t];
-        p.data[(size_t(ip) * k + t) * MR + r] = x;
+        const size_t at = (size_t(ip) * k + t) * MR + r;
+        p.data[at] = x;
+        if (emin) p.exps[at] = alignment_exponent(x, *emin);
         if (!std::isfinite(x)) p.non_finite[ip] = 1;
       }
   return p;
 }
 
-const Packed& pack_b(const float* b, int k, int n) {
+const Packed& pack_b(const float* b, int k, int n, const int* emin = nullptr) {
   const int panels = (n + nr - 1) / nr;
   Packed& p = workspace(1);
-  p.reset(size_t(panels) * k * nr, panels);
+  p.reset(size_t(panels) * k * nr, panels, emin);
   // Rows of a panel are contiguous in B: copy them whole (vectorised, no branch per element); small products stay
   // on the calling thread, where a parallel region would cost more than the copy.
 #pragma omp parallel for schedule(static) if (size_t(k) * n > (1u << 16))
@@ -156,6 +167,8 @@ const Packed& pack_b(const float* b, int k, int n) {
         dst[c] = src[c];
         finite &= std::isfinite(src[c]);
       }
+      if (emin)
+        for (int c = 0; c < cols; ++c) p.exps[(size_t(jp) * k + t) * nr + c] = alignment_exponent(src[c], *emin);
     }
     if (!finite) p.non_finite[jp] = 1;
   }
@@ -187,6 +200,28 @@ void for_tiles(int m_panels, int n_panels, Body body) {
       for (int ip = g * group; ip < std::min(m_panels, (g + 1) * group); ++ip) body(ip, jp);
 }
 
+// Takes a tile's k-block partial sums into its totals: the block-scaled promotion (BlockScales), or with none the
+// policy's own combination of chunk sums (`combine`; the first chunk's sum is the total).
+template <int MR, class Combine>
+[[gnu::always_inline]] inline void take_chunk(const BlockScales* scales, int chunk, int row0, int col0, bool first,
+                                              const __m512 (&part)[MR][2], __m512 (&total)[MR][2], Combine combine) {
+  if (!scales) {
+    for (int r = 0; r < MR; ++r)
+      for (int h = 0; h < 2; ++h) total[r][h] = first ? part[r][h] : combine(total[r][h], part[r][h]);
+    return;
+  }
+  const float* sb = scales->b + size_t(chunk) * scales->ldb + col0;
+  const __m512 b0 = _mm512_loadu_ps(sb), b1 = _mm512_loadu_ps(sb + 16);
+  for (int r = 0; r < MR; ++r) {
+    const __m512 a = _mm512_set1_ps(scales->a[size_t(row0 + r) * scales->blocks + chunk]);
+    const __m512 s0 = _mm512_mul_round_ps(a, b0, _MM_FROUND_TO_NEAREST_INT | no_exc);  // fp32(sa sb): one rounding
+    const __m512 s1 = _mm512_mul_round_ps(a, b1, _MM_FROUND_TO_NEAREST_INT | no_exc);
+    const __m512 c0 = first ? _mm512_setzero_ps() : total[r][0], c1 = first ? _mm512_setzero_ps() : total[r][1];
+    total[r][0] = _mm512_fmadd_round_ps(part[r][0], s0, c0, _MM_FROUND_TO_NEAREST_INT | no_exc);
+    total[r][1] = _mm512_fmadd_round_ps(part[r][1], s1, c1, _MM_FROUND_TO_NEAREST_INT | no_exc);
+  }
+}
+
 // ---- the scalar-step kernels (binary32 and narrower accumulators) ----
 
 template <int MR, class Step>
@@ -213,23 +248,22 @@ template <int MR, class Step>
 }
 
 template <int MR, class Step>
-void step_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const float* b, float* c) {
+void step_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const float* b, float* c,
+               const BlockScales* scales) {
   // When whole 32-column panels tile B, its rows are read in place (row stride n): packing B would copy it once
   // per product, which costs more than the product itself for the small matrices of a transformer layer.
   const bool direct = n % nr == 0;
   const Packed& ap = pack_a<MR>(a, m, k);
   const Packed* bp = direct ? nullptr : &pack_b(b, k, n);
   const std::size_t ldb = direct ? std::size_t(n) : std::size_t(nr);
-  const int len = p.chunk_length(k);
+  const int len = scales ? scales->block : p.chunk_length(k);
   for_tiles((m + MR - 1) / MR, (n + nr - 1) / nr, [&](int ip, int jp) {
     const float* at = ap.data.data() + size_t(ip) * k * MR;
     const float* bt = direct ? b + size_t(jp) * nr : bp->data.data() + size_t(jp) * k * nr;
     __m512 total[MR][2], part[MR][2];
-    run_chunk<MR, Step>(at, bt, ldb, 0, std::min(k, len), total);
-    for (int first = len; first < k; first += len) {
+    for (int first = 0; first < k; first += len) {
       run_chunk<MR, Step>(at, bt, ldb, first, std::min(k, first + len), part);
-      for (int r = 0; r < MR; ++r)
-        for (int h = 0; h < 2; ++h) total[r][h] = Step::combine(total[r][h], part[r][h]);
+      take_chunk<MR>(scales, first / len, ip * MR, jp * nr, first == 0, part, total, Step::combine);
     }
     store_tile<MR>(total, c + size_t(ip) * MR * n + size_t(jp) * nr, n, std::min(MR, m - ip * MR),
                    std::min(nr, n - jp * nr));
@@ -238,55 +272,99 @@ void step_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const 
 
 // ---- the tensor-core model ----
 
-// Products per lane of float operands of <= 12 bits are exact floats; cut terms are int32 lanes.
-template <int R, bool Truncate>
+// One fused step per lane: products of float operands of <= 12 bits are exact floats; each term is scaled by the
+// step's quantum and cut to an int32 lane; odd and even terms go to two accumulators (17 terms of up to 2^27 would
+// overflow one); the exact sum is rescaled in double and rounded once. The alignment exponent is the largest
+// term's (value) or the largest sum of operand exponents, from exponent panels packed beside the operands
+// (AlignOperands). A tensor-core accumulator narrower than binary32 (tcacc, toward zero only) clears the fraction
+// bits it drops from the binary32 result truncated toward zero, which is the same truncation.
+template <int R, bool Truncate, bool AlignOperands>
 struct TensorCore {
   static constexpr int mr = 4;
-  const AccumPolicy* policy;
-  int k, bits;
+  const DotPolicy* dot;     // the portable step's policy, for lanes outside the fast range
+  int bits;
+  std::uint32_t acc_mask;   // all ones without a narrower tcacc
 
-  // One fused step for mr rows x 32 columns: s = TC(s, products of terms [first, end)).
-  [[gnu::always_inline]] inline void step(const float* ap, const float* bp, int first, int end,
+  // s = TC(s, products of terms idx[0..m)) for mr rows x 32 columns. ae/be: the operands' alignment exponents;
+  // rows and live: the tile's rows and lanes inside the matrix (padding never takes the portable step).
+  template <class Terms>
+  [[gnu::always_inline]] inline void step(const float* ap, const float* bp, const float* ae, const float* be,
+                                          Terms idx, int m, int rows, const __mmask16 (&live)[2],
                                           __m512 (&s)[mr][2]) const {
-    __m512 big[mr][2];
-    for (int r = 0; r < mr; ++r)
-      for (int h = 0; h < 2; ++h) big[r][h] = _mm512_abs_ps(s[r][h]);
-    for (int t = first; t < end; ++t) {
-      const __m512 b0 = _mm512_loadu_ps(bp + size_t(t) * nr), b1 = _mm512_loadu_ps(bp + size_t(t) * nr + 16);
+    __m512 top[mr][2];
+    if constexpr (AlignOperands) {
+      for (int r = 0; r < mr; ++r)
+        for (int h = 0; h < 2; ++h) top[r][h] = _mm512_getexp_ps(s[r][h]);  // -inf for a zero c
+      for (int i = 0; i < m; ++i) {
+        const size_t t = size_t(idx[i]);
+        const __m512 e0 = _mm512_loadu_ps(be + t * nr), e1 = _mm512_loadu_ps(be + t * nr + 16);
 #pragma GCC unroll 4
-      for (int r = 0; r < mr; ++r) {
-        const __m512 a = _mm512_set1_ps(ap[size_t(t) * mr + r]);
-        big[r][0] = _mm512_range_ps(big[r][0], _mm512_mul_ps(a, b0), 0x0b);  // larger magnitude, NaN kept
-        big[r][1] = _mm512_range_ps(big[r][1], _mm512_mul_ps(a, b1), 0x0b);
+        for (int r = 0; r < mr; ++r) {
+          const __m512 e = _mm512_set1_ps(ae[t * mr + r]);
+          top[r][0] = _mm512_max_ps(_mm512_add_ps(e, e0), top[r][0]);  // a NaN c's exponent stays (second operand)
+          top[r][1] = _mm512_max_ps(_mm512_add_ps(e, e1), top[r][1]);
+        }
       }
+    } else {
+      __m512 big[mr][2];
+      for (int r = 0; r < mr; ++r)
+        for (int h = 0; h < 2; ++h) big[r][h] = _mm512_abs_ps(s[r][h]);
+      for (int i = 0; i < m; ++i) {
+        const size_t t = size_t(idx[i]);
+        const __m512 b0 = _mm512_loadu_ps(bp + t * nr), b1 = _mm512_loadu_ps(bp + t * nr + 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < mr; ++r) {
+          const __m512 a = _mm512_set1_ps(ap[t * mr + r]);
+          big[r][0] = _mm512_range_ps(big[r][0], _mm512_mul_ps(a, b0), 0x0b);  // larger magnitude, NaN kept
+          big[r][1] = _mm512_range_ps(big[r][1], _mm512_mul_ps(a, b1), 0x0b);
+        }
+      }
+      for (int r = 0; r < mr; ++r)
+        for (int h = 0; h < 2; ++h) top[r][h] = _mm512_getexp_ps(big[r][h]);
     }
     __m512 neg_quantum[mr][2];
-    __m512i sum[mr][2];
+    __m512i even[mr][2], odd[mr][2];
     const __m512 shift = _mm512_set1_ps(float(bits - 1));
-    const __m512 lowest_fast = _mm512_set1_ps(std::ldexp(1.0f, bits - 125));
     for (int r = 0; r < mr; ++r)
       for (int h = 0; h < 2; ++h) {
-        neg_quantum[r][h] = _mm512_sub_ps(shift, _mm512_getexp_ps(big[r][h]));  // -(E - bits + 1)
-        sum[r][h] = cut(_mm512_scalef_ps(s[r][h], neg_quantum[r][h]));
+        neg_quantum[r][h] = _mm512_sub_ps(shift, top[r][h]);  // -(top - bits + 1)
+        even[r][h] = cut(_mm512_scalef_ps(s[r][h], neg_quantum[r][h]));
+        odd[r][h] = _mm512_setzero_si512();
       }
-    for (int t = first; t < end; ++t) {
-      const __m512 b0 = _mm512_loadu_ps(bp + size_t(t) * nr), b1 = _mm512_loadu_ps(bp + size_t(t) * nr + 16);
+    int i = 0;
+    for (; i + 1 < m; i += 2) {
+      const size_t t = size_t(idx[i]), u = size_t(idx[i + 1]);
+      const __m512 b0 = _mm512_loadu_ps(bp + t * nr), b1 = _mm512_loadu_ps(bp + t * nr + 16);
+      const __m512 d0 = _mm512_loadu_ps(bp + u * nr), d1 = _mm512_loadu_ps(bp + u * nr + 16);
 #pragma GCC unroll 4
       for (int r = 0; r < mr; ++r) {
-        const __m512 a = _mm512_set1_ps(ap[size_t(t) * mr + r]);
-        sum[r][0] = _mm512_add_epi32(sum[r][0], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b0), neg_quantum[r][0])));
-        sum[r][1] = _mm512_add_epi32(sum[r][1], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b1), neg_quantum[r][1])));
+        const __m512 a = _mm512_set1_ps(ap[t * mr + r]), c = _mm512_set1_ps(ap[u * mr + r]);
+        even[r][0] = _mm512_add_epi32(even[r][0], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b0), neg_quantum[r][0])));
+        even[r][1] = _mm512_add_epi32(even[r][1], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b1), neg_quantum[r][1])));
+        odd[r][0] = _mm512_add_epi32(odd[r][0], cut(_mm512_scalef_ps(_mm512_mul_ps(c, d0), neg_quantum[r][0])));
+        odd[r][1] = _mm512_add_epi32(odd[r][1], cut(_mm512_scalef_ps(_mm512_mul_ps(c, d1), neg_quantum[r][1])));
       }
     }
+    if (i < m) {
+      const size_t t = size_t(idx[i]);
+      const __m512 b0 = _mm512_loadu_ps(bp + t * nr), b1 = _mm512_loadu_ps(bp + t * nr + 16);
+      for (int r = 0; r < mr; ++r) {
+        const __m512 a = _mm512_set1_ps(ap[t * mr + r]);
+        odd[r][0] = _mm512_add_epi32(odd[r][0], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b0), neg_quantum[r][0])));
+        odd[r][1] = _mm512_add_epi32(odd[r][1], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b1), neg_quantum[r][1])));
+      }
+    }
+    // The fast range: no product overflows float, and products that underflow it lie below half a quantum.
+    // Outside it (all-zero terms, an infinite or NaN c, extreme exponents) the portable step takes the lane.
+    const __m512 lowest = _mm512_set1_ps(float(bits - 125)), highest = _mm512_set1_ps(125.0f);
     for (int r = 0; r < mr; ++r)
       for (int h = 0; h < 2; ++h) {
         const __m512 old = s[r][h];
-        s[r][h] = normalise(sum[r][h], neg_quantum[r][h]);
-        // The fast range: no product overflows float, and products that underflow it lie below half a quantum.
-        // Outside it (all-zero terms, infinite products, extreme exponents) the portable step takes the lane.
-        const __mmask16 fast = _mm512_cmp_ps_mask(big[r][h], lowest_fast, _CMP_GE_OQ) &
-                               _mm512_cmp_ps_mask(big[r][h], _mm512_set1_ps(0x1p127f), _CMP_LT_OQ);
-        if (fast != 0xffff) s[r][h] = exact_lanes(__mmask16(~fast), old, s[r][h], ap, bp, first, end, r, h);
+        s[r][h] = normalise(even[r][h], odd[r][h], neg_quantum[r][h]);
+        const __mmask16 fast = _mm512_cmp_ps_mask(top[r][h], lowest, _CMP_GE_OQ) &
+                               _mm512_cmp_ps_mask(top[r][h], highest, _CMP_LE_OQ);
+        const __mmask16 slow = __mmask16(~fast & live[h]);
+        if (r < rows && slow) s[r][h] = exact_lanes(slow, old, s[r][h], ap, bp, idx, m, r, h);
       }
   }
 
@@ -295,25 +373,32 @@ struct TensorCore {
     else return _mm512_cvt_roundps_epi32(x, _MM_FROUND_TO_NEAREST_INT | no_exc);
   }
 
-  // sum * 2^quantum (exact in double) rounded once to binary32.
-  static __m512 normalise(__m512i sum, __m512 neg_quantum) {
-    const __m512d q_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(neg_quantum));
-    const __m512d q_hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(neg_quantum), 1)));
-    const __m512d lo = _mm512_scalef_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(sum)), _mm512_sub_pd(_mm512_setzero_pd(), q_lo));
-    const __m512d hi = _mm512_scalef_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(sum, 1)), _mm512_sub_pd(_mm512_setzero_pd(), q_hi));
-    const __m256 flo = _mm512_cvt_roundpd_ps(lo, R | no_exc), fhi = _mm512_cvt_roundpd_ps(hi, R | no_exc);
-    return _mm512_insertf32x8(_mm512_castps256_ps512(flo), fhi, 1);
+  // (even + odd) * 2^quantum (exact in double) rounded once to binary32, then to the tensor-core accumulator.
+  __m512 normalise(__m512i even, __m512i odd, __m512 neg_quantum) const {
+    const __m512d q_lo = _mm512_sub_pd(_mm512_setzero_pd(), _mm512_cvtps_pd(_mm512_castps512_ps256(neg_quantum)));
+    const __m512d q_hi = _mm512_sub_pd(
+        _mm512_setzero_pd(), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(neg_quantum), 1))));
+    const __m512d lo = _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(even)),
+                                     _mm512_cvtepi32_pd(_mm512_castsi512_si256(odd)));
+    const __m512d hi = _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(even, 1)),
+                                     _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(odd, 1)));
+    const __m256 flo = _mm512_cvt_roundpd_ps(_mm512_scalef_pd(lo, q_lo), R | no_exc);
+    const __m256 fhi = _mm512_cvt_roundpd_ps(_mm512_scalef_pd(hi, q_hi), R | no_exc);
+    const __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(flo), fhi, 1);
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(f), _mm512_set1_epi32(int(acc_mask))));
   }
 
   // Tiles whose operands hold inf or NaN: every lane by the portable step (products may be NaN, which the fast
   // range check cannot see).
-  void exact_step(const float* ap, const float* bp, int first, int end, __m512 (&s)[mr][2]) const {
+  template <class Terms>
+  void exact_step(const float* ap, const float* bp, Terms idx, int m, __m512 (&s)[mr][2]) const {
     for (int r = 0; r < mr; ++r)
-      for (int h = 0; h < 2; ++h) s[r][h] = exact_lanes(0xffff, s[r][h], s[r][h], ap, bp, first, end, r, h);
+      for (int h = 0; h < 2; ++h) s[r][h] = exact_lanes(0xffff, s[r][h], s[r][h], ap, bp, idx, m, r, h);
   }
 
   // Lanes outside the fast range, computed by the portable step (rare).
-  __m512 exact_lanes(__mmask16 lanes, __m512 old, __m512 fast, const float* ap, const float* bp, int first, int end,
+  template <class Terms>
+  __m512 exact_lanes(__mmask16 lanes, __m512 old, __m512 fast, const float* ap, const float* bp, Terms idx, int m,
                      int r, int h) const {
     alignas(64) float c_in[16], out[16];
     _mm512_store_ps(c_in, old);
@@ -321,42 +406,100 @@ struct TensorCore {
     for (int l = 0; l < 16; ++l) {
       if (!((lanes >> l) & 1)) continue;
       double terms[65];
+      int exps[65];
       int n = 0;
+      exps[n] = c_in[l] != 0 ? kmath::exponent(double(c_in[l])) : INT_MIN;
       terms[n++] = c_in[l];
-      for (int t = first; t < end; ++t) terms[n++] = double(ap[size_t(t) * mr + r]) * double(bp[size_t(t) * nr + h * 16 + l]);
-      out[l] = float(tensor_core_step(terms, n, *policy, 0));
+      for (int i = 0; i < m; ++i) {
+        const double a = ap[size_t(idx[i]) * mr + r], b = bp[size_t(idx[i]) * nr + h * 16 + l];
+        exps[n] = operand_exponent_sum(a, b, dot->tc_operand_emin);
+        terms[n++] = a * b;
+      }
+      out[l] = float(tensor_core_step(terms, n, *dot, 0, AlignOperands ? exps : nullptr));
     }
     return _mm512_load_ps(out);
   }
 };
 
-template <int R, bool Truncate, int CombineR>
-void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const float* b, float* c) {
-  using TC = TensorCore<R, Truncate>;
+// The terms of one step: consecutive from `first`, or dealt (tensor_step_terms's list, relative to the chunk).
+struct Consecutive {
+  int first;
+  int operator[](int i) const { return first + i; }
+};
+struct Dealt {
+  const int* offsets;
+  int first;
+  int operator[](int i) const { return first + offsets[i]; }
+};
+
+// tensor_step_terms for a chunk of `len` terms, once per product instead of once per tile and step.
+struct DealTable {
+  std::vector<int> offsets, start, count;
+  DealTable(const AccumPolicy& p, int len) {
+    int idx[64];
+    for (int step = 0; step * p.tc.k < len; ++step) {
+      const int n = tensor_step_terms(p, 0, len, step, idx);
+      start.push_back(int(offsets.size()));
+      count.push_back(n);
+      offsets.insert(offsets.end(), idx, idx + n);
+    }
+  }
+};
+
+// The fraction bits of binary32 that a tensor-core accumulator of `acc` drops, cleared by the mask; 0 when clearing
+// bits is not its rounding (tcacc must share binary32's exponent range and the step must truncate).
+std::uint32_t tc_acc_mask(const AccumPolicy& p) {
+  if (!p.tc.acc || p.tc.acc->spec == formats::fp32) return ~0u;
+  const FormatSpec& f = p.tc.acc->spec;
+  const FormatSpec& single = formats::fp32;
+  if (p.tc.rounding != Rounding::toward_zero || f.emax != single.emax || f.emin != single.emin || !f.subnormals ||
+      f.encoding != Encoding::ieee || f.overflow != Overflow::infinity || f.precision > 24 || f.precision < 2)
+    return 0;
+  return ~((std::uint32_t{1} << (24 - f.precision)) - 1);
+}
+
+template <int R, bool Truncate, bool AlignOperands, int CombineR>
+void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const float* b, float* c,
+                      const BlockScales* scales) {
+  using TC = TensorCore<R, Truncate, AlignOperands>;
   constexpr int mr = TC::mr;
-  const TC tc{&p, p.tc.k, p.tc.bits};
-  const Packed &ap = pack_a<mr>(a, m, k), &bp = pack_b(b, k, n);
-  const int len = p.chunk_length(k);
+  const DotPolicy dot = make_dot_policy(p);
+  const TC tc{&dot, p.tc.bits, tc_acc_mask(p)};
+  const int emin = tensor_core_operand_emin(p);
+  const Packed &ap = pack_a<mr>(a, m, k, AlignOperands ? &emin : nullptr);
+  const Packed &bp = pack_b(b, k, n, AlignOperands ? &emin : nullptr);
+  const int len = scales ? scales->block : p.chunk_length(k);
+  const DealTable full(p, p.tc.deal ? len : 0), last(p, p.tc.deal ? k - (k - 1) / len * len : 0);
   for_tiles((m + mr - 1) / mr, (n + nr - 1) / nr, [&](int ip, int jp) {
     const float* at = ap.data.data() + size_t(ip) * k * mr;
     const float* bt = bp.data.data() + size_t(jp) * k * nr;
+    const float* ae = AlignOperands ? ap.exps.data() + size_t(ip) * k * mr : nullptr;
+    const float* be = AlignOperands ? bp.exps.data() + size_t(jp) * k * nr : nullptr;
     const bool non_finite = ap.non_finite[ip] || bp.non_finite[jp];
+    const int rows = std::min(mr, m - ip * mr), cols = std::min(nr, n - jp * nr);
+    const __mmask16 live[2] = {cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1),
+                               cols >= 32 ? __mmask16(0xffff) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1)};
     __m512 total[mr][2], part[mr][2];
     for (int first = 0; first < k; first += len) {
       const int end = std::min(k, first + len);
       for (int r = 0; r < mr; ++r) part[r][0] = part[r][1] = _mm512_setzero_ps();
-      for (int t = first; t < end; t += tc.k) {
-        if (non_finite) tc.exact_step(at, bt, t, std::min(end, t + tc.k), part);
-        else tc.step(at, bt, t, std::min(end, t + tc.k), part);
+      for (int step = 0; first + step * p.tc.k < end; ++step) {
+        if (p.tc.deal == 0) {
+          const Consecutive terms{first + step * p.tc.k};
+          const int count = std::min(end - terms.first, p.tc.k);
+          if (non_finite) tc.exact_step(at, bt, terms, count, part);
+          else tc.step(at, bt, ae, be, terms, count, rows, live, part);
+        } else {
+          const DealTable& table = end - first == len ? full : last;
+          const Dealt terms{table.offsets.data() + table.start[step], first};
+          if (non_finite) tc.exact_step(at, bt, terms, table.count[step], part);
+          else tc.step(at, bt, ae, be, terms, table.count[step], rows, live, part);
+        }
       }
-      for (int r = 0; r < mr; ++r)
-        for (int h = 0; h < 2; ++h)
-          total[r][h] = first == 0 ? part[r][h] : _mm512_add_round_ps(total[r][h], part[r][h], CombineR | no_exc);
+      take_chunk<mr>(scales, first / len, ip * mr, jp * nr, first == 0, part, total,
+                     [](__m512 x, __m512 y) { return _mm512_add_round_ps(x, y, CombineR | no_exc); });
     }
-    if (k == 0)
-      for (int r = 0; r < mr; ++r) total[r][0] = total[r][1] = _mm512_setzero_ps();
-    store_tile<mr>(total, c + size_t(ip) * mr * n + size_t(jp) * nr, n, std::min(mr, m - ip * mr),
-                   std::min(nr, n - jp * nr));
+    store_tile<mr>(total, c + size_t(ip) * mr * n + size_t(jp) * nr, n, rows, cols);
   });
 }
 
@@ -380,12 +523,15 @@ bool is(const std::optional<Format>& f, const FormatSpec& spec) { return f && f-
 GemmPath fast_path(const AccumPolicy& p) {
   if (!carrier_holds<float>(p.input.spec) || !p.acc || p.order == Order::pairwise) return GemmPath::generic;
   if (p.tc.k > 0) {
-    // Products of <= 12-bit operands are exact floats inside the fast range (see TensorCore::step).
+    // Products of <= 12-bit operands are exact floats inside the fast range (see TensorCore::step). Each of the
+    // two int32 accumulators takes half a step's products (at most tc.k: tensor_step_terms deals whole runs) and
+    // c; a cut product is at most 2^bits (value) or 2^(bits+1) (operands: the product of significands in [1, 4)).
     const bool exact_float_products = 2 * p.input.spec.precision <= 24;
-    const bool fits_int32 = p.tc.bits + std::bit_width(unsigned(p.tc.k)) <= 30;  // k+1 cut terms, even rounded up
-    if (exact_float_products && fits_int32 && !p.tc.align_operands && p.tc.deal == 0 && !p.tc.unpack && !p.tc.acc && is(p.acc, formats::fp32) &&
-        ieee_rounding(p.tc.rounding) >= 0 &&
-        ieee_rounding(p.acc_rounding) >= 0)
+    const std::int64_t largest_sum =
+        (std::int64_t((p.tc.k + 1) / 2) * (p.tc.align_operands ? 2 : 1) + 1) << std::min(p.tc.bits, 40);
+    const bool fits_int32 = largest_sum < (std::int64_t{1} << 31);
+    if (exact_float_products && fits_int32 && tc_acc_mask(p) != 0 && is(p.acc, formats::fp32) &&
+        ieee_rounding(p.tc.rounding) >= 0 && ieee_rounding(p.acc_rounding) >= 0)
       return GemmPath::tensor_core;
     return GemmPath::generic;
   }
@@ -400,7 +546,8 @@ GemmPath fast_path(const AccumPolicy& p) {
   return GemmPath::generic;
 }
 
-void fast_gemm(const AccumPolicy& p, GemmPath path, int m, int n, int k, const float* a, const float* b, float* c) {
+void fast_gemm(const AccumPolicy& p, GemmPath path, int m, int n, int k, const float* a, const float* b, float* c,
+               const BlockScales* scales) {
   if (k == 0) {  // an empty sum is +0 whatever the kernel
     std::fill(c, c + size_t(m) * n, 0.0f);
     return;
@@ -408,24 +555,29 @@ void fast_gemm(const AccumPolicy& p, GemmPath path, int m, int n, int k, const f
   const bool fused = p.fma || !p.product;
   if (path == GemmPath::fp32_fma) {
     with_ieee_rounding(p.acc_rounding, [&]<int R>() {
-      if (fused) step_gemm<12, Fp32Fma<R>>(p, m, n, k, a, b, c);
-      else step_gemm<12, Fp32MulAdd<R>>(p, m, n, k, a, b, c);
+      if (fused) step_gemm<12, Fp32Fma<R>>(p, m, n, k, a, b, c, scales);
+      else step_gemm<12, Fp32MulAdd<R>>(p, m, n, k, a, b, c, scales);
     });
   } else if (path == GemmPath::rounded_acc) {
     if (is(p.acc, formats::bf16)) {
-      if (fused) step_gemm<8, NarrowAcc<Bf16Rne, true>>(p, m, n, k, a, b, c);
-      else step_gemm<8, NarrowAcc<Bf16Rne, false>>(p, m, n, k, a, b, c);
+      if (fused) step_gemm<8, NarrowAcc<Bf16Rne, true>>(p, m, n, k, a, b, c, scales);
+      else step_gemm<8, NarrowAcc<Bf16Rne, false>>(p, m, n, k, a, b, c, scales);
     } else {
       with_ieee_rounding(p.acc_rounding, [&]<int R>() {
-        if (fused) step_gemm<8, NarrowAcc<Fp16Round<R>, true>>(p, m, n, k, a, b, c);
-        else step_gemm<8, NarrowAcc<Fp16Round<R>, false>>(p, m, n, k, a, b, c);
+        if (fused) step_gemm<8, NarrowAcc<Fp16Round<R>, true>>(p, m, n, k, a, b, c, scales);
+        else step_gemm<8, NarrowAcc<Fp16Round<R>, false>>(p, m, n, k, a, b, c, scales);
       });
     }
   } else if (path == GemmPath::tensor_core) {
     with_ieee_rounding(p.tc.rounding, [&]<int R>() {
       with_ieee_rounding(p.acc_rounding, [&]<int CR>() {
-        if (p.tc.align_truncates) tensor_core_gemm<R, true, CR>(p, m, n, k, a, b, c);
-        else tensor_core_gemm<R, false, CR>(p, m, n, k, a, b, c);
+        if (p.tc.align_operands) {
+          if (p.tc.align_truncates) tensor_core_gemm<R, true, true, CR>(p, m, n, k, a, b, c, scales);
+          else tensor_core_gemm<R, false, true, CR>(p, m, n, k, a, b, c, scales);
+        } else {
+          if (p.tc.align_truncates) tensor_core_gemm<R, true, false, CR>(p, m, n, k, a, b, c, scales);
+          else tensor_core_gemm<R, false, false, CR>(p, m, n, k, a, b, c, scales);
+        }
       });
     });
   }

@@ -7,7 +7,7 @@ namespace lpsim::accum {
 
 GemmPath fast_path(const AccumPolicy&) { return GemmPath::generic; }
 
-void fast_gemm(const AccumPolicy&, GemmPath, int, int, int, const float*, const float*, float*) {
+void fast_gemm(const AccumPolicy&, GemmPath, int, int, int, const float*, const float*, float*, const BlockScales*) {
   throw std::logic_error("fast_gemm: this build has no AVX-512 kernels");
 }
 

@@ -93,7 +93,7 @@ void check_against_reference(const std::vector<std::string>& policies) {
   for (const auto& text : policies) {
     SCOPED_TRACE(text);
     const AccumPolicy p = parse_policy(text);
-    for (DotInputs kind : {DotInputs::moderate, DotInputs::wide, DotInputs::adversarial}) {
+    for (DotInputs kind : {DotInputs::moderate, DotInputs::wide, DotInputs::adversarial, DotInputs::full_range}) {
       SCOPED_TRACE(int(kind));
       const Operands x = operands(p, m, n, k, kind, 11 + int(kind));
       const StochasticStream sr{3, 5, 0};
@@ -182,7 +182,11 @@ TEST(GemmExact, FastKernelsMatchPortableOnLargeProducts) {
       "in=fp16,acc=fp16,round=rz", "in=fp16,acc=fp16,round=ru", "in=fp16,acc=fp16,round=rd", "bf16-bf16acc",
       "in=fp16,acc=fp32,order=blocked:64", "in=fp16,acc=fp32,order=splitk:3", "in=fp16,acc=fp16,order=blocked:48",
       "fp16-tc", "bf16-tc", "fp8e4m3-tc", "fp8e5m2-tc", "fp8e4m3-tc-promote", "in=fp16,acc=fp32,tc=4,tcbits=24",
-      "in=fp16,acc=fp32,tc=8,tcbits=30,tcalign=rne,tcround=rne"};
+      "in=fp16,acc=fp32,tc=8,tcbits=30,tcalign=rne,tcround=rne", "fp8e4m3-mma", "fp8e5m2-mma", "b200-bf16-tc",
+      "b200-fp8e4m3-tc", "in=bf16,acc=fp32,tc=8,tcbits=20,tcalign=rne,tcround=ru,tcexp=operands,order=splitk:3",
+      "in=e4m3,acc=fp32,tc=16,tcbits=12,tcexp=operands,tcacc=e8m10,order=blocked:64,round=rd",
+      "in=e5m2,acc=fp32,tc=32,tcbits=14,tcexp=operands,tcacc=e8m13,tcdeal=4,order=blocked:96",
+      "in=fp16,acc=fp32,tc=16,tcbits=26,tcexp=operands,tcacc=e5m10"};
   int fast = 0;
   // n = 53 packs B into panels; n = 64 reads whole 32-column panels of B in place.
   for (const auto& [m, n, k] : {std::tuple{37, 53, 300}, std::tuple{19, 64, 130}})
@@ -190,7 +194,7 @@ TEST(GemmExact, FastKernelsMatchPortableOnLargeProducts) {
       SCOPED_TRACE(text + " n=" + std::to_string(n));
       const AccumPolicy p = parse_policy(text);
       fast += gemm_path(p, Isa::avx512, true) != GemmPath::generic;
-      for (DotInputs kind : {DotInputs::moderate, DotInputs::wide, DotInputs::adversarial}) {
+      for (DotInputs kind : {DotInputs::moderate, DotInputs::wide, DotInputs::adversarial, DotInputs::full_range}) {
         const Operands x = operands(p, m, n, k, kind, 100 + int(kind));
         std::vector<double> portable(size_t(m) * n), avx(portable.size());
         gemm(p, m, n, k, x.a, x.b, portable, {{}, Isa::portable});
@@ -200,6 +204,9 @@ TEST(GemmExact, FastKernelsMatchPortableOnLargeProducts) {
       }
     }
   RecordProperty("fast_policies", fast);
+  // The presets fitted to the H100 bit for bit take the vectorised tensor-core kernel.
+  for (const char* preset : {"fp16-tc", "bf16-tc", "fp8e4m3-tc", "fp8e4m3-tc-promote", "fp8e4m3-mma"})
+    EXPECT_EQ(gemm_path(parse_policy(preset), Isa::avx512, true), GemmPath::tensor_core) << preset;
 }
 
 }  // namespace

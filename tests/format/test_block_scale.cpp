@@ -86,7 +86,9 @@ TEST(BlockScale, StochasticSchemesRoundElementsToANeighbourWithoutBias) {
         const double lo = round_to(scaled, s.element.spec, Rounding::downward),
                      hi = round_to(scaled, s.element.spec, Rounding::upward);
         const double e = q.elements[i];
-        if (std::fabs(scaled) <= s.element.spec.max_finite()) ASSERT_TRUE(e == lo || e == hi) << i << " " << scaled;
+        if (std::fabs(scaled) <= s.element.spec.max_finite()) {
+          ASSERT_TRUE(e == lo || e == hi) << i << " " << scaled;
+        }
         mean[i] += q.value(0, int(i)) / draws;
       }
     }
@@ -197,7 +199,9 @@ TEST(BlockScale, EverySchemeQuantisesWithinItsDefinition) {
         }
       }
       // Only OCP's floor rule and NVFP4's rounded E4M3 block scale can leave elements beyond the largest.
-      if (s.rule == ScaleRule::pow2_ceil || s.rule == ScaleRule::amax_fp32) EXPECT_EQ(q.saturated, 0);
+      if (s.rule == ScaleRule::pow2_ceil || s.rule == ScaleRule::amax_fp32) {
+        EXPECT_EQ(q.saturated, 0);
+      }
     }
   }
 }
