@@ -228,6 +228,35 @@ TEST(BlockScale, ScaledProductMatchesReference) {
   }
 }
 
+// The kernels with the promotion fused (every tile edge: rows and columns beyond whole tiles, a ragged last block,
+// DeepSeek's 1x128 by 128x128 scales) against the MPFR definition, on operands over the whole range.
+TEST(BlockScale, FusedPromotionMatchesReferenceOnWholeTiles) {
+  const int m = 37, n = 53;
+  const std::pair<const char*, const char*> schemes[] = {
+      {"mxfp8-e4m3", "mxfp8-e4m3"}, {"mxfp4", "mxfp4"}, {"nvfp4", "nvfp4"}, {"fp8-1x128", "fp8-128x128"}};
+  for (const auto& [left, right] : schemes) {
+    const BlockScheme sa = block_scheme(left), sb = block_scheme(right);
+    const int k = sa.block * 2 + 7;
+    std::vector<std::string> policies = {fmt::format("in={},acc=fp32", sa.element.name),
+                                         fmt::format("in={},acc=fp32,nofma", sa.element.name),
+                                         fmt::format("in={},acc=fp16", sa.element.name)};
+    if (sa.element.spec == formats::e4m3) policies.insert(policies.end(), {"fp8e4m3-tc", "in=e4m3,acc=fp32,tc=16,tcbits=26,tcexp=operands"});
+    for (const std::string& text : policies)
+      for (test::DotInputs kind : {test::DotInputs::moderate, test::DotInputs::full_range}) {
+        SCOPED_TRACE(std::string(left) + " " + text + " " + std::to_string(int(kind)));
+        const AccumPolicy p = parse_policy(text);
+        const std::vector<double> a = test::dot_operands(formats::bf16, std::size_t(m) * k, kind, 17),
+                                  b = test::dot_operands(formats::bf16, std::size_t(k) * n, kind, 18);
+        const BlockQuantized qa = quantize_blocks(sa, a, m, k, 1), qb = quantize_blocks(sb, b, k, n, 0);
+        const std::vector<double> fast = block_scaled_gemm(p, qa, qb), ref = reference_block_scaled_gemm(p, qa, qb);
+        int bad = 0;
+        for (std::size_t i = 0; i < fast.size(); ++i)
+          if (!test::same_value(ref[i], fast[i]) && bad++ < 3) ADD_FAILURE() << i << ": " << ref[i] << " vs " << fast[i];
+        EXPECT_EQ(bad, 0);
+      }
+  }
+}
+
 // With one block and unit scales the block-scaled product is the policy's own product (rounded to fp32).
 TEST(BlockScale, OneUnitBlockIsThePlainProduct) {
   const BlockScheme s = block_scheme("mxfp8-e4m3");
