@@ -62,6 +62,8 @@ EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_
     out_[static_cast<int>(op)] = make_rounder(p.out, p.rounding);
     stochastic_ = stochastic_ || p.rounding == Rounding::stochastic || stochastic_policy(p.gemm) ||
                   stochastic_policy(p.reduce);
+    ordered_state_ = ordered_state_ || (p.out_scaling != OutputScaling::none && p.out_scaling != OutputScaling::blocks) ||
+                     (p.blocks && p.blocks->stochastic) || (p.weight_blocks && p.weight_blocks->stochastic);
   }
 }
 
@@ -154,13 +156,14 @@ void EmulatedBackend::store(Op op, Matrix<double>& m) {
   if (plan_[op].out_scaling == OutputScaling::none) return round_all(out_[static_cast<int>(op)], m.data);
   if (plan_[op].out_scaling == OutputScaling::blocks) {  // quantised along rows, kept as the dequantised values
     const BlockQuantized q = quantize_blocks(*plan_[op].blocks, m.data, m.rows, m.cols, 1, block_rounding_stream(*plan_[op].blocks));
-    events_.saturations += q.saturated;
+    long overflows = 0;
     for (int i = 0; i < m.rows; ++i)
       for (int j = 0; j < m.cols; ++j) {
         const double v = q.value(i, j);
-        if (std::isfinite(m(i, j)) && !std::isfinite(v)) ++events_.overflows;
+        if (std::isfinite(m(i, j)) && !std::isfinite(v)) ++overflows;
         m(i, j) = v;
       }
+    count_events(overflows, q.saturated);
     return;
   }
   const double s = output_scale(op, m);  // powers of two: scaling and unscaling are exact
@@ -230,8 +233,7 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
     o.finite = now_infinite == 0;
     if (beyond) {  // the values that left the range became Inf/NaN or were clamped (inputs were finite floats)
       const long overflowed = std::min(beyond, now_infinite);
-      events_.overflows += overflowed;
-      if (in.overflow == Overflow::saturate) events_.saturations += beyond - overflowed;
+      count_events(overflowed, in.overflow == Overflow::saturate ? beyond - overflowed : 0);
     }
   } else {
     o.f.clear();
@@ -269,11 +271,11 @@ Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, co
   // Stochastic schemes draw per call, numbered in forward order (quantisation runs outside the row loops).
   const BlockQuantized qa = quantize_blocks(*p.blocks, a.data, a.rows, a.cols, 1, block_rounding_stream(*p.blocks));
   const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0, block_rounding_stream(sb));
-  events_.saturations += qa.saturated + qb.saturated;
+  count_events(0, qa.saturated + qb.saturated);
   Matrix<double> c(a.rows, b.cols);
   c.data = block_scaled_gemm(*p.gemm, qa, qb, device_);  // fp32 values
   const bool finite = all_finite(a.data) && all_finite(b.data);
-  if (finite) events_.overflows += std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); });
+  if (finite) count_events(std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); }), 0);
   if (bias) {  // the epilogue in compute, the bias a value of out (as product's)
     std::vector<double> rb = *bias;
     round_all(make_rounder(p.out, Rounding::nearest_even), rb);
@@ -298,7 +300,7 @@ Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const
   options.sr = next_stream(gemm_stream);
   const bool finite = all_finite(ad) && all_finite(bd) && all_finite(out.data);
   accumulate_gemm(*p.gemm, a.rows, b.cols, a.cols, ad, bd, out.data, options);
-  if (finite) events_.overflows += std::count_if(out.data.begin(), out.data.end(), [](double v) { return !std::isfinite(v); });
+  if (finite) count_events(std::count_if(out.data.begin(), out.data.end(), [](double v) { return !std::isfinite(v); }), 0);
   return out;
 }
 
@@ -332,7 +334,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   }
   if (!epilogue) {
     if (a.finite && b.finite)
-      events_.overflows += std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); });
+      count_events(std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); }), 0);
     return c;
   }
   // Epilogue in the compute precision: unscale, add the bias (stored in the output format), round to the output.

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "lpsim/format/block_scale.hpp"
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
@@ -162,10 +163,11 @@ TEST(EmulatedOps, StochasticRoundingIsTheSameAtAnyThreadCount) {
   EXPECT_NE(one.back().data, other.back().data);  // the seed matters
 }
 
-// The layers' row loops and the backend's conversion passes run on all threads (issue 18) for plans without
-// stochastic rounding: every tap bit for bit and every range event count the same as on one thread, for shapes
-// long enough to take the parallel path (>= 8192 elements), on encoder, decoder and Llama models, with fp8
-// overflow counts, saturating formats, gelu chains and the flash kernel.
+// The layers' row loops, attention's heads and the backend's conversion passes run on all threads (issue 18) for
+// plans without stochastic rounding: every tap bit for bit and every range event count the same as on one thread,
+// for shapes long enough to take the parallel path (>= 8192 elements), on encoder, decoder and Llama (grouped
+// query) models, with fp8 overflow counts, saturating formats, gelu chains, block-scaled products and the flash
+// kernel.
 TEST(EmulatedOps, ParallelRowsGiveTheSameBitsAndEvents) {
   const auto cwd = std::filesystem::current_path();
   std::filesystem::current_path(LPSIM_SOURCE_DIR);
@@ -175,7 +177,8 @@ TEST(EmulatedOps, ParallelRowsGiveTheSameBitsAndEvents) {
   };
   const Case cases[] = {{"models/tiny-vit.toml", "autocast-bf16"}, {"models/tiny-vit.toml", "fp8-e4m3"},
                         {"models/gpt2-tiny.toml", "pure-fp16"},     {"models/llama-tiny.toml", "autocast-bf16"},
-                        {"models/llama-tiny.toml", "pure-bf16"},    {"models/gpt2-tiny.toml", "autocast-fp16+flash"}};
+                        {"models/llama-tiny.toml", "pure-bf16"},    {"models/gpt2-tiny.toml", "autocast-fp16+flash"},
+                        {"models/tiny-vit.toml", "mxfp8"},          {"models/llama-tiny.toml", "nvfp4"}};
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(c.model) + " " + c.plan);
     const ModelConfig cfg = load_model_config(c.model);
@@ -187,6 +190,7 @@ TEST(EmulatedOps, ParallelRowsGiveTheSameBitsAndEvents) {
       omp_set_num_threads(threads);
       EmulatedBackend be(plan_preset(c.plan));
       EXPECT_TRUE(be.rows_in_parallel());
+      EXPECT_TRUE(be.heads_in_parallel());
       Taps<double> taps = emulated_taps(be, cfg, w, in);
       return std::make_pair(taps, be.events());
     };
@@ -214,6 +218,32 @@ TEST(EmulatedOps, StochasticPlansRunTheirRowsSerially) {
   plan = plan_preset("pure-bf16");
   plan[Op::ffn_up].gemm = parse_policy("in=bf16,acc=fp32,round=sr");
   EXPECT_FALSE(EmulatedBackend(plan).rows_in_parallel());
+  EXPECT_FALSE(EmulatedBackend(plan).heads_in_parallel());
+}
+
+// Heads share threads only where no call depends on the ones before it: an amax history per call (current,
+// delayed, geometry scaling), a stochastic block scheme's stream per call, or a GEMM device's buffers.
+TEST(EmulatedOps, HeadsRunInParallelOnlyWithoutPerCallState) {
+  EXPECT_TRUE(EmulatedBackend(plan_preset("autocast-bf16")).heads_in_parallel());
+  for (OutputScaling s : {OutputScaling::current, OutputScaling::delayed, OutputScaling::geometry}) {
+    PrecisionPlan plan = plan_preset("fp8-e4m3");
+    plan[Op::act].out_scaling = s;
+    EXPECT_FALSE(EmulatedBackend(plan).heads_in_parallel()) << int(s);
+  }
+  PrecisionPlan plan = plan_preset("mxfp8");
+  EXPECT_TRUE(EmulatedBackend(plan).heads_in_parallel());
+  for (Op op : all_ops)
+    if (plan[op].blocks) plan[op].blocks = block_scheme("mxfp4-sr");
+  EXPECT_FALSE(EmulatedBackend(plan).heads_in_parallel());
+  struct NoDevice : GemmDevice {
+    bool gemm(const AccumPolicy&, int, int, int, std::span<const double>, std::span<const double>, std::span<double>,
+              const StochasticStream&) override { return false; }
+    bool gemm(const AccumPolicy&, int, int, int, std::span<const float>, std::span<const float>, std::span<float>,
+              const StochasticStream&) override { return false; }
+  } device;
+  EmulatedBackend be(plan_preset("autocast-bf16"));
+  be.use_gemm_device(&device);
+  EXPECT_FALSE(be.heads_in_parallel());
 }
 
 }  // namespace

@@ -71,6 +71,10 @@ class EmulatedBackend {
   // loops): yes unless the plan rounds stochastically anywhere, where the random streams are numbered in call order.
   // Every other rounding depends on its value only, so any schedule gives the same bits.
   bool rows_in_parallel() const { return !stochastic_; }
+  // Whether attention's heads may run on several threads at once (layers.hpp): as rows, and besides no state kept
+  // in call order (current, delayed and geometry output scaling record an amax per call; a stochastic block scheme
+  // draws a stream per call) and no GEMM device (its buffers serve one call at a time).
+  bool heads_in_parallel() const { return !stochastic_ && !ordered_state_ && !device_; }
 
  private:
   enum class Fast : std::uint8_t { identity, to_float, general };
@@ -120,6 +124,7 @@ class EmulatedBackend {
   RangeEvents events_;
   Rounder compute_[op_count], out_[op_count];
   bool stochastic_ = false;  // some rounding of the plan is stochastic
+  bool ordered_state_ = false;  // some op keeps per-call state (output scaling by amax, stochastic block schemes)
   std::map<std::tuple<const double*, std::size_t, int>, Operand> weights_;
   // (op, layer, call within the layer: the head) -> amax of the same tensor in earlier forwards
   std::map<std::tuple<int, int, int>, std::vector<double>> amax_history_;

@@ -44,6 +44,16 @@ bool parallel_rows(const B& be, std::size_t elements) {
   else return false;
 }
 
+// Whether attention's heads run on threads of their own: the backend allows overlapping calls (heads_in_parallel)
+// and there are threads and heads to share. Each head computes exactly what it would alone, so the bits do not
+// depend on it.
+template <class B>
+bool parallel_heads(const B& be, int heads) {
+  if constexpr (requires { be.heads_in_parallel(); })
+    return heads > 1 && !omp_in_parallel() && omp_get_max_threads() > 1 && be.heads_in_parallel();
+  else return false;
+}
+
 // Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d, eps the norm's own when it has one. Two passes: mean, then the variance of
 // the centred values (a careful kernel's choice; Welford's update would round differently).
 // cast: RMSNorm as transformers' LlamaRMSNorm: x * rstd is rounded to the stream's dtype (the norm's `out`) before
@@ -273,8 +283,8 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     if (rope) rotate(be, keys[g], rope_cos, rope_sin);
   }
   Matrix<T> heads(h.rows, cfg.q_width());
-  for (int head = 0; head < cfg.heads; ++head) {
-    const int g = head / group;
+  parallel_for(cfg.heads, parallel_heads(be, cfg.heads), [&](std::int64_t head_index) {
+    const int head = int(head_index), g = head / group;
     Matrix<T> qh = columns(q, head * dh, dh);
     if (rope) rotate(be, qh, rope_cos, rope_sin);
     const Matrix<T>& kh = keys[g];
@@ -283,7 +293,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     if constexpr (requires { be.attention_kernel(); }) {
       if (be.attention_kernel().kind == AttentionKernel::Kind::flash) {
         set_columns(heads, head * dh, flash_head(be, be.attention_kernel(), qh, kh, vh, cfg.causal));
-        continue;
+        return;
       }
     }
     Matrix<T> s = be.gemm(Op::score, qh, transpose(kh), nullptr);
@@ -291,7 +301,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     const Matrix<T> p = softmax(be, s, cfg.causal);
     if constexpr (requires { be.observe_head(qh, kh, s, p, vh); }) be.observe_head(qh, kh, s, p, vh);
     set_columns(heads, head * dh, be.gemm(Op::pv, p, vh, nullptr));
-  }
+  });
   return be.linear(Op::out_proj, heads, w.wo, bias(w.bo));
 }
 

@@ -1,14 +1,17 @@
 #pragma once
 // Loops that use every thread only when asked to. An OpenMP region whose if clause is false is not free: libgomp
 // still builds a one-thread team and pays futex calls for it (measured: 13,600 futex calls and 16 ms per Tiny-ViT
-// forward when the per-row reductions each opened one). Short loops therefore take a plain loop, no region at all.
+// forward when the per-row reductions each opened one). Short loops therefore take a plain loop, no region at all,
+// and so do loops inside a region already (attention's heads on threads), where a nested one gets one thread anyway.
+#include <omp.h>
+
 #include <cstdint>
 
 namespace lpsim {
 
 template <class Body>
 void parallel_for(std::int64_t n, bool parallel, Body&& body) {
-  if (parallel) {
+  if (parallel && !omp_in_parallel()) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t i = 0; i < n; ++i) body(i);
   } else {
@@ -23,7 +26,7 @@ struct Counts {
 template <class Body>
 Counts parallel_count(std::int64_t n, bool parallel, Body&& body) {
   long a = 0, b = 0;
-  if (parallel) {
+  if (parallel && !omp_in_parallel()) {
 #pragma omp parallel for schedule(static) reduction(+ : a, b)
     for (std::int64_t i = 0; i < n; ++i) body(i, a, b);
   } else {
