@@ -343,12 +343,11 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
     rb = *bias;
     round_all(make_rounder(p.out, Rounding::nearest_even), rb);
   }
-  const Rounder& cr = compute_[static_cast<int>(op)];
   parallel_for(c.rows, rows_in_parallel() && c.size() >= parallel_elements, [&](std::int64_t i) {
-    for (int j = 0; j < c.cols; ++j) {
+    for (int j = 0; j < c.cols; ++j) {  // compute (inline): a binary32 compute is a cast, not a call
       double v = c(int(i), j);
-      if (unscale != 1) v = round_one(cr, v * unscale);
-      if (bias) v = round_one(cr, v + rb[j]);
+      if (unscale != 1) v = compute(op, v * unscale);
+      if (bias) v = compute(op, v + rb[j]);
       c(int(i), j) = v;
     }
   });
