@@ -343,14 +343,36 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
     rb = *bias;
     round_all(make_rounder(p.out, Rounding::nearest_even), rb);
   }
-  parallel_for(c.rows, rows_in_parallel() && c.size() >= parallel_elements, [&](std::int64_t i) {
-    for (int j = 0; j < c.cols; ++j) {  // compute (inline): a binary32 compute is a cast, not a call
-      double v = c(int(i), j);
-      if (unscale != 1) v = compute(op, v * unscale);
-      if (bias) v = compute(op, v + rb[j]);
-      c(int(i), j) = v;
-    }
-  });
+  const bool threads = rows_in_parallel() && c.size() >= parallel_elements;
+  if (compute_[static_cast<int>(op)].fast == Fast::to_float) {  // binary32 compute: casts, counting new infinities
+    const Counts made_infinite = parallel_count(c.rows, threads, [&](std::int64_t i, long& over, long&) {
+      double* row = c.data.data() + std::size_t(i) * std::size_t(c.cols);
+      for (int j = 0; j < c.cols; ++j) {
+        double v = row[j];
+        if (unscale != 1) {
+          const double x = v * unscale;
+          v = static_cast<double>(static_cast<float>(x));
+          over += std::isinf(v) && !std::isinf(x);
+        }
+        if (bias) {
+          const double x = v + rb[std::size_t(j)];
+          v = static_cast<double>(static_cast<float>(x));
+          over += std::isinf(v) && !std::isinf(x);
+        }
+        row[j] = v;
+      }
+    });
+    count_events(made_infinite.a, 0);
+  } else {
+    parallel_for(c.rows, threads, [&](std::int64_t i) {
+      for (int j = 0; j < c.cols; ++j) {
+        double v = c(int(i), j);
+        if (unscale != 1) v = compute(op, v * unscale);
+        if (bias) v = compute(op, v + rb[j]);
+        c(int(i), j) = v;
+      }
+    });
+  }
   store(op, c);
   return c;
 }
