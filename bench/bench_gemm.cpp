@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
   const int size = argc > 1 ? std::atoi(argv[1]) : 512;
   const int reps = argc > 2 ? std::atoi(argv[2]) : 7;
   std::vector<std::string> policies = {"fp32", "fp16-fp32acc", "bf16-fp32acc", "fp16-fp16acc", "bf16-bf16acc",
-                                       "fp16-tc", "fp8e4m3-tc", "fp8e4m3-tc-promote", "bf16-tc"};
+                                       "fp16-tc", "bf16-tc", "fp8e4m3-tc", "fp8e4m3-tc-promote", "fp8e4m3-mma",
+                                       "b200-fp16-tc", "b200-fp8e4m3-tc"};
   if (argc > 3) policies.assign(argv + 3, argv + argc);
   const int n = size;
   const double flops = 2.0 * n * n * n;

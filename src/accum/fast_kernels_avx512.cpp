@@ -284,6 +284,7 @@ struct TensorCore {
   const DotPolicy* dot;     // the portable step's policy, for lanes outside the fast range
   int bits;
   std::uint32_t acc_mask;   // all ones without a narrower tcacc
+  int group;                // pairs of terms the int32 accumulators take before they are widened to double
 
   // s = TC(s, products of terms idx[0..m)) for mr rows x 32 columns. ae/be: the operands' alignment exponents;
   // rows and live: the tile's rows and lanes inside the matrix (padding never takes the portable step).
@@ -322,37 +323,51 @@ struct TensorCore {
       for (int r = 0; r < mr; ++r)
         for (int h = 0; h < 2; ++h) top[r][h] = _mm512_getexp_ps(big[r][h]);
     }
-    __m512 neg_quantum[mr][2];
+    __m512 neg_quantum[mr][2], scale[mr][2];  // scale = 2^-quantum: a multiply is cheaper than scalef here
     __m512i even[mr][2], odd[mr][2];
     const __m512 shift = _mm512_set1_ps(float(bits - 1));
     for (int r = 0; r < mr; ++r)
       for (int h = 0; h < 2; ++h) {
         neg_quantum[r][h] = _mm512_sub_ps(shift, top[r][h]);  // -(top - bits + 1)
+        scale[r][h] = _mm512_scalef_ps(_mm512_set1_ps(1.0f), neg_quantum[r][h]);  // normal in the fast range
         even[r][h] = cut(_mm512_scalef_ps(s[r][h], neg_quantum[r][h]));
         odd[r][h] = _mm512_setzero_si512();
       }
-    int i = 0;
-    for (; i + 1 < m; i += 2) {
-      const size_t t = size_t(idx[i]), u = size_t(idx[i + 1]);
-      const __m512 b0 = _mm512_loadu_ps(bp + t * nr), b1 = _mm512_loadu_ps(bp + t * nr + 16);
-      const __m512 d0 = _mm512_loadu_ps(bp + u * nr), d1 = _mm512_loadu_ps(bp + u * nr + 16);
+    // Steps longer than two accumulators hold (b200's 32 fp8 products at 26 bits) widen them to double sums
+    // between groups of terms; the usual step is one group.
+    alignas(64) double spill[mr][2][16];
+    bool spilled = false;
+    for (int i = 0;;) {
+      const int group_end = std::min(m, i + 2 * group);
+      for (; i + 1 < group_end; i += 2) {
+        const size_t t = size_t(idx[i]), u = size_t(idx[i + 1]);
+        const __m512 b0 = _mm512_loadu_ps(bp + t * nr), b1 = _mm512_loadu_ps(bp + t * nr + 16);
+        const __m512 d0 = _mm512_loadu_ps(bp + u * nr), d1 = _mm512_loadu_ps(bp + u * nr + 16);
 #pragma GCC unroll 4
-      for (int r = 0; r < mr; ++r) {
-        const __m512 a = _mm512_set1_ps(ap[t * mr + r]), c = _mm512_set1_ps(ap[u * mr + r]);
-        even[r][0] = _mm512_add_epi32(even[r][0], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b0), neg_quantum[r][0])));
-        even[r][1] = _mm512_add_epi32(even[r][1], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b1), neg_quantum[r][1])));
-        odd[r][0] = _mm512_add_epi32(odd[r][0], cut(_mm512_scalef_ps(_mm512_mul_ps(c, d0), neg_quantum[r][0])));
-        odd[r][1] = _mm512_add_epi32(odd[r][1], cut(_mm512_scalef_ps(_mm512_mul_ps(c, d1), neg_quantum[r][1])));
+        for (int r = 0; r < mr; ++r) {
+          const __m512 a = _mm512_set1_ps(ap[t * mr + r]), c = _mm512_set1_ps(ap[u * mr + r]);
+          even[r][0] = _mm512_add_epi32(even[r][0], cut(_mm512_mul_ps(_mm512_mul_ps(a, b0), scale[r][0])));
+          even[r][1] = _mm512_add_epi32(even[r][1], cut(_mm512_mul_ps(_mm512_mul_ps(a, b1), scale[r][1])));
+          odd[r][0] = _mm512_add_epi32(odd[r][0], cut(_mm512_mul_ps(_mm512_mul_ps(c, d0), scale[r][0])));
+          odd[r][1] = _mm512_add_epi32(odd[r][1], cut(_mm512_mul_ps(_mm512_mul_ps(c, d1), scale[r][1])));
+        }
       }
-    }
-    if (i < m) {
-      const size_t t = size_t(idx[i]);
-      const __m512 b0 = _mm512_loadu_ps(bp + t * nr), b1 = _mm512_loadu_ps(bp + t * nr + 16);
-      for (int r = 0; r < mr; ++r) {
-        const __m512 a = _mm512_set1_ps(ap[t * mr + r]);
-        odd[r][0] = _mm512_add_epi32(odd[r][0], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b0), neg_quantum[r][0])));
-        odd[r][1] = _mm512_add_epi32(odd[r][1], cut(_mm512_scalef_ps(_mm512_mul_ps(a, b1), neg_quantum[r][1])));
+      if (i < group_end) {  // an odd term count: the last term (the group is the step's last)
+        const size_t t = size_t(idx[i++]);
+        const __m512 b0 = _mm512_loadu_ps(bp + t * nr), b1 = _mm512_loadu_ps(bp + t * nr + 16);
+        for (int r = 0; r < mr; ++r) {
+          const __m512 a = _mm512_set1_ps(ap[t * mr + r]);
+          odd[r][0] = _mm512_add_epi32(odd[r][0], cut(_mm512_mul_ps(_mm512_mul_ps(a, b0), scale[r][0])));
+          odd[r][1] = _mm512_add_epi32(odd[r][1], cut(_mm512_mul_ps(_mm512_mul_ps(a, b1), scale[r][1])));
+        }
       }
+      if (i >= m) break;
+      for (int r = 0; r < mr; ++r)
+        for (int h = 0; h < 2; ++h) {
+          widen_into(spill[r][h], even[r][h], odd[r][h], spilled);
+          even[r][h] = odd[r][h] = _mm512_setzero_si512();
+        }
+      spilled = true;
     }
     // The fast range: no product overflows float, and products that underflow it lie below half a quantum.
     // Outside it (all-zero terms, an infinite or NaN c, extreme exponents) the portable step takes the lane.
@@ -360,7 +375,7 @@ struct TensorCore {
     for (int r = 0; r < mr; ++r)
       for (int h = 0; h < 2; ++h) {
         const __m512 old = s[r][h];
-        s[r][h] = normalise(even[r][h], odd[r][h], neg_quantum[r][h]);
+        s[r][h] = normalise(even[r][h], odd[r][h], neg_quantum[r][h], spilled ? spill[r][h] : nullptr);
         const __mmask16 fast = _mm512_cmp_ps_mask(top[r][h], lowest, _CMP_GE_OQ) &
                                _mm512_cmp_ps_mask(top[r][h], highest, _CMP_LE_OQ);
         const __mmask16 slow = __mmask16(~fast & live[h]);
@@ -373,15 +388,37 @@ struct TensorCore {
     else return _mm512_cvt_roundps_epi32(x, _MM_FROUND_TO_NEAREST_INT | no_exc);
   }
 
-  // (even + odd) * 2^quantum (exact in double) rounded once to binary32, then to the tensor-core accumulator.
-  __m512 normalise(__m512i even, __m512i odd, __m512 neg_quantum) const {
+  // even + odd as 16 exact integer doubles (lanes 0-7 in lo).
+  static void int_sum(__m512i even, __m512i odd, __m512d& lo, __m512d& hi) {
+    lo = _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(even)), _mm512_cvtepi32_pd(_mm512_castsi512_si256(odd)));
+    hi = _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(even, 1)),
+                       _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(odd, 1)));
+  }
+
+  // spill (+)= even + odd.
+  static void widen_into(double* spill, __m512i even, __m512i odd, bool add) {
+    __m512d lo, hi;
+    int_sum(even, odd, lo, hi);
+    if (add) {
+      lo = _mm512_add_pd(lo, _mm512_load_pd(spill));
+      hi = _mm512_add_pd(hi, _mm512_load_pd(spill + 8));
+    }
+    _mm512_store_pd(spill, lo);
+    _mm512_store_pd(spill + 8, hi);
+  }
+
+  // (even + odd [+ spill]) * 2^quantum (exact in double) rounded once to binary32, then to the tensor-core
+  // accumulator.
+  __m512 normalise(__m512i even, __m512i odd, __m512 neg_quantum, const double* spill) const {
     const __m512d q_lo = _mm512_sub_pd(_mm512_setzero_pd(), _mm512_cvtps_pd(_mm512_castps512_ps256(neg_quantum)));
     const __m512d q_hi = _mm512_sub_pd(
         _mm512_setzero_pd(), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(neg_quantum), 1))));
-    const __m512d lo = _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(even)),
-                                     _mm512_cvtepi32_pd(_mm512_castsi512_si256(odd)));
-    const __m512d hi = _mm512_add_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(even, 1)),
-                                     _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(odd, 1)));
+    __m512d lo, hi;
+    int_sum(even, odd, lo, hi);
+    if (spill) {
+      lo = _mm512_add_pd(lo, _mm512_load_pd(spill));
+      hi = _mm512_add_pd(hi, _mm512_load_pd(spill + 8));
+    }
     const __m256 flo = _mm512_cvt_roundpd_ps(_mm512_scalef_pd(lo, q_lo), R | no_exc);
     const __m256 fhi = _mm512_cvt_roundpd_ps(_mm512_scalef_pd(hi, q_hi), R | no_exc);
     const __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(flo), fhi, 1);
@@ -446,6 +483,15 @@ struct DealTable {
   }
 };
 
+// Pairs of products the two int32 accumulators take before they widen: each holds `pairs` cut products of at most
+// 2^bits (value alignment) or 2^(bits+1) (operands: significand products in [1, 4)) and c's cut (at most 2^bits),
+// below 2^31. 0: the model keeps too many bits for int32 lanes.
+int tc_pairs_per_group(const AccumPolicy& p) {
+  if (p.tc.bits >= 30) return 0;
+  const int room = 1 << (31 - p.tc.bits);
+  return (room - 2) / (p.tc.align_operands ? 2 : 1);
+}
+
 // The fraction bits of binary32 that a tensor-core accumulator of `acc` drops, cleared by the mask; 0 when clearing
 // bits is not its rounding (tcacc must share binary32's exponent range and the step must truncate).
 std::uint32_t tc_acc_mask(const AccumPolicy& p) {
@@ -464,7 +510,7 @@ void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a,
   using TC = TensorCore<R, Truncate, AlignOperands>;
   constexpr int mr = TC::mr;
   const DotPolicy dot = make_dot_policy(p);
-  const TC tc{&dot, p.tc.bits, tc_acc_mask(p)};
+  const TC tc{&dot, p.tc.bits, tc_acc_mask(p), tc_pairs_per_group(p)};
   const int emin = tensor_core_operand_emin(p);
   const Packed &ap = pack_a<mr>(a, m, k, AlignOperands ? &emin : nullptr);
   const Packed &bp = pack_b(b, k, n, AlignOperands ? &emin : nullptr);
@@ -523,14 +569,10 @@ bool is(const std::optional<Format>& f, const FormatSpec& spec) { return f && f-
 GemmPath fast_path(const AccumPolicy& p) {
   if (!carrier_holds<float>(p.input.spec) || !p.acc || p.order == Order::pairwise) return GemmPath::generic;
   if (p.tc.k > 0) {
-    // Products of <= 12-bit operands are exact floats inside the fast range (see TensorCore::step). Each of the
-    // two int32 accumulators takes half a step's products (at most tc.k: tensor_step_terms deals whole runs) and
-    // c; a cut product is at most 2^bits (value) or 2^(bits+1) (operands: the product of significands in [1, 4)).
+    // Products of <= 12-bit operands are exact floats inside the fast range (see TensorCore::step); cut terms are
+    // summed in int32 lanes (tc_pairs_per_group).
     const bool exact_float_products = 2 * p.input.spec.precision <= 24;
-    const std::int64_t largest_sum =
-        (std::int64_t((p.tc.k + 1) / 2) * (p.tc.align_operands ? 2 : 1) + 1) << std::min(p.tc.bits, 40);
-    const bool fits_int32 = largest_sum < (std::int64_t{1} << 31);
-    if (exact_float_products && fits_int32 && tc_acc_mask(p) != 0 && is(p.acc, formats::fp32) &&
+    if (exact_float_products && tc_pairs_per_group(p) > 0 && tc_acc_mask(p) != 0 && is(p.acc, formats::fp32) &&
         ieee_rounding(p.tc.rounding) >= 0 && ieee_rounding(p.acc_rounding) >= 0)
       return GemmPath::tensor_core;
     return GemmPath::generic;

@@ -85,6 +85,8 @@ std::vector<std::string> tensor_core_policies() {
   v.push_back("in=e4m3,acc=fp32,tc=4,tcbits=11,tcdeal=2,order=blocked:8,tcunpack=fp16,tcexp=operands,tcround=sr");
   v.push_back("in=e5m2,acc=fp32,tc=4,tcbits=14,tcacc=e8m13,order=blocked:12,tcdeal=1,tcexp=operands");
   v.push_back("in=fp16,acc=fp32,tc=2,tcbits=20,tcacc=e5m6,order=splitk:2,tcround=ru");
+  v.push_back("in=e5m2,acc=fp32,tc=16,tcbits=29,tcexp=operands");  // int32 sums widened after every pair
+  v.push_back("in=bf16,acc=fp32,tc=32,tcbits=29,tcalign=rne,tcround=rd");
   return v;
 }
 
@@ -186,7 +188,9 @@ TEST(GemmExact, FastKernelsMatchPortableOnLargeProducts) {
       "b200-fp8e4m3-tc", "in=bf16,acc=fp32,tc=8,tcbits=20,tcalign=rne,tcround=ru,tcexp=operands,order=splitk:3",
       "in=e4m3,acc=fp32,tc=16,tcbits=12,tcexp=operands,tcacc=e8m10,order=blocked:64,round=rd",
       "in=e5m2,acc=fp32,tc=32,tcbits=14,tcexp=operands,tcacc=e8m13,tcdeal=4,order=blocked:96",
-      "in=fp16,acc=fp32,tc=16,tcbits=26,tcexp=operands,tcacc=e5m10"};
+      "in=fp16,acc=fp32,tc=16,tcbits=26,tcexp=operands,tcacc=e5m10",
+      // steps longer than the int32 accumulators hold: widened to double every 3 and 6 pairs
+      "in=e4m3,acc=fp32,tc=64,tcbits=28,tcexp=operands", "in=fp16,acc=fp32,tc=64,tcbits=28,order=blocked:200"};
   int fast = 0;
   // n = 53 packs B into panels; n = 64 reads whole 32-column panels of B in place.
   for (const auto& [m, n, k] : {std::tuple{37, 53, 300}, std::tuple{19, 64, 130}})
@@ -205,8 +209,26 @@ TEST(GemmExact, FastKernelsMatchPortableOnLargeProducts) {
     }
   RecordProperty("fast_policies", fast);
   // The presets fitted to the H100 bit for bit take the vectorised tensor-core kernel.
-  for (const char* preset : {"fp16-tc", "bf16-tc", "fp8e4m3-tc", "fp8e4m3-tc-promote", "fp8e4m3-mma"})
+  for (const char* preset : {"fp16-tc", "bf16-tc", "fp8e4m3-tc", "fp8e4m3-tc-promote", "fp8e4m3-mma", "fp8e5m2-mma",
+                             "b200-fp16-tc", "b200-fp8e4m3-tc"})
     EXPECT_EQ(gemm_path(parse_policy(preset), Isa::avx512, true), GemmPath::tensor_core) << preset;
+}
+
+// The worst case of the int32 sums: every product near the top of its binade with one sign, so each cut term is
+// close to 2^(bits+1) and a step's sum close to what the lanes can hold (the widening of long steps included).
+TEST(GemmExact, TensorCoreSumsOfLargestTermsStayExact) {
+  const int m = 5, n = 40, k = 128;
+  for (const char* text : {"fp16-tc", "bf16-tc", "b200-fp8e4m3-tc", "fp8e4m3-mma", "in=e4m3,acc=fp32,tc=64,tcbits=28,tcexp=operands",
+                           "in=fp16,acc=fp32,tc=64,tcbits=28,order=blocked:128", "in=e5m2,acc=fp32,tc=16,tcbits=29,tcexp=operands"}) {
+    SCOPED_TRACE(text);
+    const AccumPolicy p = parse_policy(text);
+    const double largest = 2 - std::ldexp(1.0, 1 - p.input.spec.precision);  // all-ones significand
+    const std::vector<double> a(size_t(m) * k, largest), b(size_t(k) * n, -largest);
+    std::vector<double> expected(size_t(m) * n), got(expected.size());
+    reference_gemm(p, m, n, k, a, b, expected, {});
+    gemm(p, m, n, k, a, b, got, {{}, Isa::best});
+    EXPECT_TRUE(same_results(expected, got)) << path_name(gemm_path(p, Isa::best, false));
+  }
 }
 
 }  // namespace
