@@ -15,14 +15,16 @@ namespace lpsim::cuda {
 namespace {
 
 // ---- the exact kernel: one thread per output element, dot_kernel.hpp as the CPU runs it ----
-// A warp takes 32 consecutive columns of one row: its B reads are coalesced, its A reads one broadcast.
-template <Rounding R>
+// A warp takes 32 consecutive columns of one row: its B reads are coalesced, its A reads one broadcast. Policies
+// that do not sum pairwise get a kernel without the recursion, so without a call stack (the tensor-core presets
+// ran 1.4-2x faster so).
+template <Rounding R, bool Pairwise>
 __global__ void exact_kernel(accum::DotPolicy p, int m, int n, int k, const double* a, const double* b, double* c,
                              StochasticStream sr) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
   if (i >= m || j >= n) return;
   const SrSlots slots(sr, std::uint64_t(i) * n + j, k);
-  c[std::size_t(i) * n + j] = accum::DotKernel<R>(p, a + std::size_t(i) * k, b + j, n, k, slots).run();
+  c[std::size_t(i) * n + j] = accum::DotKernel<R>(p, a + std::size_t(i) * k, b + j, n, k, slots).template run<Pairwise>();
 }
 
 // ---- the fp32 kernel: binary32 accumulation in float arithmetic, each output's steps in order along K ----
@@ -76,6 +78,129 @@ __global__ void fp32_kernel(FloatPlan p, int m, int n, int k, const float* a, co
       c[std::size_t(i) * n + j] =
           p.output_is_fp32 ? s : float(accum::round_with(double(s), p.output, p.output_rounding, 0));
     }
+}
+
+// ---- the tensor-core kernel: the hardware-exact presets (tcexp=operands) in float and integer arithmetic ----
+// What the CPU's AVX-512 tensor-core kernel does, one thread per output: products of <= 12-bit operands are exact
+// floats; the alignment exponent is the largest e(a) + e(b) of a nonzero product (and e(c)); each term is scaled
+// by 2^-quantum and cut to an integer, summed exactly in 64 bits, rescaled in double and rounded once. Steps with
+// an infinite or NaN term, all terms zero, or exponents outside the range where float products stay exact take
+// dot_kernel.hpp's step in double (tensor_core_step_over), the CPU's definition.
+struct TensorPlan {
+  accum::DotPolicy dot;      // for the steps in double and the output rounding
+  int k_step, deal, chunk;   // tc.k, tc.deal, the order's chunk length
+  int bits, emin;            // tc.bits, the alignment emin of the operands
+  bool truncates;            // tcalign=trunc (else rne)
+  Rounding step_rounding, acc_rounding;  // IEEE modes
+  unsigned acc_mask;         // clears the fraction bits a narrower truncating tcacc drops
+  bool output_is_fp32;
+};
+
+__device__ float round_double(double x, Rounding r) {
+  switch (r) {
+    case Rounding::toward_zero: return __double2float_rz(x);
+    case Rounding::upward: return __double2float_ru(x);
+    case Rounding::downward: return __double2float_rd(x);
+    default: return __double2float_rn(x);
+  }
+}
+__device__ float add_float(float x, float y, Rounding r) {
+  switch (r) {
+    case Rounding::toward_zero: return __fadd_rz(x, y);
+    case Rounding::upward: return __fadd_ru(x, y);
+    case Rounding::downward: return __fadd_rd(x, y);
+    default: return __fadd_rn(x, y);
+  }
+}
+
+// The terms of step `step` of the chunk [first, end): consecutive, or runs of `deal` dealt round robin
+// (tensor_step_terms without its array).
+struct StepIndex {
+  int first, end, step, k_step, deal;
+  template <class Body>
+  __device__ void each(Body body) const {
+    if (deal == 0) {
+      for (int t = first + step * k_step; t < min(end, first + (step + 1) * k_step); ++t) body(t);
+      return;
+    }
+    const int steps = (end - first + k_step - 1) / k_step;
+    for (int run = step; first + run * deal < end; run += steps)
+      for (int t = first + run * deal; t < min(end, first + (run + 1) * deal); ++t) body(t);
+  }
+};
+
+// The step in double, as the CPU defines it (rare: see above).
+struct FloatStepTerms {
+  const float *a, *b;
+  int n, emin;
+  double c;
+  const int* idx;
+  int m;
+  __device__ int count() const { return m + 1; }
+  __device__ double value(int i) const {
+    return i == 0 ? c : double(a[idx[i - 1]]) * double(b[std::size_t(idx[i - 1]) * n]);
+  }
+  __device__ int alignment(int i) const {
+    if (i == 0) return kmath::exponent(c);
+    return accum::operand_exponent_sum(a[idx[i - 1]], b[std::size_t(idx[i - 1]) * n], emin);
+  }
+};
+
+__device__ float tensor_step(const TensorPlan& p, const float* a, const float* b, int n, float c, StepIndex terms) {
+  // Pass 1: the alignment exponent, and whether the fast range holds.
+  auto exp_of = [&](float x) { return max(int((__float_as_uint(x) >> 23) & 0xff) - 127, p.emin); };
+  bool special = !isfinite(c);
+  int top = c != 0 ? kmath::exponent(double(c)) : INT_MIN;
+  terms.each([&](int t) {
+    const float x = a[t], y = b[std::size_t(t) * n];
+    special = special || !isfinite(x) || !isfinite(y);
+    if (x != 0 && y != 0) top = max(top, exp_of(x) + exp_of(y));
+  });
+  if (special || top == INT_MIN || top < p.bits - 125 || top > 125) {
+    int idx[64], m = 0;
+    terms.each([&](int t) { idx[m++] = t; });
+    return float(accum::tensor_core_step_over(FloatStepTerms{a, b, n, p.emin, double(c), idx, m}, true, p.dot, 0));
+  }
+  // Pass 2: cut terms summed exactly (|sum| < 2^(bits + 8)).
+  const int quantum = top - p.bits + 1;
+  const float scale = __uint_as_float(unsigned(127 - quantum) << 23);  // 2^-quantum, a normal float here
+  auto cut = [&](float x) { return p.truncates ? __float2ll_rz(__fmul_rn(x, scale)) : __float2ll_rn(__fmul_rn(x, scale)); };
+  long long sum = cut(c);
+  terms.each([&](int t) { sum += cut(__fmul_rn(a[t], b[std::size_t(t) * n])); });
+  const float r = round_double(double(sum) * __longlong_as_double((long long)(1023 + quantum) << 52), p.step_rounding);
+  return __uint_as_float(__float_as_uint(r) & p.acc_mask);
+}
+
+__global__ void tensor_kernel(TensorPlan p, int m, int n, int k, const float* a, const float* b, float* c) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
+  if (i >= m || j >= n) return;
+  const float* ar = a + std::size_t(i) * k;
+  const float* bc = b + j;
+  float total = 0.0f;
+  for (int first = 0, chunk = 0; first < k; first += p.chunk, ++chunk) {
+    const int end = min(k, first + p.chunk);
+    float part = 0.0f;
+    for (int step = 0; first + step * p.k_step < end; ++step)
+      part = tensor_step(p, ar, bc, n, part, StepIndex{first, end, step, p.k_step, p.deal});
+    total = chunk == 0 ? part : add_float(total, part, p.acc_rounding);
+  }
+  c[std::size_t(i) * n + j] =
+      p.output_is_fp32 ? total : float(accum::round_with(double(total), p.dot.output, p.dot.output_rounding, 0));
+}
+
+bool ieee_mode(Rounding r) {
+  return r == Rounding::nearest_even || r == Rounding::toward_zero || r == Rounding::upward || r == Rounding::downward;
+}
+
+// The tcacc mask (all ones: none or binary32), or 0 where clearing bits is not its rounding.
+unsigned tensor_acc_mask(const AccumPolicy& p) {
+  if (!p.tc.acc || p.tc.acc->spec == formats::fp32) return ~0u;
+  const FormatSpec& f = p.tc.acc->spec;
+  if (p.tc.rounding != Rounding::toward_zero || f.emax != formats::fp32.emax || f.emin != formats::fp32.emin ||
+      !f.subnormals || f.encoding != Encoding::ieee || f.overflow != Overflow::infinity || f.precision > 24 ||
+      f.precision < 2)
+    return 0;
+  return ~((1u << (24 - f.precision)) - 1);
 }
 
 // Adds the wall time of a scope to a total.
@@ -142,6 +267,7 @@ std::string_view kernel_name(DeviceKernel k) {
     case DeviceKernel::none: return "cpu";
     case DeviceKernel::fp32_fma: return "gpu fp32";
     case DeviceKernel::exact: return "gpu exact";
+    case DeviceKernel::tensor_core: return "gpu tensor core";
   }
   return "?";
 }
@@ -153,6 +279,11 @@ DeviceKernel device_kernel(const AccumPolicy& p) {
   if (floats && is_fp32(p.acc) && p.acc_rounding == Rounding::nearest_even && p.tc.k == 0 &&
       p.order != Order::pairwise && plain_products && p.output_rounding != Rounding::stochastic)
     return DeviceKernel::fp32_fma;
+  if (floats && is_fp32(p.acc) && p.tc.k > 0 && p.tc.align_operands && 2 * p.input.spec.precision <= 24 &&
+      tensor_core_operand_emin(p) >= formats::fp32.emin &&
+      p.tc.bits <= 40 && ieee_mode(p.tc.rounding) && ieee_mode(p.acc_rounding) && tensor_acc_mask(p) != 0 &&
+      p.output_rounding != Rounding::stochastic && !p.product)
+    return DeviceKernel::tensor_core;
   return DeviceKernel::exact;
 }
 
@@ -192,20 +323,30 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
     K* kc = std::is_same_v<T, K> ? reinterpret_cast<K*>(hc) : d.c_kernel.get<K>(c.size());
     if constexpr (!std::is_same_v<T, K>) convert(ha, ka, a.size()), convert(hb, kb, b.size());
     if constexpr (std::is_same_v<K, float>) {
-      const FloatPlan fp{p.product.has_value(), p.chunk_length(k),
-                         p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even,
-                         make_round_params<double>(p.output.spec), p.output_rounding};
-      fp32_kernel<<<dim3((n + tile - 1) / tile, (m + tile - 1) / tile), 256>>>(fp, m, n, k, ka, kb, kc);
+      if (kernel == DeviceKernel::tensor_core) {
+        const TensorPlan tp{accum::make_dot_policy(p), p.tc.k, p.tc.deal, p.chunk_length(k), p.tc.bits,
+                            tensor_core_operand_emin(p), p.tc.align_truncates, p.tc.rounding, p.acc_rounding,
+                            tensor_acc_mask(p), p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even};
+        tensor_kernel<<<dim3((n + 31) / 32, (m + 3) / 4), dim3(32, 4)>>>(tp, m, n, k, ka, kb, kc);
+      } else {
+        const FloatPlan fp{p.product.has_value(), p.chunk_length(k),
+                           p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even,
+                           make_round_params<double>(p.output.spec), p.output_rounding};
+        fp32_kernel<<<dim3((n + tile - 1) / tile, (m + tile - 1) / tile), 256>>>(fp, m, n, k, ka, kb, kc);
+      }
     } else {
       const accum::DotPolicy dp = accum::make_dot_policy(p);
       const dim3 block(32, 4), grid((n + 31) / 32, (m + 3) / 4);
-      with_rounding(p.acc_rounding,
-                    [&]<Rounding R>() { exact_kernel<R><<<grid, block>>>(dp, m, n, k, ka, kb, kc, sr); });
+      const bool pairwise = p.order == Order::pairwise && p.tc.k == 0;
+      with_rounding(p.acc_rounding, [&]<Rounding R>() {
+        if (pairwise) exact_kernel<R, true><<<grid, block>>>(dp, m, n, k, ka, kb, kc, sr);
+        else exact_kernel<R, false><<<grid, block>>>(dp, m, n, k, ka, kb, kc, sr);
+      });
     }
     if constexpr (!std::is_same_v<T, K>) convert(kc, hc, c.size());
   };
-  if (kernel == DeviceKernel::fp32_fma) launch(static_cast<float*>(nullptr));
-  else launch(static_cast<double*>(nullptr));
+  if (kernel == DeviceKernel::exact) launch(static_cast<double*>(nullptr));
+  else launch(static_cast<float*>(nullptr));
   check(cudaGetLastError(), "kernel launch");
   check(cudaDeviceSynchronize(), "kernel");
   const Stopwatch copies(copy_seconds_);

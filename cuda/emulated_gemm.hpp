@@ -2,7 +2,8 @@
 // lpsim's GEMM under an accumulation policy, on the GPU, with the CPU kernels' bits: the exact kernel of every
 // policy the CPU's portable kernel computes (lpsim/accum/dot_kernel.hpp, the same source compiled by nvcc), and for
 // the fp32-accumulation policies a tiled kernel in float arithmetic whose every step is the CPU's (fmaf, or
-// fmul/fadd, in order along K). Policies with exact accumulation or operands wider than 26 bits (the MPFR
+// fmul/fadd, in order along K), and for the tensor-core model aligned by operand exponents (the hardware-exact
+// presets) a kernel in float and integer arithmetic (as the CPU's AVX-512 one). Policies with exact accumulation or operands wider than 26 bits (the MPFR
 // reference on the CPU) are left to the CPU.
 #include <memory>
 #include <span>
@@ -12,7 +13,7 @@
 
 namespace lpsim::cuda {
 
-enum class DeviceKernel { none, fp32_fma, exact };
+enum class DeviceKernel { none, fp32_fma, tensor_core, exact };
 std::string_view kernel_name(DeviceKernel k);
 // The kernel that runs the policy (none: the CPU runs it).
 DeviceKernel device_kernel(const AccumPolicy& policy);

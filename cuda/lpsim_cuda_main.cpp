@@ -141,13 +141,14 @@ bool same_values(const std::vector<double>& x, const std::vector<double>& y) {
 
 int check_gemms(const std::string& dir) {
   cuda::EmulatedGemm device;
-  std::string csv = "policy,m,n,k,seed,kernel,elements,fnv1a64\n";
+  std::string csv = "policy,m,n,k,seed,operands,kernel,elements,fnv1a64\n";
   int failures = 0, cases = 0;
   double t_gpu = 0, t_cpu = 0;
   for (const DeviceGemmCase& c : device_gemm_cases()) {
     const AccumPolicy p = parse_policy(c.policy);
     const GemmOperands o = make_operands(c, p);
-    fmt::print(stderr, "case {}: {} {}x{}x{}\n", cases, c.policy, c.m, c.n, c.k);  // names a case that crashes the GPU
+    fmt::print(stderr, "case {}: {} {}x{}x{}{}\n", cases, c.policy, c.m, c.n, c.k,
+               c.extreme ? " extreme" : "");  // names a case that crashes the GPU
     std::vector<double> gpu(std::size_t(c.m) * c.n, -1.0), cpu(gpu.size(), -2.0);
     GemmOptions options;
     options.sr = case_stream(c);
@@ -160,8 +161,8 @@ int check_gemms(const std::string& dir) {
     ++cases;
     const auto kernel = cuda::device_kernel(p);
     if (!same) fmt::print("DIFFERENT: {} {}x{}x{} ({})\n", c.policy, c.m, c.n, c.k, cuda::kernel_name(kernel));
-    csv += fmt::format("\"{}\",{},{},{},{},{},{},{:016x}\n", c.policy, c.m, c.n, c.k, c.seed, cuda::kernel_name(kernel),
-                       gpu.size(), value_digest(gpu));
+    csv += fmt::format("\"{}\",{},{},{},{},{},{},{},{:016x}\n", c.policy, c.m, c.n, c.k, c.seed,
+                       c.extreme ? "extreme" : "normal", cuda::kernel_name(kernel), gpu.size(), value_digest(gpu));
   }
   std::ofstream(dir + "/emulated_gemm.csv") << csv;
   fmt::print("emulated GEMM on the GPU: {} of {} cases bit-identical to the CPU kernels ({:.2f} s GPU, {:.2f} s CPU); "

@@ -24,6 +24,8 @@ std::vector<DeviceGemmCase> device_gemm_cases() {
   std::uint64_t seed = 1;
   for (const auto& p : policies)
     for (const auto& s : shapes) cases.push_back({p, s[0], s[1], s[2], seed++});
+  for (const auto& preset : policy_presets())
+    if (parse_policy(preset.name).tc.k > 0) cases.push_back({preset.name, 37, 53, 129, seed++, true});
   return cases;
 }
 
@@ -35,6 +37,12 @@ GemmOperands make_operands(const DeviceGemmCase& c, const AccumPolicy& p) {
     const double sign = (r >> 7) & 1 ? -1.0 : 1.0;
     const double significand = 1.0 + double(r >> 11) * 0x1p-53;  // [1, 2)
     int e = int((r >> 8) % 9) - 4;                                  // 2^-4 .. 2^4
+    if (c.extreme) {
+      if (r % 500 == 0 && f.has_inf()) return sign * INFINITY;
+      if (r % 500 == 1 && f.has_nan()) return double(NAN);
+      e = f.emin - f.precision + 1 + int((r >> 8) % unsigned(f.emax - f.emin + f.precision));  // subnormals to emax
+      return round_to(sign * std::ldexp(significand, e), f, Rounding::nearest_even);
+    }
     if (kind < 4) return 0.0 * sign;
     if (kind < 8) e = f.emin - 1 - int((r >> 8) % unsigned(f.precision));  // below 2^emin: subnormals (or zero)
     return round_to(sign * std::ldexp(significand, e), f, Rounding::nearest_even);

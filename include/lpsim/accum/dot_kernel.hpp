@@ -72,36 +72,53 @@ LPSIM_HD inline int operand_exponent_sum(double a, double b, int operand_emin) {
   return kmath::imax(kmath::exponent(a), operand_emin) + kmath::imax(kmath::exponent(b), operand_emin);
 }
 
-// One step of the tensor-core model: terms[0] is the accumulator c, terms[1..n) the exact products; aligned to the
-// largest exponent (or, with exps, the largest alignment exponent), cut to tc_bits bits, summed exactly (each cut
-// term is an integer below 2^bits times 2^quantum; 65 of them fit in 53 bits), rounded once. `random` feeds a
-// stochastic tc_rounding.
-LPSIM_HD inline double tensor_core_step(const double* terms, int n, const DotPolicy& p, std::uint64_t random,
-                                        const int* exps = nullptr) {
+// One step of the tensor-core model over any sequence of terms: term 0 is the accumulator c, the others the exact
+// products; aligned to the largest exponent (or, by_operands, the largest alignment exponent of a nonzero term), cut
+// to tc_bits bits, summed exactly (each cut term is an integer below 2^(bits+1) times 2^quantum; 65 of them fit in
+// 53 bits), rounded once. `random` feeds a stochastic tc_rounding. Terms supplies count(), value(i) and
+// alignment(i); they are read in passes, never stored, so a GPU thread keeps no arrays in local memory.
+template <class Terms>
+LPSIM_HD double tensor_core_step_over(const Terms& terms, bool by_operands, const DotPolicy& p, std::uint64_t random) {
+  const int n = terms.count();
   bool special = false;
   double largest = 0;
   int top = INT_MIN;
   for (int i = 0; i < n; ++i) {
-    special = special || !kmath::isfinite(terms[i]);
-    largest = kmath::dmax(largest, kmath::fabs(terms[i]));
-    if (exps && terms[i] != 0) top = kmath::imax(top, exps[i]);
+    const double x = terms.value(i);
+    special = special || !kmath::isfinite(x);
+    largest = kmath::dmax(largest, kmath::fabs(x));
+    if (by_operands && x != 0) top = kmath::imax(top, terms.alignment(i));
   }
   double sum = 0.0;
   if (special || largest == 0) {  // IEEE sums: inf/NaN propagate; zeros keep IEEE's sign rule
-    sum = terms[0];
-    for (int i = 1; i < n; ++i) sum += terms[i];
+    sum = terms.value(0);
+    for (int i = 1; i < n; ++i) sum += terms.value(i);
   } else {
-    const int quantum = (exps ? top : kmath::exponent(largest)) - p.tc_bits + 1;
+    const int quantum = (by_operands ? top : kmath::exponent(largest)) - p.tc_bits + 1;
     double cut_sum = 0.0;
     if (p.tc_truncates) {  // the cut terms are multiples of 2^quantum below 2^(quantum + bits + 2): the sum is exact
-      for (int i = 0; i < n; ++i) cut_sum += kmath::trunc_to_multiple(terms[i], quantum);
+      for (int i = 0; i < n; ++i) cut_sum += kmath::trunc_to_multiple(terms.value(i), quantum);
     } else {
-      for (int i = 0; i < n; ++i) cut_sum += kmath::nearbyint(kmath::ldexp(terms[i], -quantum));  // exact
+      for (int i = 0; i < n; ++i) cut_sum += kmath::nearbyint(kmath::ldexp(terms.value(i), -quantum));  // exact
       cut_sum = kmath::ldexp(cut_sum, quantum);
     }
     sum = cut_sum == 0 ? 0.0 : cut_sum;  // exact; a cancelled sum is +0
   }
   return round_with(sum, p.tc_acc, p.tc_rounding, random);
+}
+
+// The same step over arrays: terms[0..n) and, when given (tcexp=operands), their alignment exponents exps[0..n).
+LPSIM_HD inline double tensor_core_step(const double* terms, int n, const DotPolicy& p, std::uint64_t random,
+                                        const int* exps = nullptr) {
+  struct Arrays {
+    const double* terms;
+    const int* exps;
+    int n;
+    LPSIM_HD int count() const { return n; }
+    LPSIM_HD double value(int i) const { return terms[i]; }
+    LPSIM_HD int alignment(int i) const { return exps[i]; }
+  };
+  return tensor_core_step_over(Arrays{terms, exps, n}, exps != nullptr, p, random);
 }
 
 // The dot product of a[0..k) and b[0..k) (b's terms b_stride apart) for one output element, accumulation rounding R.
@@ -114,22 +131,28 @@ class DotKernel {
 
   // With init (accumulate_dot): the first chunk's chain starts from *init (or, starts_total, *init is the total the
   // chunk sums are added to) and the accumulator is returned as is, not rounded to the output.
+  // MayBePairwise = false leaves the pairwise recursion out of the compiled kernel (a GPU kernel without it keeps
+  // no call stack); the policy must then not sum pairwise (p.order != pairwise or a tensor-core model).
+  template <bool MayBePairwise = true>
   LPSIM_HD double run() const {
     double total = init_ ? *init_ : 0.0;
-    if (k_ > 0) {
-      if (p_.order == Order::pairwise && p_.tc_k == 0) {
+    bool summed = k_ == 0;
+    if constexpr (MayBePairwise) {
+      if (!summed && p_.order == Order::pairwise && p_.tc_k == 0) {
         total = pairwise(0, k_);
         if (init_) total = add(*init_, total, word([&] { return slots_.chunk(0); }));
-      } else {
-        const int len = chunk_length(p_.order, p_.block, k_);
-        const bool into_total = init_ && p_.starts_total;
-        for (int first = 0, c = 0; first < k_; first += len, ++c) {
-          const int end = kmath::imin(k_, first + len);
-          const bool from = c == 0 && init_ && !into_total;
-          const double part = p_.tc_k > 0 ? tensor_chain(first, end, from ? *init_ : 0.0)
-                                           : sequential(first, end, from ? init_ : nullptr);
-          total = c == 0 && !into_total ? part : add(total, part, word([&] { return slots_.chunk(c); }));
-        }
+        summed = true;
+      }
+    }
+    if (!summed) {
+      const int len = chunk_length(p_.order, p_.block, k_);
+      const bool into_total = init_ && p_.starts_total;
+      for (int first = 0, c = 0; first < k_; first += len, ++c) {
+        const int end = kmath::imin(k_, first + len);
+        const bool from = c == 0 && init_ && !into_total;
+        const double part = p_.tc_k > 0 ? tensor_chain(first, end, from ? *init_ : 0.0)
+                                         : sequential(first, end, from ? init_ : nullptr);
+        total = c == 0 && !into_total ? part : add(total, part, word([&] { return slots_.chunk(c); }));
       }
     }
     if (init_) return total;
@@ -183,27 +206,46 @@ class DotKernel {
   }
   LPSIM_HD double tensor_chain(int first, int end, double start) const {
     double c = start;
-    int idx[64];
     for (int step = 0; first + step * p_.tc_k < end; ++step) {
-      const int m = tensor_step_terms(p_.tc_k, p_.tc_deal, first, end, step, idx);
-      c = tensor_step(c, first + step * p_.tc_k, idx, m);
+      const int from = first + step * p_.tc_k;
+      if (p_.tc_deal == 0) {
+        c = tensor_step(c, from, Consecutive{from}, kmath::imin(end - from, p_.tc_k));
+      } else {
+        int idx[64];
+        const int m = tensor_step_terms(p_.tc_k, p_.tc_deal, first, end, step, idx);
+        c = tensor_step(c, from, Listed{idx}, m);
+      }
     }
     return c;
   }
-  // `slot` names the step for stochastic rounding; idx[0..m) are its terms.
-  LPSIM_HD double tensor_step(double c, int slot, const int* idx, int m) const {
-    double terms[65];
-    int exps[65];
-    int n = 0;
-    exps[n] = c != 0 ? kmath::exponent(c) : INT_MIN;  // (an infinite or NaN c takes the IEEE path: not used)
-    terms[n++] = c;
-    for (int i = 0; i < m; ++i) {
-      const int t = idx[i];
-      exps[n] = operand_exponent_sum(a(t), b(t), p_.tc_operand_emin);
-      terms[n++] = a(t) * b(t);
+  // A step's terms: consecutive from `first`, or listed (dealt by tensor_step_terms).
+  struct Consecutive {
+    int first;
+    LPSIM_HD int operator[](int i) const { return first + i; }
+  };
+  struct Listed {
+    const int* idx;
+    LPSIM_HD int operator[](int i) const { return idx[i]; }
+  };
+  // The step's terms as tensor_core_step_over reads them: c, then the products of the indexed terms.
+  template <class Index>
+  struct StepTerms {
+    const DotKernel* k;
+    double c;
+    Index idx;
+    int m;
+    LPSIM_HD int count() const { return m + 1; }
+    LPSIM_HD double value(int i) const { return i == 0 ? c : k->a(idx[i - 1]) * k->b(idx[i - 1]); }
+    LPSIM_HD int alignment(int i) const {  // read for nonzero terms only (an infinite or NaN c takes the IEEE path)
+      if (i == 0) return kmath::exponent(c);
+      return operand_exponent_sum(k->a(idx[i - 1]), k->b(idx[i - 1]), k->p_.tc_operand_emin);
     }
-    return tensor_core_step(terms, n, p_, p_.tc_rounding == Rounding::stochastic ? slots_.tensor_step(slot) : 0,
-                            p_.tc_align_operands ? exps : nullptr);
+  };
+  // `slot` names the step for stochastic rounding; idx[0..m) are its terms.
+  template <class Index>
+  LPSIM_HD double tensor_step(double c, int slot, Index idx, int m) const {
+    return tensor_core_step_over(StepTerms<Index>{this, c, idx, m}, p_.tc_align_operands, p_,
+                                 p_.tc_rounding == Rounding::stochastic ? slots_.tensor_step(slot) : 0);
   }
 
   const DotPolicy& p_;
