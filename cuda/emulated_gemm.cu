@@ -192,17 +192,6 @@ bool ieee_mode(Rounding r) {
   return r == Rounding::nearest_even || r == Rounding::toward_zero || r == Rounding::upward || r == Rounding::downward;
 }
 
-// The tcacc mask (all ones: none or binary32), or 0 where clearing bits is not its rounding.
-unsigned tensor_acc_mask(const AccumPolicy& p) {
-  if (!p.tc.acc || p.tc.acc->spec == formats::fp32) return ~0u;
-  const FormatSpec& f = p.tc.acc->spec;
-  if (p.tc.rounding != Rounding::toward_zero || f.emax != formats::fp32.emax || f.emin != formats::fp32.emin ||
-      !f.subnormals || f.encoding != Encoding::ieee || f.overflow != Overflow::infinity || f.precision > 24 ||
-      f.precision < 2)
-    return 0;
-  return ~((1u << (24 - f.precision)) - 1);
-}
-
 // Adds the wall time of a scope to a total.
 class Stopwatch {
  public:
@@ -281,7 +270,7 @@ DeviceKernel device_kernel(const AccumPolicy& p) {
     return DeviceKernel::fp32_fma;
   if (floats && is_fp32(p.acc) && p.tc.k > 0 && p.tc.align_operands && 2 * p.input.spec.precision <= 24 &&
       tensor_core_operand_emin(p) >= formats::fp32.emin &&
-      p.tc.bits <= 40 && ieee_mode(p.tc.rounding) && ieee_mode(p.acc_rounding) && tensor_acc_mask(p) != 0 &&
+      p.tc.bits <= 40 && ieee_mode(p.tc.rounding) && ieee_mode(p.acc_rounding) && tensor_core_acc_mask(p) != 0 &&
       p.output_rounding != Rounding::stochastic && !p.product)
     return DeviceKernel::tensor_core;
   return DeviceKernel::exact;
@@ -326,7 +315,7 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
       if (kernel == DeviceKernel::tensor_core) {
         const TensorPlan tp{accum::make_dot_policy(p), p.tc.k, p.tc.deal, p.chunk_length(k), p.tc.bits,
                             tensor_core_operand_emin(p), p.tc.align_truncates, p.tc.rounding, p.acc_rounding,
-                            tensor_acc_mask(p), p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even};
+                            tensor_core_acc_mask(p), p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even};
         tensor_kernel<<<dim3((n + 31) / 32, (m + 3) / 4), dim3(32, 4)>>>(tp, m, n, k, ka, kb, kc);
       } else {
         const FloatPlan fp{p.product.has_value(), p.chunk_length(k),

@@ -492,25 +492,13 @@ int tc_pairs_per_group(const AccumPolicy& p) {
   return (room - 2) / (p.tc.align_operands ? 2 : 1);
 }
 
-// The fraction bits of binary32 that a tensor-core accumulator of `acc` drops, cleared by the mask; 0 when clearing
-// bits is not its rounding (tcacc must share binary32's exponent range and the step must truncate).
-std::uint32_t tc_acc_mask(const AccumPolicy& p) {
-  if (!p.tc.acc || p.tc.acc->spec == formats::fp32) return ~0u;
-  const FormatSpec& f = p.tc.acc->spec;
-  const FormatSpec& single = formats::fp32;
-  if (p.tc.rounding != Rounding::toward_zero || f.emax != single.emax || f.emin != single.emin || !f.subnormals ||
-      f.encoding != Encoding::ieee || f.overflow != Overflow::infinity || f.precision > 24 || f.precision < 2)
-    return 0;
-  return ~((std::uint32_t{1} << (24 - f.precision)) - 1);
-}
-
 template <int R, bool Truncate, bool AlignOperands, int CombineR>
 void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const float* b, float* c,
                       const BlockScales* scales) {
   using TC = TensorCore<R, Truncate, AlignOperands>;
   constexpr int mr = TC::mr;
   const DotPolicy dot = make_dot_policy(p);
-  const TC tc{&dot, p.tc.bits, tc_acc_mask(p), tc_pairs_per_group(p)};
+  const TC tc{&dot, p.tc.bits, tensor_core_acc_mask(p), tc_pairs_per_group(p)};
   const int emin = tensor_core_operand_emin(p);
   const Packed &ap = pack_a<mr>(a, m, k, AlignOperands ? &emin : nullptr);
   const Packed &bp = pack_b(b, k, n, AlignOperands ? &emin : nullptr);
@@ -572,7 +560,7 @@ GemmPath fast_path(const AccumPolicy& p) {
     // Products of <= 12-bit operands are exact floats inside the fast range (see TensorCore::step); cut terms are
     // summed in int32 lanes (tc_pairs_per_group).
     const bool exact_float_products = 2 * p.input.spec.precision <= 24;
-    if (exact_float_products && tc_pairs_per_group(p) > 0 && tc_acc_mask(p) != 0 && is(p.acc, formats::fp32) &&
+    if (exact_float_products && tc_pairs_per_group(p) > 0 && tensor_core_acc_mask(p) != 0 && is(p.acc, formats::fp32) &&
         ieee_rounding(p.tc.rounding) >= 0 && ieee_rounding(p.acc_rounding) >= 0)
       return GemmPath::tensor_core;
     return GemmPath::generic;

@@ -267,6 +267,16 @@ std::string validate(const AccumPolicy& p) {
   return "";
 }
 
+std::uint32_t tensor_core_acc_mask(const AccumPolicy& p) {
+  if (!p.tc.acc || p.tc.acc->spec == formats::fp32) return ~std::uint32_t{0};
+  const FormatSpec& f = p.tc.acc->spec;
+  if (p.tc.rounding != Rounding::toward_zero || f.emax != formats::fp32.emax || f.emin != formats::fp32.emin ||
+      !f.subnormals || f.encoding != Encoding::ieee || f.overflow != Overflow::infinity || f.precision > 24 ||
+      f.precision < 2)
+    return 0;
+  return ~((std::uint32_t{1} << (24 - f.precision)) - 1);
+}
+
 std::string to_string(const AccumPolicy& p) {
   std::string s = fmt::format("in={}", p.input.name);
   if (p.product) s += fmt::format(",prod={},prodround={}", p.product->name, short_name(p.product_rounding));

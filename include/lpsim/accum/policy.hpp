@@ -126,6 +126,10 @@ inline bool accumulator_starts_total(const AccumPolicy& p) {
 }
 inline const Format& tensor_core_acc(const AccumPolicy& p) { return p.tc.acc ? *p.tc.acc : *p.acc; }
 inline int tensor_core_operand_emin(const AccumPolicy& p) { return (p.tc.unpack ? *p.tc.unpack : p.input).spec.emin; }
+// For kernels that keep a step's result in binary32: the mask that clears the fraction bits a narrower tensor-core
+// accumulator (tcacc) drops, when clearing them is its rounding (binary32's exponent range, IEEE encoding, tcround=rz:
+// the binary32 result truncated toward zero, truncated again); all ones without one; 0 where it is not.
+std::uint32_t tensor_core_acc_mask(const AccumPolicy& p);
 
 // tensor_step_terms of the policy's tensor-core model.
 inline int tensor_step_terms(const AccumPolicy& p, int first, int end, int step, int* idx) {
