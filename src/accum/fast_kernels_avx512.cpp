@@ -175,15 +175,22 @@ const Packed& pack_b(const float* b, int k, int n, const int* emin = nullptr) {
   return p;
 }
 
+// The lanes of a tile's two vectors that hold columns inside the matrix (cols of the 32).
+struct ColumnMasks {
+  __mmask16 half[2];
+  explicit ColumnMasks(int cols)
+      : half{cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1),
+             cols >= 32 ? __mmask16(0xffff) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1)} {}
+};
+
 // Stores rows x cols of an MR x 32 tile held as vectors.
 template <int MR>
 void store_tile(const __m512 (&v)[MR][2], float* c, int n, int rows, int cols) {
-  const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
-  const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1);
+  const ColumnMasks live(cols);
   for (int r = 0; r < MR; ++r) {
     if (r >= rows) break;
-    _mm512_mask_storeu_ps(c + size_t(r) * n, m0, v[r][0]);
-    _mm512_mask_storeu_ps(c + size_t(r) * n + 16, m1, v[r][1]);
+    _mm512_mask_storeu_ps(c + size_t(r) * n, live.half[0], v[r][0]);
+    _mm512_mask_storeu_ps(c + size_t(r) * n + 16, live.half[1], v[r][1]);
   }
 }
 
@@ -511,8 +518,7 @@ void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a,
     const float* be = AlignOperands ? bp.exps.data() + size_t(jp) * k * nr : nullptr;
     const bool non_finite = ap.non_finite[ip] || bp.non_finite[jp];
     const int rows = std::min(mr, m - ip * mr), cols = std::min(nr, n - jp * nr);
-    const __mmask16 live[2] = {cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1),
-                               cols >= 32 ? __mmask16(0xffff) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1)};
+    const ColumnMasks live(cols);
     __m512 total[mr][2], part[mr][2];
     for (int first = 0; first < k; first += len) {
       const int end = std::min(k, first + len);
@@ -522,12 +528,12 @@ void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a,
           const Consecutive terms{first + step * p.tc.k};
           const int count = std::min(end - terms.first, p.tc.k);
           if (non_finite) tc.exact_step(at, bt, terms, count, part);
-          else tc.step(at, bt, ae, be, terms, count, rows, live, part);
+          else tc.step(at, bt, ae, be, terms, count, rows, live.half, part);
         } else {
           const DealTable& table = end - first == len ? full : last;
           const Dealt terms{table.offsets.data() + table.start[step], first};
           if (non_finite) tc.exact_step(at, bt, terms, table.count[step], part);
-          else tc.step(at, bt, ae, be, terms, table.count[step], rows, live, part);
+          else tc.step(at, bt, ae, be, terms, table.count[step], rows, live.half, part);
         }
       }
       take_chunk<mr>(scales, first / len, ip * mr, jp * nr, first == 0, part, total,
