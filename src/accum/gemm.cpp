@@ -172,12 +172,6 @@ namespace {
 
 // The binary32 reduction of a CUDA kernel's loop (input and accumulator fp32, sequential, RNE, output fp32): in
 // float arithmetic directly, s = a0*b0, then s = fma(a_t, b_t, s) or s = s + a_t*b_t.
-bool is_float_loop(const AccumPolicy& p) {
-  return p.input.spec == formats::fp32 && p.acc && p.acc->spec == formats::fp32 && p.output.spec == formats::fp32 &&
-         !p.product && p.order == Order::sequential && p.tc.k == 0 && p.acc_rounding == Rounding::nearest_even &&
-         p.output_rounding == Rounding::nearest_even;
-}
-
 double float_loop_dot(const AccumPolicy& p, std::span<const double> a, std::span<const double> b) {
   if (a.empty()) return 0;
   float s = float(a[0]) * float(b[0]);
@@ -189,6 +183,12 @@ double float_loop_dot(const AccumPolicy& p, std::span<const double> a, std::span
 }
 
 }  // namespace
+
+bool is_float_loop(const AccumPolicy& p) {
+  return p.input.spec == formats::fp32 && p.acc && p.acc->spec == formats::fp32 && p.output.spec == formats::fp32 &&
+         !p.product && p.order == Order::sequential && p.tc.k == 0 && p.acc_rounding == Rounding::nearest_even &&
+         p.output_rounding == Rounding::nearest_even;
+}
 
 double dot(const AccumPolicy& p, std::span<const double> a, std::span<const double> b, const GemmOptions& o) {
   if (a.size() != b.size())

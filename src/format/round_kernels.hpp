@@ -8,6 +8,7 @@
 
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
+#include "lpsim/format/bf16_rne.hpp"
 #include "lpsim/format/round_core.hpp"
 
 namespace lpsim::kernels {
@@ -39,17 +40,11 @@ void round_block(const C* in, C* out, Block blk, const RoundParams<C>& p, const 
   }
 }
 
-// bfloat16 with round-to-nearest-even is the top half of a float: add 0x7fff plus the kept lsb, clear the rest.
-// The carry handles subnormals, binade steps and overflow to inf; NaNs are quieted as the core does.
+// bfloat16 with round-to-nearest-even: the bit trick of bf16_rne.hpp.
 template <class Isa>
 void round_block_bf16_rne(const float* in, float* out, std::size_t n) {
 #pragma omp simd
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t b = std::bit_cast<std::uint32_t>(in[i]);
-    const std::uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
-    const bool nan = (b & 0x7fffffffu) > 0x7f800000u;
-    out[i] = std::bit_cast<float>(nan ? ((b & 0xffff0000u) | 0x00400000u) : rounded);
-  }
+  for (std::size_t i = 0; i < n; ++i) out[i] = round_bf16_rne(in[i]);
 }
 
 template <class Isa, class C>

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/format/bf16_rne.hpp"
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
@@ -19,6 +20,9 @@ constexpr std::uint64_t store_stream = 0x5702e;
 constexpr std::uint64_t gemm_stream = 0x6e33;
 constexpr std::uint64_t block_stream = 0xb10c;
 
+// Loops over this many elements or more are split over threads (smaller ones cost more to start than they save).
+constexpr std::size_t parallel_elements = 1 << 12;
+
 bool fits_float(const FormatSpec& f) { return f.precision <= 24 && f.emin >= -126 && f.emax <= 127; }
 
 // The power of two that brings amax closest to the format's largest finite number from below (per-tensor scaling;
@@ -32,6 +36,13 @@ double pow2_scale(std::span<const double> x, const FormatSpec& f) {
 
 bool all_finite(std::span<const double> x) {
   return std::all_of(x.begin(), x.end(), [](double v) { return std::isfinite(v); });
+}
+
+// Inf and NaN among a GEMM's outputs (of finite operands: each one an overflow). On all threads when long: at 1024
+// tokens a score matrix per head is 1M values, and serial passes like this one bound the speed-up on many cores.
+long count_nonfinite(std::span<const double> x) {
+  return parallel_count(std::int64_t(x.size()), x.size() >= parallel_elements,
+                        [&](std::int64_t i, long& count, long&) { count += !std::isfinite(x[i]); }).a;
 }
 
 }  // namespace
@@ -51,8 +62,6 @@ bool stochastic_policy(const std::optional<AccumPolicy>& p) {
   return false;
 }
 
-// Loops over this many elements or more are split over threads (smaller ones cost more to start than they save).
-constexpr std::size_t parallel_elements = 1 << 12;
 }  // namespace
 
 EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_(std::move(plan)), seed_(seed) {
@@ -98,6 +107,22 @@ void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
     });
     count_events(c.a, 0);
     return;
+  }
+  if (r.mode == Rounding::nearest_even && r.spec == formats::bf16) {
+    // bf16 with RNE (every autocast-bf16 store) where every value is a float: the bit trick in one pass after a
+    // read-only check. bf16 overflows to inf, so nothing saturates.
+    const Counts inexact = parallel_count(n, threads, [&](std::int64_t i, long& count, long&) {
+      count += !(double(static_cast<float>(v[i])) == v[i] || v[i] != v[i]);
+    });
+    if (inexact.a == 0) {
+      const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& over, long&) {
+        const double x = v[i], y = round_bf16_rne(static_cast<float>(x));
+        over += std::isfinite(x) && !std::isfinite(y);
+        v[i] = y;
+      });
+      count_events(c.a, 0);
+      return;
+    }
   }
   // Where every value is a float (the usual case) the float kernels, several times faster, give the same bits.
   thread_local std::vector<float> floats;
@@ -178,6 +203,22 @@ StochasticStream EmulatedBackend::block_rounding_stream(const BlockScheme& s) {
 }
 
 double EmulatedBackend::sum(Op op, std::span<const double> x) {
+  const AccumPolicy& policy = *plan_[op].reduce;
+  if (is_float_loop(policy) && !x.empty()) {
+    // The input cast and dot()'s float loop in one pass: x * 1 is exact, so fma(x, 1, s) = s + x, and the first
+    // term is the cast value itself. A finite value that the cast made infinite counts, as in round_all. The
+    // stream dot() would take is drawn all the same: later GEMMs and block schemes are numbered after it.
+    next_stream(gemm_stream);
+    long overflows = 0;
+    float s = 0;
+    for (std::size_t t = 0; t < x.size(); ++t) {
+      const float f = static_cast<float>(x[t]);
+      overflows += std::isinf(f) && !std::isinf(x[t]);
+      s = t ? s + f : f;
+    }
+    if (overflows) [[unlikely]] count_events(overflows, 0);
+    return s;
+  }
   thread_local std::vector<double> ones;
   if (ones.size() < x.size()) ones.assign(x.size(), 1.0);
   return dot(op, x, std::span<const double>(ones.data(), x.size()));
@@ -185,6 +226,22 @@ double EmulatedBackend::sum(Op op, std::span<const double> x) {
 
 double EmulatedBackend::dot(Op op, std::span<const double> x, std::span<const double> y) {
   const AccumPolicy& policy = *plan_[op].reduce;
+  if (is_float_loop(policy) && !x.empty() && x.size() == y.size()) {  // the casts and dot()'s float loop in one pass
+    next_stream(gemm_stream);  // drawn as below, so that the streams after it keep their numbers
+    long overflows = 0;
+    auto cast = [&](double v) {
+      const float f = static_cast<float>(v);
+      overflows += std::isinf(f) && !std::isinf(v);
+      return f;
+    };
+    float s = cast(x[0]) * cast(y[0]);
+    for (std::size_t t = 1; t < x.size(); ++t) {
+      const float a = cast(x[t]), b = cast(y[t]);
+      s = policy.fma ? std::fma(a, b, s) : s + a * b;
+    }
+    if (overflows) [[unlikely]] count_events(overflows, 0);
+    return s;
+  }
   // A kernel loads its operands into the compute type: values of other formats are converted first.
   const Rounder in = make_rounder(policy.input, Rounding::nearest_even);
   thread_local std::vector<double> xa, ya;  // dot runs in the layers' parallel row loops
@@ -211,6 +268,7 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
   long beyond = 0;
   const std::int64_t n = std::int64_t(values.size());
   const bool threads = values.size() >= parallel_elements;
+  const bool bf16 = in == formats::bf16;  // r rounds to nearest even: the bit trick, in the same pass
   if (as_float) {
     o.f.resize(values.size());
     float* out = o.f.data();
@@ -218,7 +276,7 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
     const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& inexact, long& over) {
       const double x = values[i] * scale;
       const float f = static_cast<float>(x);
-      out[i] = f;
+      out[i] = bf16 ? round_bf16_rne(f) : f;  // where x is not a float, the double path below starts again
       inexact += !(double(f) == x || x != x);
       over += std::fabs(x) > r.max && std::isfinite(x);
     });
@@ -226,7 +284,7 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
     beyond = c.b;
   }
   if (as_float) {
-    if (r.fast == Fast::general) round_array(o.f, o.f, in, Rounding::nearest_even);
+    if (r.fast == Fast::general && !bf16) round_array(o.f, o.f, in, Rounding::nearest_even);
     const float* f = o.f.data();
     const long now_infinite =
         parallel_count(n, threads, [&](std::int64_t i, long& inf, long&) { inf += !std::isfinite(f[i]); }).a;
@@ -275,7 +333,7 @@ Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, co
   Matrix<double> c(a.rows, b.cols);
   c.data = block_scaled_gemm(*p.gemm, qa, qb, device_);  // fp32 values
   const bool finite = all_finite(a.data) && all_finite(b.data);
-  if (finite) count_events(std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); }), 0);
+  if (finite) count_events(count_nonfinite(c.data), 0);
   if (bias) {  // the epilogue in compute, the bias a value of out (as product's)
     std::vector<double> rb = *bias;
     round_all(make_rounder(p.out, Rounding::nearest_even), rb);
@@ -300,7 +358,7 @@ Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const
   options.sr = next_stream(gemm_stream);
   const bool finite = all_finite(ad) && all_finite(bd) && all_finite(out.data);
   accumulate_gemm(*p.gemm, a.rows, b.cols, a.cols, ad, bd, out.data, options);
-  if (finite) count_events(std::count_if(out.data.begin(), out.data.end(), [](double v) { return !std::isfinite(v); }), 0);
+  if (finite) count_events(count_nonfinite(out.data), 0);
   return out;
 }
 
@@ -326,15 +384,17 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
     thread_local std::vector<float> fc;
     if (fc.size() < size) fc.resize(size);
     lpsim::gemm(policy, m, n, k, a.f, b.f, std::span<float>(fc.data(), size), options);
-    c.data.assign(fc.begin(), fc.begin() + std::ptrdiff_t(size));
+    c.data.resize(size);
+    const float* from = fc.data();
+    double* to = c.data.data();
+    parallel_for(std::int64_t(size), size >= parallel_elements, [&](std::int64_t i) { to[i] = from[i]; });
   } else {
     c.data.resize(size);
     auto as_double = [](const Operand& o) { return o.f.empty() ? o.d : std::vector<double>(o.f.begin(), o.f.end()); };
     lpsim::gemm(policy, m, n, k, as_double(a), as_double(b), c.data, options);
   }
   if (!epilogue) {
-    if (a.finite && b.finite)
-      count_events(std::count_if(c.data.begin(), c.data.end(), [](double v) { return !std::isfinite(v); }), 0);
+    if (a.finite && b.finite) count_events(count_nonfinite(c.data), 0);
     return c;
   }
   // Epilogue in the compute precision: unscale, add the bias (stored in the output format), round to the output.

@@ -58,4 +58,9 @@ void accumulate_gemm(const AccumPolicy& policy, int m, int n, int k, std::span<c
 double dot(const AccumPolicy& policy, std::span<const double> a, std::span<const double> b,
            const GemmOptions& options = {});
 
+// Whether dot() runs the policy as a plain binary32 loop: s = a0 b0, then s = fma(a_t, b_t, s) (or s + a_t b_t)
+// in float, in order (binary32 input, accumulator and output, RNE, sequential, no product rounding, no tensor
+// core). A caller may run the same loop itself on values it holds (a sum: fma(x, 1, s) = s + x).
+bool is_float_loop(const AccumPolicy& policy);
+
 }  // namespace lpsim

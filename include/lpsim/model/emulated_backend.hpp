@@ -38,7 +38,7 @@ class EmulatedBackend {
   const AttentionKernel& attention_kernel() const { return plan_.attention; }
   double sum(Op op, std::span<const double> x);
   double dot(Op op, std::span<const double> x, std::span<const double> y);
-  double compute(Op op, double v) {  // inline: called for every elementwise step
+  [[gnu::always_inline]] double compute(Op op, double v) {  // inlined: called for every elementwise step
     const Rounder& r = compute_[static_cast<int>(op)];
     if (r.fast == Fast::identity) return v;
     if (r.fast == Fast::to_float) {
