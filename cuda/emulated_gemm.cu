@@ -292,6 +292,7 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
                        std::span<T> c, const StochasticStream& sr) {
   const DeviceKernel kernel = device_kernel(p);
   if (kernel == DeviceKernel::none) return false;
+  const std::lock_guard<std::mutex> turn(turn_);  // the buffers and the counters serve one call at a time
   ++calls_;
   if (c.empty()) return true;
   const Stopwatch call(seconds_);

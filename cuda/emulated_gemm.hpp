@@ -6,6 +6,7 @@
 // presets) a kernel in float and integer arithmetic (as the CPU's AVX-512 one). Policies with exact accumulation or operands wider than 26 bits (the MPFR
 // reference on the CPU) are left to the CPU.
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string_view>
 
@@ -26,6 +27,8 @@ class EmulatedGemm final : public GemmDevice {
             std::span<double> c, const StochasticStream& sr) override;
   bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
             std::span<float> c, const StochasticStream& sr) override;
+  // Calls from several threads (attention's heads) take turns: one product on the GPU at a time.
+  bool concurrent() const override { return true; }
   long calls() const { return calls_; }  // products run on the GPU so far
   double seconds() const { return seconds_; }            // wall time inside those calls, copies included
   double copy_seconds() const { return copy_seconds_; }  // of it, host <-> device copies and conversions
@@ -36,6 +39,7 @@ class EmulatedGemm final : public GemmDevice {
            std::span<T> c, const StochasticStream& sr);
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
+  std::mutex turn_;  // held by run()
   long calls_ = 0;
   double seconds_ = 0, copy_seconds_ = 0;
 };

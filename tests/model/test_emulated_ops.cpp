@@ -244,6 +244,11 @@ TEST(EmulatedOps, HeadsRunInParallelOnlyWithoutPerCallState) {
   EmulatedBackend be(plan_preset("autocast-bf16"));
   be.use_gemm_device(&device);
   EXPECT_FALSE(be.heads_in_parallel());
+  struct ConcurrentDevice : NoDevice {
+    bool concurrent() const override { return true; }
+  } concurrent;
+  be.use_gemm_device(&concurrent);
+  EXPECT_TRUE(be.heads_in_parallel());
 }
 
 }  // namespace

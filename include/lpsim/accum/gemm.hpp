@@ -30,6 +30,8 @@ class GemmDevice {
                     std::span<const double> b, std::span<double> c, const StochasticStream& sr) = 0;
   virtual bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
                     std::span<float> c, const StochasticStream& sr) = 0;
+  // Whether gemm may be called from several threads at once (the device serialises or overlaps the calls itself).
+  virtual bool concurrent() const { return false; }
 };
 
 // Which kernel computes a policy.

@@ -73,8 +73,8 @@ class EmulatedBackend {
   bool rows_in_parallel() const { return !stochastic_; }
   // Whether attention's heads may run on several threads at once (layers.hpp): as rows, and besides no state kept
   // in call order (current, delayed and geometry output scaling record an amax per call; a stochastic block scheme
-  // draws a stream per call) and no GEMM device (its buffers serve one call at a time).
-  bool heads_in_parallel() const { return !stochastic_ && !ordered_state_ && !device_; }
+  // draws a stream per call) and no GEMM device unless it takes calls from several threads (GemmDevice::concurrent).
+  bool heads_in_parallel() const { return !stochastic_ && !ordered_state_ && (!device_ || device_->concurrent()); }
 
  private:
   enum class Fast : std::uint8_t { identity, to_float, general };
