@@ -18,6 +18,7 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"
 #include "lpsim/reference/mpfr_backend.hpp"
+#include "lpsim/util/keep_freed_memory.hpp"
 
 using namespace lpsim;
 
@@ -33,6 +34,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_freed_memory();  // as the lpsim executables do: both forwards reuse freed memory
   const std::string model = argc > 1 ? argv[1] : "models/tiny-vit.toml";
   const int reps = argc > 2 ? std::atoi(argv[2]) : 9;
   std::vector<std::string> plans;

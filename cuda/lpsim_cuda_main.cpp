@@ -17,6 +17,7 @@
 
 #include "conversions.hpp"
 #include "emulated_gemm.hpp"
+#include "lpsim/util/keep_freed_memory.hpp"
 #include "lpsim/hw/device_gemm_cases.hpp"
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/hw/native_runs.hpp"
@@ -246,6 +247,7 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
 }  // namespace lpsim
 
 int main(int argc, char** argv) {
+  lpsim::keep_freed_memory();
   CLI::App app{"lpsim-cuda: native GPU runs that validate lpsim's emulation"};
   app.require_subcommand(1);
   std::string dir = ".";

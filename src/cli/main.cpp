@@ -3,8 +3,10 @@
 
 #include "cli/commands.hpp"
 #include "cli/mpi_world.hpp"
+#include "lpsim/util/keep_freed_memory.hpp"
 
 int main(int argc, char** argv) {
+  lpsim::keep_freed_memory();
   const lpsim::cli::MpiWorld world = lpsim::cli::mpi_start(argc, argv);
   struct Stop {
     const lpsim::cli::MpiWorld& w;
