@@ -1,5 +1,6 @@
 #include "emulated_gemm.hpp"
 
+#include <unordered_map>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -234,6 +235,7 @@ class Slot {
     }
     return static_cast<T*>(p_);
   }
+  std::size_t bytes() const { return bytes_; }
 
  private:
   void* p_ = nullptr;
@@ -276,20 +278,35 @@ DeviceKernel device_kernel(const AccumPolicy& p) {
   return DeviceKernel::exact;
 }
 
-// Operands and result as they come from the host (in their carrier) and in the carrier of the kernel.
+// Operands and result as they come from the host (in their carrier) and in the carrier of the kernel; the weights
+// kept on the GPU by id (their carrier: a weight always comes in the same one).
 struct EmulatedGemm::Buffers {
   Slot a_host, b_host, c_host, a_kernel, b_kernel, c_kernel;
+  std::unordered_map<std::uint64_t, Slot> weights;
+  std::size_t weight_bytes = 0, weight_budget = 0;
 };
 
 // The exact kernel pairwise order recurses (depth log2 k): its stack is sized here, as the compiler cannot.
 EmulatedGemm::EmulatedGemm() : buffers_(std::make_unique<Buffers>()) {
   check(cudaDeviceSetLimit(cudaLimitStackSize, 16384), "cudaDeviceSetLimit(stack)");
+  std::size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  buffers_->weight_budget = free / 2;
+}
+
+void EmulatedGemm::forget(std::uint64_t b_id) {
+  const std::lock_guard<std::mutex> turn(turn_);
+  Buffers& d = *buffers_;
+  if (auto it = d.weights.find(b_id); it != d.weights.end()) {
+    d.weight_bytes -= it->second.bytes();
+    d.weights.erase(it);
+  }
 }
 EmulatedGemm::~EmulatedGemm() = default;
 
 template <class T>
 bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<const T> a, std::span<const T> b,
-                       std::span<T> c, const StochasticStream& sr) {
+                       std::span<T> c, const StochasticStream& sr, std::uint64_t b_id) {
   const DeviceKernel kernel = device_kernel(p);
   if (kernel == DeviceKernel::none) return false;
   const std::lock_guard<std::mutex> turn(turn_);  // the buffers and the counters serve one call at a time
@@ -298,12 +315,18 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
   const Stopwatch call(seconds_);
   Buffers& d = *buffers_;
   T* ha = d.a_host.get<T>(a.size());
-  T* hb = d.b_host.get<T>(b.size());
   T* hc = d.c_host.get<T>(c.size());
+  // A kept weight is on the GPU already; a new one is kept if it fits the budget.
+  const auto kept = b_id ? d.weights.find(b_id) : d.weights.end();
+  const bool keep = b_id && kept == d.weights.end() && d.weight_bytes + b.size_bytes() <= d.weight_budget;
+  T* hb = kept != d.weights.end() ? kept->second.get<T>(b.size())
+          : keep                  ? d.weights[b_id].get<T>(b.size())
+                                  : d.b_host.get<T>(b.size());
+  if (keep) d.weight_bytes += d.weights[b_id].bytes();
   {
     const Stopwatch copies(copy_seconds_);
     to_device(ha, a);
-    to_device(hb, b);
+    if (kept == d.weights.end()) to_device(hb, b);
   }
   // In the kernel's carrier: the same values (operands and outputs are values of formats both carriers hold, or
   // of wider ones only the double path is given).
@@ -345,13 +368,14 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
 }
 
 bool EmulatedGemm::gemm(const AccumPolicy& p, int m, int n, int k, std::span<const float> a, std::span<const float> b,
-                        std::span<float> c, const StochasticStream& sr) {
-  return run(p, m, n, k, a, b, c, sr);
+                        std::span<float> c, const StochasticStream& sr, std::uint64_t b_id) {
+  return run(p, m, n, k, a, b, c, sr, b_id);
 }
 
 bool EmulatedGemm::gemm(const AccumPolicy& p, int m, int n, int k, std::span<const double> a,
-                        std::span<const double> b, std::span<double> c, const StochasticStream& sr) {
-  return run(p, m, n, k, a, b, c, sr);
+                        std::span<const double> b, std::span<double> c, const StochasticStream& sr,
+                        std::uint64_t b_id) {
+  return run(p, m, n, k, a, b, c, sr, b_id);
 }
 
 }  // namespace lpsim::cuda

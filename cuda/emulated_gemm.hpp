@@ -23,10 +23,13 @@ class EmulatedGemm final : public GemmDevice {
  public:
   EmulatedGemm();
   ~EmulatedGemm() override;
+  // A weight (b_id != 0) is copied to the GPU once and kept there until forget(b_id), while the kept weights fit
+  // in half the memory the GPU had free at construction; the others are copied on every call.
   bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a, std::span<const double> b,
-            std::span<double> c, const StochasticStream& sr) override;
+            std::span<double> c, const StochasticStream& sr, std::uint64_t b_id) override;
   bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
-            std::span<float> c, const StochasticStream& sr) override;
+            std::span<float> c, const StochasticStream& sr, std::uint64_t b_id) override;
+  void forget(std::uint64_t b_id) override;
   // Calls from several threads (attention's heads) take turns: one product on the GPU at a time.
   bool concurrent() const override { return true; }
   long calls() const { return calls_; }  // products run on the GPU so far
@@ -36,7 +39,7 @@ class EmulatedGemm final : public GemmDevice {
  private:
   template <class T>
   bool run(const AccumPolicy& policy, int m, int n, int k, std::span<const T> a, std::span<const T> b,
-           std::span<T> c, const StochasticStream& sr);
+           std::span<T> c, const StochasticStream& sr, std::uint64_t b_id);
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
   std::mutex turn_;  // held by run()

@@ -1,3 +1,4 @@
+#include <atomic>
 #include "lpsim/accum/gemm.hpp"
 
 #include <algorithm>
@@ -137,7 +138,7 @@ GemmPath gemm_path(const AccumPolicy& policy, Isa isa, bool float_operands) {
 void gemm(const AccumPolicy& p, int m, int n, int k, std::span<const double> a, std::span<const double> b,
           std::span<double> c, const GemmOptions& o) {
   check_call(p, m, n, k, a, b, c, o);
-  if (o.device && o.device->gemm(p, m, n, k, a, b, c, o.sr)) return;
+  if (o.device && o.device->gemm(p, m, n, k, a, b, c, o.sr, o.b_id)) return;
   const GemmPath path = gemm_path(p, o.isa, false);
   if (path == GemmPath::reference) return reference_gemm(p, m, n, k, a, b, c, o.sr);
   if (path == GemmPath::generic) return generic_gemm(p, m, n, k, a, b, c, o.sr);
@@ -155,7 +156,7 @@ void gemm(const AccumPolicy& p, int m, int n, int k, std::span<const float> a, s
   if (!carrier_holds<float>(p.input.spec) || !carrier_holds<float>(p.output.spec))
     throw std::invalid_argument(fmt::format("gemm: float arrays cannot hold {} values; use double arrays",
                                             carrier_holds<float>(p.input.spec) ? p.output.name : p.input.name));
-  if (o.device && o.device->gemm(p, m, n, k, a, b, c, o.sr)) return;
+  if (o.device && o.device->gemm(p, m, n, k, a, b, c, o.sr, o.b_id)) return;
   const GemmPath path = gemm_path(p, o.isa, true);
   if (path == GemmPath::reference || path == GemmPath::generic) {
     std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end()), cd(c.size());
@@ -183,6 +184,11 @@ double float_loop_dot(const AccumPolicy& p, std::span<const double> a, std::span
 }
 
 }  // namespace
+
+std::uint64_t new_weight_id() {
+  static std::atomic<std::uint64_t> last{0};
+  return ++last;
+}
 
 bool is_float_loop(const AccumPolicy& p) {
   return p.input.spec == formats::fp32 && p.acc && p.acc->spec == formats::fp32 && p.output.spec == formats::fp32 &&

@@ -76,6 +76,11 @@ EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_
   }
 }
 
+EmulatedBackend::~EmulatedBackend() {
+  if (device_)
+    for (const auto& [key, operand] : weights_) device_->forget(operand.id);
+}
+
 double EmulatedBackend::round_one(const Rounder& r, double v) {
   double y;
   switch (r.fast) {
@@ -306,7 +311,10 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
 const EmulatedBackend::Operand& EmulatedBackend::weight(Op op, const Matrix<double>& w) {
   const auto key = std::make_tuple(w.data.data(), w.data.size(), static_cast<int>(op));
   auto it = weights_.find(key);
-  if (it == weights_.end()) it = weights_.emplace(key, prepare(op, w)).first;
+  if (it == weights_.end()) {
+    it = weights_.emplace(key, prepare(op, w)).first;
+    it->second.id = new_weight_id();
+  }
   return it->second;
 }
 
@@ -383,6 +391,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
     // cost more than its GEMM. c is written once, from it.
     thread_local std::vector<float> fc;
     if (fc.size() < size) fc.resize(size);
+    options.b_id = b.id;  // a weight's floats: a device may keep them
     lpsim::gemm(policy, m, n, k, a.f, b.f, std::span<float>(fc.data(), size), options);
     c.data.resize(size);
     const float* from = fc.data();
@@ -391,6 +400,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   } else {
     c.data.resize(size);
     auto as_double = [](const Operand& o) { return o.f.empty() ? o.d : std::vector<double>(o.f.begin(), o.f.end()); };
+    options.b_id = b.f.empty() ? b.id : 0;  // a device keeps a weight in one carrier: its own
     lpsim::gemm(policy, m, n, k, as_double(a), as_double(b), c.data, options);
   }
   if (!epilogue) {

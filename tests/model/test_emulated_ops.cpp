@@ -7,6 +7,8 @@
 #include <bit>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/model/emulated_backend.hpp"
@@ -237,9 +239,9 @@ TEST(EmulatedOps, HeadsRunInParallelOnlyWithoutPerCallState) {
   EXPECT_FALSE(EmulatedBackend(plan).heads_in_parallel());
   struct NoDevice : GemmDevice {
     bool gemm(const AccumPolicy&, int, int, int, std::span<const double>, std::span<const double>, std::span<double>,
-              const StochasticStream&) override { return false; }
+              const StochasticStream&, std::uint64_t) override { return false; }
     bool gemm(const AccumPolicy&, int, int, int, std::span<const float>, std::span<const float>, std::span<float>,
-              const StochasticStream&) override { return false; }
+              const StochasticStream&, std::uint64_t) override { return false; }
   } device;
   EmulatedBackend be(plan_preset("autocast-bf16"));
   be.use_gemm_device(&device);
@@ -249,6 +251,65 @@ TEST(EmulatedOps, HeadsRunInParallelOnlyWithoutPerCallState) {
   } concurrent;
   be.use_gemm_device(&concurrent);
   EXPECT_TRUE(be.heads_in_parallel());
+}
+
+// A GEMM device may keep a weight by its id (GemmOptions::b_id): the backend must give the same id only with the
+// same values, in every forward it runs, never give an activation an id, and tell the device when the weights go.
+// A recording device (it computes nothing, so the CPU does) checks that on two forwards of two backends.
+struct Recorder : GemmDevice {
+  std::map<std::uint64_t, std::vector<double>> values;  // id -> b of its first call
+  std::set<std::uint64_t> forgotten;
+  long calls = 0, with_id = 0, changed = 0;
+  template <class T>
+  bool record(std::span<const T> b, std::uint64_t id) {
+    ++calls;
+    if (id == 0) return false;
+    ++with_id;
+    const std::vector<double> now(b.begin(), b.end());
+    const auto [it, fresh] = values.emplace(id, now);
+    changed += !fresh && it->second != now;
+    return false;
+  }
+  bool gemm(const AccumPolicy&, int, int, int, std::span<const double>, std::span<const double> b,
+            std::span<double>, const StochasticStream&, std::uint64_t id) override { return record(b, id); }
+  bool gemm(const AccumPolicy&, int, int, int, std::span<const float>, std::span<const float> b,
+            std::span<float>, const StochasticStream&, std::uint64_t id) override { return record(b, id); }
+  void forget(std::uint64_t id) override { forgotten.insert(id); }
+};
+
+TEST(EmulatedOps, GemmDeviceSeesOneIdPerWeightWithTheSameValues) {
+  Recorder device;
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(LPSIM_SOURCE_DIR);
+  const ModelConfig cfg = load_model_config("models/gpt2-tiny.toml");
+  std::filesystem::current_path(cwd);
+  const Weights<double> w = make_weights(cfg, 3);
+  const ModelInput<double> in = make_input(cfg, 3), other = make_input(cfg, 4);
+  std::set<std::uint64_t> first_backend;
+  {
+    EmulatedBackend be(plan_preset("autocast-bf16"));
+    be.use_gemm_device(&device);
+    forward(be, cfg, w, in);
+    const std::size_t ids = device.values.size();
+    const long calls = device.calls, with_id = device.with_id;
+    forward(be, cfg, w, other);  // new activations, the same weights
+    EXPECT_EQ(device.values.size(), ids) << "the second forward gave a weight a new id";
+    EXPECT_EQ(device.calls, 2 * calls);
+    EXPECT_EQ(device.with_id, 2 * with_id);
+    // Every linear layer's weight has an id (q, k, v, out, two MLP matrices per block, the LM head if any); the
+    // attention products (two per head) have none.
+    EXPECT_EQ(with_id, 6L * cfg.depth + (cfg.lm_head ? 1 : 0));
+    EXPECT_EQ(calls - with_id, 2L * cfg.heads * cfg.depth);
+    for (const auto& [id, values] : device.values) first_backend.insert(id);
+    EXPECT_TRUE(device.forgotten.empty());
+  }
+  EXPECT_EQ(device.forgotten, first_backend);  // all of them, when the backend went
+  EXPECT_EQ(device.changed, 0);
+  EmulatedBackend again(plan_preset("autocast-bf16"));
+  again.use_gemm_device(&device);
+  forward(again, cfg, w, in);
+  EXPECT_EQ(device.values.size(), 2 * first_backend.size()) << "a new backend's weights need ids of their own";
+  EXPECT_EQ(device.changed, 0);
 }
 
 }  // namespace

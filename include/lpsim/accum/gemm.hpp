@@ -18,7 +18,13 @@ struct GemmOptions {
   Isa isa = Isa::best;       // every choice gives the same bits
   bool check_inputs = true;  // reject operands that are not values of the policy's input format
   GemmDevice* device = nullptr;  // an accelerator that runs the product with the same bits, where it can
+  // Nonzero: b is a weight with this id (new_weight_id), the same values on every call with it, so a device may
+  // keep its copy until forget(id).
+  std::uint64_t b_id = 0;
 };
+
+// A process-wide id for a weight operand that a GemmDevice may keep: never 0, never issued twice.
+std::uint64_t new_weight_id();
 
 // An accelerator for gemm (the GPU's emulated GEMM, cuda/emulated_gemm.hpp). It computes exactly what the CPU
 // kernels compute, bit for bit, or returns false and leaves the product to them (a policy it has no kernel for).
@@ -26,10 +32,14 @@ struct GemmOptions {
 class GemmDevice {
  public:
   virtual ~GemmDevice() = default;
+  // b_id: GemmOptions::b_id (0: b is a fresh operand).
   virtual bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const double> a,
-                    std::span<const double> b, std::span<double> c, const StochasticStream& sr) = 0;
+                    std::span<const double> b, std::span<double> c, const StochasticStream& sr,
+                    std::uint64_t b_id) = 0;
   virtual bool gemm(const AccumPolicy& policy, int m, int n, int k, std::span<const float> a, std::span<const float> b,
-                    std::span<float> c, const StochasticStream& sr) = 0;
+                    std::span<float> c, const StochasticStream& sr, std::uint64_t b_id) = 0;
+  // The weight with this id is gone: drop any copy kept of it.
+  virtual void forget(std::uint64_t /*b_id*/) {}
   // Whether gemm may be called from several threads at once (the device serialises or overlaps the calls itself).
   virtual bool concurrent() const { return false; }
 };

@@ -27,6 +27,9 @@ class EmulatedBackend {
   // seed feeds stochastic rounding (a plan with rounding = sr); streams are counted in forward order, so the
   // result does not depend on threads.
   explicit EmulatedBackend(PrecisionPlan plan, std::uint64_t seed = 0);
+  ~EmulatedBackend();  // tells the GEMM device its weights are gone
+  EmulatedBackend(EmulatedBackend&&) = default;
+  EmulatedBackend& operator=(EmulatedBackend&&) = default;
 
   Matrix<double> gemm(Op op, const Matrix<double>& a, const Matrix<double>& b, const std::vector<double>* bias);
   // A weight is rounded (and scaled) once per backend and operation class and cached by its address: use a new
@@ -90,6 +93,7 @@ class EmulatedBackend {
     std::vector<double> d;
     double scale = 1;
     bool finite = true;
+    std::uint64_t id = 0;  // a weight's new_weight_id (a GEMM device may keep it); 0 for activations
   };
   static Rounder make_rounder(const Format& f, Rounding mode);
   Operand prepare(Op op, const Matrix<double>& m);
