@@ -1,11 +1,11 @@
 #include "emulated_gemm.hpp"
 
-#include <unordered_map>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <chrono>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -316,8 +316,14 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
   Buffers& d = *buffers_;
   T* ha = d.a_host.get<T>(a.size());
   T* hc = d.c_host.get<T>(c.size());
-  // A kept weight is on the GPU already; a new one is kept if it fits the budget.
-  const auto kept = b_id ? d.weights.find(b_id) : d.weights.end();
+  // A kept weight is on the GPU already; a new one is kept if it fits the budget. (An id always comes with the
+  // same values in the same carrier: a kept slot too small for b would be a caller's bug, and is copied afresh.)
+  auto kept = b_id ? d.weights.find(b_id) : d.weights.end();
+  if (kept != d.weights.end() && kept->second.bytes() < b.size_bytes()) {
+    d.weight_bytes -= kept->second.bytes();
+    d.weights.erase(kept);
+    kept = d.weights.end();
+  }
   const bool keep = b_id && kept == d.weights.end() && d.weight_bytes + b.size_bytes() <= d.weight_budget;
   T* hb = kept != d.weights.end() ? kept->second.get<T>(b.size())
           : keep                  ? d.weights[b_id].get<T>(b.size())
