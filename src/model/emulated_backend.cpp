@@ -9,6 +9,7 @@
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
 #include "lpsim/format/round_scalar.hpp"
+#include "lpsim/model/init.hpp"
 #include "lpsim/util/parallel_for.hpp"
 
 namespace lpsim {
@@ -76,9 +77,23 @@ EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_
   }
 }
 
-EmulatedBackend::~EmulatedBackend() {
+EmulatedBackend::~EmulatedBackend() { drop_weights(); }
+
+void EmulatedBackend::drop_weights() {
   if (device_)
     for (const auto& [key, operand] : weights_) device_->forget(operand.id);
+  weights_.clear();
+}
+
+const Weights<double>& EmulatedBackend::stored_params(const Weights<double>& w) {
+  if (!plan_.params) throw std::logic_error("stored_params: the plan stores no parameter format");
+  if (params_of_ != &w || !params_) {
+    drop_weights();  // keyed by the addresses of a copy about to go
+    params_.reset();
+    params_ = std::make_unique<const Weights<double>>(params_rounded(w, plan_.params->spec));
+    params_of_ = &w;
+  }
+  return *params_;
 }
 
 double EmulatedBackend::round_one(const Rounder& r, double v) {

@@ -312,5 +312,39 @@ TEST(EmulatedOps, GemmDeviceSeesOneIdPerWeightWithTheSameValues) {
   EXPECT_EQ(device.changed, 0);
 }
 
+// A plan that stores the parameters in its dtype (pure-bf16) rounds them once per backend: a second forward finds
+// the same rounded weights (no new ids for the device) and gives the same bits; other weights drop the copy and
+// everything cached from it (all forgotten), and give what a fresh backend gives.
+TEST(EmulatedOps, StoredParamsAreRoundedOncePerBackend) {
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(LPSIM_SOURCE_DIR);
+  const ModelConfig cfg = load_model_config("models/gpt2-tiny.toml");
+  std::filesystem::current_path(cwd);
+  const Weights<double> w = make_weights(cfg, 3), other = make_weights(cfg, 9);
+  const ModelInput<double> in = make_input(cfg, 3);
+  auto same = [](const Taps<double>& a, const Taps<double>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t t = 0; t < a.size(); ++t)
+      for (std::size_t i = 0; i < a[t].data.size(); ++i)
+        if (std::bit_cast<std::uint64_t>(a[t].data[i]) != std::bit_cast<std::uint64_t>(b[t].data[i])) return false;
+    return true;
+  };
+  Recorder device;
+  EmulatedBackend be(plan_preset("pure-bf16"));
+  be.use_gemm_device(&device);
+  const Taps<double> first = emulated_taps(be, cfg, w, in);
+  const std::size_t ids = device.values.size();
+  EXPECT_GT(ids, 0u);
+  EXPECT_TRUE(same(first, emulated_taps(be, cfg, w, in)));
+  EXPECT_EQ(device.values.size(), ids) << "the second forward rounded the parameters again";
+  EXPECT_TRUE(device.forgotten.empty());
+  const Taps<double> moved_on = emulated_taps(be, cfg, other, in);
+  EXPECT_EQ(device.forgotten.size(), ids);
+  EmulatedBackend fresh(plan_preset("pure-bf16"));
+  EXPECT_TRUE(same(moved_on, emulated_taps(fresh, cfg, other, in)));
+  EXPECT_FALSE(same(moved_on, first));
+  EXPECT_EQ(device.changed, 0);
+}
+
 }  // namespace
 }  // namespace lpsim

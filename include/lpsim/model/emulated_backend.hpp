@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <array>
 #include <map>
+#include <memory>
 #include <tuple>
 #include <span>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/plan.hpp"
+#include "lpsim/model/weights.hpp"
 
 namespace lpsim {
 
@@ -66,6 +68,13 @@ class EmulatedBackend {
   // Runs the plan's GEMMs (linear and gemm, and the block-scaled ones' partial products; not a fused kernel's
   // accumulate) on an accelerator with the same bits (the GPU: cuda/emulated_gemm.hpp); null: on the CPU. Not owned.
   void use_gemm_device(GemmDevice* device) { device_ = device; }
+
+  // The parameters as the plan stores them (PrecisionPlan::params: pure-* and fp8 plans hold the model in their
+  // dtype), rounded once per backend and kept: forwards run again on the backend then find the same rounded weights
+  // at the same addresses, and with them their cached GEMM operands and the copies a GEMM device keeps. Other
+  // weights than last time (another address) drop the copy and everything cached from it first.
+  const Weights<double>& stored_params(const Weights<double>& w);
+  bool holds_params_of(const Weights<double>& w) const { return params_ && params_of_ == &w; }
 
   const PrecisionPlan& plan() const { return plan_; }
   RangeEvents events() const { return events_; }  // totals since construction
@@ -130,6 +139,9 @@ class EmulatedBackend {
   bool stochastic_ = false;  // some rounding of the plan is stochastic
   bool ordered_state_ = false;  // some op keeps per-call state (output scaling by amax, stochastic block schemes)
   std::map<std::tuple<const double*, std::size_t, int>, Operand> weights_;
+  std::unique_ptr<const Weights<double>> params_;  // stored_params' copy, of the weights at params_of_
+  const Weights<double>* params_of_ = nullptr;
+  void drop_weights();  // the cached operands, and the device's copies of them
   // (op, layer, call within the layer: the head) -> amax of the same tensor in earlier forwards
   std::map<std::tuple<int, int, int>, std::vector<double>> amax_history_;
   std::array<int, op_count> calls_in_layer_{};
