@@ -222,23 +222,32 @@ StochasticStream EmulatedBackend::block_rounding_stream(const BlockScheme& s) {
   return s.stochastic ? next_stream(block_stream) : StochasticStream{};
 }
 
-double EmulatedBackend::sum(Op op, std::span<const double> x) {
-  const AccumPolicy& policy = *plan_[op].reduce;
-  if (is_float_loop(policy) && !x.empty()) {
-    // The input cast and dot()'s float loop in one pass: x * 1 is exact, so fma(x, 1, s) = s + x, and the first
-    // term is the cast value itself. A finite value that the cast made infinite counts, as in round_all. The
-    // stream dot() would take is drawn all the same: later GEMMs and block schemes are numbered after it.
-    next_stream(gemm_stream);
-    long overflows = 0;
-    float s = 0;
-    for (std::size_t t = 0; t < x.size(); ++t) {
-      const float f = static_cast<float>(x[t]);
-      overflows += std::isinf(f) && !std::isinf(x[t]);
-      s = t ? s + f : f;
-    }
-    if (overflows) [[unlikely]] count_events(overflows, 0);
-    return s;
+// The input casts and dot()'s binary32 loop (is_float_loop) in one pass: s = x0 y0, then s = fma(x, y, s) or
+// s + x y in float. Without y a sum: x * 1 is exact, so fma(x, 1, s) = s + x and the first term is the cast x0. A
+// finite value that a cast made infinite counts, as in round_all. The stream dot() would take is drawn all the
+// same: later GEMMs and block schemes are numbered after it.
+double EmulatedBackend::float_loop(const AccumPolicy& policy, std::span<const double> x, const double* y) {
+  next_stream(gemm_stream);
+  long overflows = 0;
+  auto cast = [&](double v) {
+    const float f = static_cast<float>(v);
+    overflows += std::isinf(f) && !std::isinf(v);
+    return f;
+  };
+  float s = y ? cast(x[0]) * cast(y[0]) : cast(x[0]);
+  for (std::size_t t = 1; t < x.size(); ++t) {
+    const float a = cast(x[t]);
+    if (!y) s = s + a;
+    else if (policy.fma) s = std::fma(a, cast(y[t]), s);
+    else s = s + a * cast(y[t]);
   }
+  if (overflows) [[unlikely]] count_events(overflows, 0);
+  return s;
+}
+
+double EmulatedBackend::sum(Op op, std::span<const double> x) {
+  if (const AccumPolicy& policy = *plan_[op].reduce; is_float_loop(policy) && !x.empty())
+    return float_loop(policy, x, nullptr);
   thread_local std::vector<double> ones;
   if (ones.size() < x.size()) ones.assign(x.size(), 1.0);
   return dot(op, x, std::span<const double>(ones.data(), x.size()));
@@ -246,22 +255,7 @@ double EmulatedBackend::sum(Op op, std::span<const double> x) {
 
 double EmulatedBackend::dot(Op op, std::span<const double> x, std::span<const double> y) {
   const AccumPolicy& policy = *plan_[op].reduce;
-  if (is_float_loop(policy) && !x.empty() && x.size() == y.size()) {  // the casts and dot()'s float loop in one pass
-    next_stream(gemm_stream);  // drawn as below, so that the streams after it keep their numbers
-    long overflows = 0;
-    auto cast = [&](double v) {
-      const float f = static_cast<float>(v);
-      overflows += std::isinf(f) && !std::isinf(v);
-      return f;
-    };
-    float s = cast(x[0]) * cast(y[0]);
-    for (std::size_t t = 1; t < x.size(); ++t) {
-      const float a = cast(x[t]), b = cast(y[t]);
-      s = policy.fma ? std::fma(a, b, s) : s + a * b;
-    }
-    if (overflows) [[unlikely]] count_events(overflows, 0);
-    return s;
-  }
+  if (is_float_loop(policy) && !x.empty() && x.size() == y.size()) return float_loop(policy, x, y.data());
   // A kernel loads its operands into the compute type: values of other formats are converted first.
   const Rounder in = make_rounder(policy.input, Rounding::nearest_even);
   thread_local std::vector<double> xa, ya;  // dot runs in the layers' parallel row loops

@@ -111,6 +111,7 @@ class EmulatedBackend {
   // Block-scaled operands (OpPrecision::blocks): quantised, multiplied by block_scaled_gemm, then the epilogue.
   Matrix<double> block_product(Op op, const Matrix<double>& a, const Matrix<double>& b, const std::vector<double>* bias,
                                bool b_is_weight);
+  double float_loop(const AccumPolicy& policy, std::span<const double> x, const double* y);  // y null: a sum
   double round_one(const Rounder& r, double v);
   void round_all(const Rounder& r, std::span<double> v);
   void count_events(long overflows, long saturations) {  // from any thread
