@@ -397,7 +397,8 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
   if (both_float && fits_float(policy.output.spec)) {
     // Reused: an LM head's output is hundreds of MB, and fresh pages (zeroed by the kernel, then by the vector)
-    // cost more than its GEMM. c is written once, from it.
+    // cost more than its GEMM. c is zeroed by resize, then copied from it on all threads (serial passes over
+    // such outputs bound a forward's speed-up on many cores; the zeroing is one of them still).
     thread_local std::vector<float> fc;
     if (fc.size() < size) fc.resize(size);
     options.b_id = b.id;  // a weight's floats: a device may keep them

@@ -105,11 +105,12 @@ Taps<double> fp64_taps(const ModelConfig& cfg, const Weights<double>& w, const M
 Taps<double> emulated_taps(EmulatedBackend& be, const ModelConfig& cfg, const Weights<double>& w,
                            const ModelInput<double>& in, std::vector<RangeEvents>* events) {
   if (const auto& p = be.plan().params; p && !(p->spec == formats::fp64)) {
-    if (const double need = 8 * parameter_count(cfg), have = available_memory_bytes();
-        !be.holds_params_of(w) && have > 0 && need > have)
-      throw ConfigError(fmt::format("model {}: plan '{}' stores the parameters as {}: that copy needs about {:.1f} GB, "
-                                    "{:.1f} GB are available", cfg.name, be.plan().name, p->name, need / 1e9, have / 1e9));
-    return run_taps(be, cfg, be.stored_params(w), in, events);  // rounded on the backend's first forward
+    if (!be.holds_params_of(w))  // the copy is made on the backend's first forward only: check memory then
+      if (const double need = 8 * parameter_count(cfg), have = available_memory_bytes(); have > 0 && need > have)
+        throw ConfigError(fmt::format("model {}: plan '{}' stores the parameters as {}: that copy needs about "
+                                      "{:.1f} GB, {:.1f} GB are available", cfg.name, be.plan().name, p->name,
+                                      need / 1e9, have / 1e9));
+    return run_taps(be, cfg, be.stored_params(w), in, events);
   }
   return run_taps(be, cfg, w, in, events);
 }
