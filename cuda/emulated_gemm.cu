@@ -3,12 +3,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <chrono>
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
 
 #include "cuda_check.hpp"
+#include "device_slot.hpp"
 #include "lpsim/accum/dot_kernel.hpp"
 
 namespace lpsim::cuda {
@@ -193,17 +193,6 @@ bool ieee_mode(Rounding r) {
   return r == Rounding::nearest_even || r == Rounding::toward_zero || r == Rounding::upward || r == Rounding::downward;
 }
 
-// Adds the wall time of a scope to a total.
-class Stopwatch {
- public:
-  explicit Stopwatch(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
-  ~Stopwatch() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
-
- private:
-  double& total_;
-  std::chrono::steady_clock::time_point start_;
-};
-
 bool is_fp32(const std::optional<Format>& f) { return f && f->spec == formats::fp32; }
 
 // Converts between the carriers on the device (every value is one of both: the formats fit a float).
@@ -215,40 +204,6 @@ __global__ void convert_kernel(const From* in, To* out, std::size_t n) {
 template <class From, class To>
 void convert(const From* in, To* out, std::size_t n) {
   if (n) convert_kernel<<<std::min<std::size_t>((n + 255) / 256, 4096), 256>>>(in, out, n);
-}
-
-// Device memory that grows to the largest request and is kept: the forward's GEMMs reuse it.
-class Slot {
- public:
-  Slot() = default;
-  Slot(const Slot&) = delete;
-  Slot& operator=(const Slot&) = delete;
-  ~Slot() { cudaFree(p_); }
-  template <class T>
-  T* get(std::size_t count) {
-    const std::size_t bytes = std::max<std::size_t>(count, 1) * sizeof(T);
-    if (bytes > bytes_) {
-      if (p_) check(cudaFree(p_), "cudaFree");
-      p_ = nullptr;
-      check(cudaMalloc(&p_, bytes), "cudaMalloc");
-      bytes_ = bytes;
-    }
-    return static_cast<T*>(p_);
-  }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  std::size_t bytes_ = 0;
-};
-
-template <class T>
-void to_device(T* d, std::span<const T> h) {
-  check(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "copy to device");
-}
-template <class T>
-void to_host(std::span<T> h, const T* d) {
-  check(cudaMemcpy(h.data(), d, h.size() * sizeof(T), cudaMemcpyDeviceToHost), "copy to host");
 }
 
 }  // namespace
@@ -276,6 +231,21 @@ DeviceKernel device_kernel(const AccumPolicy& p) {
       p.output_rounding != Rounding::stochastic && !p.product)
     return DeviceKernel::tensor_core;
   return DeviceKernel::exact;
+}
+
+void launch_float_gemm(const AccumPolicy& p, int m, int n, int k, const float* ka, const float* kb, float* kc) {
+  const DeviceKernel kernel = device_kernel(p);
+  if (kernel == DeviceKernel::tensor_core) {
+    const TensorPlan tp{accum::make_dot_policy(p), p.tc.k, p.tc.deal, p.chunk_length(k), p.tc.bits,
+                        tensor_core_operand_emin(p), p.tc.align_truncates, p.tc.rounding, p.acc_rounding,
+                        tensor_core_acc_mask(p), p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even};
+    tensor_kernel<<<dim3((n + 31) / 32, (m + 3) / 4), dim3(32, 4)>>>(tp, m, n, k, ka, kb, kc);
+  } else {
+    const FloatPlan fp{p.product.has_value(), p.chunk_length(k),
+                       p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even,
+                       make_round_params<double>(p.output.spec), p.output_rounding};
+    fp32_kernel<<<dim3((n + tile - 1) / tile, (m + tile - 1) / tile), 256>>>(fp, m, n, k, ka, kb, kc);
+  }
 }
 
 // Operands and result as they come from the host (in their carrier) and in the carrier of the kernel; the weights
@@ -342,17 +312,7 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
     K* kc = std::is_same_v<T, K> ? reinterpret_cast<K*>(hc) : d.c_kernel.get<K>(c.size());
     if constexpr (!std::is_same_v<T, K>) convert(ha, ka, a.size()), convert(hb, kb, b.size());
     if constexpr (std::is_same_v<K, float>) {
-      if (kernel == DeviceKernel::tensor_core) {
-        const TensorPlan tp{accum::make_dot_policy(p), p.tc.k, p.tc.deal, p.chunk_length(k), p.tc.bits,
-                            tensor_core_operand_emin(p), p.tc.align_truncates, p.tc.rounding, p.acc_rounding,
-                            tensor_core_acc_mask(p), p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even};
-        tensor_kernel<<<dim3((n + 31) / 32, (m + 3) / 4), dim3(32, 4)>>>(tp, m, n, k, ka, kb, kc);
-      } else {
-        const FloatPlan fp{p.product.has_value(), p.chunk_length(k),
-                           p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even,
-                           make_round_params<double>(p.output.spec), p.output_rounding};
-        fp32_kernel<<<dim3((n + tile - 1) / tile, (m + tile - 1) / tile), 256>>>(fp, m, n, k, ka, kb, kc);
-      }
+      launch_float_gemm(p, m, n, k, ka, kb, kc);
     } else {
       const accum::DotPolicy dp = accum::make_dot_policy(p);
       const dim3 block(32, 4), grid((n + 31) / 32, (m + 3) / 4);

@@ -18,6 +18,9 @@ enum class DeviceKernel { none, fp32_fma, tensor_core, exact };
 std::string_view kernel_name(DeviceKernel k);
 // The kernel that runs the policy (none: the CPU runs it).
 DeviceKernel device_kernel(const AccumPolicy& policy);
+// c = a b (m x k times k x n, row-major, in device memory) by the float kernel of the policy (device_kernel gives
+// fp32_fma or tensor_core), launched on the default stream: the products of the GPU's attention heads.
+void launch_float_gemm(const AccumPolicy& policy, int m, int n, int k, const float* a, const float* b, float* c);
 
 class EmulatedGemm final : public GemmDevice {
  public:

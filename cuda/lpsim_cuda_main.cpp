@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "conversions.hpp"
+#include "emulated_attention.hpp"
 #include "emulated_gemm.hpp"
 #include "lpsim/util/keep_freed_memory.hpp"
 #include "lpsim/hw/device_gemm_cases.hpp"
@@ -194,7 +195,7 @@ void bench_gemms(int size) {
 
 // The emulated forward with its GEMMs on the GPU; with check, also the CPU-only forward, compared tap by tap.
 int emulate(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
-            std::uint64_t seed, int tokens, bool check, int reps) {
+            std::uint64_t seed, int tokens, bool check, int reps, bool heads, double margin) {
   int failures = 0;
   std::string csv = "model,plan,seed,tokens,layer,tap,elements,fnv1a64\n";
   for (const auto& model : models) {
@@ -205,12 +206,16 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
     for (const auto& plan_name : plans) {
       const PrecisionPlan plan = load_plan(plan_name);
       cuda::EmulatedGemm device;
+      cuda::EmulatedAttention attention;
       EmulatedBackend gpu(plan, seed);
       gpu.use_gemm_device(&device);
+      if (heads) gpu.use_attention_device(&attention);
+      if (margin > 0) attention.set_exp_margin(margin);
       // emulated_taps, as sweeps run a plan (its parameter format included). The first forward rounds the weights
       // and gives the taps; later ones reuse the rounded weights, as a sweep's batches do.
       Taps<double> taps;
       const double t_first = seconds([&] { taps = emulated_taps(gpu, cfg, w, in); });
+      const RangeEvents first_events = gpu.events();
       std::vector<double> t_gpu = {t_first};
       for (int r = 1; r < reps; ++r) t_gpu.push_back(seconds([&] { emulated_taps(gpu, cfg, w, in); }));
       if (reps > 1) t_gpu.erase(t_gpu.begin());
@@ -224,6 +229,9 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
                                      "{:.3f} s per forward, {:.3f} s of it copies)",
                                      cfg.name, cfg.tokens, plan.name, t_gpu[t_gpu.size() / 2], t_first, t_gpu.size(),
                                      device.calls(), device.seconds() / reps, device.copy_seconds() / reps);
+      if (attention.calls())
+        line += fmt::format("; {} heads on the GPU taking {:.3f} s per forward, {} exp values from the host",
+                            attention.calls(), attention.seconds() / reps, attention.host_exps());
       if (check) {
         EmulatedBackend cpu(plan, seed);
         Taps<double> cpu_taps;
@@ -231,9 +239,14 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
         std::size_t same = 0;
         for (std::size_t t = 0; t < taps.size(); ++t)
           same += t < cpu_taps.size() && same_values(taps[t].data, cpu_taps[t].data);
-        failures += same != taps.size();
-        line += fmt::format("; CPU-only first forward {:8.3f} s ({:.1f}x); taps identical {}/{}", t_cpu, t_cpu / t_first,
-                            same, taps.size());
+        // Range events of the first forward against the CPU's one forward (later forwards add to the totals).
+        const RangeEvents ge = first_events, ce = cpu.events();
+        const bool same_events = ge.overflows == ce.overflows && ge.saturations == ce.saturations;
+        failures += same != taps.size() || !same_events;
+        line += fmt::format("; CPU-only first forward {:8.3f} s ({:.1f}x); taps identical {}/{}; range events {} "
+                            "(overflows {}/{}, saturations {}/{})", t_cpu, t_cpu / t_first, same, taps.size(),
+                            same_events ? "identical" : "DIFFERENT", ge.overflows, ce.overflows, ge.saturations,
+                            ce.saturations);
       }
       fmt::print("{}\n", line);
       std::fflush(stdout);
@@ -283,6 +296,11 @@ int main(int argc, char** argv) {
   e->add_option("--tokens", tokens, "sequence length instead of the model file's");
   e->add_option("--reps", reps, "forwards timed (the median is printed)");
   e->add_flag("--check", check, "also run the CPU-only forward and compare every tap bit for bit");
+  bool cpu_heads = false;
+  e->add_flag("--cpu-heads", cpu_heads, "attention heads on the CPU (only the GEMMs on the GPU)");
+  double exp_margin = 0;
+  e->add_option("--exp-margin", exp_margin,
+                "relative margin of the heads' exp certification (default 2^-50; wider sends more values to the host)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (*x) {
@@ -301,7 +319,8 @@ int main(int argc, char** argv) {
       if (bench_size > 0) lpsim::bench_gemms(bench_size);
       return rc;
     }
-    if (*e) return lpsim::emulate(dir, models, emulate_plans, seed, tokens, check, std::max(reps, 1));
+    if (*e) return lpsim::emulate(dir, models, emulate_plans, seed, tokens, check, std::max(reps, 1), !cpu_heads,
+                                  exp_margin);
   } catch (const std::exception& e) {
     fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
     return 1;

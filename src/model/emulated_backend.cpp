@@ -457,4 +457,70 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   return c;
 }
 
+namespace {
+// A compute or store rounding to nearest even into a format a float holds, as the attention device does it.
+std::optional<ElementRounding> element_rounding(const FormatSpec& f) {
+  if (!fits_float(f)) return std::nullopt;
+  ElementRounding r;
+  r.to_float = f == formats::fp32;  // Fast::to_float: the cast
+  r.format = make_round_params<double>(f);
+  r.max = f.max_finite();
+  r.saturates = f.overflow == Overflow::saturate;
+  return r;
+}
+}  // namespace
+
+void EmulatedBackend::use_attention_device(AttentionDevice* device) {
+  attention_device_ = device;
+  head_recipe_.reset();
+  if (!device || plan_.attention.kind != AttentionKernel::Kind::math) return;
+  for (Op op : {Op::score, Op::scale, Op::softmax, Op::pv}) {
+    const OpPrecision& p = plan_[op];
+    if (p.rounding != Rounding::nearest_even || p.out_scaling != OutputScaling::none || p.scaling || p.blocks ||
+        p.weight_blocks || !fits_float(p.compute.spec) || !fits_float(p.out.spec) ||
+        (p.gemm && !fits_float(p.gemm->input.spec)))
+      return;
+  }
+  if (!plan_[Op::softmax].reduce || !is_float_loop(*plan_[Op::softmax].reduce)) return;
+  AttentionHeadJob job;
+  job.score = *plan_[Op::score].gemm, job.pv = *plan_[Op::pv].gemm;
+  for (auto [policy, op] : {std::pair{&job.score, Op::score}, std::pair{&job.pv, Op::pv}}) {
+    policy->output = plan_[op].out;  // product() without epilogue: rounded straight to out
+    policy->output_rounding = Rounding::nearest_even;
+  }
+  if (!device->runs(job.score, job.pv)) return;
+  job.scale_compute = *element_rounding(plan_[Op::scale].compute.spec);
+  job.scale_out = *element_rounding(plan_[Op::scale].out.spec);
+  job.softmax_compute = *element_rounding(plan_[Op::softmax].compute.spec);
+  job.softmax_out = *element_rounding(plan_[Op::softmax].out.spec);
+  job.pv_input = *element_rounding(plan_[Op::pv].gemm->input.spec);
+  head_recipe_ = std::move(job);
+}
+
+std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>& q, const Matrix<double>& k,
+                                                           const Matrix<double>& v, bool causal, ScoreScale how) {
+  if (!head_recipe_ || q.cols != k.cols || v.cols != q.cols || k.rows != v.rows || q.empty() || k.empty()) return std::nullopt;
+  auto floats = [](const Matrix<double>& m) {
+    return std::all_of(m.data.begin(), m.data.end(), [](double x) { return double(float(x)) == x || x != x; });
+  };
+  if (!floats(q) || !floats(k) || !floats(v)) return std::nullopt;  // prepare() would take its double path
+  // What gemm(score, q, k^T), scale_scores, softmax and gemm(pv, p, v) would do on the host before the device's part.
+  const Operand qa = prepare(Op::score, q), ka = prepare(Op::score, transpose(k)), va = prepare(Op::pv, v);
+  AttentionHeadJob job = *head_recipe_;
+  job.rows = q.rows, job.keys = k.rows, job.width = q.cols, job.causal = causal;
+  job.q = qa.f, job.kt = ka.f, job.v = va.f;
+  job.qk_finite = qa.finite && ka.finite, job.v_finite = va.finite;
+  job.divide = how == ScoreScale::divide;
+  const double d = q.cols;
+  job.scale_constant = job.divide ? compute(Op::scale, std::sqrt(d)) : compute(Op::scale, 1 / std::sqrt(d));
+#pragma omp atomic
+  gemm_calls_ += std::uint64_t(q.rows) + 2;  // the streams of the two products and of each row's sum
+  std::vector<float> out(std::size_t(q.rows) * v.cols);
+  const AttentionHeadResult r = attention_device_->head(job, out);
+  count_events(r.overflows, r.saturations);
+  Matrix<double> h(q.rows, v.cols);
+  std::copy(out.begin(), out.end(), h.data.begin());
+  return h;
+}
+
 }  // namespace lpsim

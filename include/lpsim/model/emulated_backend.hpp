@@ -7,12 +7,15 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <span>
 #include <vector>
 
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/model/attention_device.hpp"
 #include "lpsim/model/matrix.hpp"
+#include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
 #include "lpsim/model/weights.hpp"
 
@@ -68,6 +71,17 @@ class EmulatedBackend {
   // Runs the plan's GEMMs (linear and gemm, and the block-scaled ones' partial products; not a fused kernel's
   // accumulate) on an accelerator with the same bits (the GPU: cuda/emulated_gemm.hpp); null: on the CPU. Not owned.
   void use_gemm_device(GemmDevice* device) { device_ = device; }
+  // Runs whole heads of the textbook attention (S = Q K^T, scaled, softmax, P V) on an accelerator with the same
+  // bits and range events (the GPU: cuda/emulated_attention.hpp), where the plan is one it takes (device_head);
+  // null: on the CPU. Not owned.
+  void use_attention_device(AttentionDevice* device);
+  // One head (q: rows x d, k and v: keys x d, after the rotary embedding) on the attention device, as layers.hpp's
+  // math kernel computes it; nullopt, with nothing computed, where there is none or it cannot take the head: the
+  // flash kernel; in score, scale, softmax or pv a rounding other than nearest even, output or operand scaling,
+  // block scaling, or a format a float does not hold (fp64 maths included); a softmax sum that is not the binary32
+  // loop; products the device has no float kernel for; an operand value that is not a float.
+  std::optional<Matrix<double>> device_head(const Matrix<double>& q, const Matrix<double>& k, const Matrix<double>& v,
+                                            bool causal, ScoreScale how);
 
   // The parameters as the plan stores them (PrecisionPlan::params: pure-* and fp8 plans hold the model in their
   // dtype), rounded once per backend and kept: forwards run again on the backend then find the same rounded weights
@@ -148,6 +162,8 @@ class EmulatedBackend {
   std::array<int, op_count> calls_in_layer_{};
   std::vector<double> geometry_;
   GemmDevice* device_ = nullptr;
+  AttentionDevice* attention_device_ = nullptr;
+  std::optional<AttentionHeadJob> head_recipe_;  // the plan's part of every head's job, when the device takes it
   double output_scale(Op op, const Matrix<double>& m);
 };
 

@@ -296,6 +296,13 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
         return;
       }
     }
+    // The whole head on an accelerator where the backend has one that takes it (the same bits as below).
+    if constexpr (requires { be.device_head(qh, kh, vh, cfg.causal, cfg.score_scale); }) {
+      if (auto out = be.device_head(qh, kh, vh, cfg.causal, cfg.score_scale)) {
+        set_columns(heads, head * dh, *out);
+        return;
+      }
+    }
     Matrix<T> s = be.gemm(Op::score, qh, transpose(kh), nullptr);
     scale_scores(be, s, dh, cfg.score_scale);
     const Matrix<T> p = softmax(be, s, cfg.causal);

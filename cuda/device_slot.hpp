@@ -1,0 +1,60 @@
+#pragma once
+// What the GPU's emulated kernels share on the host side: device memory kept between calls, plain copies, and a
+// stopwatch for the time a call spends (host code compiled by nvcc).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <span>
+
+#include "cuda_check.hpp"
+
+namespace lpsim::cuda {
+
+// Device memory that grows to the largest request and is kept: a forward's GEMMs and heads reuse it.
+class Slot {
+ public:
+  Slot() = default;
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot() { cudaFree(p_); }
+  template <class T>
+  T* get(std::size_t count) {
+    const std::size_t bytes = std::max<std::size_t>(count, 1) * sizeof(T);
+    if (bytes > bytes_) {
+      if (p_) check(cudaFree(p_), "cudaFree");
+      p_ = nullptr;
+      check(cudaMalloc(&p_, bytes), "cudaMalloc");
+      bytes_ = bytes;
+    }
+    return static_cast<T*>(p_);
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+template <class T>
+void to_device(T* d, std::span<const T> h) {
+  check(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "copy to device");
+}
+template <class T>
+void to_host(std::span<T> h, const T* d) {
+  check(cudaMemcpy(h.data(), d, h.size() * sizeof(T), cudaMemcpyDeviceToHost), "copy to host");
+}
+
+// Adds the wall time of a scope to a total.
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~Stopwatch() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace lpsim::cuda

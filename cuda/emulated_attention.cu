@@ -1,0 +1,232 @@
+#include "emulated_attention.hpp"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <vector>
+
+#include "device_slot.hpp"
+#include "emulated_gemm.hpp"
+
+namespace lpsim::cuda {
+
+namespace {
+
+// What the kernels count, summed on the device (range events are rare: one atomic per thread that saw any).
+struct Counts {
+  unsigned long long score_nonfinite;  // Inf/NaN among S as its GEMM gave it
+  unsigned long long overflows, saturations;
+  unsigned long long beyond, now_infinite;  // P's cast to pv's input, as EmulatedBackend::prepare counts them
+  unsigned long long flagged;               // exp values left to the host
+};
+
+__device__ void add(unsigned long long* total, long count) {
+  if (count) atomicAdd(total, static_cast<unsigned long long>(count));
+}
+__device__ void add_events(Counts* c, const ElementEvents& e) {
+  add(&c->overflows, e.overflows);
+  add(&c->saturations, e.saturations);
+}
+
+constexpr unsigned full_warp = 0xffffffffu;
+
+// layers.hpp's scale_scores: every S value v (the GEMM's output, rounded to score's out) becomes compute(v / c) or
+// compute(v * c) in double, then the scale class's store.
+struct ScalePass {
+  double constant;
+  bool divide;
+  bool count_nonfinite;  // the operands were finite: a non-finite S value is an overflow of the GEMM
+  ElementRounding compute, out;
+};
+
+__global__ void scale_kernel(ScalePass p, float* s, std::size_t n, Counts* counts) {
+  ElementEvents events;
+  long nonfinite = 0;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const double v = s[i];
+    nonfinite += !isfinite(v);
+    const double x = p.divide ? __ddiv_rn(v, p.constant) : __dmul_rn(v, p.constant);
+    const double c = round_element(p.compute, x);
+    events.compute(p.compute, x, c);
+    const double y = round_element(p.out, c);
+    events.store(p.out, c, y);
+    s[i] = float(y);
+  }
+  if (p.count_nonfinite) add(&counts->score_nonfinite, nonfinite);
+  add_events(counts, events);
+}
+
+// layers.hpp's softmax, one warp per row; row i sees keys 0..valid-1, the rest of P is 0.
+struct SoftmaxPass {
+  int rows, keys;
+  bool causal;
+  ElementRounding compute, out, pv_input;
+  double exp_margin;
+  __device__ int valid(int i) const { return causal ? min(i + 1, keys) : keys; }
+};
+
+struct Flag {
+  std::size_t index;  // into P
+  double x;           // exp's argument
+};
+
+// e = compute(exp(compute(s - m))) with m the row maximum as the CPU's loop finds it (the first value, replaced by
+// any larger one; a NaN first value stays, later NaNs never replace it). Among equal maxima only +0 and -0 differ,
+// and s - (+0) and s - (-0) give the same exp. Values rounds_alike cannot decide are listed for the host.
+__global__ void exp_kernel(SoftmaxPass p, const float* s, float* e, Counts* counts, Flag* flags) {
+  const int i = int((blockIdx.x * std::size_t(blockDim.x) + threadIdx.x) / 32), lane = int(threadIdx.x % 32);
+  if (i >= p.rows) return;
+  const int valid = p.valid(i);
+  const float* row = s + std::size_t(i) * p.keys;
+  float* out = e + std::size_t(i) * p.keys;
+  const float first = row[0];  // read before any lane writes (e may be s)
+  float m = -INFINITY;
+  for (int j = lane; j < valid; j += 32)
+    if (row[j] > m) m = row[j];
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float other = __shfl_xor_sync(full_warp, m, offset);
+    if (other > m) m = other;
+  }
+  if (isnan(first)) m = first;
+  ElementEvents events;
+  for (int j = lane; j < p.keys; j += 32) {
+    if (j >= valid) {
+      out[j] = 0.0f;
+      continue;
+    }
+    const double d = __dsub_rn(double(row[j]), double(m));
+    const double x = round_element(p.compute, d);
+    events.compute(p.compute, d, x);
+    const double y = exp(x);
+    if (rounds_alike(p.compute, y, p.exp_margin)) {
+      const double r = round_element(p.compute, y);
+      events.compute(p.compute, y, r);
+      out[j] = float(r);
+    } else {
+      flags[atomicAdd(&counts->flagged, 1ull)] = {std::size_t(i) * p.keys + j, x};
+      out[j] = 0.0f;
+    }
+  }
+  add_events(counts, events);
+}
+
+// z = e_0 + e_1 + ... in float, in order (the reduce policy's binary32 loop), then p = compute(e / z) in double, the
+// softmax class's store, and the cast of P to pv's input (EmulatedBackend::prepare) in place.
+__global__ void normalize_kernel(SoftmaxPass p, float* e, Counts* counts) {
+  const int i = int((blockIdx.x * std::size_t(blockDim.x) + threadIdx.x) / 32), lane = int(threadIdx.x % 32);
+  if (i >= p.rows) return;
+  const int valid = p.valid(i);
+  float* row = e + std::size_t(i) * p.keys;
+  float z = 0.0f;
+  if (lane == 0) {
+    z = row[0];
+    for (int t = 1; t < valid; ++t) z = __fadd_rn(z, row[t]);
+  }
+  z = __shfl_sync(full_warp, z, 0);
+  ElementEvents events;
+  long beyond = 0, now_infinite = 0;
+  for (int j = lane; j < valid; j += 32) {
+    const double q = __ddiv_rn(double(row[j]), double(z));
+    const double c = round_element(p.compute, q);
+    events.compute(p.compute, q, c);
+    const double y = round_element(p.out, c);
+    events.store(p.out, c, y);
+    beyond += fabs(y) > p.pv_input.max && isfinite(y);
+    const double in = round_element(p.pv_input, y);
+    now_infinite += !isfinite(in);
+    row[j] = float(in);
+  }
+  add_events(counts, events);
+  add(&counts->beyond, beyond);
+  add(&counts->now_infinite, now_infinite);
+}
+
+// The host's exp values into P.
+__global__ void scatter_kernel(const Flag* flags, const float* values, std::size_t n, float* e) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    e[flags[i].index] = values[i];
+}
+
+int blocks_for(std::size_t n, int threads) { return int(std::min<std::size_t>((n + threads - 1) / threads, 8192)); }
+
+}  // namespace
+
+struct EmulatedAttention::Buffers {
+  Slot q, kt, v, s, out, counts, flags, host_values;
+};
+
+EmulatedAttention::EmulatedAttention() : buffers_(std::make_unique<Buffers>()) {}
+EmulatedAttention::~EmulatedAttention() = default;
+
+bool EmulatedAttention::runs(const AccumPolicy& score, const AccumPolicy& pv) const {
+  auto float_kernel = [](const AccumPolicy& p) {
+    const DeviceKernel k = device_kernel(p);
+    return k == DeviceKernel::fp32_fma || k == DeviceKernel::tensor_core;
+  };
+  return float_kernel(score) && float_kernel(pv);
+}
+
+AttentionHeadResult EmulatedAttention::head(const AttentionHeadJob& job, std::span<float> out) {
+  const std::lock_guard<std::mutex> turn(turn_);
+  const Stopwatch call(seconds_);
+  ++calls_;
+  Buffers& b = *buffers_;
+  const std::size_t scores = std::size_t(job.rows) * job.keys;
+  float* q = b.q.get<float>(job.q.size());
+  float* kt = b.kt.get<float>(job.kt.size());
+  float* v = b.v.get<float>(job.v.size());
+  float* s = b.s.get<float>(scores);
+  float* o = b.out.get<float>(out.size());
+  Counts* counts = b.counts.get<Counts>(1);
+  Flag* flags = b.flags.get<Flag>(scores);
+  to_device(q, job.q);
+  to_device(kt, job.kt);
+  to_device(v, job.v);
+  check(cudaMemset(counts, 0, sizeof(Counts)), "cudaMemset");
+
+  launch_float_gemm(job.score, job.rows, job.keys, job.width, q, kt, s);
+  const ScalePass scale{job.scale_constant, job.divide, job.qk_finite, job.scale_compute, job.scale_out};
+  scale_kernel<<<blocks_for(scores, 256), 256>>>(scale, s, scores, counts);
+  const SoftmaxPass softmax{job.rows, job.keys, job.causal, job.softmax_compute, job.softmax_out, job.pv_input,
+                            exp_margin_};
+  const int row_blocks = blocks_for(std::size_t(job.rows) * 32, 256);
+  exp_kernel<<<row_blocks, 256>>>(softmax, s, s, counts, flags);  // row by row: each warp reads its row first
+  check(cudaGetLastError(), "attention kernels");
+  Counts c{};
+  to_host(std::span<Counts>(&c, 1), counts);
+  AttentionHeadResult result;
+  if (c.flagged) {  // glibc's exp for the values the device's cannot round with certainty
+    std::vector<Flag> host(c.flagged);
+    std::vector<float> values(c.flagged);
+    to_host(std::span<Flag>(host), flags);
+    ElementEvents events;
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      const double y = std::exp(host[i].x);
+      values[i] = float(round_element(job.softmax_compute, y));
+      events.compute(job.softmax_compute, y, values[i]);
+    }
+    float* v_host = b.host_values.get<float>(values.size());
+    to_device(v_host, std::span<const float>(values));
+    scatter_kernel<<<blocks_for(values.size(), 256), 256>>>(flags, v_host, values.size(), s);
+    result.overflows += events.overflows, result.saturations += events.saturations;
+    result.host_exps = long(c.flagged);
+    host_exps_ += result.host_exps;
+  }
+  normalize_kernel<<<row_blocks, 256>>>(softmax, s, counts);
+  launch_float_gemm(job.pv, job.rows, job.width, job.keys, s, v, o);
+  check(cudaGetLastError(), "attention kernels");
+  to_host(out, o);
+  to_host(std::span<Counts>(&c, 1), counts);
+  result.overflows += long(c.score_nonfinite + c.overflows);
+  result.saturations += long(c.saturations);
+  if (c.beyond) {  // P's cast, as prepare() counts it: values beyond the range became Inf/NaN or were clamped
+    const long overflowed = long(std::min(c.beyond, c.now_infinite));
+    result.overflows += overflowed;
+    result.saturations += job.pv_input.saturates ? long(c.beyond) - overflowed : 0;
+  }
+  if (c.now_infinite == 0 && job.v_finite)
+    for (float x : out) result.overflows += !std::isfinite(x);
+  return result;
+}
+
+}  // namespace lpsim::cuda

@@ -1,0 +1,120 @@
+// The host's side of the attention device's contract (attention_device.hpp), which CI can check without a GPU: the
+// exp certification never lets through a value whose rounding another exp within 1 ulp could change, and the
+// element rounding is the rounding core's. (The GPU's heads against the CPU's, bit for bit, run on the device:
+// lpsim-cuda emulate --check, docs/CUDA.md.)
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+
+#include "lpsim/format/round_scalar.hpp"
+#include "lpsim/model/attention_device.hpp"
+
+namespace lpsim {
+namespace {
+
+ElementRounding rounding_to(const FormatSpec& f) {
+  ElementRounding r;
+  r.to_float = f == formats::fp32;
+  r.format = make_round_params<double>(f);
+  r.max = f.max_finite();
+  r.saturates = f.overflow == Overflow::saturate;
+  return r;
+}
+
+double ulps_away(double y, int k) {
+  for (; k > 0; --k) y = std::nextafter(y, std::numeric_limits<double>::infinity());
+  for (; k < 0; ++k) y = std::nextafter(y, -std::numeric_limits<double>::infinity());
+  return y;
+}
+
+bool same_bits(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b); }
+
+// Around every rounding boundary (the midpoint of two neighbours of the format, where round to nearest even turns)
+// of values exp gives in softmax (0 < y <= 1): a value that rounds_alike passes must round as every value within
+// two ulps of it (the reach of two exps each within 1 ulp). A margin of one ulp or none fails this.
+TEST(AttentionDevice, ExpCertificationCoversTwoUlpsAroundEveryBoundary) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> arg(-100.0, 0.0);
+  for (const FormatSpec& f : {formats::fp32, formats::bf16, formats::fp16}) {
+    const ElementRounding r = rounding_to(f);
+    long passed = 0, refused = 0;
+    for (int trial = 0; trial < 2000; ++trial) {
+      const double lower = round_to(std::exp(arg(rng)), f, Rounding::toward_zero);  // a value of the format
+      const double upper = round_to(ulps_away(lower, 1), f, Rounding::upward);      // its upper neighbour
+      const double boundary = lower + (upper - lower) / 2;                          // exact in double
+      for (int k = -8; k <= 8; ++k) {
+        const double y = ulps_away(boundary, k);
+        if (!rounds_alike(r, y)) {
+          ++refused;
+          continue;
+        }
+        ++passed;
+        for (int j = -2; j <= 2; ++j)
+          ASSERT_TRUE(same_bits(round_element(r, ulps_away(y, j)), round_element(r, y)))
+              << "p=" << f.precision << " y=" << y << " k=" << k << " j=" << j;
+      }
+    }
+    EXPECT_GT(passed, 0) << "p=" << f.precision;
+    EXPECT_GT(refused, 0) << "p=" << f.precision;  // the values at the boundary are left to the host
+  }
+}
+
+// Away from boundaries nearly every value passes: the host computes about 1 in 2^26 of them.
+TEST(AttentionDevice, ExpCertificationPassesTypicalValues) {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> arg(-30.0, 0.0);
+  const ElementRounding r = rounding_to(formats::fp32);
+  long refused = 0;
+  for (int i = 0; i < 200000; ++i) refused += !rounds_alike(r, std::exp(arg(rng)));
+  EXPECT_LE(refused, 2);
+  EXPECT_TRUE(rounds_alike(r, 0.0));
+  EXPECT_TRUE(rounds_alike(r, 1.0));
+  EXPECT_TRUE(rounds_alike(r, std::numeric_limits<double>::quiet_NaN()));
+}
+
+// round_element is the rounding core's round to nearest even (the cast for binary32), on values of every kind.
+TEST(AttentionDevice, ElementRoundingIsTheCore) {
+  std::mt19937_64 rng(3);
+  std::uniform_int_distribution<std::uint64_t> bits;
+  for (const FormatSpec& f : {formats::fp32, formats::bf16, formats::fp16, formats::e4m3, formats::e4m3_sat,
+                              formats::e5m2_sat}) {
+    const ElementRounding r = rounding_to(f);
+    for (int i = 0; i < 100000; ++i) {
+      // doubles spread over the float range and beyond: random significand, exponent in [-160, 160]
+      const double x = std::ldexp(std::bit_cast<double>((bits(rng) >> 12) | 0x3ff0000000000000ull) - 1.5,
+                                  int(bits(rng) % 321) - 160);
+      const double expected = round_to(x, f, Rounding::nearest_even);
+      ASSERT_TRUE(same_bits(round_element(r, x), expected) || (expected != expected && round_element(r, x) != round_element(r, x)))
+          << "p=" << f.precision << " x=" << x;
+    }
+    for (double x : {0.0, -0.0, std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()})
+      EXPECT_TRUE(same_bits(round_element(r, x), round_to(x, f, Rounding::nearest_even))) << "p=" << f.precision << " x=" << x;
+  }
+}
+
+// The events of one rounding as EmulatedBackend counts them: a finite value that became Inf/NaN overflowed, one
+// beyond the largest finite value of a saturating format was clamped; store() also counts a clamped infinity.
+TEST(AttentionDevice, ElementEventsCountOverflowsAndClamps) {
+  const ElementRounding bf16 = rounding_to(formats::bf16), e4m3 = rounding_to(formats::e4m3_sat);
+  const double big = 1e39, inf = std::numeric_limits<double>::infinity();
+  ElementEvents e;
+  e.compute(bf16, big, round_element(bf16, big));
+  e.compute(bf16, inf, round_element(bf16, inf));
+  e.compute(e4m3, 1000.0, round_element(e4m3, 1000.0));
+  e.compute(e4m3, inf, round_element(e4m3, inf));
+  EXPECT_EQ(e.overflows, 1);
+  EXPECT_EQ(e.saturations, 1);
+  ElementEvents s;
+  s.store(e4m3, 1000.0, round_element(e4m3, 1000.0));
+  s.store(e4m3, inf, round_element(e4m3, inf));
+  s.store(bf16, big, round_element(bf16, big));
+  EXPECT_EQ(s.overflows, 1);
+  EXPECT_EQ(s.saturations, 2);
+}
+
+}  // namespace
+}  // namespace lpsim
