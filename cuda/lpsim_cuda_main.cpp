@@ -195,7 +195,7 @@ void bench_gemms(int size) {
 
 // The emulated forward with its GEMMs on the GPU; with check, also the CPU-only forward, compared tap by tap.
 int emulate(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
-            std::uint64_t seed, int tokens, bool check, int reps, bool heads, double margin) {
+            std::uint64_t seed, int tokens, bool check, int reps, bool heads, double margin, bool phases) {
   int failures = 0;
   std::string csv = "model,plan,seed,tokens,layer,tap,elements,fnv1a64\n";
   for (const auto& model : models) {
@@ -211,12 +211,14 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
       gpu.use_gemm_device(&device);
       if (heads) gpu.use_attention_device(&attention);
       if (margin > 0) attention.set_exp_margin(margin);
+
       // emulated_taps, as sweeps run a plan (its parameter format included). The first forward rounds the weights
       // and gives the taps; later ones reuse the rounded weights, as a sweep's batches do.
       Taps<double> taps;
       const double t_first = seconds([&] { taps = emulated_taps(gpu, cfg, w, in); });
       const RangeEvents first_events = gpu.events();
       std::vector<double> t_gpu = {t_first};
+      gpu.time_ops(phases && reps > 1);  // the forwards after the first
       for (int r = 1; r < reps; ++r) t_gpu.push_back(seconds([&] { emulated_taps(gpu, cfg, w, in); }));
       if (reps > 1) t_gpu.erase(t_gpu.begin());
       for (std::size_t t = 0; t < taps.size(); ++t) {
@@ -249,6 +251,15 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
                             ce.saturations);
       }
       fmt::print("{}\n", line);
+      if (phases && reps > 1) {  // per forward after the first; the heads' work on the device is charged to score
+        std::vector<std::pair<double, Op>> by_op;
+        for (Op op : all_ops) by_op.push_back({gpu.op_seconds()[static_cast<int>(op)] / (reps - 1), op});
+        std::sort(by_op.rbegin(), by_op.rend());
+        std::string split = "  seconds per forward by operation class:";
+        for (const auto& [t, op] : by_op)
+          if (t > 0) split += fmt::format(" {} {:.3f}", op_name(op), t);
+        fmt::print("{}\n", split);
+      }
       std::fflush(stdout);
     }
   }
@@ -298,6 +309,8 @@ int main(int argc, char** argv) {
   e->add_flag("--check", check, "also run the CPU-only forward and compare every tap bit for bit");
   bool cpu_heads = false;
   e->add_flag("--cpu-heads", cpu_heads, "attention heads on the CPU (only the GEMMs on the GPU)");
+  bool phases = false;
+  e->add_flag("--phases", phases, "print the seconds per forward spent in each operation class");
   double exp_margin = 0;
   e->add_option("--exp-margin", exp_margin,
                 "relative margin of the heads' exp certification (default 2^-50; wider sends more values to the host)");
@@ -320,7 +333,7 @@ int main(int argc, char** argv) {
       return rc;
     }
     if (*e) return lpsim::emulate(dir, models, emulate_plans, seed, tokens, check, std::max(reps, 1), !cpu_heads,
-                                  exp_margin);
+                                  exp_margin, phases);
   } catch (const std::exception& e) {
     fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
     return 1;

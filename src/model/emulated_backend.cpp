@@ -198,6 +198,11 @@ double EmulatedBackend::output_scale(Op op, const Matrix<double>& m) {
 }
 
 void EmulatedBackend::store(Op op, Matrix<double>& m) {
+  store_rounded(op, m);
+  tick(op);
+}
+
+void EmulatedBackend::store_rounded(Op op, Matrix<double>& m) {
   if (plan_[op].out_scaling == OutputScaling::none) return round_all(out_[static_cast<int>(op)], m.data);
   if (plan_[op].out_scaling == OutputScaling::blocks) {  // quantised along rows, kept as the dequantised values
     const BlockQuantized q = quantize_blocks(*plan_[op].blocks, m.data, m.rows, m.cols, 1, block_rounding_stream(*plan_[op].blocks));
@@ -327,16 +332,30 @@ const EmulatedBackend::Operand& EmulatedBackend::weight(Op op, const Matrix<doub
   return it->second;
 }
 
+void EmulatedBackend::tick(Op op) {
+  if (!timing_) return;
+#pragma omp critical(lpsim_emulated_backend_tick)
+  {
+    const auto now = std::chrono::steady_clock::now();
+    op_seconds_[static_cast<int>(op)] += std::chrono::duration<double>(now - last_tick_).count();
+    last_tick_ = now;
+  }
+}
+
 Matrix<double> EmulatedBackend::gemm(Op op, const Matrix<double>& a, const Matrix<double>& b,
                                      const std::vector<double>* bias) {
-  if (plan_[op].blocks) return block_product(op, a, b, bias, false);
-  return product(op, a.rows, b.cols, a.cols, prepare(op, a), prepare(op, b), bias);
+  Matrix<double> c = plan_[op].blocks ? block_product(op, a, b, bias, false)
+                                      : product(op, a.rows, b.cols, a.cols, prepare(op, a), prepare(op, b), bias);
+  tick(op);
+  return c;
 }
 
 Matrix<double> EmulatedBackend::linear(Op op, const Matrix<double>& x, const Matrix<double>& w,
                                        const std::vector<double>* bias) {
-  if (plan_[op].blocks) return block_product(op, x, w, bias, true);
-  return product(op, x.rows, w.cols, x.cols, prepare(op, x), weight(op, w), bias);
+  Matrix<double> c = plan_[op].blocks ? block_product(op, x, w, bias, true)
+                                      : product(op, x.rows, w.cols, x.cols, prepare(op, x), weight(op, w), bias);
+  tick(op);
+  return c;
 }
 
 Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, const Matrix<double>& b,
@@ -520,6 +539,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>&
   count_events(r.overflows, r.saturations);
   Matrix<double> h(q.rows, v.cols);
   std::copy(out.begin(), out.end(), h.data.begin());
+  tick(Op::score);
   return h;
 }
 

@@ -1,6 +1,8 @@
 #include "lpsim/util/keep_freed_memory.hpp"
 
-#if defined(__GLIBC__)
+// <malloc.h> first: it is what defines __GLIBC__ here (tested before any libc header, the test was false and this
+// function did nothing; test_keep_freed_memory.cpp now counts the page faults).
+#if __has_include(<malloc.h>)
 #include <malloc.h>
 #endif
 

@@ -2,6 +2,7 @@
 // The forward under a precision plan: values held exactly in doubles, every rounding the plan says done by the
 // format layer, every GEMM and reduction by the accumulation layer (plan.hpp has the semantics). Overflows to
 // Inf/NaN and saturations are counted, never thrown.
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <array>
@@ -93,6 +94,16 @@ class EmulatedBackend {
   const PrecisionPlan& plan() const { return plan_; }
   RangeEvents events() const { return events_; }  // totals since construction
 
+  // Wall time per operation class, to see where a forward's time goes (lpsim-cuda emulate --phases): every interval
+  // between two calls that end an op's work (store, gemm, linear, device_head: charged to score) goes to the op of
+  // the call that ends it, so what runs between them (a caller's copies) is charged to the next op. Off by default.
+  void time_ops(bool on) {  // from now, from zero
+    timing_ = on;
+    op_seconds_.fill(0);
+    last_tick_ = std::chrono::steady_clock::now();
+  }
+  const std::array<double, op_count>& op_seconds() const { return op_seconds_; }
+
   // Whether the layers may call compute, sum, dot and chain_step from several threads at once (layers.hpp's row
   // loops): yes unless the plan rounds stochastically anywhere, where the random streams are numbered in call order.
   // Every other rounding depends on its value only, so any schedule gives the same bits.
@@ -162,9 +173,14 @@ class EmulatedBackend {
   std::array<int, op_count> calls_in_layer_{};
   std::vector<double> geometry_;
   GemmDevice* device_ = nullptr;
+  bool timing_ = false;
+  std::array<double, op_count> op_seconds_{};
+  std::chrono::steady_clock::time_point last_tick_;
+  void tick(Op op);  // time_ops: the interval since the last tick goes to op
   AttentionDevice* attention_device_ = nullptr;
   std::optional<AttentionHeadJob> head_recipe_;  // the plan's part of every head's job, when the device takes it
   double output_scale(Op op, const Matrix<double>& m);
+  void store_rounded(Op op, Matrix<double>& m);  // store() without its tick
 };
 
 }  // namespace lpsim
