@@ -52,11 +52,12 @@ template <class B, class T = typename B::Scalar, class W = T>
 Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
                  std::vector<RangeEvents>* events = nullptr) {
   Taps<T> taps;
-  forward<B, T, W>(be, cfg, w, in, TapSink<T>([&](int, Tap, const Matrix<T>& m) {
-            taps.push_back(m);
-            if constexpr (std::is_same_v<B, EmulatedBackend>)
-              if (events) events->push_back(be.events());
-          }));
+  Matrix<T> result = forward<B, T, W>(be, cfg, w, in, TapSink<T>([&](int, Tap tap, const Matrix<T>& m) {
+    if (tap != Tap::logits) taps.push_back(m);  // the logits, the last tap, are the result: moved in below
+    if constexpr (std::is_same_v<B, EmulatedBackend>)
+      if (events) events->push_back(be.events());
+  }));
+  if (cfg.lm_head) taps.push_back(std::move(result));
   return taps;
 }
 
