@@ -7,11 +7,17 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <random>
 
+#include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/model/attention_device.hpp"
+#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/model/layers.hpp"
+#include "lpsim/reference/forward_error.hpp"
 
 namespace lpsim {
 namespace {
@@ -114,6 +120,96 @@ TEST(AttentionDevice, ElementEventsCountOverflowsAndClamps) {
   s.store(bf16, big, round_element(bf16, big));
   EXPECT_EQ(s.overflows, 1);
   EXPECT_EQ(s.saturations, 2);
+}
+
+// The backend's side of a head handed to a device: a device that computes each head by the CPU's own layers (a
+// second backend without a device, from the job's operands alone) must leave every tap and range event of the
+// forward as the CPU-only forward has them. That holds only if the backend hands over the operands rounded as the
+// CPU path rounds them, the right scale and mask, every head of a GQA group with its key/value head after the
+// rotary embedding, puts the result in the head's columns and adds the device's events once. It also checks which
+// plans are refused (the head then runs on the CPU: nothing is asked of the device) and what a job's roundings are.
+struct LayersAsDevice : AttentionDevice {
+  PrecisionPlan plan;
+  long heads = 0;
+  std::vector<AttentionHeadJob> jobs;
+  explicit LayersAsDevice(PrecisionPlan p) : plan(std::move(p)) {}
+  bool runs(const AccumPolicy&, const AccumPolicy&) const override { return true; }
+  AttentionHeadResult head(const AttentionHeadJob& job, std::span<float> out) override {
+    EmulatedBackend cpu(plan);
+    auto matrix = [](int rows, int cols, std::span<const float> v) {
+      Matrix<double> m(rows, cols);
+      std::copy(v.begin(), v.end(), m.data.begin());
+      return m;
+    };
+    Matrix<double> s = cpu.gemm(Op::score, matrix(job.rows, job.width, job.q), matrix(job.width, job.keys, job.kt), nullptr);
+    for (double& x : s.data)  // layers::scale_scores with the job's constant (the device is given no other)
+      x = cpu.compute(Op::scale, job.divide ? x / job.scale_constant : x * job.scale_constant);
+    cpu.store(Op::scale, s);
+    const Matrix<double> p = layers::softmax(cpu, s, job.causal);
+    const Matrix<double> o = cpu.gemm(Op::pv, p, matrix(job.keys, job.width, job.v), nullptr);
+    std::copy(o.data.begin(), o.data.end(), out.begin());
+#pragma omp critical(layers_as_device)
+    {
+      ++heads;
+      if (jobs.size() < 2) jobs.push_back(job);
+    }
+    return {cpu.events().overflows, cpu.events().saturations, 0};
+  }
+};
+
+TEST(AttentionDevice, HeadsHandedToADeviceGiveTheCpuForward) {
+  const std::string root = LPSIM_SOURCE_DIR;
+  struct Case {
+    std::string model, plan;
+    bool taken;
+    std::function<void(PrecisionPlan&)> change = [](PrecisionPlan&) {};
+  };
+  const std::vector<Case> cases = {
+      {"gpt2-tiny", "autocast-bf16", true},
+      {"llama-tiny", "autocast-bf16", true},  // RoPE, GQA, Llama's multiplied scale
+      {"tiny-vit", root + "/cuda/plans/attention-overflow.toml", true},  // overflows in the scale store
+      {"gpt2-tiny", "pure-fp16", true},
+      {"gpt2-tiny", "mxfp8", true},  // block scaling is on the linear layers only
+      {"gpt2-tiny", "fp64", false},  // fp64 maths: not a float format
+      {"gpt2-tiny", "autocast-bf16+flash", false},
+      {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::score].scaling = true; }},
+      {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::pv].blocks = block_scheme("mxfp8-e4m3"); }},
+      {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::softmax].rounding = Rounding::toward_zero; }},
+      {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::scale].out_scaling = OutputScaling::current; }},
+      {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::softmax].compute = parse_format("fp64"); }},
+  };
+  for (const Case& c : cases) {
+    ModelConfig cfg = load_model_config(root + "/models/" + c.model + ".toml");
+    const Weights<double> w = make_weights(cfg, 3);
+    const ModelInput<double> in = make_input(cfg, 3);
+    PrecisionPlan plan = load_plan(c.plan);
+    c.change(plan);
+    EmulatedBackend cpu(plan, 3), with_device(plan, 3);
+    LayersAsDevice device(plan);
+    with_device.use_attention_device(&device);
+    const Taps<double> expected = emulated_taps(cpu, cfg, w, in), got = emulated_taps(with_device, cfg, w, in);
+    ASSERT_EQ(expected.size(), got.size());
+    for (std::size_t t = 0; t < got.size(); ++t)
+      ASSERT_TRUE(std::equal(expected[t].data.begin(), expected[t].data.end(), got[t].data.begin(),
+                             [](double a, double b) { return same_bits(a, b) || (a != a && b != b); }))
+          << c.model << " under " << plan.name << ", tap " << t;
+    EXPECT_EQ(cpu.events().overflows, with_device.events().overflows) << c.model << " under " << plan.name;
+    EXPECT_EQ(cpu.events().saturations, with_device.events().saturations) << c.model << " under " << plan.name;
+    EXPECT_EQ(device.heads, c.taken ? long(cfg.heads) * cfg.depth : 0) << c.model << " under " << plan.name;
+    if (c.taken && c.plan == "autocast-bf16" && c.model == "gpt2-tiny") {
+      const AttentionHeadJob& job = device.jobs.at(0);
+      EXPECT_EQ(job.rows, cfg.tokens);
+      EXPECT_EQ(job.keys, cfg.tokens);
+      EXPECT_EQ(job.width, cfg.head_width());
+      EXPECT_TRUE(job.causal);
+      EXPECT_TRUE(job.divide);
+      EXPECT_EQ(job.scale_constant, double(float(std::sqrt(double(cfg.head_width())))));
+      EXPECT_TRUE(job.softmax_compute.to_float);             // autocast: softmax in fp32
+      EXPECT_FALSE(job.pv_input.to_float);                    // P cast to bf16 for its GEMM
+      EXPECT_EQ(job.pv_input.format.precision, formats::bf16.precision);
+      EXPECT_TRUE(job.score.output == plan[Op::score].out);  // no epilogue: rounded straight to out
+    }
+  }
 }
 
 }  // namespace
