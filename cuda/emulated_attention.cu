@@ -65,6 +65,10 @@ struct SoftmaxPass {
   __device__ int valid(int i) const { return causal ? min(i + 1, keys) : keys; }
 };
 
+// Rows are dealt to warps, grid-stride: a grid of at most 8192 blocks covers any number of rows.
+__device__ int first_warp() { return int((blockIdx.x * std::size_t(blockDim.x) + threadIdx.x) / 32); }
+__device__ int warps() { return int(gridDim.x * std::size_t(blockDim.x) / 32); }
+
 struct Flag {
   std::size_t index;  // into P
   double x;           // exp's argument
@@ -73,9 +77,7 @@ struct Flag {
 // e = compute(exp(compute(s - m))) with m the row maximum as the CPU's loop finds it (the first value, replaced by
 // any larger one; a NaN first value stays, later NaNs never replace it). Among equal maxima only +0 and -0 differ,
 // and s - (+0) and s - (-0) give the same exp. Values rounds_alike cannot decide are listed for the host.
-__global__ void exp_kernel(SoftmaxPass p, const float* s, float* e, Counts* counts, Flag* flags) {
-  const int i = int((blockIdx.x * std::size_t(blockDim.x) + threadIdx.x) / 32), lane = int(threadIdx.x % 32);
-  if (i >= p.rows) return;
+__device__ void exp_row(const SoftmaxPass& p, int i, int lane, const float* s, float* e, Counts* counts, Flag* flags) {
   const int valid = p.valid(i);
   const float* row = s + std::size_t(i) * p.keys;
   float* out = e + std::size_t(i) * p.keys;
@@ -110,11 +112,14 @@ __global__ void exp_kernel(SoftmaxPass p, const float* s, float* e, Counts* coun
   add_events(counts, events);
 }
 
+__global__ void exp_kernel(SoftmaxPass p, const float* s, float* e, Counts* counts, Flag* flags) {
+  const int lane = int(threadIdx.x % 32);
+  for (int i = first_warp(); i < p.rows; i += warps()) exp_row(p, i, lane, s, e, counts, flags);
+}
+
 // z = e_0 + e_1 + ... in float, in order (the reduce policy's binary32 loop), then p = compute(e / z) in double, the
 // softmax class's store, and the cast of P to pv's input (EmulatedBackend::prepare) in place.
-__global__ void normalize_kernel(SoftmaxPass p, float* e, Counts* counts) {
-  const int i = int((blockIdx.x * std::size_t(blockDim.x) + threadIdx.x) / 32), lane = int(threadIdx.x % 32);
-  if (i >= p.rows) return;
+__device__ void normalize_row(const SoftmaxPass& p, int i, int lane, float* e, Counts* counts) {
   const int valid = p.valid(i);
   float* row = e + std::size_t(i) * p.keys;
   float z = 0.0f;
@@ -139,6 +144,11 @@ __global__ void normalize_kernel(SoftmaxPass p, float* e, Counts* counts) {
   add_events(counts, events);
   add(&counts->beyond, beyond);
   add(&counts->now_infinite, now_infinite);
+}
+
+__global__ void normalize_kernel(SoftmaxPass p, float* e, Counts* counts) {
+  const int lane = int(threadIdx.x % 32);
+  for (int i = first_warp(); i < p.rows; i += warps()) normalize_row(p, i, lane, e, counts);
 }
 
 // The host's exp values into P.
