@@ -9,6 +9,7 @@
 #include <span>
 
 #include "cuda_check.hpp"
+#include "parallel_copy.hpp"
 
 namespace lpsim::cuda {
 
@@ -67,6 +68,24 @@ void to_device(T* d, std::span<const T> h) {
 template <class T>
 void to_host(std::span<T> h, const T* d) {
   check(cudaMemcpy(h.data(), d, h.size() * sizeof(T), cudaMemcpyDeviceToHost), "copy to host");
+}
+
+// Copies of 4 MiB and more through pinned memory, the host's part on all threads (a GPT-2-small forward's GEMMs
+// copied for 0.11 s per forward from pageable memory on the H200's host at 1024 tokens, Llama-1B's for 0.59 s).
+constexpr std::size_t staged_bytes = std::size_t(4) << 20;
+template <class T>
+void staged_to_device(PinnedSlot& staging, T* d, std::span<const T> h) {
+  if (h.size_bytes() < staged_bytes) return to_device(d, h);
+  void* pinned = staging.get(h.size_bytes());
+  parallel_copy(pinned, h.data(), h.size_bytes());
+  check(cudaMemcpy(d, pinned, h.size_bytes(), cudaMemcpyHostToDevice), "copy to device");
+}
+template <class T>
+void staged_to_host(PinnedSlot& staging, std::span<T> h, const T* d) {
+  if (h.size_bytes() < staged_bytes) return to_host(h, d);
+  void* pinned = staging.get(h.size_bytes());
+  check(cudaMemcpy(pinned, d, h.size_bytes(), cudaMemcpyDeviceToHost), "copy to host");
+  parallel_copy(h.data(), pinned, h.size_bytes());
 }
 
 // Adds the wall time of a scope to a total.

@@ -9,7 +9,7 @@
 
 #include "cuda_check.hpp"
 #include "device_slot.hpp"
-#include "parallel_copy.hpp"
+#include "emulated_gemm_buffers.hpp"
 #include "lpsim/accum/dot_kernel.hpp"
 
 namespace lpsim::cuda {
@@ -207,24 +207,6 @@ void convert(const From* in, To* out, std::size_t n) {
   if (n) convert_kernel<<<std::min<std::size_t>((n + 255) / 256, 4096), 256>>>(in, out, n);
 }
 
-// Copies of 4 MiB and more through pinned memory, the host's part on all threads (a GPT-2-small forward's GEMMs
-// copied for 0.11 s per forward from pageable memory on the H200's host at 1024 tokens, Llama-1B's for 0.59 s).
-constexpr std::size_t staged_bytes = std::size_t(4) << 20;
-template <class T>
-void staged_to_device(PinnedSlot& staging, T* d, std::span<const T> h) {
-  if (h.size_bytes() < staged_bytes) return to_device(d, h);
-  void* pinned = staging.get(h.size_bytes());
-  parallel_copy(pinned, h.data(), h.size_bytes());
-  check(cudaMemcpy(d, pinned, h.size_bytes(), cudaMemcpyHostToDevice), "copy to device");
-}
-template <class T>
-void staged_to_host(PinnedSlot& staging, std::span<T> h, const T* d) {
-  if (h.size_bytes() < staged_bytes) return to_host(h, d);
-  void* pinned = staging.get(h.size_bytes());
-  check(cudaMemcpy(pinned, d, h.size_bytes(), cudaMemcpyDeviceToHost), "copy to host");
-  parallel_copy(h.data(), pinned, h.size_bytes());
-}
-
 }  // namespace
 
 std::string_view kernel_name(DeviceKernel k) {
@@ -267,15 +249,6 @@ void launch_float_gemm(const AccumPolicy& p, int m, int n, int k, const float* k
   }
 }
 
-// Operands and result as they come from the host (in their carrier) and in the carrier of the kernel; the weights
-// kept on the GPU by id (their carrier: a weight always comes in the same one).
-struct EmulatedGemm::Buffers {
-  Slot a_host, b_host, c_host, a_kernel, b_kernel, c_kernel;
-  PinnedSlot staging;  // large copies go through it
-  std::unordered_map<std::uint64_t, Slot> weights;
-  std::size_t weight_bytes = 0, weight_budget = 0;
-};
-
 // The exact kernel pairwise order recurses (depth log2 k): its stack is sized here, as the compiler cannot.
 EmulatedGemm::EmulatedGemm() : buffers_(std::make_unique<Buffers>()) {
   check(cudaDeviceSetLimit(cudaLimitStackSize, 16384), "cudaDeviceSetLimit(stack)");
@@ -294,6 +267,29 @@ void EmulatedGemm::forget(std::uint64_t b_id) {
 }
 EmulatedGemm::~EmulatedGemm() = default;
 
+// A kept weight is on the GPU already; a new one is kept if it fits the budget, else copied into scratch. (An id
+// always comes with the same values in the same carrier: a kept slot too small for b would be a caller's bug, and
+// is copied afresh.)
+template <class T>
+T* EmulatedGemm::weight_on_device(std::span<const T> b, std::uint64_t b_id, Slot& scratch) {
+  Buffers& d = *buffers_;
+  auto kept = b_id ? d.weights.find(b_id) : d.weights.end();
+  if (kept != d.weights.end() && kept->second.bytes() < b.size_bytes()) {
+    d.weight_bytes -= kept->second.bytes();
+    d.weights.erase(kept);
+    kept = d.weights.end();
+  }
+  if (kept != d.weights.end()) return kept->second.get<T>(b.size());
+  const bool keep = b_id && d.weight_bytes + b.size_bytes() <= d.weight_budget;
+  T* hb = keep ? d.weights[b_id].get<T>(b.size()) : scratch.get<T>(b.size());
+  if (keep) d.weight_bytes += d.weights[b_id].bytes();
+  const Stopwatch copies(copy_seconds_);
+  staged_to_device(d.staging, hb, b);
+  return hb;
+}
+template float* EmulatedGemm::weight_on_device(std::span<const float>, std::uint64_t, Slot&);
+template double* EmulatedGemm::weight_on_device(std::span<const double>, std::uint64_t, Slot&);
+
 template <class T>
 bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<const T> a, std::span<const T> b,
                        std::span<T> c, const StochasticStream& sr, std::uint64_t b_id) {
@@ -306,23 +302,10 @@ bool EmulatedGemm::run(const AccumPolicy& p, int m, int n, int k, std::span<cons
   Buffers& d = *buffers_;
   T* ha = d.a_host.get<T>(a.size());
   T* hc = d.c_host.get<T>(c.size());
-  // A kept weight is on the GPU already; a new one is kept if it fits the budget. (An id always comes with the
-  // same values in the same carrier: a kept slot too small for b would be a caller's bug, and is copied afresh.)
-  auto kept = b_id ? d.weights.find(b_id) : d.weights.end();
-  if (kept != d.weights.end() && kept->second.bytes() < b.size_bytes()) {
-    d.weight_bytes -= kept->second.bytes();
-    d.weights.erase(kept);
-    kept = d.weights.end();
-  }
-  const bool keep = b_id && kept == d.weights.end() && d.weight_bytes + b.size_bytes() <= d.weight_budget;
-  T* hb = kept != d.weights.end() ? kept->second.get<T>(b.size())
-          : keep                  ? d.weights[b_id].get<T>(b.size())
-                                  : d.b_host.get<T>(b.size());
-  if (keep) d.weight_bytes += d.weights[b_id].bytes();
+  T* hb = weight_on_device(b, b_id, d.b_host);
   {
     const Stopwatch copies(copy_seconds_);
     staged_to_device(d.staging, ha, a);
-    if (kept == d.weights.end()) staged_to_device(d.staging, hb, b);
   }
   // In the kernel's carrier: the same values (operands and outputs are values of formats both carriers hold, or
   // of wider ones only the double path is given).

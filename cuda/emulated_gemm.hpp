@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/model/feed_forward_device.hpp"
 
 namespace lpsim::cuda {
 
@@ -22,7 +23,9 @@ DeviceKernel device_kernel(const AccumPolicy& policy);
 // fp32_fma or tensor_core), launched on the default stream: the products of the GPU's attention heads.
 void launch_float_gemm(const AccumPolicy& policy, int m, int n, int k, const float* a, const float* b, float* c);
 
-class EmulatedGemm final : public GemmDevice {
+class Slot;
+
+class EmulatedGemm final : public GemmDevice, public FeedForwardDevice {
  public:
   EmulatedGemm();
   ~EmulatedGemm() override;
@@ -35,6 +38,11 @@ class EmulatedGemm final : public GemmDevice {
   void forget(std::uint64_t b_id) override;
   // Calls from several threads (attention's heads) take turns: one product on the GPU at a time.
   bool concurrent() const override { return true; }
+  // A whole feed-forward block (feed_forward_device.hpp) on its kept weights: the products on the float kernels.
+  bool runs(const AccumPolicy& up, const AccumPolicy& down) const override;
+  AttentionHeadResult feed_forward(const FeedForwardJob& job, std::span<float> out) override;
+  long blocks() const { return blocks_; }        // feed-forward blocks run so far
+  long host_activations() const { return host_activations_; }  // activation values the host computed for them
   long calls() const { return calls_; }  // products run on the GPU so far
   double seconds() const { return seconds_; }            // wall time inside those calls, copies included
   double copy_seconds() const { return copy_seconds_; }  // of it, host <-> device copies and conversions
@@ -43,10 +51,13 @@ class EmulatedGemm final : public GemmDevice {
   template <class T>
   bool run(const AccumPolicy& policy, int m, int n, int k, std::span<const T> a, std::span<const T> b,
            std::span<T> c, const StochasticStream& sr, std::uint64_t b_id);
+  template <class T>
+  T* weight_on_device(std::span<const T> b, std::uint64_t b_id, Slot& scratch);
+  const float* weight_floats(const WeightOperand& w, int which);  // w as floats on the device
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
   std::mutex turn_;  // held by run()
-  long calls_ = 0;
+  long calls_ = 0, blocks_ = 0, host_activations_ = 0;
   double seconds_ = 0, copy_seconds_ = 0;
 };
 

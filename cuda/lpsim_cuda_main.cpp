@@ -195,7 +195,7 @@ void bench_gemms(int size) {
 
 // The emulated forward with its GEMMs on the GPU; with check, also the CPU-only forward, compared tap by tap.
 int emulate(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
-            std::uint64_t seed, int tokens, bool check, int reps, bool heads, double margin, bool phases) {
+            std::uint64_t seed, int tokens, bool check, int reps, bool heads, bool ffn, double margin, bool phases) {
   int failures = 0;
   std::string csv = "model,plan,seed,tokens,layer,tap,elements,fnv1a64\n";
   for (const auto& model : models) {
@@ -210,6 +210,7 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
       EmulatedBackend gpu(plan, seed);
       gpu.use_gemm_device(&device);
       if (heads) gpu.use_attention_device(&attention);
+      if (ffn) gpu.use_feed_forward_device(&device);
       if (margin > 0) attention.set_exp_margin(margin);
 
       // emulated_taps, as sweeps run a plan (its parameter format included). The first forward rounds the weights
@@ -231,6 +232,9 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
                                      "{:.3f} s per forward, {:.3f} s of it copies)",
                                      cfg.name, cfg.tokens, plan.name, t_gpu[t_gpu.size() / 2], t_first, t_gpu.size(),
                                      device.calls(), device.seconds() / reps, device.copy_seconds() / reps);
+      if (device.blocks())
+        line += fmt::format("; {} feed-forward blocks on the GPU, {} activation values from the host", device.blocks(),
+                            device.host_activations());
       if (attention.calls())
         line += fmt::format("; {} heads on the GPU taking {:.3f} s per forward, {} exp values from the host",
                             attention.calls(), attention.seconds() / reps, attention.host_exps());
@@ -309,6 +313,8 @@ int main(int argc, char** argv) {
   e->add_flag("--check", check, "also run the CPU-only forward and compare every tap bit for bit");
   bool cpu_heads = false;
   e->add_flag("--cpu-heads", cpu_heads, "attention heads on the CPU (only the GEMMs on the GPU)");
+  bool cpu_ffn = false;
+  e->add_flag("--cpu-ffn", cpu_ffn, "feed-forward blocks on the CPU (only their GEMMs on the GPU)");
   bool phases = false;
   e->add_flag("--phases", phases, "print the seconds per forward spent in each operation class");
   double exp_margin = 0;
@@ -333,7 +339,7 @@ int main(int argc, char** argv) {
       return rc;
     }
     if (*e) return lpsim::emulate(dir, models, emulate_plans, seed, tokens, check, std::max(reps, 1), !cpu_heads,
-                                  exp_margin, phases);
+                                  !cpu_ffn, exp_margin, phases);
   } catch (const std::exception& e) {
     fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
     return 1;

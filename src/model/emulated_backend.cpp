@@ -489,17 +489,88 @@ std::optional<ElementRounding> element_rounding(const FormatSpec& f) {
 }
 }  // namespace
 
+// The plan allows a device to take the op's elementwise or product steps: round to nearest even, no scaling of
+// outputs or operands, no block scaling, every format one a float holds.
+static bool device_can_take(const OpPrecision& p) {
+  return p.rounding == Rounding::nearest_even && p.out_scaling == OutputScaling::none && !p.scaling && !p.blocks &&
+         !p.weight_blocks && fits_float(p.compute.spec) && fits_float(p.out.spec) &&
+         (!p.gemm || fits_float(p.gemm->input.spec));
+}
+
+void EmulatedBackend::use_feed_forward_device(FeedForwardDevice* device) {
+  ffn_device_ = device;
+  ffn_recipe_.reset();
+  if (!device) return;
+  for (Op op : {Op::ffn_up, Op::act, Op::ffn_down})
+    if (!device_can_take(plan_[op])) return;
+  FeedForwardJob job;
+  job.up = *plan_[Op::ffn_up].gemm, job.down = *plan_[Op::ffn_down].gemm;
+  job.up.output_rounding = job.down.output_rounding = Rounding::nearest_even;
+  for (const bool bias : {false, true}) {  // product(): with a bias the result is taken in compute
+    job.up.output = bias ? plan_[Op::ffn_up].compute : plan_[Op::ffn_up].out;
+    job.down.output = bias ? plan_[Op::ffn_down].compute : plan_[Op::ffn_down].out;
+    if (!device->runs(job.up, job.down)) return;
+  }
+  job.up_compute = *element_rounding(plan_[Op::ffn_up].compute.spec);
+  job.up_out = *element_rounding(plan_[Op::ffn_up].out.spec);
+  job.down_input = *element_rounding(plan_[Op::ffn_down].gemm->input.spec);
+  job.down_compute = *element_rounding(plan_[Op::ffn_down].compute.spec);
+  job.down_out = *element_rounding(plan_[Op::ffn_down].out.spec);
+  job.act.compute = *element_rounding(plan_[Op::act].compute.spec);
+  job.act.out = *element_rounding(plan_[Op::act].out.spec);
+  job.act.composite = plan_[Op::act].composite;
+  job.act.sqrt2 = std::sqrt(2.0);
+  job.act.sqrt_2_over_pi = std::sqrt(2.0 / 3.141592653589793238462643383279502884);  // layers::pi_as<double>
+  ffn_recipe_ = std::move(job);
+}
+
+std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelConfig& cfg, const LayerWeights<double>& w,
+                                                                   const Matrix<double>& h) {
+  const bool gated = cfg.mlp == Mlp::gated;
+  if (!ffn_recipe_ || h.empty() || (gated && (w.w3.empty() || !w.b1.empty()))) return std::nullopt;
+  if (!std::all_of(h.data.begin(), h.data.end(), [](double x) { return double(float(x)) == x || x != x; }))
+    return std::nullopt;  // prepare() would take its double path
+  FeedForwardJob job = *ffn_recipe_;
+  job.rows = h.rows, job.width = h.cols, job.hidden = w.w1.cols, job.gated = gated;
+  job.act.kind = cfg.activation;
+  job.act.chain = cfg.activation_chain && cfg.activation == Activation::gelu_tanh;
+  // What linear(ffn_up, h, w1, b1), (linear(ffn_up, h, w3)) and linear(ffn_down, u, w2, b2) do on the host first.
+  const Operand x = prepare(Op::ffn_up, h);
+  if (gated) prepare(Op::ffn_up, h);  // the host's path prepares h for each of its two products (range events)
+  auto view = [](const Operand& o) { return WeightOperand{o.f, o.d, o.id, o.finite}; };
+  job.w1 = view(weight(Op::ffn_up, w.w1));
+  if (gated) job.w3 = view(weight(Op::ffn_up, w.w3));
+  job.w2 = view(weight(Op::ffn_down, w.w2));
+  job.h = x.f, job.h_finite = x.finite;
+  std::vector<float> b1, b2;
+  auto bias = [&](Op op, const std::vector<double>& b, std::vector<float>& f, AccumPolicy& policy) {
+    if (b.empty()) return;
+    std::vector<double> rb = b;
+    round_all(make_rounder(plan_[op].out, Rounding::nearest_even), rb);
+    f.assign(rb.begin(), rb.end());
+    policy.output = plan_[op].compute;
+  };
+  job.up.output = plan_[Op::ffn_up].out, job.down.output = plan_[Op::ffn_down].out;
+  bias(Op::ffn_up, w.b1, b1, job.up);
+  bias(Op::ffn_down, w.b2, b2, job.down);
+  job.b1 = b1, job.b2 = b2;
+#pragma omp atomic
+  gemm_calls_ += gated ? 3 : 2;  // the streams of the products
+  Matrix<double> y(h.rows, w.w2.cols);
+  std::vector<float> out(y.size());
+  const AttentionHeadResult r = ffn_device_->feed_forward(job, out);
+  count_events(r.overflows, r.saturations);
+  std::copy(out.begin(), out.end(), y.data.begin());
+  tick(Op::ffn_up);
+  return y;
+}
+
 void EmulatedBackend::use_attention_device(AttentionDevice* device) {
   attention_device_ = device;
   head_recipe_.reset();
   if (!device || plan_.attention.kind != AttentionKernel::Kind::math) return;
-  for (Op op : {Op::score, Op::scale, Op::softmax, Op::pv}) {
-    const OpPrecision& p = plan_[op];
-    if (p.rounding != Rounding::nearest_even || p.out_scaling != OutputScaling::none || p.scaling || p.blocks ||
-        p.weight_blocks || !fits_float(p.compute.spec) || !fits_float(p.out.spec) ||
-        (p.gemm && !fits_float(p.gemm->input.spec)))
-      return;
-  }
+  for (Op op : {Op::score, Op::scale, Op::softmax, Op::pv})
+    if (!device_can_take(plan_[op])) return;
   if (!plan_[Op::softmax].reduce || !is_float_loop(*plan_[Op::softmax].reduce)) return;
   AttentionHeadJob job;
   job.score = *plan_[Op::score].gemm, job.pv = *plan_[Op::pv].gemm;

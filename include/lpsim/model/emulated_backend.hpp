@@ -15,6 +15,7 @@
 
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/model/attention_device.hpp"
+#include "lpsim/model/feed_forward_device.hpp"
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
@@ -83,6 +84,15 @@ class EmulatedBackend {
   // loop; products the device has no float kernel for; an operand value that is not a float.
   std::optional<Matrix<double>> device_head(const Matrix<double>& q, const Matrix<double>& k, const Matrix<double>& v,
                                             bool causal, ScoreScale how);
+  // Runs whole feed-forward blocks (up, activation, gate, down) on an accelerator with the same bits and events
+  // (the GPU: cuda::EmulatedGemm), where the plan is one it takes (device_feed_forward); null: on the CPU. Not owned.
+  void use_feed_forward_device(FeedForwardDevice* device);
+  // One block on that device, as layers.hpp's feed_forward computes it; nullopt, with nothing computed, where there
+  // is none or it cannot take the block: in ffn_up, act or ffn_down a rounding other than nearest even, output or
+  // operand scaling, block scaling, or a format a float does not hold; a gated block with a bias on its gate;
+  // products the device has no float kernel for; an input value that is not a float.
+  std::optional<Matrix<double>> device_feed_forward(const ModelConfig& cfg, const LayerWeights<double>& w,
+                                                    const Matrix<double>& h);
 
   // The parameters as the plan stores them (PrecisionPlan::params: pure-* and fp8 plans hold the model in their
   // dtype), rounded once per backend and kept: forwards run again on the backend then find the same rounded weights
@@ -179,6 +189,8 @@ class EmulatedBackend {
   void tick(Op op);  // time_ops: the interval since the last tick goes to op
   AttentionDevice* attention_device_ = nullptr;
   std::optional<AttentionHeadJob> head_recipe_;  // the plan's part of every head's job, when the device takes it
+  FeedForwardDevice* ffn_device_ = nullptr;
+  std::optional<FeedForwardJob> ffn_recipe_;  // the plan's part of every block's job, when the device takes it
   double output_scale(Op op, const Matrix<double>& m);
   void store_rounded(Op op, Matrix<double>& m);  // store() without its tick
 };

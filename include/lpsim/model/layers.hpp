@@ -316,6 +316,9 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
 // product each rounded to the act class's out (transformers' `down_proj(act_fn(gate_proj(x)) * up_proj(x))`).
 template <class B, class T, class W>
 Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h) {
+  // The whole block on an accelerator where the backend has one that takes it (the same bits as below).
+  if constexpr (requires { be.device_feed_forward(cfg, w, h); })
+    if (auto y = be.device_feed_forward(cfg, w, h)) return std::move(*y);
   Matrix<T> u = be.linear(Op::ffn_up, h, w.w1, w.b1.empty() ? nullptr : &w.b1);
   activate(be, cfg.activation, u, cfg.activation_chain);
   if (cfg.mlp == Mlp::gated) {

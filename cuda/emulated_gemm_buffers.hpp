@@ -1,0 +1,21 @@
+#pragma once
+// EmulatedGemm's device memory (shared by emulated_gemm.cu and emulated_feed_forward.cu; not part of the interface).
+#include <cstdint>
+#include <unordered_map>
+
+#include "device_slot.hpp"
+#include "emulated_gemm.hpp"
+
+namespace lpsim::cuda {
+
+// Operands and result as they come from the host (in their carrier) and in the carrier of the kernel; the weights
+// kept on the GPU by id (their carrier: a weight always comes in the same one); a feed-forward block's buffers.
+struct EmulatedGemm::Buffers {
+  Slot a_host, b_host, c_host, a_kernel, b_kernel, c_kernel;
+  PinnedSlot staging;  // large copies go through it
+  std::unordered_map<std::uint64_t, Slot> weights;
+  std::size_t weight_bytes = 0, weight_budget = 0;
+  Slot ffn_h, ffn_u, ffn_up, ffn_out, ffn_w[3], ffn_w_float[3], ffn_b1, ffn_b2, ffn_counts, ffn_flags, ffn_values;
+};
+
+}  // namespace lpsim::cuda

@@ -1,0 +1,176 @@
+// The host's side of the feed-forward device's contract (feed_forward_device.hpp), which CI can check without a
+// GPU: the shared activation formula is layers.hpp's, value for value; its certification never passes a value that
+// another function value within the margin would round differently; and blocks handed to a device that computes
+// them by the CPU's own layers leave the forward's taps and range events as the CPU-only forward has them. (The
+// GPU's blocks against the CPU's run on the device: lpsim-cuda emulate --check, docs/CUDA.md.)
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+
+#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/model/feed_forward_device.hpp"
+#include "lpsim/model/init.hpp"
+#include "lpsim/model/layers.hpp"
+#include "lpsim/reference/forward_error.hpp"
+
+namespace lpsim {
+namespace {
+
+bool same(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b) || (a != a && b != b); }
+
+ElementRounding rounding_to(const FormatSpec& f) {
+  ElementRounding r;
+  r.to_float = f == formats::fp32;
+  r.format = make_round_params<double>(f);
+  r.max = f.max_finite();
+  r.saturates = f.overflow == Overflow::saturate;
+  return r;
+}
+
+double glibc(Activation a, double v) {
+  return a == Activation::silu ? std::exp(v) : a == Activation::gelu ? std::erf(v) : std::tanh(v);
+}
+
+// activation_value with glibc's functions is what layers.hpp computes through a backend (activation() then compute(),
+// or gelu_new_chain with composite steps), on values spread over the activation's interesting range.
+TEST(FeedForwardDevice, ActivationFormulaIsTheLayers) {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> value(0.0, 4.0);
+  for (const char* preset : {"autocast-bf16", "pure-fp16"}) {
+    EmulatedBackend be(plan_preset(preset));
+    const OpPrecision& act = be.plan()[Op::act];
+    for (Activation kind : {Activation::relu, Activation::silu, Activation::gelu, Activation::gelu_tanh})
+      for (bool chain : {false, true}) {
+        if (chain && kind != Activation::gelu_tanh) continue;
+        ActivationRecipe r;
+        r.kind = kind, r.chain = chain, r.composite = act.composite;
+        r.compute = rounding_to(act.compute.spec), r.out = rounding_to(act.out.spec);
+        r.sqrt2 = std::sqrt(2.0), r.sqrt_2_over_pi = std::sqrt(2.0 / layers::pi_as<double>());
+        for (int i = 0; i < 20000; ++i) {
+          const double x = double(float(value(rng)));
+          const double expected = chain ? layers::gelu_new_chain(be, x) : be.compute(Op::act, layers::activation(kind, x));
+          const double got = activation_value(r, x, [&](double v) { return glibc(kind, v); }, 0, nullptr);
+          ASSERT_TRUE(same(got, expected)) << preset << " kind " << int(kind) << " chain " << chain << " x=" << x;
+        }
+      }
+  }
+}
+
+// Where activation_certain passes, every function value within 4 ulps of glibc's (CUDA's tanh and erf are within 2
+// ulps, glibc's within 2) gives the same result; values at rounding boundaries are refused (the host computes them).
+// A bracket of one ulp fails this.
+TEST(FeedForwardDevice, ActivationCertificationCoversTheFunctionsError) {
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> value(0.0, 1.5);
+  const PrecisionPlan plan = plan_preset("autocast-bf16");
+  for (Activation kind : {Activation::silu, Activation::gelu, Activation::gelu_tanh})
+    for (bool chain : {false, true}) {
+      if (chain && kind != Activation::gelu_tanh) continue;
+      ActivationRecipe r;
+      r.kind = kind, r.chain = chain;
+      r.compute = rounding_to(plan[Op::act].compute.spec), r.out = rounding_to(plan[Op::act].out.spec);
+      r.sqrt2 = std::sqrt(2.0), r.sqrt_2_over_pi = std::sqrt(2.0 / layers::pi_as<double>());
+      long refused = 0, checked = 0;
+      for (int i = 0; i < 200000; ++i) {
+        const double x = double(float(value(rng)));
+        auto moved = [&](int ulps) {
+          return [&, ulps](double v) {
+            double y = glibc(kind, v);
+            for (int k = 0; k < std::abs(ulps); ++k) y = std::nextafter(y, ulps > 0 ? 1e300 : -1e300);
+            return y;
+          };
+        };
+        if (!activation_certain(r, x, moved(0))) {
+          ++refused;
+          continue;
+        }
+        ++checked;
+        const double base = activation_value(r, x, moved(0), 0, nullptr);
+        for (int ulps : {-4, -1, 1, 4})
+          ASSERT_TRUE(same(activation_value(r, x, moved(ulps), 0, nullptr), base))
+              << "kind " << int(kind) << " chain " << chain << " x=" << x << " ulps " << ulps;
+      }
+      // Refused: mostly x < -3, where 1 + erf or 1 + tanh cancels and the function's last bits reach the result.
+      EXPECT_LT(refused, 2000) << "kind " << int(kind) << " chain " << chain;
+      EXPECT_GT(checked, 0);
+    }
+}
+
+// A device that computes each block by the CPU's layers (a second backend without a device, from the job's
+// operands alone): the forward must keep every tap and event of the CPU-only forward, and refused plans must leave
+// the device unasked.
+struct LayersAsFeedForward : FeedForwardDevice {
+  PrecisionPlan plan;
+  long blocks = 0;
+  explicit LayersAsFeedForward(PrecisionPlan p) : plan(std::move(p)) {}
+  bool runs(const AccumPolicy&, const AccumPolicy&) const override { return true; }
+  AttentionHeadResult feed_forward(const FeedForwardJob& job, std::span<float> out) override {
+    EmulatedBackend cpu(plan);
+    auto matrix = [](int rows, int cols, const WeightOperand& w) {
+      Matrix<double> m(rows, cols);
+      if (!w.f.empty()) std::copy(w.f.begin(), w.f.end(), m.data.begin());
+      else std::copy(w.d.begin(), w.d.end(), m.data.begin());
+      return m;
+    };
+    ModelConfig cfg;
+    cfg.activation = job.act.kind;
+    cfg.activation_chain = job.act.chain;
+    cfg.mlp = job.gated ? Mlp::gated : Mlp::plain;
+    LayerWeights<double> w;
+    w.w1 = matrix(job.width, job.hidden, job.w1);
+    if (job.gated) w.w3 = matrix(job.width, job.hidden, job.w3);
+    w.w2 = matrix(job.hidden, job.width, job.w2);
+    w.b1.assign(job.b1.begin(), job.b1.end());
+    w.b2.assign(job.b2.begin(), job.b2.end());
+    Matrix<double> h(job.rows, job.width);
+    std::copy(job.h.begin(), job.h.end(), h.data.begin());
+    const Matrix<double> y = layers::feed_forward(cpu, cfg, w, h);
+    std::copy(y.data.begin(), y.data.end(), out.begin());
+    ++blocks;
+    // prepare(h) counted its events on the caller's side already (h is rounded here: no new ones)
+    return {cpu.events().overflows, cpu.events().saturations, 0};
+  }
+};
+
+TEST(FeedForwardDevice, BlocksHandedToADeviceGiveTheCpuForward) {
+  const std::string root = LPSIM_SOURCE_DIR;
+  struct Case {
+    std::string model, plan;
+    bool taken;
+    std::function<void(PrecisionPlan&)> change = [](PrecisionPlan&) {};
+  };
+  const std::vector<Case> cases = {
+      {"gpt2-tiny", "autocast-bf16", true},   // gelu_new as a chain, biases
+      {"llama-tiny", "autocast-bf16", true},  // SwiGLU, no biases
+      {"tiny-vit", "pure-fp16", true},        // erf GELU, composite plan
+      {"gpt2-tiny", "fp8-e4m3", false},       // scaled operands
+      {"gpt2-tiny", "mxfp8", false},          // block-scaled
+      {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::act].rounding = Rounding::toward_zero; }},
+      {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::ffn_down].compute = parse_format("fp64"); }},
+  };
+  for (const Case& c : cases) {
+    const ModelConfig cfg = load_model_config(root + "/models/" + c.model + ".toml");
+    const Weights<double> w = make_weights(cfg, 5);
+    const ModelInput<double> in = make_input(cfg, 5);
+    PrecisionPlan plan = load_plan(c.plan);
+    c.change(plan);
+    EmulatedBackend cpu(plan, 5), with_device(plan, 5);
+    LayersAsFeedForward device(plan);
+    with_device.use_feed_forward_device(&device);
+    const Taps<double> expected = emulated_taps(cpu, cfg, w, in), got = emulated_taps(with_device, cfg, w, in);
+    ASSERT_EQ(expected.size(), got.size());
+    for (std::size_t t = 0; t < got.size(); ++t)
+      ASSERT_TRUE(std::equal(expected[t].data.begin(), expected[t].data.end(), got[t].data.begin(), same))
+          << c.model << " under " << plan.name << ", tap " << t;
+    EXPECT_EQ(cpu.events().overflows, with_device.events().overflows) << c.model << " under " << plan.name;
+    EXPECT_EQ(cpu.events().saturations, with_device.events().saturations) << c.model << " under " << plan.name;
+    EXPECT_EQ(device.blocks, c.taken ? long(cfg.depth) : 0) << c.model << " under " << plan.name;
+  }
+}
+
+}  // namespace
+}  // namespace lpsim
