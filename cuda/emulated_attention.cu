@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "device_slot.hpp"
+#include "device_counts.cuh"
 #include "emulated_gemm.hpp"
 
 namespace lpsim::cuda {
@@ -20,13 +21,6 @@ struct Counts {
   unsigned long long flagged;               // exp values left to the host
 };
 
-__device__ void add(unsigned long long* total, long count) {
-  if (count) atomicAdd(total, static_cast<unsigned long long>(count));
-}
-__device__ void add_events(Counts* c, const ElementEvents& e) {
-  add(&c->overflows, e.overflows);
-  add(&c->saturations, e.saturations);
-}
 
 constexpr unsigned full_warp = 0xffffffffu;
 

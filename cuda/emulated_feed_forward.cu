@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "device_counts.cuh"
 #include "emulated_gemm.hpp"
 #include "emulated_gemm_buffers.hpp"
 
@@ -18,13 +19,6 @@ struct Counts {
   unsigned long long flagged;               // activation values left to the host
 };
 
-__device__ void add(unsigned long long* total, long count) {
-  if (count) atomicAdd(total, static_cast<unsigned long long>(count));
-}
-__device__ void add_events(Counts* c, const ElementEvents& e) {
-  add(&c->overflows, e.overflows);
-  add(&c->saturations, e.saturations);
-}
 
 #define FOR_EACH(i, n) \
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < (n); i += std::size_t(gridDim.x) * blockDim.x)

@@ -476,19 +476,6 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   return c;
 }
 
-namespace {
-// A compute or store rounding to nearest even into a format a float holds, as the attention device does it.
-std::optional<ElementRounding> element_rounding(const FormatSpec& f) {
-  if (!fits_float(f)) return std::nullopt;
-  ElementRounding r;
-  r.to_float = f == formats::fp32;  // Fast::to_float: the cast
-  r.format = make_round_params<double>(f);
-  r.max = f.max_finite();
-  r.saturates = f.overflow == Overflow::saturate;
-  return r;
-}
-}  // namespace
-
 // The plan allows a device to take the op's elementwise or product steps: round to nearest even, no scaling of
 // outputs or operands, no block scaling, every format one a float holds.
 static bool device_can_take(const OpPrecision& p) {
@@ -511,13 +498,13 @@ void EmulatedBackend::use_feed_forward_device(FeedForwardDevice* device) {
     job.down.output = bias ? plan_[Op::ffn_down].compute : plan_[Op::ffn_down].out;
     if (!device->runs(job.up, job.down)) return;
   }
-  job.up_compute = *element_rounding(plan_[Op::ffn_up].compute.spec);
-  job.up_out = *element_rounding(plan_[Op::ffn_up].out.spec);
-  job.down_input = *element_rounding(plan_[Op::ffn_down].gemm->input.spec);
-  job.down_compute = *element_rounding(plan_[Op::ffn_down].compute.spec);
-  job.down_out = *element_rounding(plan_[Op::ffn_down].out.spec);
-  job.act.compute = *element_rounding(plan_[Op::act].compute.spec);
-  job.act.out = *element_rounding(plan_[Op::act].out.spec);
+  job.up_compute = element_rounding(plan_[Op::ffn_up].compute.spec);
+  job.up_out = element_rounding(plan_[Op::ffn_up].out.spec);
+  job.down_input = element_rounding(plan_[Op::ffn_down].gemm->input.spec);
+  job.down_compute = element_rounding(plan_[Op::ffn_down].compute.spec);
+  job.down_out = element_rounding(plan_[Op::ffn_down].out.spec);
+  job.act.compute = element_rounding(plan_[Op::act].compute.spec);
+  job.act.out = element_rounding(plan_[Op::act].out.spec);
   job.act.composite = plan_[Op::act].composite;
   job.act.sqrt2 = std::sqrt(2.0);
   job.act.sqrt_2_over_pi = std::sqrt(2.0 / 3.141592653589793238462643383279502884);  // layers::pi_as<double>
@@ -579,11 +566,11 @@ void EmulatedBackend::use_attention_device(AttentionDevice* device) {
     policy->output_rounding = Rounding::nearest_even;
   }
   if (!device->runs(job.score, job.pv)) return;
-  job.scale_compute = *element_rounding(plan_[Op::scale].compute.spec);
-  job.scale_out = *element_rounding(plan_[Op::scale].out.spec);
-  job.softmax_compute = *element_rounding(plan_[Op::softmax].compute.spec);
-  job.softmax_out = *element_rounding(plan_[Op::softmax].out.spec);
-  job.pv_input = *element_rounding(plan_[Op::pv].gemm->input.spec);
+  job.scale_compute = element_rounding(plan_[Op::scale].compute.spec);
+  job.scale_out = element_rounding(plan_[Op::scale].out.spec);
+  job.softmax_compute = element_rounding(plan_[Op::softmax].compute.spec);
+  job.softmax_out = element_rounding(plan_[Op::softmax].out.spec);
+  job.pv_input = element_rounding(plan_[Op::pv].gemm->input.spec);
   head_recipe_ = std::move(job);
 }
 

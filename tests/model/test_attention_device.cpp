@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <limits>
 #include <random>
 
@@ -18,18 +19,10 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/layers.hpp"
 #include "lpsim/reference/forward_error.hpp"
+#include "support/device_contract.hpp"
 
 namespace lpsim {
 namespace {
-
-ElementRounding rounding_to(const FormatSpec& f) {
-  ElementRounding r;
-  r.to_float = f == formats::fp32;
-  r.format = make_round_params<double>(f);
-  r.max = f.max_finite();
-  r.saturates = f.overflow == Overflow::saturate;
-  return r;
-}
 
 double ulps_away(double y, int k) {
   for (; k > 0; --k) y = std::nextafter(y, std::numeric_limits<double>::infinity());
@@ -46,7 +39,7 @@ TEST(AttentionDevice, ExpCertificationCoversTwoUlpsAroundEveryBoundary) {
   std::mt19937_64 rng(11);
   std::uniform_real_distribution<double> arg(-100.0, 0.0);
   for (const FormatSpec& f : {formats::fp32, formats::bf16, formats::fp16}) {
-    const ElementRounding r = rounding_to(f);
+    const ElementRounding r = element_rounding(f);
     long passed = 0, refused = 0;
     for (int trial = 0; trial < 2000; ++trial) {
       const double lower = round_to(std::exp(arg(rng)), f, Rounding::toward_zero);  // a value of the format
@@ -73,7 +66,7 @@ TEST(AttentionDevice, ExpCertificationCoversTwoUlpsAroundEveryBoundary) {
 TEST(AttentionDevice, ExpCertificationPassesTypicalValues) {
   std::mt19937_64 rng(5);
   std::uniform_real_distribution<double> arg(-30.0, 0.0);
-  const ElementRounding r = rounding_to(formats::fp32);
+  const ElementRounding r = element_rounding(formats::fp32);
   long refused = 0;
   for (int i = 0; i < 200000; ++i) refused += !rounds_alike(r, std::exp(arg(rng)));
   EXPECT_LE(refused, 2);
@@ -88,7 +81,7 @@ TEST(AttentionDevice, ElementRoundingIsTheCore) {
   std::uniform_int_distribution<std::uint64_t> bits;
   for (const FormatSpec& f : {formats::fp32, formats::bf16, formats::fp16, formats::e4m3, formats::e4m3_sat,
                               formats::e5m2_sat}) {
-    const ElementRounding r = rounding_to(f);
+    const ElementRounding r = element_rounding(f);
     for (int i = 0; i < 100000; ++i) {
       // doubles spread over the float range and beyond: random significand, exponent in [-160, 160]
       const double x = std::ldexp(std::bit_cast<double>((bits(rng) >> 12) | 0x3ff0000000000000ull) - 1.5,
@@ -105,7 +98,7 @@ TEST(AttentionDevice, ElementRoundingIsTheCore) {
 // The events of one rounding as EmulatedBackend counts them: a finite value that became Inf/NaN overflowed, one
 // beyond the largest finite value of a saturating format was clamped; store() also counts a clamped infinity.
 TEST(AttentionDevice, ElementEventsCountOverflowsAndClamps) {
-  const ElementRounding bf16 = rounding_to(formats::bf16), e4m3 = rounding_to(formats::e4m3_sat);
+  const ElementRounding bf16 = element_rounding(formats::bf16), e4m3 = element_rounding(formats::e4m3_sat);
   const double big = 1e39, inf = std::numeric_limits<double>::infinity();
   ElementEvents e;
   e.compute(bf16, big, round_element(bf16, big));
@@ -159,12 +152,7 @@ struct LayersAsDevice : AttentionDevice {
 
 TEST(AttentionDevice, HeadsHandedToADeviceGiveTheCpuForward) {
   const std::string root = LPSIM_SOURCE_DIR;
-  struct Case {
-    std::string model, plan;
-    bool taken;
-    std::function<void(PrecisionPlan&)> change = [](PrecisionPlan&) {};
-  };
-  const std::vector<Case> cases = {
+  const std::vector<test::DeviceCase> cases = {
       {"gpt2-tiny", "autocast-bf16", true},
       {"llama-tiny", "autocast-bf16", true},  // RoPE, GQA, Llama's multiplied scale
       {"tiny-vit", root + "/cuda/plans/attention-overflow.toml", true},  // overflows in the scale store
@@ -178,26 +166,16 @@ TEST(AttentionDevice, HeadsHandedToADeviceGiveTheCpuForward) {
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::scale].out_scaling = OutputScaling::current; }},
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::softmax].compute = parse_format("fp64"); }},
   };
-  for (const Case& c : cases) {
-    ModelConfig cfg = load_model_config(root + "/models/" + c.model + ".toml");
-    const Weights<double> w = make_weights(cfg, 3);
-    const ModelInput<double> in = make_input(cfg, 3);
-    PrecisionPlan plan = load_plan(c.plan);
-    c.change(plan);
-    EmulatedBackend cpu(plan, 3), with_device(plan, 3);
-    LayersAsDevice device(plan);
-    with_device.use_attention_device(&device);
-    const Taps<double> expected = emulated_taps(cpu, cfg, w, in), got = emulated_taps(with_device, cfg, w, in);
-    ASSERT_EQ(expected.size(), got.size());
-    for (std::size_t t = 0; t < got.size(); ++t)
-      ASSERT_TRUE(std::equal(expected[t].data.begin(), expected[t].data.end(), got[t].data.begin(),
-                             [](double a, double b) { return same_bits(a, b) || (a != a && b != b); }))
-          << c.model << " under " << plan.name << ", tap " << t;
-    EXPECT_EQ(cpu.events().overflows, with_device.events().overflows) << c.model << " under " << plan.name;
-    EXPECT_EQ(cpu.events().saturations, with_device.events().saturations) << c.model << " under " << plan.name;
-    EXPECT_EQ(device.heads, c.taken ? long(cfg.heads) * cfg.depth : 0) << c.model << " under " << plan.name;
+  for (const test::DeviceCase& c : cases) {
+    std::unique_ptr<LayersAsDevice> device;
+    const ModelConfig cfg = test::expect_same_forward(c, 3, [&](EmulatedBackend& be, const PrecisionPlan& plan) {
+      device = std::make_unique<LayersAsDevice>(plan);
+      be.use_attention_device(device.get());
+    });
+    EXPECT_EQ(device->heads, c.taken ? long(cfg.heads) * cfg.depth : 0) << c.model << " under " << c.plan;
     if (c.taken && c.plan == "autocast-bf16" && c.model == "gpt2-tiny") {
-      const AttentionHeadJob& job = device.jobs.at(0);
+      const AttentionHeadJob& job = device->jobs.at(0);
+      const PrecisionPlan plan = load_plan(c.plan);
       EXPECT_EQ(job.rows, cfg.tokens);
       EXPECT_EQ(job.keys, cfg.tokens);
       EXPECT_EQ(job.width, cfg.head_width());

@@ -8,6 +8,7 @@
 #include <bit>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <limits>
 #include <random>
 
@@ -16,20 +17,12 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/layers.hpp"
 #include "lpsim/reference/forward_error.hpp"
+#include "support/device_contract.hpp"
 
 namespace lpsim {
 namespace {
 
 bool same(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b) || (a != a && b != b); }
-
-ElementRounding rounding_to(const FormatSpec& f) {
-  ElementRounding r;
-  r.to_float = f == formats::fp32;
-  r.format = make_round_params<double>(f);
-  r.max = f.max_finite();
-  r.saturates = f.overflow == Overflow::saturate;
-  return r;
-}
 
 double glibc(Activation a, double v) {
   return a == Activation::silu ? std::exp(v) : a == Activation::gelu ? std::erf(v) : std::tanh(v);
@@ -48,7 +41,7 @@ TEST(FeedForwardDevice, ActivationFormulaIsTheLayers) {
         if (chain && kind != Activation::gelu_tanh) continue;
         ActivationRecipe r;
         r.kind = kind, r.chain = chain, r.composite = act.composite;
-        r.compute = rounding_to(act.compute.spec), r.out = rounding_to(act.out.spec);
+        r.compute = element_rounding(act.compute.spec), r.out = element_rounding(act.out.spec);
         r.sqrt2 = std::sqrt(2.0), r.sqrt_2_over_pi = std::sqrt(2.0 / layers::pi_as<double>());
         for (int i = 0; i < 20000; ++i) {
           const double x = double(float(value(rng)));
@@ -72,7 +65,7 @@ TEST(FeedForwardDevice, ActivationCertificationCoversTheFunctionsError) {
       if (chain && kind != Activation::gelu_tanh) continue;
       ActivationRecipe r;
       r.kind = kind, r.chain = chain;
-      r.compute = rounding_to(plan[Op::act].compute.spec), r.out = rounding_to(plan[Op::act].out.spec);
+      r.compute = element_rounding(plan[Op::act].compute.spec), r.out = element_rounding(plan[Op::act].out.spec);
       r.sqrt2 = std::sqrt(2.0), r.sqrt_2_over_pi = std::sqrt(2.0 / layers::pi_as<double>());
       long refused = 0, checked = 0;
       for (int i = 0; i < 200000; ++i) {
@@ -137,13 +130,7 @@ struct LayersAsFeedForward : FeedForwardDevice {
 };
 
 TEST(FeedForwardDevice, BlocksHandedToADeviceGiveTheCpuForward) {
-  const std::string root = LPSIM_SOURCE_DIR;
-  struct Case {
-    std::string model, plan;
-    bool taken;
-    std::function<void(PrecisionPlan&)> change = [](PrecisionPlan&) {};
-  };
-  const std::vector<Case> cases = {
+  const std::vector<test::DeviceCase> cases = {
       {"gpt2-tiny", "autocast-bf16", true},   // gelu_new as a chain, biases
       {"llama-tiny", "autocast-bf16", true},  // SwiGLU, no biases
       {"tiny-vit", "pure-fp16", true},        // erf GELU, composite plan
@@ -152,23 +139,13 @@ TEST(FeedForwardDevice, BlocksHandedToADeviceGiveTheCpuForward) {
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::act].rounding = Rounding::toward_zero; }},
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::ffn_down].compute = parse_format("fp64"); }},
   };
-  for (const Case& c : cases) {
-    const ModelConfig cfg = load_model_config(root + "/models/" + c.model + ".toml");
-    const Weights<double> w = make_weights(cfg, 5);
-    const ModelInput<double> in = make_input(cfg, 5);
-    PrecisionPlan plan = load_plan(c.plan);
-    c.change(plan);
-    EmulatedBackend cpu(plan, 5), with_device(plan, 5);
-    LayersAsFeedForward device(plan);
-    with_device.use_feed_forward_device(&device);
-    const Taps<double> expected = emulated_taps(cpu, cfg, w, in), got = emulated_taps(with_device, cfg, w, in);
-    ASSERT_EQ(expected.size(), got.size());
-    for (std::size_t t = 0; t < got.size(); ++t)
-      ASSERT_TRUE(std::equal(expected[t].data.begin(), expected[t].data.end(), got[t].data.begin(), same))
-          << c.model << " under " << plan.name << ", tap " << t;
-    EXPECT_EQ(cpu.events().overflows, with_device.events().overflows) << c.model << " under " << plan.name;
-    EXPECT_EQ(cpu.events().saturations, with_device.events().saturations) << c.model << " under " << plan.name;
-    EXPECT_EQ(device.blocks, c.taken ? long(cfg.depth) : 0) << c.model << " under " << plan.name;
+  for (const test::DeviceCase& c : cases) {
+    std::unique_ptr<LayersAsFeedForward> device;
+    const ModelConfig cfg = test::expect_same_forward(c, 5, [&](EmulatedBackend& be, const PrecisionPlan& plan) {
+      device = std::make_unique<LayersAsFeedForward>(plan);
+      be.use_feed_forward_device(device.get());
+    });
+    EXPECT_EQ(device->blocks, c.taken ? long(cfg.depth) : 0) << c.model << " under " << c.plan;
   }
 }
 

@@ -13,6 +13,7 @@
 
 #include "lpsim/accum/dot_kernel.hpp"
 #include "lpsim/accum/policy.hpp"
+#include "lpsim/format/format.hpp"
 #include "lpsim/util/host_device.hpp"
 
 namespace lpsim {
@@ -25,6 +26,16 @@ struct ElementRounding {
   double max = 0;                // the format's largest finite value
   bool saturates = false;        // overflow clamps to max (OCP fp8's satfinite)
 };
+
+// The rounding to format f (one a float holds: carrier_holds<float>), to nearest even.
+inline ElementRounding element_rounding(const FormatSpec& f) {
+  ElementRounding r;
+  r.to_float = f == formats::fp32;  // EmulatedBackend's Fast::to_float: the cast
+  r.format = make_round_params<double>(f);
+  r.max = f.max_finite();
+  r.saturates = f.overflow == Overflow::saturate;
+  return r;
+}
 
 LPSIM_HD inline double round_element(const ElementRounding& r, double v) {
   return r.to_float ? double(float(v)) : accum::round_with(v, r.format, Rounding::nearest_even, 0);
