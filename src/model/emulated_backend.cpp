@@ -129,20 +129,18 @@ void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
     return;
   }
   if (r.mode == Rounding::nearest_even && r.spec == formats::bf16) {
-    // bf16 with RNE (every autocast-bf16 store) where every value is a float: the bit trick in one pass after a
-    // read-only check. bf16 overflows to inf, so nothing saturates.
-    const Counts inexact = parallel_count(n, threads, [&](std::int64_t i, long& count, long&) {
-      count += !(double(static_cast<float>(v[i])) == v[i] || v[i] != v[i]);
+    // bf16 with RNE (every autocast-bf16 store) in one pass: a float by the bit trick, any other value (rare: a
+    // double no float holds) by the core, which rounds it once where the trick on its float would round twice.
+    // bf16 overflows to inf, so nothing saturates.
+    const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& over, long&) {
+      const double x = v[i];
+      const float f = static_cast<float>(x);
+      const double y = double(f) == x || x != x ? double(round_bf16_rne(f)) : round_to(x, r.spec, Rounding::nearest_even);
+      over += std::isfinite(x) && !std::isfinite(y);
+      v[i] = y;
     });
-    if (inexact.a == 0) {
-      const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& over, long&) {
-        const double x = v[i], y = round_bf16_rne(static_cast<float>(x));
-        over += std::isfinite(x) && !std::isfinite(y);
-        v[i] = y;
-      });
-      count_events(c.a, 0);
-      return;
-    }
+    count_events(c.a, 0);
+    return;
   }
   // Where every value is a float (the usual case) the float kernels, several times faster, give the same bits.
   thread_local std::vector<float> floats;

@@ -8,9 +8,11 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <set>
 
 #include "lpsim/format/block_scale.hpp"
+#include "lpsim/format/round_scalar.hpp"
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
@@ -344,6 +346,35 @@ TEST(EmulatedOps, StoredParamsAreRoundedOncePerBackend) {
   EXPECT_TRUE(same(moved_on, emulated_taps(fresh, cfg, other, in)));
   EXPECT_FALSE(same(moved_on, first));
   EXPECT_EQ(device.changed, 0);
+}
+
+}  // namespace
+}  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// A bf16 store (every autocast-bf16 activation) rounds each value once: a double that no float holds goes to the
+// rounding core, not through float (1 + 2^-8 + 2^-30 becomes the midpoint 1 + 2^-8 as a float, which then rounds
+// to even, 1, where the value itself rounds up to 1 + 2^-7), and floats take the bit trick; overflows are counted.
+TEST(EmulatedOps, Bf16StoreRoundsEveryValueOnce) {
+  EmulatedBackend be(plan_preset("autocast-bf16"));
+  ASSERT_TRUE(be.plan()[Op::act].out.spec == formats::bf16);
+  std::mt19937_64 rng(17);
+  std::normal_distribution<double> normal(0.0, 10.0);
+  Matrix<double> m(64, 100);
+  for (double& x : m.data) x = normal(rng);  // doubles, almost none of them floats
+  for (int j = 0; j < 50; ++j) m.data[std::size_t(j)] = double(float(m.data[std::size_t(j)]));  // and floats
+  m.data[100] = 1 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30);
+  m.data[101] = 3.4e38;  // above the midpoint of bf16's largest value and 2^128: infinity, an overflow
+  const Matrix<double> in = m;
+  be.store(Op::act, m);
+  for (std::size_t i = 0; i < m.size(); ++i)
+    ASSERT_EQ(std::bit_cast<std::uint64_t>(m.data[i]),
+              std::bit_cast<std::uint64_t>(round_to(in.data[i], formats::bf16, Rounding::nearest_even)))
+        << "value " << in.data[i];
+  EXPECT_EQ(m.data[100], 1 + std::ldexp(1.0, -7));
+  EXPECT_EQ(be.events().overflows, 1);
 }
 
 }  // namespace
