@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "device_slot.hpp"
-#include "device_counts.cuh"
+#include "device_passes.cuh"
 #include "emulated_gemm.hpp"
 
 namespace lpsim::cuda {
@@ -62,11 +62,6 @@ struct SoftmaxPass {
 // Rows are dealt to warps, grid-stride: a grid of at most 8192 blocks covers any number of rows.
 __device__ int first_warp() { return int((blockIdx.x * std::size_t(blockDim.x) + threadIdx.x) / 32); }
 __device__ int warps() { return int(gridDim.x * std::size_t(blockDim.x) / 32); }
-
-struct Flag {
-  std::size_t index;  // into P
-  double x;           // exp's argument
-};
 
 // e = compute(exp(compute(s - m))) with m the row maximum as the CPU's loop finds it (the first value, replaced by
 // any larger one; a NaN first value stays, later NaNs never replace it). Among equal maxima only +0 and -0 differ,
@@ -145,13 +140,6 @@ __global__ void normalize_kernel(SoftmaxPass p, float* e, Counts* counts) {
   for (int i = first_warp(); i < p.rows; i += warps()) normalize_row(p, i, lane, e, counts);
 }
 
-// The host's exp values into P.
-__global__ void scatter_kernel(const Flag* flags, const float* values, std::size_t n, float* e) {
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
-    e[flags[i].index] = values[i];
-}
-
-int blocks_for(std::size_t n, int threads) { return int(std::min<std::size_t>((n + threads - 1) / threads, 8192)); }
 
 }  // namespace
 
@@ -163,14 +151,10 @@ EmulatedAttention::EmulatedAttention() : buffers_(std::make_unique<Buffers>()) {
 EmulatedAttention::~EmulatedAttention() = default;
 
 bool EmulatedAttention::runs(const AccumPolicy& score, const AccumPolicy& pv) const {
-  auto float_kernel = [](const AccumPolicy& p) {
-    const DeviceKernel k = device_kernel(p);
-    return k == DeviceKernel::fp32_fma || k == DeviceKernel::tensor_core;
-  };
-  return float_kernel(score) && float_kernel(pv);
+  return has_float_kernel(score) && has_float_kernel(pv);
 }
 
-AttentionHeadResult EmulatedAttention::head(const AttentionHeadJob& job, std::span<float> out) {
+DeviceResult EmulatedAttention::head(const AttentionHeadJob& job, std::span<float> out) {
   const std::lock_guard<std::mutex> turn(turn_);
   const Stopwatch call(seconds_);
   ++calls_;
@@ -190,31 +174,25 @@ AttentionHeadResult EmulatedAttention::head(const AttentionHeadJob& job, std::sp
 
   launch_float_gemm(job.score, job.rows, job.keys, job.width, q, kt, s);
   const ScalePass scale{job.scale_constant, job.divide, job.qk_finite, job.scale_compute, job.scale_out};
-  scale_kernel<<<blocks_for(scores, 256), 256>>>(scale, s, scores, counts);
+  scale_kernel<<<blocks_for(scores), 256>>>(scale, s, scores, counts);
   const SoftmaxPass softmax{job.rows, job.keys, job.causal, job.softmax_compute, job.softmax_out, job.pv_input,
                             exp_margin_};
-  const int row_blocks = blocks_for(std::size_t(job.rows) * 32, 256);
+  const int row_blocks = blocks_for(std::size_t(job.rows) * 32);
   exp_kernel<<<row_blocks, 256>>>(softmax, s, s, counts, flags);  // row by row: each warp reads its row first
   check(cudaGetLastError(), "attention kernels");
   Counts c{};
   to_host(std::span<Counts>(&c, 1), counts);
-  AttentionHeadResult result;
+  DeviceResult result;
   if (c.flagged) {  // glibc's exp for the values the device's cannot round with certainty
-    std::vector<Flag> host(c.flagged);
-    std::vector<float> values(c.flagged);
-    to_host(std::span<Flag>(host), flags);
     ElementEvents events;
-    for (std::size_t i = 0; i < host.size(); ++i) {
-      const double y = std::exp(host[i].x);
-      values[i] = float(round_element(job.softmax_compute, y));
-      events.compute(job.softmax_compute, y, values[i]);
-    }
-    float* v_host = b.host_values.get<float>(values.size());
-    to_device(v_host, std::span<const float>(values));
-    scatter_kernel<<<blocks_for(values.size(), 256), 256>>>(flags, v_host, values.size(), s);
+    resolve_on_host(flags, c.flagged, s, b.host_values, [&](double x) {
+      const double y = std::exp(x), r = round_element(job.softmax_compute, y);
+      events.compute(job.softmax_compute, y, r);
+      return r;
+    });
     result.overflows += events.overflows, result.saturations += events.saturations;
-    result.host_exps = long(c.flagged);
-    host_exps_ += result.host_exps;
+    result.host_values = long(c.flagged);
+    host_exps_ += result.host_values;
   }
   normalize_kernel<<<row_blocks, 256>>>(softmax, s, counts);
   launch_float_gemm(job.pv, job.rows, job.width, job.keys, s, v, o);

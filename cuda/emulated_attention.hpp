@@ -17,7 +17,7 @@ class EmulatedAttention final : public AttentionDevice {
   ~EmulatedAttention() override;
   // Both products on the float kernels (fp32 accumulation or the tensor-core model; emulated_gemm.hpp).
   bool runs(const AccumPolicy& score, const AccumPolicy& pv) const override;
-  AttentionHeadResult head(const AttentionHeadJob& job, std::span<float> out) override;
+  DeviceResult head(const AttentionHeadJob& job, std::span<float> out) override;
   long calls() const { return calls_; }          // heads run so far
   long host_exps() const { return host_exps_; }  // exp values the host computed for them
   double seconds() const { return seconds_; }    // wall time inside head(), copies included

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "device_counts.cuh"
+#include "device_passes.cuh"
 #include "emulated_gemm.hpp"
 #include "emulated_gemm_buffers.hpp"
 
@@ -23,7 +23,6 @@ struct Counts {
 #define FOR_EACH(i, n) \
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < (n); i += std::size_t(gridDim.x) * blockDim.x)
 
-int blocks_for(std::size_t n) { return int(std::min<std::size_t>((n + 255) / 256, 8192)); }
 
 // A product's result without epilogue: its non-finite values are overflows when the operands were finite.
 __global__ void count_nonfinite_kernel(const float* c, std::size_t n, Counts* counts) {
@@ -58,11 +57,6 @@ struct DeviceFunction {  // the activation's transcendental function, CUDA's
   }
 };
 
-struct Flag {
-  std::size_t index;
-  double x;
-};
-
 // The activation in place, certified (activation_certain) or listed for the host.
 __global__ void activation_kernel(ActivationRecipe r, float* u, std::size_t n, Counts* counts, Flag* flags) {
   const DeviceFunction f{r.kind};
@@ -77,10 +71,6 @@ __global__ void activation_kernel(ActivationRecipe r, float* u, std::size_t n, C
     }
   }
   add_events(counts, events);
-}
-
-__global__ void scatter_kernel(const Flag* flags, const float* values, std::size_t n, float* u) {
-  FOR_EACH(i, n) u[flags[i].index] = values[i];
 }
 
 // store(act), then for a gated block compute(u * up) and store(act) again; then prepare()'s cast to ffn_down's input.
@@ -115,20 +105,10 @@ __global__ void to_float_kernel(const double* in, float* out, std::size_t n) {
   FOR_EACH(i, n) out[i] = float(in[i]);  // values of a format a float holds: exact
 }
 
-bool float_kernel(const AccumPolicy& p) {
-  const DeviceKernel k = device_kernel(p);
-  return k == DeviceKernel::fp32_fma || k == DeviceKernel::tensor_core;
-}
-
-template <class F>
-double host_activation(const ActivationRecipe& r, double x, F f, ElementEvents& events) {
-  return activation_value(r, x, f, 0, &events);
-}
-
 }  // namespace
 
 bool EmulatedGemm::runs(const AccumPolicy& up, const AccumPolicy& down) const {
-  return float_kernel(up) && float_kernel(down);
+  return has_float_kernel(up) && has_float_kernel(down);
 }
 
 const float* EmulatedGemm::weight_floats(const WeightOperand& w, int which) {
@@ -140,7 +120,7 @@ const float* EmulatedGemm::weight_floats(const WeightOperand& w, int which) {
   return f;
 }
 
-AttentionHeadResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<float> out) {
+DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<float> out) {
   const std::lock_guard<std::mutex> turn(turn_);
   const Stopwatch call(seconds_);
   ++blocks_;
@@ -174,26 +154,19 @@ AttentionHeadResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::s
   check(cudaGetLastError(), "feed-forward kernels");
   Counts c{};
   to_host(std::span<Counts>(&c, 1), counts);
-  AttentionHeadResult result;
+  DeviceResult result;
   if (c.flagged) {  // glibc's function for the values the device's cannot round with certainty
-    std::vector<Flag> listed(c.flagged);
-    std::vector<float> values(c.flagged);
-    to_host(std::span<Flag>(listed), flags);
     ElementEvents events;
-    for (std::size_t i = 0; i < listed.size(); ++i) {
-      const double x = listed[i].x;
+    resolve_on_host(flags, c.flagged, u, d.ffn_values, [&](double x) {
       switch (job.act.kind) {
-        case Activation::silu: values[i] = float(host_activation(job.act, x, [](double v) { return std::exp(v); }, events)); break;
-        case Activation::gelu: values[i] = float(host_activation(job.act, x, [](double v) { return std::erf(v); }, events)); break;
-        default: values[i] = float(host_activation(job.act, x, [](double v) { return std::tanh(v); }, events)); break;
+        case Activation::silu: return activation_value(job.act, x, [](double v) { return std::exp(v); }, 0, &events);
+        case Activation::gelu: return activation_value(job.act, x, [](double v) { return std::erf(v); }, 0, &events);
+        default: return activation_value(job.act, x, [](double v) { return std::tanh(v); }, 0, &events);
       }
-    }
-    float* v = d.ffn_values.get<float>(values.size());
-    to_device(v, std::span<const float>(values));
-    scatter_kernel<<<blocks_for(values.size()), 256>>>(flags, v, values.size(), u);
+    });
     result.overflows += events.overflows, result.saturations += events.saturations;
-    result.host_exps = long(c.flagged);
-    host_activations_ += result.host_exps;
+    result.host_values = long(c.flagged);
+    host_activations_ += result.host_values;
   }
   if (job.gated) {
     finish_kernel<<<blocks_for(n), 256>>>(u, nullptr, n, job.act.compute, job.act.out, false, job.down_input, counts);

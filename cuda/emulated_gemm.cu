@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <type_traits>
-#include <unordered_map>
 #include <vector>
 
 #include "cuda_check.hpp"

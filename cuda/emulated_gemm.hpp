@@ -20,8 +20,13 @@ std::string_view kernel_name(DeviceKernel k);
 // The kernel that runs the policy (none: the CPU runs it).
 DeviceKernel device_kernel(const AccumPolicy& policy);
 // c = a b (m x k times k x n, row-major, in device memory) by the float kernel of the policy (device_kernel gives
-// fp32_fma or tensor_core), launched on the default stream: the products of the GPU's attention heads.
+// fp32_fma or tensor_core), launched on the default stream: the products of the GPU's heads and feed-forward blocks.
 void launch_float_gemm(const AccumPolicy& policy, int m, int n, int k, const float* a, const float* b, float* c);
+// Whether launch_float_gemm runs the policy (its kernel is fp32_fma or tensor_core).
+inline bool has_float_kernel(const AccumPolicy& policy) {
+  const DeviceKernel k = device_kernel(policy);
+  return k == DeviceKernel::fp32_fma || k == DeviceKernel::tensor_core;
+}
 
 class Slot;
 
@@ -40,7 +45,7 @@ class EmulatedGemm final : public GemmDevice, public FeedForwardDevice {
   bool concurrent() const override { return true; }
   // A whole feed-forward block (feed_forward_device.hpp) on its kept weights: the products on the float kernels.
   bool runs(const AccumPolicy& up, const AccumPolicy& down) const override;
-  AttentionHeadResult feed_forward(const FeedForwardJob& job, std::span<float> out) override;
+  DeviceResult feed_forward(const FeedForwardJob& job, std::span<float> out) override;
   long blocks() const { return blocks_; }        // feed-forward blocks run so far
   long host_activations() const { return host_activations_; }  // activation values the host computed for them
   long calls() const { return calls_; }  // products run on the GPU so far
@@ -56,7 +61,7 @@ class EmulatedGemm final : public GemmDevice, public FeedForwardDevice {
   const float* weight_floats(const WeightOperand& w, int which);  // w as floats on the device
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
-  std::mutex turn_;  // held by run()
+  std::mutex turn_;  // held by run(), feed_forward() and forget(): the buffers and counters serve one call at a time
   long calls_ = 0, blocks_ = 0, host_activations_ = 0;
   double seconds_ = 0, copy_seconds_ = 0;
 };

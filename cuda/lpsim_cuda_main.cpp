@@ -212,7 +212,6 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
       if (heads) gpu.use_attention_device(&attention);
       if (ffn) gpu.use_feed_forward_device(&device);
       if (margin > 0) attention.set_exp_margin(margin);
-
       // emulated_taps, as sweeps run a plan (its parameter format included). The first forward rounds the weights
       // and gives the taps; later ones reuse the rounded weights, as a sweep's batches do.
       Taps<double> taps;

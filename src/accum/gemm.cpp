@@ -1,7 +1,7 @@
-#include <atomic>
 #include "lpsim/accum/gemm.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <fmt/format.h>
 

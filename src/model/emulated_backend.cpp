@@ -35,6 +35,11 @@ double pow2_scale(std::span<const double> x, const FormatSpec& f) {
   return pow2_scale_within(f.max_finite(), amax);
 }
 
+// Whether every value is a float or NaN: then prepare() takes its float path (a device's operands are floats).
+bool all_floats(std::span<const double> x) {
+  return std::all_of(x.begin(), x.end(), [](double v) { return double(static_cast<float>(v)) == v || v != v; });
+}
+
 bool all_finite(std::span<const double> x) {
   return std::all_of(x.begin(), x.end(), [](double v) { return std::isfinite(v); });
 }
@@ -513,8 +518,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelCo
                                                                    const Matrix<double>& h) {
   const bool gated = cfg.mlp == Mlp::gated;
   if (!ffn_recipe_ || h.empty() || (gated && (w.w3.empty() || !w.b1.empty()))) return std::nullopt;
-  if (!std::all_of(h.data.begin(), h.data.end(), [](double x) { return double(float(x)) == x || x != x; }))
-    return std::nullopt;  // prepare() would take its double path
+  if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
   FeedForwardJob job = *ffn_recipe_;
   job.rows = h.rows, job.width = h.cols, job.hidden = w.w1.cols, job.gated = gated;
   job.act.kind = cfg.activation;
@@ -543,7 +547,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelCo
   gemm_calls_ += gated ? 3 : 2;  // the streams of the products
   Matrix<double> y(h.rows, w.w2.cols);
   std::vector<float> out(y.size());
-  const AttentionHeadResult r = ffn_device_->feed_forward(job, out);
+  const DeviceResult r = ffn_device_->feed_forward(job, out);
   count_events(r.overflows, r.saturations);
   std::copy(out.begin(), out.end(), y.data.begin());
   tick(Op::ffn_up);
@@ -575,10 +579,8 @@ void EmulatedBackend::use_attention_device(AttentionDevice* device) {
 std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>& q, const Matrix<double>& k,
                                                            const Matrix<double>& v, bool causal, ScoreScale how) {
   if (!head_recipe_ || q.cols != k.cols || v.cols != q.cols || k.rows != v.rows || q.empty() || k.empty()) return std::nullopt;
-  auto floats = [](const Matrix<double>& m) {
-    return std::all_of(m.data.begin(), m.data.end(), [](double x) { return double(float(x)) == x || x != x; });
-  };
-  if (!floats(q) || !floats(k) || !floats(v)) return std::nullopt;  // prepare() would take its double path
+  if (!all_floats(q.data) || !all_floats(k.data) || !all_floats(v.data))
+    return std::nullopt;  // prepare() would take its double path
   // What gemm(score, q, k^T), scale_scores, softmax and gemm(pv, p, v) would do on the host before the device's part.
   const Operand qa = prepare(Op::score, q), ka = prepare(Op::score, transpose(k)), va = prepare(Op::pv, v);
   AttentionHeadJob job = *head_recipe_;
@@ -591,7 +593,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>&
 #pragma omp atomic
   gemm_calls_ += std::uint64_t(q.rows) + 2;  // the streams of the two products and of each row's sum
   std::vector<float> out(std::size_t(q.rows) * v.cols);
-  const AttentionHeadResult r = attention_device_->head(job, out);
+  const DeviceResult r = attention_device_->head(job, out);
   count_events(r.overflows, r.saturations);
   Matrix<double> h(q.rows, v.cols);
   std::copy(out.begin(), out.end(), h.data.begin());

@@ -127,7 +127,7 @@ struct LayersAsDevice : AttentionDevice {
   std::vector<AttentionHeadJob> jobs;
   explicit LayersAsDevice(PrecisionPlan p) : plan(std::move(p)) {}
   bool runs(const AccumPolicy&, const AccumPolicy&) const override { return true; }
-  AttentionHeadResult head(const AttentionHeadJob& job, std::span<float> out) override {
+  DeviceResult head(const AttentionHeadJob& job, std::span<float> out) override {
     EmulatedBackend cpu(plan);
     auto matrix = [](int rows, int cols, std::span<const float> v) {
       Matrix<double> m(rows, cols);

@@ -101,7 +101,7 @@ struct LayersAsFeedForward : FeedForwardDevice {
   long blocks = 0;
   explicit LayersAsFeedForward(PrecisionPlan p) : plan(std::move(p)) {}
   bool runs(const AccumPolicy&, const AccumPolicy&) const override { return true; }
-  AttentionHeadResult feed_forward(const FeedForwardJob& job, std::span<float> out) override {
+  DeviceResult feed_forward(const FeedForwardJob& job, std::span<float> out) override {
     EmulatedBackend cpu(plan);
     auto matrix = [](int rows, int cols, const WeightOperand& w) {
       Matrix<double> m(rows, cols);

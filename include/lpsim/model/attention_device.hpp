@@ -79,9 +79,10 @@ struct AttentionHeadJob {
   ElementRounding scale_compute, scale_out, softmax_compute, softmax_out, pv_input;
 };
 
-struct AttentionHeadResult {
-  long overflows = 0, saturations = 0;  // every range event of the head after its operands were prepared
-  long host_exps = 0;                   // exp values the host computed (rounds_alike false)
+// What a device adds to the backend's counts for one head or block (FeedForwardDevice returns it too).
+struct DeviceResult {
+  long overflows = 0, saturations = 0;  // every range event after the operands were prepared
+  long host_values = 0;                 // values the host computed (their rounding undecided on the device)
 };
 
 class AttentionDevice {
@@ -90,7 +91,7 @@ class AttentionDevice {
   // Whether it runs heads whose GEMMs have these policies (asked before anything is computed).
   virtual bool runs(const AccumPolicy& score, const AccumPolicy& pv) const = 0;
   // out: rows x width, values of pv's out. Called from several threads at once (the device takes them in turn).
-  virtual AttentionHeadResult head(const AttentionHeadJob& job, std::span<float> out) = 0;
+  virtual DeviceResult head(const AttentionHeadJob& job, std::span<float> out) = 0;
 };
 
 }  // namespace lpsim

@@ -100,7 +100,7 @@ class FeedForwardDevice {
   virtual ~FeedForwardDevice() = default;
   virtual bool runs(const AccumPolicy& up, const AccumPolicy& down) const = 0;
   // out: rows x width, values of ffn_down's out.
-  virtual AttentionHeadResult feed_forward(const FeedForwardJob& job, std::span<float> out) = 0;
+  virtual DeviceResult feed_forward(const FeedForwardJob& job, std::span<float> out) = 0;
 };
 
 }  // namespace lpsim

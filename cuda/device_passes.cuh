@@ -1,0 +1,53 @@
+#pragma once
+// What the elementwise passes of the GPU's heads and feed-forward blocks share: counting on the device (each thread
+// sums its own counts and adds them once, with an atomic only where it saw any: range events are rare), the list of
+// values left to the host, and the pass that writes the host's values back.
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "device_slot.hpp"
+#include "lpsim/model/attention_device.hpp"
+
+namespace lpsim::cuda {
+
+__device__ inline void add(unsigned long long* total, long count) {
+  if (count) atomicAdd(total, static_cast<unsigned long long>(count));
+}
+
+// Counts: a kernel's struct of unsigned long long totals with overflows and saturations.
+template <class Counts>
+__device__ void add_events(Counts* c, const ElementEvents& e) {
+  add(&c->overflows, e.overflows);
+  add(&c->saturations, e.saturations);
+}
+
+// A value whose rounding the device cannot decide: where it goes, and the argument the host computes it from.
+struct Flag {
+  std::size_t index;
+  double x;
+};
+
+// The host's values into place.
+__global__ inline void scatter_kernel(const Flag* flags, const float* values, std::size_t n, float* target) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    target[flags[i].index] = values[i];
+}
+
+// Blocks of 256 threads for n elements, at most 8192 (the passes loop grid-stride).
+inline int blocks_for(std::size_t n) { return int((n + 255) / 256 < 8192 ? (n + 255) / 256 : 8192); }
+
+// The `count` values listed in flags, computed on the host as value(x) (glibc's functions; value counts their range
+// events) and written into target on the device; scratch holds them on the way.
+template <class Value>
+void resolve_on_host(const Flag* flags, std::size_t count, float* target, Slot& scratch, Value value) {
+  std::vector<Flag> listed(count);
+  std::vector<float> values(count);
+  to_host(std::span<Flag>(listed), flags);
+  for (std::size_t i = 0; i < count; ++i) values[i] = float(value(listed[i].x));
+  float* v = scratch.get<float>(count);
+  to_device(v, std::span<const float>(values));
+  scatter_kernel<<<blocks_for(count), 256>>>(flags, v, count, target);
+}
+
+}  // namespace lpsim::cuda
