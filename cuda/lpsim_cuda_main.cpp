@@ -100,8 +100,8 @@ void export_models(const std::string& dir, const std::vector<std::string>& model
     const Weights<double> w = make_weights(c, seed);
     const ModelInput<double> in = make_input(c, seed);
     std::map<std::string, Tensor> t;
-    auto put = [&](const std::string& name, const std::vector<double>& v, std::vector<std::int64_t> shape) {
-      if (!v.empty()) t[name] = Tensor{"F32", std::move(shape), v};
+    auto put = [&](const std::string& name, std::span<const double> v, std::vector<std::int64_t> shape) {
+      if (!v.empty()) t[name] = Tensor{"F32", std::move(shape), {v.begin(), v.end()}};
     };
     auto mat = [&](const std::string& name, const Matrix<double>& m) { put(name, m.data, {m.rows, m.cols}); };
     mat("patch_w", w.patch_w), put("patch_b", w.patch_b, {c.width}), put("cls", w.cls, {c.width});
@@ -137,7 +137,7 @@ double seconds(F&& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-bool same_values(const std::vector<double>& x, const std::vector<double>& y) {
+bool same_values(std::span<const double> x, std::span<const double> y) {
   return value_digest(x) == value_digest(y) && x.size() == y.size();
 }
 

@@ -9,7 +9,7 @@ namespace lpsim::cuda {
 namespace {
 
 std::vector<float> floats(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-std::vector<float> floats(const Matrix<double>& m) { return floats(m.data); }
+std::vector<float> floats(const Matrix<double>& m) { return {m.data.begin(), m.data.end()}; }
 
 NativeFormat native_format(const Format& f, Op op, const char* field) {
   if (f.spec == formats::fp32) return NativeFormat::fp32;

@@ -88,7 +88,7 @@ std::vector<std::vector<double>> emulate_native_run(const NativeRun& run) {
   plan.params.reset();  // the deterministic native kernels hold every parameter in fp32 (cuda/native_adapter.cpp)
   EmulatedBackend be(plan, run.seed);
   std::vector<std::vector<double>> taps;
-  for (auto& m : emulated_taps(be, cfg, w, in)) taps.push_back(std::move(m.data));
+  for (auto& m : emulated_taps(be, cfg, w, in)) taps.push_back(as_vector(m.data));
   return taps;
 }
 

@@ -36,8 +36,28 @@ double pow2_scale(std::span<const double> x, const FormatSpec& f) {
 }
 
 // Whether every value is a float or NaN: then prepare() takes its float path (a device's operands are floats).
+// On all threads when long (a feed-forward block's input at 1024 tokens is 2M values).
 bool all_floats(std::span<const double> x) {
-  return std::all_of(x.begin(), x.end(), [](double v) { return double(static_cast<float>(v)) == v || v != v; });
+  return parallel_count(std::int64_t(x.size()), x.size() >= parallel_elements, [&](std::int64_t i, long& other, long&) {
+           other += !(double(static_cast<float>(x[i])) == x[i] || x[i] != x[i]);
+         }).a == 0;
+}
+
+// A device's float results as doubles, copied on all threads into memory not zeroed first (GEMM outputs of a
+// forward at 1024 tokens are 2M to 130M values; serial passes over them bounded its speed-up on many cores).
+Matrix<double> from_floats(int rows, int cols, const float* values) {
+  Matrix<double> m(rows, cols, uninitialized);
+  double* to = m.data.data();
+  parallel_for(std::int64_t(m.size()), m.size() >= parallel_elements, [&](std::int64_t i) { to[i] = values[i]; });
+  return m;
+}
+
+// A float buffer of at least n values for a device's results, kept per thread: fresh pages of hundreds of MB
+// (an LM head's output) cost more than the product, and zeroing them is a serial pass.
+std::span<float> result_buffer(std::size_t n) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return {buffer.data(), n};
 }
 
 bool all_finite(std::span<const double> x) {
@@ -369,8 +389,9 @@ Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, co
   const BlockQuantized qa = quantize_blocks(*p.blocks, a.data, a.rows, a.cols, 1, block_rounding_stream(*p.blocks));
   const BlockQuantized qb = quantize_blocks(sb, b.data, b.rows, b.cols, 0, block_rounding_stream(sb));
   count_events(0, qa.saturated + qb.saturated);
-  Matrix<double> c(a.rows, b.cols);
-  c.data = block_scaled_gemm(*p.gemm, qa, qb, device_);  // fp32 values
+  Matrix<double> c(a.rows, b.cols, uninitialized);
+  const std::vector<double> values = block_scaled_gemm(*p.gemm, qa, qb, device_);  // fp32 values
+  c.data.assign(values.begin(), values.end());
   const bool finite = all_finite(a.data) && all_finite(b.data);
   if (finite) count_events(count_nonfinite(c.data), 0);
   if (bias) {  // the epilogue in compute, the bias a value of out (as product's)
@@ -388,7 +409,7 @@ Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const
                                           const Matrix<double>* c) {
   const OpPrecision& p = plan_[op];
   const Rounder r = make_rounder(p.gemm->input, Rounding::nearest_even);  // a cast on entry, as in prepare
-  std::vector<double> ad = a.data, bd = b.data;
+  std::vector<double> ad = as_vector(a.data), bd = as_vector(b.data);
   round_all(r, ad);
   round_all(r, bd);
   Matrix<double> out = c ? *c : Matrix<double>(a.rows, b.cols, 0.0);
@@ -414,23 +435,15 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   options.sr = next_stream(gemm_stream);
   options.device = device_;
   Matrix<double> c;
-  c.rows = m, c.cols = n;
   const std::size_t size = std::size_t(m) * n;
   const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
   if (both_float && fits_float(policy.output.spec)) {
-    // Reused: an LM head's output is hundreds of MB, and fresh pages (zeroed by the kernel, then by the vector)
-    // cost more than its GEMM. c is zeroed by resize, then copied from it on all threads (serial passes over
-    // such outputs bound a forward's speed-up on many cores; the zeroing is one of them still).
-    thread_local std::vector<float> fc;
-    if (fc.size() < size) fc.resize(size);
+    const std::span<float> fc = result_buffer(size);
     options.b_id = b.id;  // a weight's floats: a device may keep them
-    lpsim::gemm(policy, m, n, k, a.f, b.f, std::span<float>(fc.data(), size), options);
-    c.data.resize(size);
-    const float* from = fc.data();
-    double* to = c.data.data();
-    parallel_for(std::int64_t(size), size >= parallel_elements, [&](std::int64_t i) { to[i] = from[i]; });
+    lpsim::gemm(policy, m, n, k, a.f, b.f, fc, options);
+    c = from_floats(m, n, fc.data());
   } else {
-    c.data.resize(size);
+    c = Matrix<double>(m, n);
     auto as_double = [](const Operand& o) { return o.f.empty() ? o.d : std::vector<double>(o.f.begin(), o.f.end()); };
     options.b_id = b.f.empty() ? b.id : 0;  // a device keeps a weight in one carrier: its own
     lpsim::gemm(policy, m, n, k, as_double(a), as_double(b), c.data, options);
@@ -545,11 +558,10 @@ std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelCo
   job.b1 = b1, job.b2 = b2;
 #pragma omp atomic
   gemm_calls_ += gated ? 3 : 2;  // the streams of the products
-  Matrix<double> y(h.rows, w.w2.cols);
-  std::vector<float> out(y.size());
+  const std::span<float> out = result_buffer(std::size_t(h.rows) * w.w2.cols);
   const DeviceResult r = ffn_device_->feed_forward(job, out);
   count_events(r.overflows, r.saturations);
-  std::copy(out.begin(), out.end(), y.data.begin());
+  Matrix<double> y = from_floats(h.rows, w.w2.cols, out.data());
   tick(Op::ffn_up);
   return y;
 }
@@ -592,11 +604,10 @@ std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>&
   job.scale_constant = job.divide ? compute(Op::scale, std::sqrt(d)) : compute(Op::scale, 1 / std::sqrt(d));
 #pragma omp atomic
   gemm_calls_ += std::uint64_t(q.rows) + 2;  // the streams of the two products and of each row's sum
-  std::vector<float> out(std::size_t(q.rows) * v.cols);
+  const std::span<float> out = result_buffer(std::size_t(q.rows) * v.cols);
   const DeviceResult r = attention_device_->head(job, out);
   count_events(r.overflows, r.saturations);
-  Matrix<double> h(q.rows, v.cols);
-  std::copy(out.begin(), out.end(), h.data.begin());
+  Matrix<double> h = from_floats(q.rows, v.cols, out.data());
   tick(Op::score);
   return h;
 }

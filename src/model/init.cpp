@@ -363,7 +363,7 @@ ModelInput<double> input_from_values(const ModelConfig& cfg, std::vector<double>
   for (double& x : values) x = round_to(x, storage, Rounding::nearest_even);
   if (!patch) {
     in.x = Matrix<double>(cfg.tokens, cfg.width);
-    in.x.data = std::move(values);
+    in.x.data.assign(values.begin(), values.end());
     return in;
   }
   // Image (channel, row, column) -> patches, as a stride-p convolution sees them.

@@ -323,7 +323,7 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
     if (cfg.class_token) w.cls = ck.get("embeddings.cls_token", {1, 1, d}).values;
     const Tensor& pos = ck.get("embeddings.position_embeddings", {1, cfg.tokens, d});
     w.pos = Matrix<double>(cfg.tokens, d);
-    w.pos.data = pos.values;
+    w.pos.data.assign(pos.values.begin(), pos.values.end());
   } else if (llama) {
     w.wte = ck.matrix("embed_tokens.weight", cfg.vocab, d, false);
   } else if (cfg.embedding == Embedding::tokens) {
@@ -368,7 +368,7 @@ void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, c
   };
   auto mat = [&](const std::string& name, const Matrix<double>& m, bool transposed) {
     const Matrix<double> s = transposed ? transpose(m) : m;
-    put(name, {s.rows, s.cols}, s.data);
+    put(name, {s.rows, s.cols}, {s.data.begin(), s.data.end()});
   };
   auto vec = [&](const std::string& name, const std::vector<double>& v) { put(name, {std::int64_t(v.size())}, v); };
   const bool vit = cfg.arch == "encoder";
@@ -402,11 +402,11 @@ void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, c
     }
   }
   if (cfg.embedding == Embedding::patch) {
-    Tensor pw{dtype, {cfg.width, cfg.channels, cfg.patch, cfg.patch}, transpose(w.patch_w).data};
+    Tensor pw{dtype, {cfg.width, cfg.channels, cfg.patch, cfg.patch}, as_vector(transpose(w.patch_w).data)};
     t["embeddings.patch_embeddings.projection.weight"] = pw;
     vec("embeddings.patch_embeddings.projection.bias", w.patch_b);
     put("embeddings.cls_token", {1, 1, cfg.width}, w.cls);
-    put("embeddings.position_embeddings", {1, cfg.tokens, cfg.width}, w.pos.data);
+    put("embeddings.position_embeddings", {1, cfg.tokens, cfg.width}, as_vector(w.pos.data));
   } else if (cfg.embedding == Embedding::tokens) {
     mat("wte.weight", w.wte, false), mat("wpe.weight", w.pos, false);
   }

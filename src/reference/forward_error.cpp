@@ -52,12 +52,14 @@ template <class B, class T = typename B::Scalar, class W = T>
 Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
                  std::vector<RangeEvents>* events = nullptr) {
   Taps<T> taps;
-  Matrix<T> result = forward<B, T, W>(be, cfg, w, in, TapSink<T>([&](int, Tap tap, const Matrix<T>& m) {
-    if (tap != Tap::logits) taps.push_back(m);  // the logits, the last tap, are the result: moved in below
+  taps.reserve(4 * std::size_t(cfg.depth) + 2);  // the forward reads taps where they are kept: no reallocation
+  Matrix<T> untapped;  // the embedding's output of a model with no blocks and no head: not a tap
+  forward_kept<B, T, W>(be, cfg, w, in, TapKeeper<T>([&](int layer, Tap, Matrix<T>&& m) -> const Matrix<T>& {
+    if (layer < 0) return untapped = std::move(m);
     if constexpr (std::is_same_v<B, EmulatedBackend>)
       if (events) events->push_back(be.events());
+    return taps.emplace_back(std::move(m));
   }));
-  if (cfg.lm_head) taps.push_back(std::move(result));
   return taps;
 }
 

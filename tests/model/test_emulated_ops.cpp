@@ -38,7 +38,7 @@ TEST(EmulatedOps, LayerNormInFp32IsTheFloatKernel) {
   EmulatedBackend be(plan_preset("autocast-fp16"));
   const int n = 7, d = 48;
   const Matrix<double> x = random_matrix(n, d, 1, 4.0);
-  NormWeights<double> w{random_matrix(1, d, 2, 1.0).data, random_matrix(1, d, 3, 0.5).data};
+  NormWeights<double> w{as_vector(random_matrix(1, d, 2, 1.0).data), as_vector(random_matrix(1, d, 3, 0.5).data)};
   const double eps = 1e-5;
   const Matrix<double> y = layers::norm(be, NormKind::layernorm, x, w, eps);
   const float eps_f = float(eps);
@@ -86,7 +86,7 @@ TEST(EmulatedOps, AutocastLinearIsTheFloatKernel) {
     EmulatedBackend be(plan_preset(preset));
     const int m = 5, k = 37, n = 11;
     const Matrix<double> a = random_matrix(m, k, 6, 3.0), b = random_matrix(k, n, 7, 0.3);
-    const std::vector<double> bias = random_matrix(1, n, 8, 0.5).data;
+    const std::vector<double> bias = as_vector(random_matrix(1, n, 8, 0.5).data);
     const Matrix<double> with_bias = be.gemm(Op::qkv, a, b, &bias);
     const Matrix<double> without = be.gemm(Op::score, a, b, nullptr);
     for (int i = 0; i < m; ++i)

@@ -32,7 +32,7 @@ Matrix<double> random_matrix(int r, int c, std::uint64_t seed, double scale = 1.
 TEST(Layers, NormsMatchEigen) {
   NativeBackend<double> be;
   const Matrix<double> x = random_matrix(9, 16, 1, 3.0);
-  NormWeights<double> w{random_matrix(1, 16, 2).data, random_matrix(1, 16, 3).data};
+  NormWeights<double> w{as_vector(random_matrix(1, 16, 2).data), as_vector(random_matrix(1, 16, 3).data)};
   for (double eps : {1e-5, 1e-2}) {
     const Mat want = test::layer_norm(test::to_eigen(x), w, eps, false);
     EXPECT_LT(test::rel_diff(test::to_eigen(layers::norm(be, NormKind::layernorm, x, w, eps)), want), 1e-14);

@@ -2,6 +2,7 @@
 // The forward pass, once for every backend. Pre-LN: X' = X + MHSA(N1(X)), X'' = X' + FFN(N2(X')).
 // Post-LN: X' = N1(X + MHSA(X)), X'' = N2(X' + FFN(X')). Four taps per block: the attention branch, the stream
 // after it, the FFN branch and the block output; then the final norm and the logits where the model has them.
+#include <array>
 #include <functional>
 #include <string_view>
 #include <vector>
@@ -38,15 +39,24 @@ inline TapPosition tap_at(const ModelConfig& cfg, std::size_t index) {
 
 template <class T>
 using TapSink = std::function<void(int layer, Tap tap, const Matrix<T>& value)>;
+// Takes each tap's value and returns where it keeps it; the forward reads the value there for as long as it needs
+// it, so a caller that stores every tap (run_taps) moves them instead of copying each (1 GB per Llama-1B forward at
+// 1024 tokens). The returned reference must stay valid until the forward returns.
+template <class T>
+using TapKeeper = std::function<const Matrix<T>&(int layer, Tap tap, Matrix<T>&& value)>;
 
+// The forward with every tap handed to keep; returns nothing: the last tap (or, for a model without blocks or
+// head, the embedding's output, handed to keep as the block output of layer -1) is its result.
 // W: the scalar the weights and input are held in (T itself, or double for the double-double reference).
 template <class B, class T = typename B::Scalar, class W = T>
-Matrix<T> forward(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
-                  const TapSink<T>& tap = {}) {
-  auto emit = [&](int l, Tap t, const Matrix<T>& m) {
-    if (tap) tap(l, t, m);
-  };
-  Matrix<T> x = layers::embed<B, T>(be, cfg, w, in);
+void forward_kept(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
+                  const TapKeeper<T>& keep) {
+  Matrix<T> embedded = layers::embed<B, T>(be, cfg, w, in);
+  if (cfg.depth == 0 && !cfg.final_norm && !cfg.lm_head) {
+    keep(-1, Tap::block, std::move(embedded));
+    return;
+  }
+  const Matrix<T>* x = &embedded;  // the residual stream, where it is kept
   for (int l = 0; l < cfg.depth; ++l) {
     be.set_layer(l);
     const LayerWeights<W>& lw = w.layers[l];
@@ -54,27 +64,37 @@ Matrix<T> forward(B& be, const ModelConfig& cfg, const Weights<W>& w, const Mode
     auto normed = [&](const Matrix<T>& v, const NormWeights<W>& nw) {
       return layers::norm(be, cfg.norm, v, nw, cfg.norm_eps, cfg.norm_cast);
     };
-    const Matrix<T> a = layers::attention(be, cfg, lw, pre ? normed(x, lw.norm1) : x, w.rope_cos, w.rope_sin);
-    emit(l, Tap::attn, a);
-    x = layers::residual_add(be, x, a);
-    if (!pre) x = normed(x, lw.norm1);
-    emit(l, Tap::mid, x);
-    const Matrix<T> f = layers::feed_forward(be, cfg, lw, pre ? normed(x, lw.norm2) : x);
-    emit(l, Tap::ffn, f);
-    x = layers::residual_add(be, x, f);
-    if (!pre) x = normed(x, lw.norm2);
-    emit(l, Tap::block, x);
+    const Matrix<T>& a =
+        keep(l, Tap::attn, layers::attention(be, cfg, lw, pre ? normed(*x, lw.norm1) : *x, w.rope_cos, w.rope_sin));
+    Matrix<T> after = layers::residual_add(be, *x, a);
+    if (!pre) after = normed(after, lw.norm1);
+    x = &keep(l, Tap::mid, std::move(after));
+    const Matrix<T>& f = keep(l, Tap::ffn, layers::feed_forward(be, cfg, lw, pre ? normed(*x, lw.norm2) : *x));
+    Matrix<T> out = layers::residual_add(be, *x, f);
+    if (!pre) out = normed(out, lw.norm2);
+    x = &keep(l, Tap::block, std::move(out));
   }
   be.set_layer(cfg.depth);
-  if (cfg.final_norm) {
-    x = layers::norm(be, cfg.norm, x, w.final_norm, cfg.norm_eps, cfg.norm_cast, false);
-    emit(cfg.depth, Tap::final, x);
-  }
-  if (cfg.lm_head) {
-    x = be.linear(Op::lm_head, x, w.lm_head, nullptr);
-    emit(cfg.depth, Tap::logits, x);
-  }
-  return x;
+  if (cfg.final_norm)
+    x = &keep(cfg.depth, Tap::final, layers::norm(be, cfg.norm, *x, w.final_norm, cfg.norm_eps, cfg.norm_cast, false));
+  if (cfg.lm_head) keep(cfg.depth, Tap::logits, be.linear(Op::lm_head, *x, w.lm_head, nullptr));
+}
+
+// The forward with each tap shown to `tap`; returns the last value (the logits where the model has an LM head).
+template <class B, class T = typename B::Scalar, class W = T>
+Matrix<T> forward(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
+                  const TapSink<T>& tap = {}) {
+  // One slot per kind of tap: a value is dead by the time the next one of its kind arrives (the stream after a
+  // block is last read by the next block's first residual add, before that block's output).
+  std::array<Matrix<T>, 6> slots;
+  Matrix<T>* last = nullptr;
+  forward_kept<B, T, W>(be, cfg, w, in, [&](int l, Tap t, Matrix<T>&& m) -> const Matrix<T>& {
+    last = &slots[static_cast<int>(t)];
+    *last = std::move(m);
+    if (tap && l >= 0) tap(l, t, *last);
+    return *last;
+  });
+  return std::move(*last);
 }
 
 }  // namespace lpsim

@@ -65,7 +65,7 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
   if constexpr (requires { be.observe_norm_input(x); })  // diagnostics (diag/) look at the blocks' norms
     if (in_block) be.observe_norm_input(x);
   const int n = x.rows, d = x.cols;
-  Matrix<T> y(n, d);
+  Matrix<T> y(n, d, uninitialized);  // every row written below
   const T width(d), epsilon = be.compute(Op::norm, T(w.eps >= 0 ? w.eps : eps));
   parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t row_index) {
     const int i = int(row_index);
@@ -256,7 +256,7 @@ void activate(B& be, Activation a, Matrix<T>& u, bool chain = false) {
 // X + F, elementwise in the residual class's precision.
 template <class B, class T>
 Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
-  Matrix<T> y(x.rows, x.cols);
+  Matrix<T> y(x.rows, x.cols, uninitialized);
   parallel_for(std::int64_t(x.size()), parallel_rows(be, x.size()),
                [&](std::int64_t i) { y.data[i] = be.compute(Op::residual, T(x.data[i] + f.data[i])); });
   be.store(Op::residual, y);
@@ -282,7 +282,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     keys[g] = columns(k, g * dh, dh);
     if (rope) rotate(be, keys[g], rope_cos, rope_sin);
   }
-  Matrix<T> heads(h.rows, cfg.q_width());
+  Matrix<T> heads(h.rows, cfg.q_width(), uninitialized);  // every head sets its columns
   parallel_for(cfg.heads, parallel_heads(be, cfg.heads), [&](std::int64_t head_index) {
     const int head = int(head_index), g = head / group;
     Matrix<T> qh = columns(q, head * dh, dh);
