@@ -37,48 +37,100 @@ struct FloatPlan {
   Rounding output_rounding;
 };
 
-constexpr int tile = 64, tile_k = 16, per_thread = 4;  // 64 x 64 outputs per block, 16 x 16 threads of 4 x 4
-
-__global__ void fp32_kernel(FloatPlan p, int m, int n, int k, const float* a, const float* b, float* c) {
-  __shared__ float as[tile_k][tile], bs[tile_k][tile];
-  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int row0 = blockIdx.y * tile, col0 = blockIdx.x * tile;
-  float part[per_thread][per_thread], total[per_thread][per_thread];
-  for (int r = 0; r < per_thread; ++r)
-    for (int q = 0; q < per_thread; ++q) part[r][q] = total[r][q] = 0.0f;
-  for (int t0 = 0; t0 < k; t0 += tile_k) {
-    for (int e = threadIdx.x; e < tile * tile_k; e += blockDim.x) {  // zeros outside the matrices are never used
-      const int ar = e / tile_k, at = e % tile_k, bt = e / tile, bc = e % tile;
-      as[at][ar] = row0 + ar < m && t0 + at < k ? a[std::size_t(row0 + ar) * k + t0 + at] : 0.0f;
-      bs[bt][bc] = t0 + bt < k && col0 + bc < n ? b[std::size_t(t0 + bt) * n + col0 + bc] : 0.0f;
+// Tiles of Tile x Tile outputs, 256 threads of Per x Per each (strided by 16, so that a warp's shared-memory reads
+// are broadcasts or consecutive), K in steps of TileK with the next step's operands fetched into registers while
+// this one's products run. Every output's operations are the CPU's, in the CPU's order along K, whatever the tile.
+// Unchunked (sequential order, chunk >= k): s starts at -0, and fma(a, b, -0) = a*b rounded, -0 + x = x, so the
+// first product needs no case of its own. Chunked: chunk sums start with the chunk's first product and are added
+// in binary32 as they end.
+template <int Tile, int Per, int TileK, bool Chunked, bool RoundedProducts>
+__global__ void __launch_bounds__(256) fp32_kernel(FloatPlan p, int m, int n, int k, const float* a, const float* b,
+                                                   float* c) {
+  constexpr int side = Tile / Per, loads = Tile * TileK / 256;
+  static_assert(side * side == 256 && loads * 256 == Tile * TileK);
+  __shared__ float as[TileK][Tile + 4];  // padded: the transposing stores below hit distinct banks
+  __shared__ float bs[TileK][Tile];
+  const int tx = threadIdx.x % side, ty = threadIdx.x / side;
+  const int row0 = blockIdx.y * Tile, col0 = blockIdx.x * Tile;
+  float part[Per][Per], total[Chunked ? Per : 1][Chunked ? Per : 1];
+  for (int r = 0; r < Per; ++r)
+    for (int q = 0; q < Per; ++q) part[r][q] = Chunked ? 0.0f : -0.0f;
+  if constexpr (Chunked)
+    for (int r = 0; r < Per; ++r)
+      for (int q = 0; q < Per; ++q) total[r][q] = 0.0f;
+  float ra[loads], rb[loads];
+  auto fetch = [&](int t0) {  // zeros outside the matrices are never used
+    for (int l = 0; l < loads; ++l) {
+      const int e = threadIdx.x + 256 * l;
+      const int ar = e / TileK, at = e % TileK, bt = e / Tile, bc = e % Tile;
+      ra[l] = row0 + ar < m && t0 + at < k ? a[std::size_t(row0 + ar) * k + t0 + at] : 0.0f;
+      rb[l] = t0 + bt < k && col0 + bc < n ? b[std::size_t(t0 + bt) * n + col0 + bc] : 0.0f;
     }
-    __syncthreads();
-    const int steps = min(tile_k, k - t0);
-    for (int tt = 0; tt < steps; ++tt) {
-      const int t = t0 + tt;
+  };
+  auto step = [&](int tt, int t) {
+    float av[Per], bv[Per];
+    for (int r = 0; r < Per; ++r) av[r] = as[tt][ty + side * r];
+    for (int q = 0; q < Per; ++q) bv[q] = bs[tt][tx + side * q];
+    if constexpr (Chunked) {
       const bool chunk_start = t % p.chunk == 0;
-      float av[per_thread], bv[per_thread];
-      for (int r = 0; r < per_thread; ++r) av[r] = as[tt][ty + 16 * r];
-      for (int q = 0; q < per_thread; ++q) bv[q] = bs[tt][tx + 16 * q];
-      for (int r = 0; r < per_thread; ++r)
-        for (int q = 0; q < per_thread; ++q) {
+      for (int r = 0; r < Per; ++r)
+        for (int q = 0; q < Per; ++q) {
           if (chunk_start && t > 0) total[r][q] = t == p.chunk ? part[r][q] : __fadd_rn(total[r][q], part[r][q]);
           const float prod = __fmul_rn(av[r], bv[q]);
           part[r][q] = chunk_start ? prod
-                       : p.rounded_products ? __fadd_rn(part[r][q], prod)
-                                            : __fmaf_rn(av[r], bv[q], part[r][q]);
+                       : RoundedProducts ? __fadd_rn(part[r][q], prod)
+                                         : __fmaf_rn(av[r], bv[q], part[r][q]);
         }
+    } else {
+#pragma unroll
+      for (int r = 0; r < Per; ++r)
+#pragma unroll
+        for (int q = 0; q < Per; ++q)
+          part[r][q] = RoundedProducts ? __fadd_rn(part[r][q], __fmul_rn(av[r], bv[q]))
+                                       : __fmaf_rn(av[r], bv[q], part[r][q]);
+    }
+  };
+  fetch(0);
+  for (int t0 = 0; t0 < k; t0 += TileK) {
+    for (int l = 0; l < loads; ++l) {
+      const int e = threadIdx.x + 256 * l;
+      as[e % TileK][e / TileK] = ra[l];
+      bs[e / Tile][e % Tile] = rb[l];
+    }
+    __syncthreads();
+    if (t0 + TileK < k) fetch(t0 + TileK);
+    const int steps = min(TileK, k - t0);
+    if (steps == TileK) {
+#pragma unroll
+      for (int tt = 0; tt < TileK; ++tt) step(tt, t0 + tt);
+    } else {
+      for (int tt = 0; tt < steps; ++tt) step(tt, t0 + tt);
     }
     __syncthreads();
   }
-  for (int r = 0; r < per_thread; ++r)
-    for (int q = 0; q < per_thread; ++q) {
-      const int i = row0 + ty + 16 * r, j = col0 + tx + 16 * q;
+  for (int r = 0; r < Per; ++r)
+    for (int q = 0; q < Per; ++q) {
+      const int i = row0 + ty + side * r, j = col0 + tx + side * q;
       if (i >= m || j >= n) continue;
-      const float s = k <= p.chunk ? part[r][q] : __fadd_rn(total[r][q], part[r][q]);
+      float s = k == 0 ? 0.0f : part[r][q];  // an empty sum is +0, as on the CPU
+      if constexpr (Chunked) s = k <= p.chunk ? part[r][q] : __fadd_rn(total[r][q], part[r][q]);
       c[std::size_t(i) * n + j] =
           p.output_is_fp32 ? s : float(accum::round_with(double(s), p.output, p.output_rounding, 0));
     }
+}
+
+// The large tile where it still gives every multiprocessor of an H200 (132) a block; the small one otherwise
+// (an attention head's products, 1024 x 64 outputs, would leave most of them idle) and for chunked orders (their
+// second set of sums spills the large tile's registers).
+template <bool Chunked, bool RoundedProducts>
+void launch_fp32(const FloatPlan& fp, int m, int n, int k, const float* a, const float* b, float* c) {
+  auto grid = [&](int t) { return dim3((n + t - 1) / t, (m + t - 1) / t); };
+  if constexpr (!Chunked)
+    if (const dim3 g = grid(128); g.x * g.y >= 132) {
+      fp32_kernel<128, 8, 8, false, RoundedProducts><<<g, 256>>>(fp, m, n, k, a, b, c);
+      return;
+    }
+  fp32_kernel<64, 4, 16, Chunked, RoundedProducts><<<grid(64), 256>>>(fp, m, n, k, a, b, c);
 }
 
 // ---- the tensor-core kernel: the hardware-exact presets (tcexp=operands) in float and integer arithmetic ----
@@ -244,7 +296,11 @@ void launch_float_gemm(const AccumPolicy& p, int m, int n, int k, const float* k
     const FloatPlan fp{p.product.has_value(), p.chunk_length(k),
                        p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even,
                        make_round_params<double>(p.output.spec), p.output_rounding};
-    fp32_kernel<<<dim3((n + tile - 1) / tile, (m + tile - 1) / tile), 256>>>(fp, m, n, k, ka, kb, kc);
+    const bool chunked = fp.chunk < k;
+    if (chunked && fp.rounded_products) launch_fp32<true, true>(fp, m, n, k, ka, kb, kc);
+    else if (chunked) launch_fp32<true, false>(fp, m, n, k, ka, kb, kc);
+    else if (fp.rounded_products) launch_fp32<false, true>(fp, m, n, k, ka, kb, kc);
+    else launch_fp32<false, false>(fp, m, n, k, ka, kb, kc);
   }
 }
 
