@@ -145,6 +145,7 @@ __global__ void normalize_kernel(SoftmaxPass p, float* e, Counts* counts) {
 
 struct EmulatedAttention::Buffers {
   Slot q, kt, v, s, out, counts, flags, host_values;
+  PinnedSlot staging;
 };
 
 EmulatedAttention::EmulatedAttention() : buffers_(std::make_unique<Buffers>()) {}
@@ -155,59 +156,83 @@ bool EmulatedAttention::runs(const AccumPolicy& score, const AccumPolicy& pv) co
 }
 
 DeviceResult EmulatedAttention::head(const AttentionHeadJob& job, std::span<float> out) {
+  const char qk = job.qk_finite, vf = job.v_finite;
+  AttentionLayerJob layer;
+  layer.head = job;
+  layer.q = job.q, layer.kt = job.kt, layer.v = job.v;
+  layer.qk_finite = std::span<const char>(&qk, 1), layer.v_finite = std::span<const char>(&vf, 1);
+  return heads(layer, out);
+}
+
+// The heads' kernels are queued one after another with no wait between heads: the host waits twice per layer
+// (for the count of exp values it must compute, and for the outputs), not per head.
+DeviceResult EmulatedAttention::heads(const AttentionLayerJob& layer, std::span<float> out) {
   const std::lock_guard<std::mutex> turn(turn_);
   const Stopwatch call(seconds_);
-  ++calls_;
+  calls_ += layer.heads;
   Buffers& b = *buffers_;
-  const std::size_t scores = std::size_t(job.rows) * job.keys;
-  float* q = b.q.get<float>(job.q.size());
-  float* kt = b.kt.get<float>(job.kt.size());
-  float* v = b.v.get<float>(job.v.size());
-  float* s = b.s.get<float>(scores);
+  const AttentionHeadJob& job = layer.head;
+  const int heads = layer.heads;
+  const std::size_t scores = std::size_t(job.rows) * job.keys, qs = std::size_t(job.rows) * job.width,
+                    ks = std::size_t(job.keys) * job.width;
+  float* q = b.q.get<float>(layer.q.size());
+  float* kt = b.kt.get<float>(layer.kt.size());
+  float* v = b.v.get<float>(layer.v.size());
+  float* s = b.s.get<float>(scores * heads);
   float* o = b.out.get<float>(out.size());
-  Counts* counts = b.counts.get<Counts>(1);
-  Flag* flags = b.flags.get<Flag>(scores);
-  to_device(q, job.q);
-  to_device(kt, job.kt);
-  to_device(v, job.v);
-  check(cudaMemset(counts, 0, sizeof(Counts)), "cudaMemset");
+  Counts* counts = b.counts.get<Counts>(heads);
+  Flag* flags = b.flags.get<Flag>(scores * heads);  // head h lists its values from flags + h * scores
+  staged_to_device(b.staging, q, layer.q);
+  staged_to_device(b.staging, kt, layer.kt);
+  staged_to_device(b.staging, v, layer.v);
+  check(cudaMemset(counts, 0, sizeof(Counts) * heads), "cudaMemset");
 
-  launch_float_gemm(job.score, job.rows, job.keys, job.width, q, kt, s);
-  const ScalePass scale{job.scale_constant, job.divide, job.qk_finite, job.scale_compute, job.scale_out};
-  scale_kernel<<<blocks_for(scores), 256>>>(scale, s, scores, counts);
   const SoftmaxPass softmax{job.rows, job.keys, job.causal, job.softmax_compute, job.softmax_out, job.pv_input,
                             exp_margin_};
   const int row_blocks = blocks_for(std::size_t(job.rows) * 32);
-  exp_kernel<<<row_blocks, 256>>>(softmax, s, s, counts, flags);  // row by row: each warp reads its row first
+  for (int h = 0; h < heads; ++h) {
+    const std::size_t g = std::size_t(h / layer.group);
+    float* sh = s + h * scores;
+    launch_float_gemm(job.score, job.rows, job.keys, job.width, q + h * qs, kt + g * ks, sh);
+    const ScalePass scale{job.scale_constant, job.divide, layer.qk_finite[h] != 0, job.scale_compute, job.scale_out};
+    scale_kernel<<<blocks_for(scores), 256>>>(scale, sh, scores, counts + h);
+    exp_kernel<<<row_blocks, 256>>>(softmax, sh, sh, counts + h, flags + h * scores);  // each warp reads its row first
+  }
   check(cudaGetLastError(), "attention kernels");
-  Counts c{};
-  to_host(std::span<Counts>(&c, 1), counts);
+  std::vector<Counts> c(heads);
+  to_host(std::span<Counts>(c), counts);
   DeviceResult result;
-  if (c.flagged) {  // glibc's exp for the values the device's cannot round with certainty
-    ElementEvents events;
-    resolve_on_host(flags, c.flagged, s, b.host_values, [&](double x) {
-      const double y = std::exp(x), r = round_element(job.softmax_compute, y);
-      events.compute(job.softmax_compute, y, r);
-      return r;
-    });
-    result.overflows += events.overflows, result.saturations += events.saturations;
-    result.host_values = long(c.flagged);
-    host_exps_ += result.host_values;
+  for (int h = 0; h < heads; ++h)
+    if (c[h].flagged) {  // glibc's exp for the values the device's cannot round with certainty
+      ElementEvents events;
+      resolve_on_host(flags + h * scores, c[h].flagged, s + h * scores, b.host_values, [&](double x) {
+        const double y = std::exp(x), r = round_element(job.softmax_compute, y);
+        events.compute(job.softmax_compute, y, r);
+        return r;
+      });
+      result.overflows += events.overflows, result.saturations += events.saturations;
+      result.host_values += long(c[h].flagged);
+    }
+  host_exps_ += result.host_values;
+  for (int h = 0; h < heads; ++h) {
+    const std::size_t g = std::size_t(h / layer.group);
+    normalize_kernel<<<row_blocks, 256>>>(softmax, s + h * scores, counts + h);
+    launch_float_gemm(job.pv, job.rows, job.width, job.keys, s + h * scores, v + g * ks, o + h * qs);
   }
-  normalize_kernel<<<row_blocks, 256>>>(softmax, s, counts);
-  launch_float_gemm(job.pv, job.rows, job.width, job.keys, s, v, o);
   check(cudaGetLastError(), "attention kernels");
-  to_host(out, o);
-  to_host(std::span<Counts>(&c, 1), counts);
-  result.overflows += long(c.score_nonfinite + c.overflows);
-  result.saturations += long(c.saturations);
-  if (c.beyond) {  // P's cast, as prepare() counts it: values beyond the range became Inf/NaN or were clamped
-    const long overflowed = long(std::min(c.beyond, c.now_infinite));
-    result.overflows += overflowed;
-    result.saturations += job.pv_input.saturates ? long(c.beyond) - overflowed : 0;
+  staged_to_host(b.staging, out, o);
+  to_host(std::span<Counts>(c), counts);
+  for (int h = 0; h < heads; ++h) {
+    result.overflows += long(c[h].score_nonfinite + c[h].overflows);
+    result.saturations += long(c[h].saturations);
+    if (c[h].beyond) {  // P's cast, as prepare() counts it: values beyond the range became Inf/NaN or were clamped
+      const long overflowed = long(std::min(c[h].beyond, c[h].now_infinite));
+      result.overflows += overflowed;
+      result.saturations += job.pv_input.saturates ? long(c[h].beyond) - overflowed : 0;
+    }
+    if (c[h].now_infinite == 0 && layer.v_finite[h])
+      for (float x : out.subspan(h * qs, qs)) result.overflows += !std::isfinite(x);
   }
-  if (c.now_infinite == 0 && job.v_finite)
-    for (float x : out) result.overflows += !std::isfinite(x);
   return result;
 }
 

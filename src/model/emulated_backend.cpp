@@ -52,10 +52,13 @@ Matrix<double> from_floats(int rows, int cols, const float* values) {
   return m;
 }
 
-// A float buffer of at least n values for a device's results, kept per thread: fresh pages of hundreds of MB
-// (an LM head's output) cost more than the product, and zeroing them is a serial pass.
-std::span<float> result_buffer(std::size_t n) {
-  thread_local std::vector<float> buffer;
+// A float buffer of n values for a device's results, kept per thread and use: fresh pages of hundreds of MB (an
+// LM head's output) cost more than the product, and zeroing them is a serial pass. One per use, because a device
+// may run the backend's own GEMMs while it fills the buffer of a head or block (the tests' CPU-backed devices do).
+enum class ResultUse { product, heads, block };
+std::span<float> result_buffer(ResultUse use, std::size_t n) {
+  thread_local std::array<std::vector<float>, 3> buffers;
+  std::vector<float>& buffer = buffers[static_cast<int>(use)];
   if (buffer.size() < n) buffer.resize(n);
   return {buffer.data(), n};
 }
@@ -332,8 +335,9 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
         parallel_count(n, threads, [&](std::int64_t i, long& inf, long&) { inf += !std::isfinite(f[i]); }).a;
     o.finite = now_infinite == 0;
     if (beyond) {  // the values that left the range became Inf/NaN or were clamped (inputs were finite floats)
-      const long overflowed = std::min(beyond, now_infinite);
-      count_events(overflowed, in.overflow == Overflow::saturate ? beyond - overflowed : 0);
+      o.overflows = std::min(beyond, now_infinite);
+      o.saturations = in.overflow == Overflow::saturate ? beyond - o.overflows : 0;
+      count_events(o.overflows, o.saturations);
     }
   } else {
     o.f.clear();
@@ -438,7 +442,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   const std::size_t size = std::size_t(m) * n;
   const bool both_float = !a.f.empty() || a.d.empty() ? (!b.f.empty() || b.d.empty()) : false;
   if (both_float && fits_float(policy.output.spec)) {
-    const std::span<float> fc = result_buffer(size);
+    const std::span<float> fc = result_buffer(ResultUse::product, size);
     options.b_id = b.id;  // a weight's floats: a device may keep them
     lpsim::gemm(policy, m, n, k, a.f, b.f, fc, options);
     c = from_floats(m, n, fc.data());
@@ -558,7 +562,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelCo
   job.b1 = b1, job.b2 = b2;
 #pragma omp atomic
   gemm_calls_ += gated ? 3 : 2;  // the streams of the products
-  const std::span<float> out = result_buffer(std::size_t(h.rows) * w.w2.cols);
+  const std::span<float> out = result_buffer(ResultUse::block, std::size_t(h.rows) * w.w2.cols);
   const DeviceResult r = ffn_device_->feed_forward(job, out);
   count_events(r.overflows, r.saturations);
   Matrix<double> y = from_floats(h.rows, w.w2.cols, out.data());
@@ -588,6 +592,77 @@ void EmulatedBackend::use_attention_device(AttentionDevice* device) {
   head_recipe_ = std::move(job);
 }
 
+std::optional<Matrix<double>> EmulatedBackend::device_heads(std::span<const Matrix<double>> q,
+                                                            std::span<const Matrix<double>> k,
+                                                            std::span<const Matrix<double>> v, bool causal,
+                                                            ScoreScale how) {
+  if (!takes_heads() || q.empty() || k.empty() || k.size() != v.size() || q.size() % k.size() != 0) return std::nullopt;
+  const int rows = q[0].rows, width = q[0].cols, keys = k[0].rows;
+  if (rows == 0 || keys == 0 || width == 0) return std::nullopt;
+  for (const Matrix<double>& m : q)
+    if (m.rows != rows || m.cols != width || !all_floats(m.data)) return std::nullopt;
+  for (std::size_t g = 0; g < k.size(); ++g)
+    if (k[g].rows != keys || k[g].cols != width || v[g].rows != keys || v[g].cols != width || !all_floats(k[g].data) ||
+        !all_floats(v[g].data))
+      return std::nullopt;  // prepare() would take its double path
+  const int heads = int(q.size()), kv = int(k.size()), group = heads / kv;
+  // What device_head prepares per head, for all of them; packed head after head.
+  const std::size_t qs = std::size_t(rows) * width, ks = std::size_t(keys) * width;
+  std::vector<float> qf(heads * qs), ktf(kv * ks), vf(kv * ks);
+  std::vector<char> qk_finite(heads), v_finite(heads), k_finite(kv), vg_finite(kv);
+  Counts k_events, v_events;
+  parallel_for(heads + 2 * kv, true, [&](std::int64_t t) {
+    const int i = int(t);
+    if (i < heads) {
+      const Operand o = prepare(Op::score, q[i]);
+      std::copy(o.f.begin(), o.f.end(), qf.begin() + std::ptrdiff_t(i * qs));
+      qk_finite[i] = o.finite;
+    } else if (i < heads + kv) {
+      const Operand o = prepare(Op::score, transpose(k[i - heads]));
+      std::copy(o.f.begin(), o.f.end(), ktf.begin() + std::ptrdiff_t((i - heads) * ks));
+      k_finite[i - heads] = o.finite;
+#pragma omp atomic
+      k_events.a += o.overflows;
+#pragma omp atomic
+      k_events.b += o.saturations;
+    } else {
+      const Operand o = prepare(Op::pv, v[i - heads - kv]);
+      std::copy(o.f.begin(), o.f.end(), vf.begin() + std::ptrdiff_t((i - heads - kv) * ks));
+      vg_finite[i - heads - kv] = o.finite;
+#pragma omp atomic
+      v_events.a += o.overflows;
+#pragma omp atomic
+      v_events.b += o.saturations;
+    }
+  });
+  for (int h = 0; h < heads; ++h) qk_finite[h] = qk_finite[h] && k_finite[h / group], v_finite[h] = vg_finite[h / group];
+  // device_head prepares K and V once per query head: their casts' events count group times.
+  count_events(long(group - 1) * (k_events.a + v_events.a), long(group - 1) * (k_events.b + v_events.b));
+  AttentionLayerJob job;
+  job.head = *head_recipe_;
+  job.head.rows = rows, job.head.keys = keys, job.head.width = width, job.head.causal = causal;
+  job.head.divide = how == ScoreScale::divide;
+  const double d = width;
+  job.head.scale_constant = job.head.divide ? compute(Op::scale, std::sqrt(d)) : compute(Op::scale, 1 / std::sqrt(d));
+  job.heads = heads, job.group = group;
+  job.q = qf, job.kt = ktf, job.v = vf, job.qk_finite = qk_finite, job.v_finite = v_finite;
+#pragma omp atomic
+  gemm_calls_ += std::uint64_t(heads) * (std::uint64_t(rows) + 2);  // as device_head, head by head
+  const std::span<float> out = result_buffer(ResultUse::heads, std::size_t(heads) * qs);
+  const DeviceResult r = attention_device_->heads(job, out);
+  count_events(r.overflows, r.saturations);
+  Matrix<double> all(rows, heads * width, uninitialized);
+  parallel_for(rows, all.size() >= parallel_elements, [&](std::int64_t i) {
+    double* row = all.data.data() + std::size_t(i) * all.cols;
+    for (int h = 0; h < heads; ++h) {
+      const float* from = out.data() + std::size_t(h) * qs + std::size_t(i) * width;
+      for (int c = 0; c < width; ++c) row[h * width + c] = from[c];
+    }
+  });
+  tick(Op::score);
+  return all;
+}
+
 std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>& q, const Matrix<double>& k,
                                                            const Matrix<double>& v, bool causal, ScoreScale how) {
   if (!head_recipe_ || q.cols != k.cols || v.cols != q.cols || k.rows != v.rows || q.empty() || k.empty()) return std::nullopt;
@@ -604,7 +679,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>&
   job.scale_constant = job.divide ? compute(Op::scale, std::sqrt(d)) : compute(Op::scale, 1 / std::sqrt(d));
 #pragma omp atomic
   gemm_calls_ += std::uint64_t(q.rows) + 2;  // the streams of the two products and of each row's sum
-  const std::span<float> out = result_buffer(std::size_t(q.rows) * v.cols);
+  const std::span<float> out = result_buffer(ResultUse::heads, std::size_t(q.rows) * v.cols);
   const DeviceResult r = attention_device_->head(job, out);
   count_events(r.overflows, r.saturations);
   Matrix<double> h = from_floats(q.rows, v.cols, out.data());

@@ -123,7 +123,7 @@ TEST(AttentionDevice, ElementEventsCountOverflowsAndClamps) {
 // plans are refused (the head then runs on the CPU: nothing is asked of the device) and what a job's roundings are.
 struct LayersAsDevice : AttentionDevice {
   PrecisionPlan plan;
-  long heads = 0;
+  long heads_run = 0, layers = 0;  // heads computed; calls with a whole layer's heads
   std::vector<AttentionHeadJob> jobs;
   explicit LayersAsDevice(PrecisionPlan p) : plan(std::move(p)) {}
   bool runs(const AccumPolicy&, const AccumPolicy&) const override { return true; }
@@ -143,10 +143,14 @@ struct LayersAsDevice : AttentionDevice {
     std::copy(o.data.begin(), o.data.end(), out.begin());
 #pragma omp critical(layers_as_device)
     {
-      ++heads;
+      ++heads_run;
       if (jobs.size() < 2) jobs.push_back(job);
     }
     return {cpu.events().overflows, cpu.events().saturations, 0};
+  }
+  DeviceResult heads(const AttentionLayerJob& job, std::span<float> out) override {
+    ++layers;
+    return AttentionDevice::heads(job, out);  // head by head, from the layer's packed operands
   }
 };
 
@@ -165,6 +169,9 @@ TEST(AttentionDevice, HeadsHandedToADeviceGiveTheCpuForward) {
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::softmax].rounding = Rounding::toward_zero; }},
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::scale].out_scaling = OutputScaling::current; }},
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::softmax].compute = parse_format("fp64"); }},
+      // GQA with casts of Q and K to a 4-bit format that clamps above 0.47: each key head's clamps count once per query head, as on
+      // the CPU, where every head prepares its key head again
+      {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::score].gemm->input = parse_format("p4:emax-2:emin-20:sat"); }},
   };
   for (const test::DeviceCase& c : cases) {
     std::unique_ptr<LayersAsDevice> device;
@@ -172,7 +179,8 @@ TEST(AttentionDevice, HeadsHandedToADeviceGiveTheCpuForward) {
       device = std::make_unique<LayersAsDevice>(plan);
       be.use_attention_device(device.get());
     });
-    EXPECT_EQ(device->heads, c.taken ? long(cfg.heads) * cfg.depth : 0) << c.model << " under " << c.plan;
+    EXPECT_EQ(device->heads_run, c.taken ? long(cfg.heads) * cfg.depth : 0) << c.model << " under " << c.plan;
+    EXPECT_EQ(device->layers, c.taken ? cfg.depth : 0) << c.model << " under " << c.plan;
     if (c.taken && c.plan == "autocast-bf16" && c.model == "gpt2-tiny") {
       const AttentionHeadJob& job = device->jobs.at(0);
       const PrecisionPlan plan = load_plan(c.plan);
@@ -187,6 +195,23 @@ TEST(AttentionDevice, HeadsHandedToADeviceGiveTheCpuForward) {
       EXPECT_EQ(job.pv_input.format.precision, formats::bf16.precision);
       EXPECT_TRUE(job.score.output == plan[Op::score].out);  // no epilogue: rounded straight to out
     }
+  }
+}
+
+// Under a plan that rounds stochastically somewhere (here the FFN's up product) the heads go to the device one by
+// one, each rotated just before it as on the CPU: rotating all first would renumber the random streams.
+TEST(AttentionDevice, LayersGoWholeUnlessThePlanRoundsStochastically) {
+  for (const bool stochastic : {false, true}) {
+    const test::DeviceCase c{"llama-tiny", "autocast-bf16", true, [&](PrecisionPlan& p) {
+                               if (stochastic) p[Op::ffn_up].rounding = Rounding::stochastic;
+                             }};
+    std::unique_ptr<LayersAsDevice> device;
+    const ModelConfig cfg = test::expect_same_forward(c, 5, [&](EmulatedBackend& be, const PrecisionPlan& plan) {
+      device = std::make_unique<LayersAsDevice>(plan);
+      be.use_attention_device(device.get());
+    });
+    EXPECT_EQ(device->heads_run, long(cfg.heads) * cfg.depth) << stochastic;
+    EXPECT_EQ(device->layers, stochastic ? 0 : cfg.depth) << stochastic;
   }
 }
 

@@ -85,6 +85,27 @@ struct DeviceResult {
   long host_values = 0;                 // values the host computed (their rounding undecided on the device)
 };
 
+// Every head of one attention layer: query head h attends with key/value head h / group (grouped-query
+// attention). head holds what the heads share (shape, policies, roundings, scale); its q, kt, v and finiteness
+// flags are replaced per head by slices of the arrays here.
+struct AttentionLayerJob {
+  AttentionHeadJob head;
+  int heads = 1, group = 1;
+  std::span<const float> q;   // heads x rows x width
+  std::span<const float> kt;  // heads / group x width x keys
+  std::span<const float> v;   // heads / group x keys x width
+  std::span<const char> qk_finite, v_finite;  // per query head
+
+  // Head h's own job, as head() takes it.
+  AttentionHeadJob job(int h) const {
+    AttentionHeadJob j = head;
+    const std::size_t g = std::size_t(h / group), qs = std::size_t(j.rows) * j.width, ks = std::size_t(j.keys) * j.width;
+    j.q = q.subspan(std::size_t(h) * qs, qs), j.kt = kt.subspan(g * ks, ks), j.v = v.subspan(g * ks, ks);
+    j.qk_finite = qk_finite[std::size_t(h)] != 0, j.v_finite = v_finite[std::size_t(h)] != 0;
+    return j;
+  }
+};
+
 class AttentionDevice {
  public:
   virtual ~AttentionDevice() = default;
@@ -92,6 +113,17 @@ class AttentionDevice {
   virtual bool runs(const AccumPolicy& score, const AccumPolicy& pv) const = 0;
   // out: rows x width, values of pv's out. Called from several threads at once (the device takes them in turn).
   virtual DeviceResult head(const AttentionHeadJob& job, std::span<float> out) = 0;
+  // Every head of a layer (out: heads x rows x width), the events summed over them: the same as head() for each in
+  // turn, which is what this default does; a device overrides it to run them without a round trip per head.
+  virtual DeviceResult heads(const AttentionLayerJob& job, std::span<float> out) {
+    DeviceResult total;
+    const std::size_t each = std::size_t(job.head.rows) * job.head.width;
+    for (int h = 0; h < job.heads; ++h) {
+      const DeviceResult r = head(job.job(h), out.subspan(std::size_t(h) * each, each));
+      total.overflows += r.overflows, total.saturations += r.saturations, total.host_values += r.host_values;
+    }
+    return total;
+  }
 };
 
 }  // namespace lpsim

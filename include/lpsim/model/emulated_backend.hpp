@@ -84,6 +84,16 @@ class EmulatedBackend {
   // loop; products the device has no float kernel for; an operand value that is not a float.
   std::optional<Matrix<double>> device_head(const Matrix<double>& q, const Matrix<double>& k, const Matrix<double>& v,
                                             bool causal, ScoreScale how);
+  // Whether device_heads may take a layer's heads: the device takes the plan's heads, and no rounding of the plan is
+  // stochastic (the layers then rotate every query head before the first head runs, where the per-head path
+  // interleaves them, which would renumber the random streams).
+  bool takes_heads() const { return head_recipe_.has_value() && !stochastic_; }
+  // Every head of an attention layer on the attention device in one call, as device_head would compute them one by
+  // one: q[h] the (rotated) query heads, k[g] and v[g] the key/value heads, query head h with key/value head
+  // h / (q.size() / k.size()). Returns rows x (heads * width), head h in columns [h * width, (h + 1) * width);
+  // nullopt, with nothing computed, where takes_heads() is false or device_head would refuse a head.
+  std::optional<Matrix<double>> device_heads(std::span<const Matrix<double>> q, std::span<const Matrix<double>> k,
+                                             std::span<const Matrix<double>> v, bool causal, ScoreScale how);
   // Runs whole feed-forward blocks (up, activation, gate, down) on an accelerator with the same bits and events
   // (the GPU: cuda::EmulatedGemm), where the plan is one it takes (device_feed_forward); null: on the CPU. Not owned.
   void use_feed_forward_device(FeedForwardDevice* device);
@@ -138,6 +148,7 @@ class EmulatedBackend {
     double scale = 1;
     bool finite = true;
     std::uint64_t id = 0;  // a weight's new_weight_id (a GEMM device may keep it); 0 for activations
+    long overflows = 0, saturations = 0;  // what the cast to the input format added to the events (float path)
   };
   static Rounder make_rounder(const Format& f, Rounding mode);
   Operand prepare(Op op, const Matrix<double>& m);

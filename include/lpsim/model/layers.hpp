@@ -282,11 +282,27 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     keys[g] = columns(k, g * dh, dh);
     if (rope) rotate(be, keys[g], rope_cos, rope_sin);
   }
+  auto query = [&](int head) {
+    Matrix<T> qh = columns(q, head * dh, dh);
+    if (rope) rotate(be, qh, rope_cos, rope_sin);
+    return qh;
+  };
+  // Every head at once on an accelerator where the backend has one that takes them (the same bits as below).
+  std::vector<Matrix<T>> queries;  // rotated for it up front, and used below where it declines
+  if constexpr (requires { be.takes_heads(); }) {
+    if (be.takes_heads()) {
+      queries.resize(cfg.heads);
+      parallel_for(cfg.heads, parallel_heads(be, cfg.heads), [&](std::int64_t i) { queries[i] = query(int(i)); });
+      std::vector<Matrix<T>> values(cfg.kv_head_count());
+      for (int g = 0; g < cfg.kv_head_count(); ++g) values[g] = columns(v, g * dh, dh);
+      if (auto all = be.device_heads(queries, keys, values, cfg.causal, cfg.score_scale))
+        return be.linear(Op::out_proj, *all, w.wo, bias(w.bo));
+    }
+  }
   Matrix<T> heads(h.rows, cfg.q_width(), uninitialized);  // every head sets its columns
   parallel_for(cfg.heads, parallel_heads(be, cfg.heads), [&](std::int64_t head_index) {
     const int head = int(head_index), g = head / group;
-    Matrix<T> qh = columns(q, head * dh, dh);
-    if (rope) rotate(be, qh, rope_cos, rope_sin);
+    Matrix<T> qh = queries.empty() ? query(head) : std::move(queries[head]);
     const Matrix<T>& kh = keys[g];
     const Matrix<T> vh = columns(v, g * dh, dh);
     // The flash kernel where the backend emulates one (in exact arithmetic it is the math below).
