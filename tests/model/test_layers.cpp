@@ -3,9 +3,12 @@
 // against the same oracle.
 #include <gtest/gtest.h>
 
+#include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"
+#include "lpsim/model/plan.hpp"
+#include "lpsim/reference/forward_error.hpp"
 #include "lpsim/reference/mpfr_backend.hpp"
 #include "support/eigen_transformer.hpp"
 
@@ -156,6 +159,44 @@ TEST(Forward, TinyModelIdentityCases) {
     for (int i = 0; i < c.width; ++i) want += h(0, i) * l.wo(i, j);
     EXPECT_NEAR(a(0, j), want, 1e-14);
   }
+}
+
+}  // namespace
+}  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// The taps a TapSink sees (forward keeps one slot per kind of tap and reuses it) are the taps run_taps keeps (every
+// one moved into a list): a slot reused while the forward still reads its value would make them differ.
+TEST(Forward, TapsSeenInSlotsAreTheTapsKeptInAList) {
+  for (const Arch& a : architectures()) {
+    const Weights<double> w = make_weights(a.cfg, 11);
+    const ModelInput<double> in = make_input(a.cfg, 11);
+    EmulatedBackend seen_be(plan_preset("autocast-bf16"));
+    std::vector<Matrix<double>> seen;
+    const Matrix<double> result =
+        forward(seen_be, a.cfg, w, in, TapSink<double>([&](int, Tap, const Matrix<double>& m) { seen.push_back(m); }));
+    EmulatedBackend kept_be(plan_preset("autocast-bf16"));
+    const Taps<double> kept = emulated_taps(kept_be, a.cfg, w, in);
+    ASSERT_EQ(seen.size(), kept.size()) << a.name;
+    for (std::size_t t = 0; t < kept.size(); ++t) EXPECT_EQ(seen[t].data, kept[t].data) << a.name << " tap " << t;
+    EXPECT_EQ(result.data, seen.back().data) << a.name;  // forward returns its last tap
+  }
+}
+
+// A model with no blocks, no final norm and no head: the forward returns its input (embedding none), and there are
+// no taps to keep.
+TEST(Forward, AModelWithoutBlocksReturnsItsInput) {
+  ModelConfig cfg = load_model_config(std::string(LPSIM_SOURCE_DIR) + "/models/tiny.toml");
+  cfg.depth = 0, cfg.final_norm = false, cfg.lm_head = false;
+  ASSERT_EQ(cfg.embedding, Embedding::none);
+  const Weights<double> w = make_weights(cfg, 3);
+  const ModelInput<double> in = make_input(cfg, 3);
+  NativeBackend<double> be;
+  EXPECT_EQ(forward(be, cfg, w, in).data, in.x.data);
+  EmulatedBackend emulated(plan_preset("fp32"));
+  EXPECT_TRUE(emulated_taps(emulated, cfg, w, in).empty());
 }
 
 }  // namespace
