@@ -6,6 +6,7 @@
 //                      digests in emulated_gemm.csv; with --bench, GFLOP/s of every policy preset
 //   lpsim-cuda emulate --out DIR -m MODEL... -p PLAN... [--tokens N] [--check]   the emulated forward with its
 //                      GEMMs on the GPU: time per forward, and with --check the CPU-only forward's time and bits
+//   lpsim-cuda run     lpsim's `run` (same options, same table and CSV) with the emulated forward on the GPU
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli/commands.hpp"
 #include "conversions.hpp"
 #include "emulated_attention.hpp"
 #include "emulated_gemm.hpp"
@@ -319,7 +321,24 @@ int main(int argc, char** argv) {
   double exp_margin = 0;
   e->add_option("--exp-margin", exp_margin,
                 "relative margin of the heads' exp certification (default 2^-50; wider sends more values to the host)");
-  CLI11_PARSE(app, argc, argv);
+  // lpsim's run, whose emulated backend gets the GPU's devices (the same bits as the CPU's: `emulate --check`).
+  lpsim::cli::add_run_command(app, [](lpsim::EmulatedBackend& be) {
+    if (lpsim::cuda::device_count() == 0) throw std::runtime_error("no CUDA device (lpsim run computes the same on the CPU)");
+    static lpsim::cuda::EmulatedGemm gemm;  // kept weights and buffers live as long as the process
+    static lpsim::cuda::EmulatedAttention attention;
+    be.use_gemm_device(&gemm);
+    be.use_attention_device(&attention);
+    be.use_feed_forward_device(&gemm);
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {  // a command that ran in its callback (run)
+    fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
+    return 1;
+  }
+  if (app.got_subcommand("run")) return 0;
   try {
     if (*x) {
       lpsim::export_models(dir, models, seed);

@@ -122,8 +122,9 @@ void run(const RunOptions& o) {
 
 }  // namespace
 
-void add_run_command(CLI::App& app) {
+void add_run_command(CLI::App& app, std::function<void(EmulatedBackend&)> attach) {
   auto o = std::make_shared<RunOptions>();
+  o->study.on_backend = std::move(attach);
   CLI::App* cmd = app.add_subcommand("run", "one forward under a precision plan against the MPFR reference, per layer");
   cmd->add_option("--model,-m", o->model, "model file (models/*.toml) or a Hugging Face model directory")->required();
   cmd->add_option("--input,-i", o->input, "input file: token ids (whitespace separated) or image values (channel, row, column)");

@@ -278,6 +278,7 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
   Taps<double> emulated;
   {  // the backend's rounded copies of the weights go before the reference starts (a 1B model: 5 GB)
     EmulatedBackend emu(plan, o.seed);
+    if (o.on_backend) o.on_backend(emu);
     emulated = emulated_taps(emu, cfg, w, in, &events);
     result.events = emu.events();
   }

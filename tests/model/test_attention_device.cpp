@@ -216,4 +216,25 @@ TEST(AttentionDevice, LayersGoWholeUnlessThePlanRoundsStochastically) {
 }
 
 }  // namespace
+// A study runs its emulated forward with the devices StudyOptions::on_backend attaches (`lpsim-cuda run` gives it
+// the GPU's): the heads reach the device, and the measured errors are the CPU-only study's.
+TEST(AttentionDevice, StudiesRunWithTheDevicesTheCallerAttaches) {
+  const ModelConfig cfg = load_model_config(std::string(LPSIM_SOURCE_DIR) + "/models/llama-tiny.toml");
+  const PrecisionPlan plan = plan_preset("autocast-bf16");
+  StudyOptions o;
+  o.reference = "fp64", o.check_reference = false, o.seed = 2;
+  const StudyResult cpu = run_study(cfg, plan, o);
+  LayersAsDevice device(plan);
+  o.on_backend = [&](EmulatedBackend& be) { be.use_attention_device(&device); };
+  const StudyResult with_device = run_study(cfg, plan, o);
+  EXPECT_EQ(device.layers, cfg.depth);
+  ASSERT_EQ(cpu.taps.size(), with_device.taps.size());
+  for (std::size_t t = 0; t < cpu.taps.size(); ++t) {
+    EXPECT_EQ(cpu.taps[t].rel_fro, with_device.taps[t].rel_fro) << t;
+    EXPECT_EQ(cpu.taps[t].max_rel, with_device.taps[t].max_rel) << t;
+    EXPECT_EQ(cpu.taps[t].overflows + cpu.taps[t].saturations,
+              with_device.taps[t].overflows + with_device.taps[t].saturations) << t;
+  }
+}
+
 }  // namespace lpsim

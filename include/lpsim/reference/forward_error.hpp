@@ -3,6 +3,7 @@
 // itself is accurate enough to measure it.
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,9 @@ struct StudyOptions {
   int reference_bits = 128;
   bool check_reference = true;     // mpfr: a second run at twice the bits; fp64: an MPFR run at reference_bits
   bool progress = false;           // MPFR forwards report their layer, time and an estimate of what is left on stderr
+  // Called with the emulated backend before its forward: attaches devices (`lpsim-cuda run` gives it the GPU's
+  // GEMM, attention and feed-forward devices, which compute the CPU's bits). Empty: the CPU alone.
+  std::function<void(EmulatedBackend&)> on_backend;
 };
 
 struct StudyResult {
