@@ -11,6 +11,7 @@
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/util/parallel_for.hpp"
+#include "model/float_passes.hpp"
 
 namespace lpsim {
 
@@ -147,11 +148,14 @@ void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
   const std::int64_t n = std::int64_t(v.size());
   const bool threads = v.size() >= parallel_elements;
   long overflows = 0, saturations = 0;
+  // The two common stores by vectorised passes (model/float_passes.hpp), in blocks shared out over the threads.
+  constexpr std::int64_t block = 2048;
+  const std::int64_t blocks = (n + block - 1) / block;
+  auto at = [&](std::int64_t b) { return std::pair{v.data() + b * block, std::min(block, n - b * block)}; };
   if (r.fast == Fast::to_float) {
-    const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& over, long&) {
-      const double y = static_cast<double>(static_cast<float>(v[i]));
-      over += std::isinf(y) && !std::isinf(v[i]);
-      v[i] = y;
+    const Counts c = parallel_count(blocks, threads, [&](std::int64_t b, long& over, long&) {
+      const auto [x, len] = at(b);
+      over += passes::to_float(x, len);
     });
     count_events(c.a, 0);
     return;
@@ -160,12 +164,19 @@ void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
     // bf16 with RNE (every autocast-bf16 store) in one pass: a float by the bit trick, any other value (rare: a
     // double no float holds) by the core, which rounds it once where the trick on its float would round twice.
     // bf16 overflows to inf, so nothing saturates.
-    const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& over, long&) {
-      const double x = v[i];
-      const float f = static_cast<float>(x);
-      const double y = double(f) == x || x != x ? double(round_bf16_rne(f)) : round_to(x, r.spec, Rounding::nearest_even);
-      over += std::isfinite(x) && !std::isfinite(y);
-      v[i] = y;
+    const Counts c = parallel_count(blocks, threads, [&](std::int64_t b, long& over, long&) {
+      const auto [x, len] = at(b);
+      if (const long made_infinite = passes::bf16_of_floats(x, len); made_infinite >= 0) {
+        over += made_infinite;
+        return;
+      }
+      for (std::int64_t i = 0; i < len; ++i) {  // a block with a value no float holds
+        const float f = static_cast<float>(x[i]);
+        const double y = double(f) == x[i] || x[i] != x[i] ? double(round_bf16_rne(f))
+                                                             : round_to(x[i], r.spec, Rounding::nearest_even);
+        over += std::isfinite(x[i]) && !std::isfinite(y);
+        x[i] = y;
+      }
     });
     count_events(c.a, 0);
     return;
@@ -318,12 +329,12 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
     o.f.resize(values.size());
     float* out = o.f.data();
     const double scale = o.scale;
-    const Counts c = parallel_count(n, threads, [&](std::int64_t i, long& inexact, long& over) {
-      const double x = values[i] * scale;
-      const float f = static_cast<float>(x);
-      out[i] = bf16 ? round_bf16_rne(f) : f;  // where x is not a float, the double path below starts again
-      inexact += !(double(f) == x || x != x);
-      over += std::fabs(x) > r.max && std::isfinite(x);
+    constexpr std::int64_t block = 2048;  // vectorised passes (model/float_passes.hpp) in blocks over the threads
+    // Where a scaled value is not a float, the double path below starts again.
+    const Counts c = parallel_count((n + block - 1) / block, threads, [&](std::int64_t b, long& inexact, long& over) {
+      const std::int64_t first = b * block, len = std::min(block, n - first);
+      const passes::CastCounts k = passes::cast_operand(values.data() + first, out + first, len, scale, bf16, r.max);
+      inexact += k.inexact, over += k.beyond;
     });
     as_float = c.a == 0;
     beyond = c.b;
@@ -331,8 +342,10 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
   if (as_float) {
     if (r.fast == Fast::general && !bf16) round_array(o.f, o.f, in, Rounding::nearest_even);
     const float* f = o.f.data();
-    const long now_infinite =
-        parallel_count(n, threads, [&](std::int64_t i, long& inf, long&) { inf += !std::isfinite(f[i]); }).a;
+    constexpr std::int64_t block = 4096;
+    const long now_infinite = parallel_count((n + block - 1) / block, threads, [&](std::int64_t b, long& inf, long&) {
+                                inf += passes::count_nonfinite(f + b * block, std::min(block, n - b * block));
+                              }).a;
     o.finite = now_infinite == 0;
     if (beyond) {  // the values that left the range became Inf/NaN or were clamped (inputs were finite floats)
       o.overflows = std::min(beyond, now_infinite);

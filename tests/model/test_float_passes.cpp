@@ -1,0 +1,99 @@
+// The emulated backend's vectorised store and cast passes (src/model/float_passes.hpp) against the rounding core,
+// value by value, on floats, doubles no float holds, subnormals, values that overflow, infinities and NaNs.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "lpsim/format/format.hpp"
+#include "lpsim/format/round_scalar.hpp"
+#include "model/float_passes.hpp"
+
+namespace lpsim {
+namespace {
+
+constexpr double inf = std::numeric_limits<double>::infinity();
+
+// Values of every kind, floats unless `doubles`: random bit patterns (all binades, subnormals, Inf, NaN) and the
+// edges where binary32 and bf16 overflow.
+std::vector<double> values(std::size_t n, bool doubles, std::uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::vector<double> v;
+  const double flt_max = std::numeric_limits<float>::max();
+  for (double x : {0.0, -0.0, inf, -inf, std::nan(""), flt_max, -flt_max, 0x1.fefffep127, 0x1.ff0000p127})
+    v.push_back(x);
+  if (doubles)
+    for (double x : {flt_max * (1 + 0x1p-25), 1e39, -1e300, 0x1.fffffffp127, 1 + 0x1p-30, 1e-50})
+      v.push_back(x);
+  while (v.size() < n) {
+    if (doubles && g() % 2) v.push_back(std::bit_cast<double>(g()));
+    else v.push_back(double(std::bit_cast<float>(std::uint32_t(g()))));
+  }
+  return v;
+}
+
+bool same(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b) || (a != a && b != b); }
+long made_infinite(double x, double y) { return std::isfinite(x) && !std::isfinite(y); }
+
+TEST(FloatPasses, ToFloatIsTheCoresBinary32Rounding) {
+  std::vector<double> v = values(20000, true, 1);
+  const std::vector<double> x = v;
+  long want = 0;
+  for (double a : x) want += made_infinite(a, round_to(a, formats::fp32, Rounding::nearest_even));
+  EXPECT_GT(want, 0);
+  EXPECT_EQ(passes::to_float(v.data(), std::int64_t(v.size())), want);
+  for (std::size_t i = 0; i < v.size(); ++i)
+    ASSERT_TRUE(same(v[i], round_to(x[i], formats::fp32, Rounding::nearest_even))) << x[i];
+}
+
+TEST(FloatPasses, Bf16OfFloatsIsTheCoresRoundingAndRefusesOtherDoubles) {
+  std::vector<double> v = values(20000, false, 2);
+  const std::vector<double> x = v;
+  long want = 0;
+  for (double a : x) want += made_infinite(a, round_to(a, formats::bf16, Rounding::nearest_even));
+  EXPECT_GT(want, 0);
+  EXPECT_EQ(passes::bf16_of_floats(v.data(), std::int64_t(v.size())), want);
+  for (std::size_t i = 0; i < v.size(); ++i)
+    ASSERT_TRUE(same(v[i], round_to(x[i], formats::bf16, Rounding::nearest_even))) << x[i];
+  std::vector<double> w = x;
+  w[777] = 1 + 0x1p-30;  // no float holds it: the trick on its float would round twice
+  EXPECT_EQ(passes::bf16_of_floats(w.data(), std::int64_t(w.size())), -1);
+  w[777] = x[777];
+  for (std::size_t i = 0; i < w.size(); ++i) ASSERT_TRUE(same(w[i], x[i]));  // untouched
+}
+
+TEST(FloatPasses, OperandCastCountsWhatTheBackendCounts) {
+  for (const bool bf16 : {false, true})
+    for (const double scale : {1.0, 0x1p-3}) {
+      const std::vector<double> x = values(20000, true, 3);
+      std::vector<float> out(x.size());
+      const double max = bf16 ? formats::bf16.max_finite() : std::numeric_limits<float>::max();
+      const passes::CastCounts c = passes::cast_operand(x.data(), out.data(), std::int64_t(x.size()), scale, bf16, max);
+      long inexact = 0, beyond = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const double s = x[i] * scale;
+        const bool is_float = double(float(s)) == s || s != s;
+        inexact += !is_float;
+        beyond += std::isfinite(s) && std::fabs(s) > max;
+        if (is_float)
+          ASSERT_TRUE(same(out[i], round_to(s, bf16 ? formats::bf16 : formats::fp32, Rounding::nearest_even))) << s;
+      }
+      EXPECT_EQ(c.inexact, inexact);
+      EXPECT_EQ(c.beyond, beyond);
+      EXPECT_GT(beyond, 0);
+    }
+}
+
+TEST(FloatPasses, CountsInfinitiesAndNans) {
+  std::vector<float> v(5000, 1.5f);
+  v[3] = std::numeric_limits<float>::infinity(), v[40] = -std::numeric_limits<float>::infinity();
+  v[41] = std::nanf(""), v[4999] = std::numeric_limits<float>::max();
+  EXPECT_EQ(passes::count_nonfinite(v.data(), std::int64_t(v.size())), 3);
+}
+
+}  // namespace
+}  // namespace lpsim
