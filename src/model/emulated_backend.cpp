@@ -605,6 +605,15 @@ void EmulatedBackend::use_attention_device(AttentionDevice* device) {
   head_recipe_ = std::move(job);
 }
 
+AttentionHeadJob EmulatedBackend::head_job(int rows, int keys, int width, bool causal, ScoreScale how) {
+  AttentionHeadJob job = *head_recipe_;
+  job.rows = rows, job.keys = keys, job.width = width, job.causal = causal;
+  job.divide = how == ScoreScale::divide;
+  const double d = width;
+  job.scale_constant = job.divide ? compute(Op::scale, std::sqrt(d)) : compute(Op::scale, 1 / std::sqrt(d));
+  return job;
+}
+
 std::optional<Matrix<double>> EmulatedBackend::device_heads(std::span<const Matrix<double>> q,
                                                             std::span<const Matrix<double>> k,
                                                             std::span<const Matrix<double>> v, bool causal,
@@ -624,39 +633,27 @@ std::optional<Matrix<double>> EmulatedBackend::device_heads(std::span<const Matr
   std::vector<float> qf(heads * qs), ktf(kv * ks), vf(kv * ks);
   std::vector<char> qk_finite(heads), v_finite(heads), k_finite(kv), vg_finite(kv);
   Counts k_events, v_events;
+  auto pack = [&](Op op, const Matrix<double>& m, float* to, char& finite, Counts* events) {
+    const Operand o = prepare(op, m);
+    std::copy(o.f.begin(), o.f.end(), to);
+    finite = o.finite;
+    if (!events) return;
+#pragma omp atomic
+    events->a += o.overflows;
+#pragma omp atomic
+    events->b += o.saturations;
+  };
   parallel_for(heads + 2 * kv, true, [&](std::int64_t t) {
-    const int i = int(t);
-    if (i < heads) {
-      const Operand o = prepare(Op::score, q[i]);
-      std::copy(o.f.begin(), o.f.end(), qf.begin() + std::ptrdiff_t(i * qs));
-      qk_finite[i] = o.finite;
-    } else if (i < heads + kv) {
-      const Operand o = prepare(Op::score, transpose(k[i - heads]));
-      std::copy(o.f.begin(), o.f.end(), ktf.begin() + std::ptrdiff_t((i - heads) * ks));
-      k_finite[i - heads] = o.finite;
-#pragma omp atomic
-      k_events.a += o.overflows;
-#pragma omp atomic
-      k_events.b += o.saturations;
-    } else {
-      const Operand o = prepare(Op::pv, v[i - heads - kv]);
-      std::copy(o.f.begin(), o.f.end(), vf.begin() + std::ptrdiff_t((i - heads - kv) * ks));
-      vg_finite[i - heads - kv] = o.finite;
-#pragma omp atomic
-      v_events.a += o.overflows;
-#pragma omp atomic
-      v_events.b += o.saturations;
-    }
+    const int i = int(t), g = i - heads, j = i - heads - kv;
+    if (i < heads) pack(Op::score, q[i], qf.data() + i * qs, qk_finite[i], nullptr);
+    else if (g < kv) pack(Op::score, transpose(k[g]), ktf.data() + g * ks, k_finite[g], &k_events);
+    else pack(Op::pv, v[j], vf.data() + j * ks, vg_finite[j], &v_events);
   });
   for (int h = 0; h < heads; ++h) qk_finite[h] = qk_finite[h] && k_finite[h / group], v_finite[h] = vg_finite[h / group];
   // device_head prepares K and V once per query head: their casts' events count group times.
   count_events(long(group - 1) * (k_events.a + v_events.a), long(group - 1) * (k_events.b + v_events.b));
   AttentionLayerJob job;
-  job.head = *head_recipe_;
-  job.head.rows = rows, job.head.keys = keys, job.head.width = width, job.head.causal = causal;
-  job.head.divide = how == ScoreScale::divide;
-  const double d = width;
-  job.head.scale_constant = job.head.divide ? compute(Op::scale, std::sqrt(d)) : compute(Op::scale, 1 / std::sqrt(d));
+  job.head = head_job(rows, keys, width, causal, how);
   job.heads = heads, job.group = group;
   job.q = qf, job.kt = ktf, job.v = vf, job.qk_finite = qk_finite, job.v_finite = v_finite;
 #pragma omp atomic
@@ -683,13 +680,9 @@ std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>&
     return std::nullopt;  // prepare() would take its double path
   // What gemm(score, q, k^T), scale_scores, softmax and gemm(pv, p, v) would do on the host before the device's part.
   const Operand qa = prepare(Op::score, q), ka = prepare(Op::score, transpose(k)), va = prepare(Op::pv, v);
-  AttentionHeadJob job = *head_recipe_;
-  job.rows = q.rows, job.keys = k.rows, job.width = q.cols, job.causal = causal;
+  AttentionHeadJob job = head_job(q.rows, k.rows, q.cols, causal, how);
   job.q = qa.f, job.kt = ka.f, job.v = va.f;
   job.qk_finite = qa.finite && ka.finite, job.v_finite = va.finite;
-  job.divide = how == ScoreScale::divide;
-  const double d = q.cols;
-  job.scale_constant = job.divide ? compute(Op::scale, std::sqrt(d)) : compute(Op::scale, 1 / std::sqrt(d));
 #pragma omp atomic
   gemm_calls_ += std::uint64_t(q.rows) + 2;  // the streams of the two products and of each row's sum
   const std::span<float> out = result_buffer(ResultUse::heads, std::size_t(q.rows) * v.cols);

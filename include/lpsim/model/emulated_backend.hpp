@@ -200,6 +200,8 @@ class EmulatedBackend {
   void tick(Op op);  // time_ops: the interval since the last tick goes to op
   AttentionDevice* attention_device_ = nullptr;
   std::optional<AttentionHeadJob> head_recipe_;  // the plan's part of every head's job, when the device takes it
+  // The recipe with one head's shape and the scale constant (rounded to the scale class's compute).
+  AttentionHeadJob head_job(int rows, int keys, int width, bool causal, ScoreScale how);
   FeedForwardDevice* ffn_device_ = nullptr;
   std::optional<FeedForwardJob> ffn_recipe_;  // the plan's part of every block's job, when the device takes it
   double output_scale(Op op, const Matrix<double>& m);
