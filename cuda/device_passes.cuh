@@ -22,6 +22,34 @@ __device__ void add_events(Counts* c, const ElementEvents& e) {
   add(&c->saturations, e.saturations);
 }
 
+#define LPSIM_FOR_EACH(i, n)                                                                                  \
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < (n); \
+       i += std::size_t(gridDim.x) * blockDim.x)
+
+// How many of c's n values are Inf or NaN, added to total (a product's result without epilogue: each one an
+// overflow when its operands were finite).
+__global__ inline void count_nonfinite_kernel(const float* c, std::size_t n, unsigned long long* total) {
+  long count = 0;
+  LPSIM_FOR_EACH(i, n) count += !isfinite(c[i]);
+  add(total, count);
+}
+
+// product()'s epilogue: compute(v + b[j]) (the bias a value of out), then the class's store.
+template <class Counts>
+__global__ void bias_kernel(float* c, std::size_t n, int cols, const float* b, ElementRounding compute,
+                            ElementRounding out, Counts* counts) {
+  ElementEvents events;
+  LPSIM_FOR_EACH(i, n) {
+    const double x = double(c[i]) + double(b[i % cols]);
+    const double v = round_element(compute, x);
+    events.compute(compute, x, v);
+    const double y = round_element(out, v);
+    events.store(out, v, y);
+    c[i] = float(y);
+  }
+  add_events(counts, events);
+}
+
 // A value whose rounding the device cannot decide: where it goes, and the argument the host computes it from.
 struct Flag {
   std::size_t index;

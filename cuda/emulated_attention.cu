@@ -5,9 +5,10 @@
 #include <cmath>
 #include <vector>
 
-#include "device_slot.hpp"
 #include "device_passes.cuh"
+#include "device_slot.hpp"
 #include "emulated_gemm.hpp"
+#include "heads_on_device.hpp"
 
 namespace lpsim::cuda {
 
@@ -19,6 +20,7 @@ struct Counts {
   unsigned long long overflows, saturations;
   unsigned long long beyond, now_infinite;  // P's cast to pv's input, as EmulatedBackend::prepare counts them
   unsigned long long flagged;               // exp values left to the host
+  unsigned long long out_nonfinite;         // Inf/NaN among the head's output
 };
 
 
@@ -26,17 +28,18 @@ constexpr unsigned full_warp = 0xffffffffu;
 
 // layers.hpp's scale_scores: every S value v (the GEMM's output, rounded to score's out) becomes compute(v / c) or
 // compute(v * c) in double, then the scale class's store.
+// Every head of the layer in one launch: head blockIdx.y's n values.
 struct ScalePass {
   double constant;
   bool divide;
-  bool count_nonfinite;  // the operands were finite: a non-finite S value is an overflow of the GEMM
   ElementRounding compute, out;
 };
 
 __global__ void scale_kernel(ScalePass p, float* s, std::size_t n, Counts* counts) {
+  s += blockIdx.y * n, counts += blockIdx.y;
   ElementEvents events;
   long nonfinite = 0;
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+  LPSIM_FOR_EACH(i, n) {
     const double v = s[i];
     nonfinite += !isfinite(v);
     const double x = p.divide ? __ddiv_rn(v, p.constant) : __dmul_rn(v, p.constant);
@@ -46,11 +49,12 @@ __global__ void scale_kernel(ScalePass p, float* s, std::size_t n, Counts* count
     events.store(p.out, c, y);
     s[i] = float(y);
   }
-  if (p.count_nonfinite) add(&counts->score_nonfinite, nonfinite);
+  add(&counts->score_nonfinite, nonfinite);  // overflows of the product where its operands were finite (the host knows)
   add_events(counts, events);
 }
 
-// layers.hpp's softmax, one warp per row; row i sees keys 0..valid-1, the rest of P is 0.
+// layers.hpp's softmax, one warp per row; row i sees keys 0..valid-1, the rest of P is 0. Every head in one
+// launch: head blockIdx.y's rows x keys values, counts and list of values for the host.
 struct SoftmaxPass {
   int rows, keys;
   bool causal;
@@ -102,6 +106,8 @@ __device__ void exp_row(const SoftmaxPass& p, int i, int lane, const float* s, f
 }
 
 __global__ void exp_kernel(SoftmaxPass p, const float* s, float* e, Counts* counts, Flag* flags) {
+  const std::size_t head = std::size_t(p.rows) * p.keys * blockIdx.y;
+  s += head, e += head, flags += head, counts += blockIdx.y;
   const int lane = int(threadIdx.x % 32);
   for (int i = first_warp(); i < p.rows; i += warps()) exp_row(p, i, lane, s, e, counts, flags);
 }
@@ -136,15 +142,79 @@ __device__ void normalize_row(const SoftmaxPass& p, int i, int lane, float* e, C
 }
 
 __global__ void normalize_kernel(SoftmaxPass p, float* e, Counts* counts) {
+  e += std::size_t(p.rows) * p.keys * blockIdx.y, counts += blockIdx.y;
   const int lane = int(threadIdx.x % 32);
   for (int i = first_warp(); i < p.rows; i += warps()) normalize_row(p, i, lane, e, counts);
 }
 
+// Inf/NaN among each head's output (n values of head blockIdx.y).
+__global__ void out_nonfinite_kernel(const float* o, std::size_t n, Counts* counts) {
+  o += blockIdx.y * n, counts += blockIdx.y;
+  long count = 0;
+  LPSIM_FOR_EACH(i, n) count += !isfinite(o[i]);
+  add(&counts->out_nonfinite, count);
+}
 
 }  // namespace
 
-struct EmulatedAttention::Buffers {
-  Slot q, kt, v, s, out, counts, flags, host_values;
+// Each step runs every head in one launch (the products batched over heads, query head h with key/value head
+// h / group); the host waits twice per layer: for the count of exp values it must compute, and for the counts at
+// the end.
+DeviceResult heads_on_device(HeadBuffers& b, const AttentionLayerJob& layer, const float* q, const float* kt,
+                             const float* v, float* o, double exp_margin) {
+  const AttentionHeadJob& job = layer.head;
+  const int heads = layer.heads, group = layer.group;
+  const std::size_t scores = std::size_t(job.rows) * job.keys, qs = std::size_t(job.rows) * job.width,
+                    ks = std::size_t(job.keys) * job.width;
+  float* s = b.s.get<float>(scores * heads);
+  Counts* counts = b.counts.get<Counts>(heads);
+  Flag* flags = b.flags.get<Flag>(scores * heads);  // head h lists its values from flags + h * scores
+  check(cudaMemset(counts, 0, sizeof(Counts) * heads), "cudaMemset");
+
+  const SoftmaxPass softmax{job.rows, job.keys, job.causal, job.softmax_compute, job.softmax_out, job.pv_input,
+                            exp_margin};
+  const dim3 row_grid(blocks_for(std::size_t(job.rows) * 32), heads);
+  launch_float_gemms(job.score, job.rows, job.keys, job.width, q, kt, s, heads, qs, ks, scores, group);
+  const ScalePass scale{job.scale_constant, job.divide, job.scale_compute, job.scale_out};
+  scale_kernel<<<dim3(blocks_for(scores), heads), 256>>>(scale, s, scores, counts);
+  exp_kernel<<<row_grid, 256>>>(softmax, s, s, counts, flags);  // each warp reads its row before writing it
+  check(cudaGetLastError(), "attention kernels");
+  std::vector<Counts> c(heads);
+  to_host(std::span<Counts>(c), counts);
+  DeviceResult result;
+  for (int h = 0; h < heads; ++h)
+    if (c[h].flagged) {  // glibc's exp for the values the device's cannot round with certainty
+      ElementEvents events;
+      resolve_on_host(flags + h * scores, c[h].flagged, s + h * scores, b.host_values, [&](double x) {
+        const double y = std::exp(x), r = round_element(job.softmax_compute, y);
+        events.compute(job.softmax_compute, y, r);
+        return r;
+      });
+      result.overflows += events.overflows, result.saturations += events.saturations;
+      result.host_values += long(c[h].flagged);
+    }
+  normalize_kernel<<<row_grid, 256>>>(softmax, s, counts);
+  launch_float_gemms(job.pv, job.rows, job.width, job.keys, s, v, o, heads, scores, ks, qs, group);
+  out_nonfinite_kernel<<<dim3(blocks_for(qs), heads), 256>>>(o, qs, counts);
+  check(cudaGetLastError(), "attention kernels");
+  to_host(std::span<Counts>(c), counts);
+  for (int h = 0; h < heads; ++h) {
+    // A product of finite operands: its Inf/NaN are overflows.
+    if (layer.qk_finite[h]) result.overflows += long(c[h].score_nonfinite);
+    result.overflows += long(c[h].overflows);
+    result.saturations += long(c[h].saturations);
+    if (c[h].beyond) {  // P's cast, as prepare() counts it: values beyond the range became Inf/NaN or were clamped
+      const long overflowed = long(std::min(c[h].beyond, c[h].now_infinite));
+      result.overflows += overflowed;
+      result.saturations += job.pv_input.saturates ? long(c[h].beyond) - overflowed : 0;
+    }
+    if (c[h].now_infinite == 0 && layer.v_finite[h]) result.overflows += long(c[h].out_nonfinite);
+  }
+  return result;
+}
+
+struct EmulatedAttention::Buffers : HeadBuffers {
+  Slot q, kt, v, out;
   PinnedSlot staging;
 };
 
@@ -164,75 +234,21 @@ DeviceResult EmulatedAttention::head(const AttentionHeadJob& job, std::span<floa
   return heads(layer, out);
 }
 
-// The heads' kernels are queued one after another with no wait between heads: the host waits twice per layer
-// (for the count of exp values it must compute, and for the outputs), not per head.
 DeviceResult EmulatedAttention::heads(const AttentionLayerJob& layer, std::span<float> out) {
   const std::lock_guard<std::mutex> turn(turn_);
   const Stopwatch call(seconds_);
   calls_ += layer.heads;
   Buffers& b = *buffers_;
-  const AttentionHeadJob& job = layer.head;
-  const int heads = layer.heads;
-  const std::size_t scores = std::size_t(job.rows) * job.keys, qs = std::size_t(job.rows) * job.width,
-                    ks = std::size_t(job.keys) * job.width;
   float* q = b.q.get<float>(layer.q.size());
   float* kt = b.kt.get<float>(layer.kt.size());
   float* v = b.v.get<float>(layer.v.size());
-  float* s = b.s.get<float>(scores * heads);
   float* o = b.out.get<float>(out.size());
-  Counts* counts = b.counts.get<Counts>(heads);
-  Flag* flags = b.flags.get<Flag>(scores * heads);  // head h lists its values from flags + h * scores
   staged_to_device(b.staging, q, layer.q);
   staged_to_device(b.staging, kt, layer.kt);
   staged_to_device(b.staging, v, layer.v);
-  check(cudaMemset(counts, 0, sizeof(Counts) * heads), "cudaMemset");
-
-  const SoftmaxPass softmax{job.rows, job.keys, job.causal, job.softmax_compute, job.softmax_out, job.pv_input,
-                            exp_margin_};
-  const int row_blocks = blocks_for(std::size_t(job.rows) * 32);
-  for (int h = 0; h < heads; ++h) {
-    const std::size_t g = std::size_t(h / layer.group);
-    float* sh = s + h * scores;
-    launch_float_gemm(job.score, job.rows, job.keys, job.width, q + h * qs, kt + g * ks, sh);
-    const ScalePass scale{job.scale_constant, job.divide, layer.qk_finite[h] != 0, job.scale_compute, job.scale_out};
-    scale_kernel<<<blocks_for(scores), 256>>>(scale, sh, scores, counts + h);
-    exp_kernel<<<row_blocks, 256>>>(softmax, sh, sh, counts + h, flags + h * scores);  // each warp reads its row first
-  }
-  check(cudaGetLastError(), "attention kernels");
-  std::vector<Counts> c(heads);
-  to_host(std::span<Counts>(c), counts);
-  DeviceResult result;
-  for (int h = 0; h < heads; ++h)
-    if (c[h].flagged) {  // glibc's exp for the values the device's cannot round with certainty
-      ElementEvents events;
-      resolve_on_host(flags + h * scores, c[h].flagged, s + h * scores, b.host_values, [&](double x) {
-        const double y = std::exp(x), r = round_element(job.softmax_compute, y);
-        events.compute(job.softmax_compute, y, r);
-        return r;
-      });
-      result.overflows += events.overflows, result.saturations += events.saturations;
-      result.host_values += long(c[h].flagged);
-    }
+  const DeviceResult result = heads_on_device(b, layer, q, kt, v, o, exp_margin_);
+  staged_to_host(b.staging, out, static_cast<const float*>(o));
   host_exps_ += result.host_values;
-  for (int h = 0; h < heads; ++h) {
-    const std::size_t g = std::size_t(h / layer.group);
-    normalize_kernel<<<row_blocks, 256>>>(softmax, s + h * scores, counts + h);
-    launch_float_gemm(job.pv, job.rows, job.width, job.keys, s + h * scores, v + g * ks, o + h * qs);
-  }
-  check(cudaGetLastError(), "attention kernels");
-  staged_to_host(b.staging, out, o);
-  to_host(std::span<Counts>(c), counts);
-  for (int h = 0; h < heads; ++h) {
-    result.overflows += long(c[h].score_nonfinite + c[h].overflows);
-    result.saturations += long(c[h].saturations);
-    if (c[h].beyond) {  // P's cast, as prepare() counts it: values beyond the range became Inf/NaN or were clamped
-      const long overflowed = long(std::min(c[h].beyond, c[h].now_infinite));
-      result.overflows += overflowed;
-      result.saturations += job.pv_input.saturates ? long(c[h].beyond) - overflowed : 0;
-    }
-    if (c[h].now_infinite == 0 && layer.v_finite[h])
-      for (float x : out.subspan(h * qs, qs)) result.overflows += !std::isfinite(x);
-  }
   return result;
 }
 

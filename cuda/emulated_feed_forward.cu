@@ -20,32 +20,6 @@ struct Counts {
 };
 
 
-#define FOR_EACH(i, n) \
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < (n); i += std::size_t(gridDim.x) * blockDim.x)
-
-
-// A product's result without epilogue: its non-finite values are overflows when the operands were finite.
-__global__ void count_nonfinite_kernel(const float* c, std::size_t n, Counts* counts) {
-  long count = 0;
-  FOR_EACH(i, n) count += !isfinite(c[i]);
-  add(&counts->overflows, count);
-}
-
-// product()'s epilogue: compute(v + b[j]) (the bias a value of out), then the class's store.
-__global__ void bias_kernel(float* c, std::size_t n, int cols, const float* b, ElementRounding compute,
-                            ElementRounding out, Counts* counts) {
-  ElementEvents events;
-  FOR_EACH(i, n) {
-    const double x = double(c[i]) + double(b[i % cols]);
-    const double v = round_element(compute, x);
-    events.compute(compute, x, v);
-    const double y = round_element(out, v);
-    events.store(out, v, y);
-    c[i] = float(y);
-  }
-  add_events(counts, events);
-}
-
 struct DeviceFunction {  // the activation's transcendental function, CUDA's
   Activation kind;
   __device__ double operator()(double x) const {
@@ -61,7 +35,7 @@ struct DeviceFunction {  // the activation's transcendental function, CUDA's
 __global__ void activation_kernel(ActivationRecipe r, float* u, std::size_t n, Counts* counts, Flag* flags) {
   const DeviceFunction f{r.kind};
   ElementEvents events;
-  FOR_EACH(i, n) {
+  LPSIM_FOR_EACH(i, n) {
     const double x = u[i];
     if (r.kind == Activation::relu || activation_certain(r, x, f)) {
       u[i] = float(activation_value(r, x, f, 0, &events));
@@ -78,7 +52,7 @@ __global__ void finish_kernel(float* u, const float* up, std::size_t n, ElementR
                               bool cast, ElementRounding down_input, Counts* counts) {
   ElementEvents events;
   long beyond = 0, now_infinite = 0;
-  FOR_EACH(i, n) {
+  LPSIM_FOR_EACH(i, n) {
     const double a = u[i];
     double y = round_element(out, a);
     events.store(out, a, y);
@@ -102,7 +76,7 @@ __global__ void finish_kernel(float* u, const float* up, std::size_t n, ElementR
 }
 
 __global__ void to_float_kernel(const double* in, float* out, std::size_t n) {
-  FOR_EACH(i, n) out[i] = float(in[i]);  // values of a format a float holds: exact
+  LPSIM_FOR_EACH(i, n) out[i] = float(in[i]);  // values of a format a float holds: exact
 }
 
 }  // namespace
@@ -113,9 +87,9 @@ bool EmulatedGemm::runs(const AccumPolicy& up, const AccumPolicy& down) const {
 
 const float* EmulatedGemm::weight_floats(const WeightOperand& w, int which) {
   Buffers& d = *buffers_;
-  if (!w.f.empty()) return weight_on_device(w.f, w.id, d.ffn_w[which]);
-  const double* kept = weight_on_device(w.d, w.id, d.ffn_w[which]);
-  float* f = d.ffn_w_float[which].get<float>(w.d.size());
+  if (!w.f.empty()) return weight_on_device(w.f, w.id, d.w_scratch[which]);
+  const double* kept = weight_on_device(w.d, w.id, d.w_scratch[which]);
+  float* f = d.w_float[which].get<float>(w.d.size());
   to_float_kernel<<<blocks_for(w.d.size()), 256>>>(kept, f, w.d.size());
   return f;
 }
@@ -148,7 +122,7 @@ DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<flo
     to_device(b1, job.b1);
     bias_kernel<<<blocks_for(n), 256>>>(u, n, job.hidden, b1, job.up_compute, job.up_out, counts);
   } else if (job.h_finite && job.w1.finite) {
-    count_nonfinite_kernel<<<blocks_for(n), 256>>>(u, n, counts);
+    count_nonfinite_kernel<<<blocks_for(n), 256>>>(u, n, &counts->overflows);
   }
   activation_kernel<<<blocks_for(n), 256>>>(job.act, u, n, counts, flags);
   check(cudaGetLastError(), "feed-forward kernels");
@@ -171,7 +145,7 @@ DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<flo
   if (job.gated) {
     finish_kernel<<<blocks_for(n), 256>>>(u, nullptr, n, job.act.compute, job.act.out, false, job.down_input, counts);
     launch_float_gemm(job.up, job.rows, job.hidden, job.width, h, w3, up);
-    if (job.h_finite && job.w3.finite) count_nonfinite_kernel<<<blocks_for(n), 256>>>(up, n, counts);
+    if (job.h_finite && job.w3.finite) count_nonfinite_kernel<<<blocks_for(n), 256>>>(up, n, &counts->overflows);
     finish_kernel<<<blocks_for(n), 256>>>(u, up, n, job.act.compute, job.act.out, true, job.down_input, counts);
   } else {
     finish_kernel<<<blocks_for(n), 256>>>(u, nullptr, n, job.act.compute, job.act.out, true, job.down_input, counts);

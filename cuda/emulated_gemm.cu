@@ -37,6 +37,17 @@ struct FloatPlan {
   Rounding output_rounding;
 };
 
+// Product z of a batch (blockIdx.z): a_z = a + z * a, b_(z / group) = b + (z / group) * b, c_z = c + z * c
+// (strides in elements): an attention layer's heads, query head z with key/value head z / group.
+struct Batch {
+  std::size_t a = 0, b = 0, c = 0;
+  int group = 1;
+  __device__ void select(const float*& pa, const float*& pb, float*& pc) const {
+    const std::size_t z = blockIdx.z;
+    pa += z * a, pb += z / group * b, pc += z * c;
+  }
+};
+
 // Tiles of Tile x Tile outputs, 256 threads of Per x Per each (strided by 16, so that a warp's shared-memory reads
 // are broadcasts or consecutive), K in steps of TileK with the next step's operands fetched into registers while
 // this one's products run. Every output's operations are the CPU's, in the CPU's order along K, whatever the tile.
@@ -45,7 +56,8 @@ struct FloatPlan {
 // in binary32 as they end.
 template <int Tile, int Per, int TileK, bool Chunked, bool RoundedProducts>
 __global__ void __launch_bounds__(256) fp32_kernel(FloatPlan p, int m, int n, int k, const float* a, const float* b,
-                                                   float* c) {
+                                                   float* c, Batch batch) {
+  batch.select(a, b, c);
   constexpr int side = Tile / Per, loads = Tile * TileK / 256;
   static_assert(side * side == 256 && loads * 256 == Tile * TileK);
   __shared__ float as[TileK][Tile + 4];  // padded: the transposing stores below hit distinct banks
@@ -119,18 +131,19 @@ __global__ void __launch_bounds__(256) fp32_kernel(FloatPlan p, int m, int n, in
     }
 }
 
-// The large tile where it still gives every multiprocessor of an H200 (132) a block; the small one otherwise
-// (an attention head's products, 1024 x 64 outputs, would leave most of them idle) and for chunked orders (their
-// second set of sums spills the large tile's registers).
+// The large tile where it still gives every multiprocessor of an H200 (132) a block and the outputs fill it; the
+// small one otherwise (a head's P V, 1024 x 64 outputs, would leave most of them idle or half of each tile unused)
+// and for chunked orders (their second set of sums spills the large tile's registers).
 template <bool Chunked, bool RoundedProducts>
-void launch_fp32(const FloatPlan& fp, int m, int n, int k, const float* a, const float* b, float* c) {
-  auto grid = [&](int t) { return dim3((n + t - 1) / t, (m + t - 1) / t); };
+void launch_fp32(const FloatPlan& fp, int m, int n, int k, const float* a, const float* b, float* c, int count,
+                 const Batch& batch) {
+  auto grid = [&](int t) { return dim3((n + t - 1) / t, (m + t - 1) / t, count); };
   if constexpr (!Chunked)
-    if (const dim3 g = grid(128); g.x * g.y >= 132) {
-      fp32_kernel<128, 8, 8, false, RoundedProducts><<<g, 256>>>(fp, m, n, k, a, b, c);
+    if (const dim3 g = grid(128); g.x * g.y * g.z >= 132 && m >= 128 && n >= 128) {
+      fp32_kernel<128, 8, 8, false, RoundedProducts><<<g, 256>>>(fp, m, n, k, a, b, c, batch);
       return;
     }
-  fp32_kernel<64, 4, 16, Chunked, RoundedProducts><<<grid(64), 256>>>(fp, m, n, k, a, b, c);
+  fp32_kernel<64, 4, 16, Chunked, RoundedProducts><<<grid(64), 256>>>(fp, m, n, k, a, b, c, batch);
 }
 
 // ---- the tensor-core kernel: the hardware-exact presets (tcexp=operands) in float and integer arithmetic ----
@@ -224,7 +237,8 @@ __device__ float tensor_step(const TensorPlan& p, const float* a, const float* b
   return __uint_as_float(__float_as_uint(r) & p.acc_mask);
 }
 
-__global__ void tensor_kernel(TensorPlan p, int m, int n, int k, const float* a, const float* b, float* c) {
+__global__ void tensor_kernel(TensorPlan p, int m, int n, int k, const float* a, const float* b, float* c, Batch batch) {
+  batch.select(a, b, c);
   const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
   if (i >= m || j >= n) return;
   const float* ar = a + std::size_t(i) * k;
@@ -286,21 +300,27 @@ DeviceKernel device_kernel(const AccumPolicy& p) {
 }
 
 void launch_float_gemm(const AccumPolicy& p, int m, int n, int k, const float* ka, const float* kb, float* kc) {
+  launch_float_gemms(p, m, n, k, ka, kb, kc, 1, 0, 0, 0, 1);
+}
+
+void launch_float_gemms(const AccumPolicy& p, int m, int n, int k, const float* ka, const float* kb, float* kc,
+                        int count, std::size_t a_stride, std::size_t b_stride, std::size_t c_stride, int group) {
+  const Batch batch{a_stride, b_stride, c_stride, group};
   const DeviceKernel kernel = device_kernel(p);
   if (kernel == DeviceKernel::tensor_core) {
     const TensorPlan tp{accum::make_dot_policy(p), p.tc.k, p.tc.deal, p.chunk_length(k), p.tc.bits,
                         tensor_core_operand_emin(p), p.tc.align_truncates, p.tc.rounding, p.acc_rounding,
                         tensor_core_acc_mask(p), p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even};
-    tensor_kernel<<<dim3((n + 31) / 32, (m + 3) / 4), dim3(32, 4)>>>(tp, m, n, k, ka, kb, kc);
+    tensor_kernel<<<dim3((n + 31) / 32, (m + 3) / 4, count), dim3(32, 4)>>>(tp, m, n, k, ka, kb, kc, batch);
   } else {
     const FloatPlan fp{p.product.has_value(), p.chunk_length(k),
                        p.output.spec == formats::fp32 && p.output_rounding == Rounding::nearest_even,
                        make_round_params<double>(p.output.spec), p.output_rounding};
     const bool chunked = fp.chunk < k;
-    if (chunked && fp.rounded_products) launch_fp32<true, true>(fp, m, n, k, ka, kb, kc);
-    else if (chunked) launch_fp32<true, false>(fp, m, n, k, ka, kb, kc);
-    else if (fp.rounded_products) launch_fp32<false, true>(fp, m, n, k, ka, kb, kc);
-    else launch_fp32<false, false>(fp, m, n, k, ka, kb, kc);
+    if (chunked && fp.rounded_products) launch_fp32<true, true>(fp, m, n, k, ka, kb, kc, count, batch);
+    else if (chunked) launch_fp32<true, false>(fp, m, n, k, ka, kb, kc, count, batch);
+    else if (fp.rounded_products) launch_fp32<false, true>(fp, m, n, k, ka, kb, kc, count, batch);
+    else launch_fp32<false, false>(fp, m, n, k, ka, kb, kc, count, batch);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/model/attention_block_device.hpp"
 #include "lpsim/model/feed_forward_device.hpp"
 
 namespace lpsim::cuda {
@@ -22,6 +23,10 @@ DeviceKernel device_kernel(const AccumPolicy& policy);
 // c = a b (m x k times k x n, row-major, in device memory) by the float kernel of the policy (device_kernel gives
 // fp32_fma or tensor_core), launched on the default stream: the products of the GPU's heads and feed-forward blocks.
 void launch_float_gemm(const AccumPolicy& policy, int m, int n, int k, const float* a, const float* b, float* c);
+// `count` such products in one launch: c_z = a_z b_(z / group) with a_z = a + z * a_stride, b_g = b + g * b_stride,
+// c_z = c + z * c_stride (strides in elements; an attention layer's heads).
+void launch_float_gemms(const AccumPolicy& policy, int m, int n, int k, const float* a, const float* b, float* c,
+                        int count, std::size_t a_stride, std::size_t b_stride, std::size_t c_stride, int group);
 // Whether launch_float_gemm runs the policy (its kernel is fp32_fma or tensor_core).
 inline bool has_float_kernel(const AccumPolicy& policy) {
   const DeviceKernel k = device_kernel(policy);
@@ -30,7 +35,7 @@ inline bool has_float_kernel(const AccumPolicy& policy) {
 
 class Slot;
 
-class EmulatedGemm final : public GemmDevice, public FeedForwardDevice {
+class EmulatedGemm final : public GemmDevice, public FeedForwardDevice, public AttentionBlockDevice {
  public:
   EmulatedGemm();
   ~EmulatedGemm() override;
@@ -46,6 +51,15 @@ class EmulatedGemm final : public GemmDevice, public FeedForwardDevice {
   // A whole feed-forward block (feed_forward_device.hpp) on its kept weights: the products on the float kernels.
   bool runs(const AccumPolicy& up, const AccumPolicy& down) const override;
   DeviceResult feed_forward(const FeedForwardJob& job, std::span<float> out) override;
+  // A whole attention layer (attention_block_device.hpp): projections and rotations on the device, its heads as
+  // EmulatedAttention runs them (heads_on_device.hpp), the output projection; weights kept as above.
+  bool runs(const AccumPolicy& qkv, const AccumPolicy& score, const AccumPolicy& pv,
+            const AccumPolicy& out_proj) const override;
+  DeviceResult attention(const AttentionBlockJob& job, std::span<float> out) override;
+  // The relative margin of the heads' exp certification (EmulatedAttention::set_exp_margin).
+  void set_exp_margin(double relative) { exp_margin_ = relative; }
+  long attention_layers() const { return attention_layers_; }  // attention layers run so far
+  long host_exps() const { return host_exps_; }  // exp values the host computed for their heads
   long blocks() const { return blocks_; }        // feed-forward blocks run so far
   long host_activations() const { return host_activations_; }  // activation values the host computed for them
   long calls() const { return calls_; }  // products run on the GPU so far
@@ -58,11 +72,14 @@ class EmulatedGemm final : public GemmDevice, public FeedForwardDevice {
            std::span<T> c, const StochasticStream& sr, std::uint64_t b_id);
   template <class T>
   T* weight_on_device(std::span<const T> b, std::uint64_t b_id, Slot& scratch);
-  const float* weight_floats(const WeightOperand& w, int which);  // w as floats on the device
+  // w as floats on the device: kept, or in scratch slot `which` (0..3) when not kept.
+  const float* weight_floats(const WeightOperand& w, int which);
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
-  std::mutex turn_;  // held by run(), feed_forward() and forget(): the buffers and counters serve one call at a time
-  long calls_ = 0, blocks_ = 0, host_activations_ = 0;
+  // Held by run(), feed_forward(), attention() and forget(): the buffers and counters serve one call at a time.
+  std::mutex turn_;
+  long calls_ = 0, blocks_ = 0, host_activations_ = 0, attention_layers_ = 0, host_exps_ = 0;
+  double exp_margin_ = exp_margin;
   double seconds_ = 0, copy_seconds_ = 0;
 };
 

@@ -197,7 +197,8 @@ void bench_gemms(int size) {
 
 // The emulated forward with its GEMMs on the GPU; with check, also the CPU-only forward, compared tap by tap.
 int emulate(const std::string& dir, const std::vector<std::string>& models, const std::vector<std::string>& plans,
-            std::uint64_t seed, int tokens, bool check, int reps, bool heads, bool ffn, double margin, bool phases) {
+            std::uint64_t seed, int tokens, bool check, int reps, bool heads, bool layers, bool ffn, double margin,
+            bool phases) {
   int failures = 0;
   std::string csv = "model,plan,seed,tokens,layer,tap,elements,fnv1a64\n";
   for (const auto& model : models) {
@@ -212,8 +213,9 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
       EmulatedBackend gpu(plan, seed);
       gpu.use_gemm_device(&device);
       if (heads) gpu.use_attention_device(&attention);
+      if (heads && layers) gpu.use_attention_block_device(&device);
       if (ffn) gpu.use_feed_forward_device(&device);
-      if (margin > 0) attention.set_exp_margin(margin);
+      if (margin > 0) attention.set_exp_margin(margin), device.set_exp_margin(margin);
       // emulated_taps, as sweeps run a plan (its parameter format included). The first forward rounds the weights
       // and gives the taps; later ones reuse the rounded weights, as a sweep's batches do.
       Taps<double> taps;
@@ -236,6 +238,9 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
       if (device.blocks())
         line += fmt::format("; {} feed-forward blocks on the GPU, {} activation values from the host", device.blocks(),
                             device.host_activations());
+      if (device.attention_layers())
+        line += fmt::format("; {} attention layers on the GPU, {} exp values from the host", device.attention_layers(),
+                            device.host_exps());
       if (attention.calls())
         line += fmt::format("; {} heads on the GPU taking {:.3f} s per forward, {} exp values from the host",
                             attention.calls(), attention.seconds() / reps, attention.host_exps());
@@ -256,7 +261,7 @@ int emulate(const std::string& dir, const std::vector<std::string>& models, cons
                             ce.saturations);
       }
       fmt::print("{}\n", line);
-      if (phases && reps > 1) {  // per forward after the first; the heads' work on the device is charged to score
+      if (phases && reps > 1) {  // per forward after the first; heads and attention layers on the device are charged to score
         std::vector<std::pair<double, Op>> by_op;
         for (Op op : all_ops) by_op.push_back({gpu.op_seconds()[static_cast<int>(op)] / (reps - 1), op});
         std::sort(by_op.rbegin(), by_op.rend());
@@ -314,6 +319,9 @@ int main(int argc, char** argv) {
   e->add_flag("--check", check, "also run the CPU-only forward and compare every tap bit for bit");
   bool cpu_heads = false;
   e->add_flag("--cpu-heads", cpu_heads, "attention heads on the CPU (only the GEMMs on the GPU)");
+  bool heads_only = false;
+  e->add_flag("--heads-only", heads_only,
+              "attention's projections and rotations on the CPU (only its heads, and the GEMMs, on the GPU)");
   bool cpu_ffn = false;
   e->add_flag("--cpu-ffn", cpu_ffn, "feed-forward blocks on the CPU (only their GEMMs on the GPU)");
   bool phases = false;
@@ -328,6 +336,7 @@ int main(int argc, char** argv) {
     static lpsim::cuda::EmulatedAttention attention;
     be.use_gemm_device(&gemm);
     be.use_attention_device(&attention);
+    be.use_attention_block_device(&gemm);
     be.use_feed_forward_device(&gemm);
   });
   try {
@@ -357,7 +366,7 @@ int main(int argc, char** argv) {
       return rc;
     }
     if (*e) return lpsim::emulate(dir, models, emulate_plans, seed, tokens, check, std::max(reps, 1), !cpu_heads,
-                                  !cpu_ffn, exp_margin, phases);
+                                  !heads_only, !cpu_ffn, exp_margin, phases);
   } catch (const std::exception& e) {
     fmt::print(stderr, "lpsim-cuda: {}\n", e.what());
     return 1;

@@ -56,9 +56,9 @@ Matrix<double> from_floats(int rows, int cols, const float* values) {
 // A float buffer of n values for a device's results, kept per thread and use: fresh pages of hundreds of MB (an
 // LM head's output) cost more than the product, and zeroing them is a serial pass. One per use, because a device
 // may run the backend's own GEMMs while it fills the buffer of a head or block (the tests' CPU-backed devices do).
-enum class ResultUse { product, heads, block };
+enum class ResultUse { product, heads, block, attention };
 std::span<float> result_buffer(ResultUse use, std::size_t n) {
-  thread_local std::array<std::vector<float>, 3> buffers;
+  thread_local std::array<std::vector<float>, 4> buffers;
   std::vector<float>& buffer = buffers[static_cast<int>(use)];
   if (buffer.size() < n) buffer.resize(n);
   return {buffer.data(), n};
@@ -583,30 +583,37 @@ std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelCo
   return y;
 }
 
+// The part of every head's job the plan fixes, where its attention is the textbook kernel and the plan lets a device
+// take every step of it (before asking a device whether it runs the products).
+static std::optional<AttentionHeadJob> heads_recipe(const PrecisionPlan& plan) {
+  if (plan.attention.kind != AttentionKernel::Kind::math) return std::nullopt;
+  for (Op op : {Op::score, Op::scale, Op::softmax, Op::pv})
+    if (!device_can_take(plan[op])) return std::nullopt;
+  if (!plan[Op::softmax].reduce || !is_float_loop(*plan[Op::softmax].reduce)) return std::nullopt;
+  AttentionHeadJob job;
+  job.score = *plan[Op::score].gemm, job.pv = *plan[Op::pv].gemm;
+  for (auto [policy, op] : {std::pair{&job.score, Op::score}, std::pair{&job.pv, Op::pv}}) {
+    policy->output = plan[op].out;  // product() without epilogue: rounded straight to out
+    policy->output_rounding = Rounding::nearest_even;
+  }
+  job.scale_compute = element_rounding(plan[Op::scale].compute.spec);
+  job.scale_out = element_rounding(plan[Op::scale].out.spec);
+  job.softmax_compute = element_rounding(plan[Op::softmax].compute.spec);
+  job.softmax_out = element_rounding(plan[Op::softmax].out.spec);
+  job.pv_input = element_rounding(plan[Op::pv].gemm->input.spec);
+  return job;
+}
+
 void EmulatedBackend::use_attention_device(AttentionDevice* device) {
   attention_device_ = device;
   head_recipe_.reset();
-  if (!device || plan_.attention.kind != AttentionKernel::Kind::math) return;
-  for (Op op : {Op::score, Op::scale, Op::softmax, Op::pv})
-    if (!device_can_take(plan_[op])) return;
-  if (!plan_[Op::softmax].reduce || !is_float_loop(*plan_[Op::softmax].reduce)) return;
-  AttentionHeadJob job;
-  job.score = *plan_[Op::score].gemm, job.pv = *plan_[Op::pv].gemm;
-  for (auto [policy, op] : {std::pair{&job.score, Op::score}, std::pair{&job.pv, Op::pv}}) {
-    policy->output = plan_[op].out;  // product() without epilogue: rounded straight to out
-    policy->output_rounding = Rounding::nearest_even;
-  }
-  if (!device->runs(job.score, job.pv)) return;
-  job.scale_compute = element_rounding(plan_[Op::scale].compute.spec);
-  job.scale_out = element_rounding(plan_[Op::scale].out.spec);
-  job.softmax_compute = element_rounding(plan_[Op::softmax].compute.spec);
-  job.softmax_out = element_rounding(plan_[Op::softmax].out.spec);
-  job.pv_input = element_rounding(plan_[Op::pv].gemm->input.spec);
-  head_recipe_ = std::move(job);
+  if (!device) return;
+  std::optional<AttentionHeadJob> job = heads_recipe(plan_);
+  if (job && device->runs(job->score, job->pv)) head_recipe_ = std::move(job);
 }
 
-AttentionHeadJob EmulatedBackend::head_job(int rows, int keys, int width, bool causal, ScoreScale how) {
-  AttentionHeadJob job = *head_recipe_;
+AttentionHeadJob EmulatedBackend::head_job(AttentionHeadJob job, int rows, int keys, int width, bool causal,
+                                           ScoreScale how) {
   job.rows = rows, job.keys = keys, job.width = width, job.causal = causal;
   job.divide = how == ScoreScale::divide;
   const double d = width;
@@ -653,7 +660,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_heads(std::span<const Matr
   // device_head prepares K and V once per query head: their casts' events count group times.
   count_events(long(group - 1) * (k_events.a + v_events.a), long(group - 1) * (k_events.b + v_events.b));
   AttentionLayerJob job;
-  job.head = head_job(rows, keys, width, causal, how);
+  job.head = head_job(*head_recipe_, rows, keys, width, causal, how);
   job.heads = heads, job.group = group;
   job.q = qf, job.kt = ktf, job.v = vf, job.qk_finite = qk_finite, job.v_finite = v_finite;
 #pragma omp atomic
@@ -680,7 +687,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>&
     return std::nullopt;  // prepare() would take its double path
   // What gemm(score, q, k^T), scale_scores, softmax and gemm(pv, p, v) would do on the host before the device's part.
   const Operand qa = prepare(Op::score, q), ka = prepare(Op::score, transpose(k)), va = prepare(Op::pv, v);
-  AttentionHeadJob job = head_job(q.rows, k.rows, q.cols, causal, how);
+  AttentionHeadJob job = head_job(*head_recipe_, q.rows, k.rows, q.cols, causal, how);
   job.q = qa.f, job.kt = ka.f, job.v = va.f;
   job.qk_finite = qa.finite && ka.finite, job.v_finite = va.finite;
 #pragma omp atomic
@@ -691,6 +698,86 @@ std::optional<Matrix<double>> EmulatedBackend::device_head(const Matrix<double>&
   Matrix<double> h = from_floats(q.rows, v.cols, out.data());
   tick(Op::score);
   return h;
+}
+
+void EmulatedBackend::use_attention_block_device(AttentionBlockDevice* device) {
+  block_device_ = device;
+  block_recipe_.reset();
+  if (!device) return;
+  const std::optional<AttentionHeadJob> head = heads_recipe(plan_);
+  if (!head) return;
+  for (Op op : {Op::qkv, Op::rope, Op::out_proj})
+    if (!device_can_take(plan_[op])) return;
+  AttentionBlockJob job;
+  for (const bool bias : {false, true}) {  // product(): with a bias the result is taken in compute
+    for (auto [policy, op] : {std::pair{&job.qkv[bias], Op::qkv}, std::pair{&job.out_proj[bias], Op::out_proj}}) {
+      *policy = *plan_[op].gemm;
+      policy->output = bias ? plan_[op].compute : plan_[op].out;
+      policy->output_rounding = Rounding::nearest_even;
+    }
+    if (!device->runs(job.qkv[bias], head->score, head->pv, job.out_proj[bias])) return;
+  }
+  job.qkv_compute = element_rounding(plan_[Op::qkv].compute.spec);
+  job.qkv_out = element_rounding(plan_[Op::qkv].out.spec);
+  job.rope_compute = element_rounding(plan_[Op::rope].compute.spec);
+  job.rope_out = element_rounding(plan_[Op::rope].out.spec);
+  job.score_input = element_rounding(plan_[Op::score].gemm->input.spec);
+  job.out_proj_input = element_rounding(plan_[Op::out_proj].gemm->input.spec);
+  job.out_proj_compute = element_rounding(plan_[Op::out_proj].compute.spec);
+  job.out_proj_out = element_rounding(plan_[Op::out_proj].out.spec);
+  job.head = *head;
+  block_recipe_ = std::move(job);
+}
+
+std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfig& cfg, const LayerWeights<double>& w,
+                                                                const Matrix<double>& h, const Matrix<double>& rope_cos,
+                                                                const Matrix<double>& rope_sin) {
+  if (!block_recipe_ || stochastic_ || h.empty()) return std::nullopt;  // stochastic: see takes_heads
+  const int rows = h.rows, dh = cfg.head_width(), heads = cfg.heads, kv = cfg.kv_head_count();
+  if (dh <= 0 || kv <= 0 || heads % kv != 0) return std::nullopt;
+  if (w.wq.cols != heads * dh || w.wk.cols != kv * dh || w.wv.cols != kv * dh || w.wo.rows != heads * dh)
+    return std::nullopt;
+  const bool rope = !rope_cos.empty();
+  if (rope && (rope_cos.cols != dh || rope_sin.cols != dh || rope_cos.rows < rows || rope_sin.rows < rows))
+    return std::nullopt;
+  if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
+  AttentionBlockJob job = *block_recipe_;
+  job.rows = rows, job.width = h.cols, job.heads = heads, job.kv_heads = kv, job.head_width = dh;
+  // What the host's three linear(qkv, h, ...) calls prepare: H once here, its cast's events counted three times.
+  const Operand x = prepare(Op::qkv, h);
+  count_events(2 * x.overflows, 2 * x.saturations);
+  job.h = x.f, job.h_finite = x.finite;
+  auto view = [](const Operand& o) { return WeightOperand{o.f, o.d, o.id, o.finite}; };
+  job.wq = view(weight(Op::qkv, w.wq));
+  job.wk = view(weight(Op::qkv, w.wk));
+  job.wv = view(weight(Op::qkv, w.wv));
+  job.wo = view(weight(Op::out_proj, w.wo));
+  std::vector<float> bq, bk, bv, bo;
+  auto bias = [&](Op op, const std::vector<double>& b, std::vector<float>& f) {  // as product() rounds it
+    if (b.empty()) return;
+    std::vector<double> rb = b;
+    round_all(make_rounder(plan_[op].out, Rounding::nearest_even), rb);
+    f.assign(rb.begin(), rb.end());
+  };
+  bias(Op::qkv, w.bq, bq);
+  bias(Op::qkv, w.bk, bk);
+  bias(Op::qkv, w.bv, bv);
+  bias(Op::out_proj, w.bo, bo);
+  job.bq = bq, job.bk = bk, job.bv = bv, job.bo = bo;
+  if (rope) {
+    const std::size_t n = std::size_t(rows) * dh;  // the tables' first rows: one per token
+    job.rope_cos = std::span<const double>(rope_cos.data.data(), n);
+    job.rope_sin = std::span<const double>(rope_sin.data.data(), n);
+  }
+  job.head = head_job(job.head, rows, rows, dh, cfg.causal, cfg.score_scale);
+#pragma omp atomic
+  gemm_calls_ += 4 + std::uint64_t(heads) * (std::uint64_t(rows) + 2);  // as the host's products and heads
+  const std::span<float> out = result_buffer(ResultUse::attention, std::size_t(rows) * w.wo.cols);
+  const DeviceResult r = block_device_->attention(job, out);
+  count_events(r.overflows, r.saturations);
+  Matrix<double> y = from_floats(rows, w.wo.cols, out.data());
+  tick(Op::score);
+  return y;
 }
 
 }  // namespace lpsim

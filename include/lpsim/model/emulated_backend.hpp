@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/model/attention_block_device.hpp"
 #include "lpsim/model/attention_device.hpp"
 #include "lpsim/model/feed_forward_device.hpp"
 #include "lpsim/model/matrix.hpp"
@@ -94,6 +95,18 @@ class EmulatedBackend {
   // nullopt, with nothing computed, where takes_heads() is false or device_head would refuse a head.
   std::optional<Matrix<double>> device_heads(std::span<const Matrix<double>> q, std::span<const Matrix<double>> k,
                                              std::span<const Matrix<double>> v, bool causal, ScoreScale how);
+  // Runs whole attention layers (projections, rotations, heads, output projection) on an accelerator with the same
+  // bits and events (the GPU: cuda::EmulatedGemm), where the plan is one it takes and the layer's heads could go to
+  // an attention device (device_heads); null: not. Not owned.
+  void use_attention_block_device(AttentionBlockDevice* device);
+  // One layer's attention branch (h: the normed stream) on that device, as layers.hpp's attention computes it;
+  // nullopt, with nothing computed, where there is none, takes_heads() would be false for it, in qkv, rope or
+  // out_proj a rounding other than nearest even, output or operand scaling, block scaling, or a format a float does
+  // not hold; products the device has no float kernel for; an input value that is not a float; rotary tables that
+  // are not rows x head width.
+  std::optional<Matrix<double>> device_attention(const ModelConfig& cfg, const LayerWeights<double>& w,
+                                                 const Matrix<double>& h, const Matrix<double>& rope_cos,
+                                                 const Matrix<double>& rope_sin);
   // Runs whole feed-forward blocks (up, activation, gate, down) on an accelerator with the same bits and events
   // (the GPU: cuda::EmulatedGemm), where the plan is one it takes (device_feed_forward); null: on the CPU. Not owned.
   void use_feed_forward_device(FeedForwardDevice* device);
@@ -115,8 +128,9 @@ class EmulatedBackend {
   RangeEvents events() const { return events_; }  // totals since construction
 
   // Wall time per operation class, to see where a forward's time goes (lpsim-cuda emulate --phases): every interval
-  // between two calls that end an op's work (store, gemm, linear, device_head: charged to score) goes to the op of
-  // the call that ends it, so what runs between them (a caller's copies) is charged to the next op. Off by default.
+  // between two calls that end an op's work (store, gemm, linear; device_head and device_attention: charged to
+  // score) goes to the op of the call that ends it, so what runs between them (a caller's copies) is charged to the
+  // next op. Off by default.
   void time_ops(bool on) {  // from now, from zero
     timing_ = on;
     op_seconds_.fill(0);
@@ -200,8 +214,10 @@ class EmulatedBackend {
   void tick(Op op);  // time_ops: the interval since the last tick goes to op
   AttentionDevice* attention_device_ = nullptr;
   std::optional<AttentionHeadJob> head_recipe_;  // the plan's part of every head's job, when the device takes it
-  // The recipe with one head's shape and the scale constant (rounded to the scale class's compute).
-  AttentionHeadJob head_job(int rows, int keys, int width, bool causal, ScoreScale how);
+  // A recipe with one head's shape and the scale constant (rounded to the scale class's compute).
+  AttentionHeadJob head_job(AttentionHeadJob recipe, int rows, int keys, int width, bool causal, ScoreScale how);
+  AttentionBlockDevice* block_device_ = nullptr;
+  std::optional<AttentionBlockJob> block_recipe_;  // the plan's part of every layer's job, when the device takes it
   FeedForwardDevice* ffn_device_ = nullptr;
   std::optional<FeedForwardJob> ffn_recipe_;  // the plan's part of every block's job, when the device takes it
   double output_scale(Op op, const Matrix<double>& m);

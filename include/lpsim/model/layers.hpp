@@ -272,6 +272,9 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
                     const Matrix<W>& rope_cos = {}, const Matrix<W>& rope_sin = {}) {
   auto bias = [](const std::vector<W>& b) { return b.empty() ? nullptr : &b; };
   if constexpr (requires { be.observe_attention_input(h); }) be.observe_attention_input(h);
+  // The whole layer on an accelerator where the backend has one that takes it (the same bits as below).
+  if constexpr (requires { be.device_attention(cfg, w, h, rope_cos, rope_sin); })
+    if (auto y = be.device_attention(cfg, w, h, rope_cos, rope_sin)) return std::move(*y);
   const Matrix<T> q = be.linear(Op::qkv, h, w.wq, bias(w.bq));
   const Matrix<T> k = be.linear(Op::qkv, h, w.wk, bias(w.bk));
   const Matrix<T> v = be.linear(Op::qkv, h, w.wv, bias(w.bv));
