@@ -11,6 +11,7 @@
 #include "emulated_gemm.hpp"
 #include "emulated_gemm_buffers.hpp"
 #include "heads_on_device.hpp"
+#include "norm_on_device.hpp"
 
 namespace lpsim::cuda {
 
@@ -112,6 +113,16 @@ DeviceResult EmulatedGemm::attention(const AttentionBlockJob& job, std::span<flo
     const Stopwatch copies(copy_seconds_);
     staged_to_device(d.staging, h, job.h);
   }
+  DeviceResult result;
+  bool h_finite = job.h_finite;
+  if (job.norm) {  // H = norm(stream), cast to qkv's input; the host's path prepares it for each projection
+    float* normed = d.normed.get<float>(job.h.size());
+    const NormResult n = norm_on_device(d.norm, *job.norm, h, rows, job.width, job.qkv_input, normed);
+    result.overflows += n.overflows, result.saturations += n.saturations;
+    add_cast_events(result, n.beyond, n.now_infinite, job.qkv_input, 3);
+    h_finite = n.now_infinite == 0;
+    h = normed;
+  }
   LayerCounts* counts = d.attn_counts.get<LayerCounts>(1);
   OperandCounts* operands = d.attn_operands.get<OperandCounts>(heads + 2 * kv);  // Q heads, then K, then V
   check(cudaMemset(counts, 0, sizeof(LayerCounts)), "cudaMemset");
@@ -127,7 +138,7 @@ DeviceResult EmulatedGemm::attention(const AttentionBlockJob& job, std::span<flo
       float* b = d.attn_bias[which].get<float>(bias.size());
       to_device(b, bias);
       bias_kernel<<<blocks_for(n), 256>>>(c, n, cols, b, job.qkv_compute, job.qkv_out, counts);
-    } else if (job.h_finite && w.finite) {
+    } else if (h_finite && w.finite) {
       count_nonfinite_kernel<<<blocks_for(n), 256>>>(c, n, &counts->overflows);
     }
     return static_cast<const float*>(c);
@@ -159,7 +170,6 @@ DeviceResult EmulatedGemm::attention(const AttentionBlockJob& job, std::span<flo
   // The operands' casts, counted per head as the host prepares them (K and V once per query head of their group).
   std::vector<OperandCounts> oc(heads + 2 * kv);
   to_host(std::span<OperandCounts>(oc), static_cast<const OperandCounts*>(operands));
-  DeviceResult result;
   for (int i = 0; i < heads; ++i) add_cast_events(result, oc[i].beyond, oc[i].now_infinite, job.score_input, 1);
   for (int g = 0; g < kv; ++g) {
     const OperandCounts &kc = oc[heads + g], &vc = oc[heads + kv + g];

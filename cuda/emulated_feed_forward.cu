@@ -2,12 +2,14 @@
 // Each pass is the CPU's elementwise loop for every element of U (tokens x ffn), one thread per element.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "device_passes.cuh"
 #include "emulated_gemm.hpp"
 #include "emulated_gemm_buffers.hpp"
+#include "norm_on_device.hpp"
 
 namespace lpsim::cuda {
 
@@ -106,6 +108,20 @@ DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<flo
     const Stopwatch copies(copy_seconds_);
     staged_to_device(d.staging, h, job.h);
   }
+  DeviceResult result;
+  bool h_finite = job.h_finite;
+  if (job.norm) {  // H = norm(stream), cast to ffn_up's input; the host's path prepares it for each up product
+    float* normed = d.normed.get<float>(job.h.size());
+    const NormResult r = norm_on_device(d.norm, *job.norm, h, job.rows, job.width, job.up_input, normed);
+    result.overflows += r.overflows, result.saturations += r.saturations;
+    if (r.beyond) {
+      const long times = job.gated ? 2 : 1, overflowed = long(std::min(r.beyond, r.now_infinite));
+      result.overflows += times * overflowed;
+      result.saturations += job.up_input.saturates ? times * (long(r.beyond) - overflowed) : 0;
+    }
+    h_finite = r.now_infinite == 0;
+    h = normed;
+  }
   const float* w1 = weight_floats(job.w1, 0);
   const float* w3 = job.gated ? weight_floats(job.w3, 1) : nullptr;
   const float* w2 = weight_floats(job.w2, 2);
@@ -121,14 +137,13 @@ DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<flo
     float* b1 = d.ffn_b1.get<float>(job.b1.size());
     to_device(b1, job.b1);
     bias_kernel<<<blocks_for(n), 256>>>(u, n, job.hidden, b1, job.up_compute, job.up_out, counts);
-  } else if (job.h_finite && job.w1.finite) {
+  } else if (h_finite && job.w1.finite) {
     count_nonfinite_kernel<<<blocks_for(n), 256>>>(u, n, &counts->overflows);
   }
   activation_kernel<<<blocks_for(n), 256>>>(job.act, u, n, counts, flags);
   check(cudaGetLastError(), "feed-forward kernels");
   Counts c{};
   to_host(std::span<Counts>(&c, 1), counts);
-  DeviceResult result;
   if (c.flagged) {  // glibc's function for the values the device's cannot round with certainty
     ElementEvents events;
     resolve_on_host(flags, c.flagged, u, d.ffn_values, [&](double x) {
@@ -145,7 +160,7 @@ DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<flo
   if (job.gated) {
     finish_kernel<<<blocks_for(n), 256>>>(u, nullptr, n, job.act.compute, job.act.out, false, job.down_input, counts);
     launch_float_gemm(job.up, job.rows, job.hidden, job.width, h, w3, up);
-    if (job.h_finite && job.w3.finite) count_nonfinite_kernel<<<blocks_for(n), 256>>>(up, n, &counts->overflows);
+    if (h_finite && job.w3.finite) count_nonfinite_kernel<<<blocks_for(n), 256>>>(up, n, &counts->overflows);
     finish_kernel<<<blocks_for(n), 256>>>(u, up, n, job.act.compute, job.act.out, true, job.down_input, counts);
   } else {
     finish_kernel<<<blocks_for(n), 256>>>(u, nullptr, n, job.act.compute, job.act.out, true, job.down_input, counts);

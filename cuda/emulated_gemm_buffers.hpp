@@ -6,6 +6,7 @@
 #include "device_slot.hpp"
 #include "emulated_gemm.hpp"
 #include "heads_on_device.hpp"
+#include "norm_on_device.hpp"
 
 namespace lpsim::cuda {
 
@@ -22,6 +23,8 @@ struct EmulatedGemm::Buffers {
   Slot attn_h, attn_q, attn_k, attn_v, attn_pq, attn_pkt, attn_pv, attn_heads, attn_cat, attn_out, attn_bias[4],
       attn_cos, attn_sin, attn_counts, attn_operands;
   HeadBuffers heads;
+  Slot normed;  // a block's input normalised on the device
+  NormBuffers norm;
 };
 
 }  // namespace lpsim::cuda

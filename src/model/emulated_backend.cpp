@@ -44,6 +44,19 @@ bool all_floats(std::span<const double> x) {
          }).a == 0;
 }
 
+// x as floats, converted on all threads; nullopt where some value is a double no float holds.
+std::optional<std::vector<float>> as_floats(std::span<const double> x) {
+  std::vector<float> f(x.size());
+  constexpr std::int64_t block = 2048;
+  const std::int64_t n = std::int64_t(x.size());
+  const Counts c = parallel_count((n + block - 1) / block, x.size() >= parallel_elements, [&](std::int64_t b, long& inexact, long&) {
+    const std::int64_t first = b * block, len = std::min(block, n - first);
+    inexact += passes::cast_operand(x.data() + first, f.data() + first, len, 1.0, false, 0).inexact;
+  });
+  if (c.a) return std::nullopt;
+  return f;
+}
+
 // A device's float results as doubles, copied on all threads into memory not zeroed first (GEMM outputs of a
 // forward at 1024 tokens are 2M to 130M values; serial passes over them bounded its speed-up on many cores).
 Matrix<double> from_floats(int rows, int cols, const float* values) {
@@ -531,6 +544,7 @@ void EmulatedBackend::use_feed_forward_device(FeedForwardDevice* device) {
     job.down.output = bias ? plan_[Op::ffn_down].compute : plan_[Op::ffn_down].out;
     if (!device->runs(job.up, job.down)) return;
   }
+  job.up_input = element_rounding(plan_[Op::ffn_up].gemm->input.spec);
   job.up_compute = element_rounding(plan_[Op::ffn_up].compute.spec);
   job.up_out = element_rounding(plan_[Op::ffn_up].out.spec);
   job.down_input = element_rounding(plan_[Op::ffn_down].gemm->input.spec);
@@ -545,22 +559,31 @@ void EmulatedBackend::use_feed_forward_device(FeedForwardDevice* device) {
 }
 
 std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelConfig& cfg, const LayerWeights<double>& w,
-                                                                   const Matrix<double>& h) {
+                                                                   const Matrix<double>& h,
+                                                                   const NormWeights<double>* norm) {
   const bool gated = cfg.mlp == Mlp::gated;
   if (!ffn_recipe_ || h.empty() || (gated && (w.w3.empty() || !w.b1.empty()))) return std::nullopt;
-  if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
   FeedForwardJob job = *ffn_recipe_;
   job.rows = h.rows, job.width = h.cols, job.hidden = w.w1.cols, job.gated = gated;
   job.act.kind = cfg.activation;
   job.act.chain = cfg.activation_chain && cfg.activation == Activation::gelu_tanh;
+  Operand x;
+  std::optional<std::vector<float>> stream;
+  if (norm) {  // the device normalises the stream and casts it
+    if (!(stream = as_floats(h.data)) || !(job.norm = norm_job(cfg, *norm, h.cols))) return std::nullopt;
+    job.h = *stream;
+  } else {
+    if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
+    // What linear(ffn_up, h, w1, b1) and linear(ffn_up, h, w3) prepare: h for each (range events).
+    x = prepare(Op::ffn_up, h);
+    if (gated) count_events(x.overflows, x.saturations);
+    job.h = x.f, job.h_finite = x.finite;
+  }
   // What linear(ffn_up, h, w1, b1), (linear(ffn_up, h, w3)) and linear(ffn_down, u, w2, b2) do on the host first.
-  const Operand x = prepare(Op::ffn_up, h);
-  if (gated) prepare(Op::ffn_up, h);  // the host's path prepares h for each of its two products (range events)
   auto view = [](const Operand& o) { return WeightOperand{o.f, o.d, o.id, o.finite}; };
   job.w1 = view(weight(Op::ffn_up, w.w1));
   if (gated) job.w3 = view(weight(Op::ffn_up, w.w3));
   job.w2 = view(weight(Op::ffn_down, w.w2));
-  job.h = x.f, job.h_finite = x.finite;
   std::vector<float> b1, b2;
   auto bias = [&](Op op, const std::vector<double>& b, std::vector<float>& f, AccumPolicy& policy) {
     if (b.empty()) return;
@@ -717,6 +740,7 @@ void EmulatedBackend::use_attention_block_device(AttentionBlockDevice* device) {
     }
     if (!device->runs(job.qkv[bias], head->score, head->pv, job.out_proj[bias])) return;
   }
+  job.qkv_input = element_rounding(plan_[Op::qkv].gemm->input.spec);
   job.qkv_compute = element_rounding(plan_[Op::qkv].compute.spec);
   job.qkv_out = element_rounding(plan_[Op::qkv].out.spec);
   job.rope_compute = element_rounding(plan_[Op::rope].compute.spec);
@@ -731,7 +755,8 @@ void EmulatedBackend::use_attention_block_device(AttentionBlockDevice* device) {
 
 std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfig& cfg, const LayerWeights<double>& w,
                                                                 const Matrix<double>& h, const Matrix<double>& rope_cos,
-                                                                const Matrix<double>& rope_sin) {
+                                                                const Matrix<double>& rope_sin,
+                                                                const NormWeights<double>* norm) {
   if (!block_recipe_ || stochastic_ || h.empty()) return std::nullopt;  // stochastic: see takes_heads
   const int rows = h.rows, dh = cfg.head_width(), heads = cfg.heads, kv = cfg.kv_head_count();
   if (dh <= 0 || kv <= 0 || heads % kv != 0) return std::nullopt;
@@ -740,13 +765,20 @@ std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfi
   const bool rope = !rope_cos.empty();
   if (rope && (rope_cos.cols != dh || rope_sin.cols != dh || rope_cos.rows < rows || rope_sin.rows < rows))
     return std::nullopt;
-  if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
   AttentionBlockJob job = *block_recipe_;
   job.rows = rows, job.width = h.cols, job.heads = heads, job.kv_heads = kv, job.head_width = dh;
-  // What the host's three linear(qkv, h, ...) calls prepare: H once here, its cast's events counted three times.
-  const Operand x = prepare(Op::qkv, h);
-  count_events(2 * x.overflows, 2 * x.saturations);
-  job.h = x.f, job.h_finite = x.finite;
+  Operand x;
+  std::optional<std::vector<float>> stream;
+  if (norm) {  // the device normalises the stream and casts it
+    if (!(stream = as_floats(h.data)) || !(job.norm = norm_job(cfg, *norm, h.cols))) return std::nullopt;
+    job.h = *stream;
+  } else {
+    if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
+    // What the host's three linear(qkv, h, ...) calls prepare: H once here, its cast's events counted three times.
+    x = prepare(Op::qkv, h);
+    count_events(2 * x.overflows, 2 * x.saturations);
+    job.h = x.f, job.h_finite = x.finite;
+  }
   auto view = [](const Operand& o) { return WeightOperand{o.f, o.d, o.id, o.finite}; };
   job.wq = view(weight(Op::qkv, w.wq));
   job.wk = view(weight(Op::qkv, w.wk));
@@ -778,6 +810,21 @@ std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfi
   Matrix<double> y = from_floats(rows, w.wo.cols, out.data());
   tick(Op::score);
   return y;
+}
+
+std::optional<NormJob> EmulatedBackend::norm_job(const ModelConfig& cfg, const NormWeights<double>& w, int width) {
+  const OpPrecision& p = plan_[Op::norm];
+  if (!device_can_take(p) || !p.reduce || !is_float_loop(*p.reduce)) return std::nullopt;
+  if (int(w.gamma.size()) != width || (!w.beta.empty() && int(w.beta.size()) != width)) return std::nullopt;
+  NormJob job;
+  job.rms = cfg.norm == NormKind::rmsnorm;
+  job.cast = cfg.norm_cast;
+  job.fma = p.reduce->fma;
+  job.epsilon = compute(Op::norm, w.eps >= 0 ? w.eps : cfg.norm_eps);  // as layers.hpp's norm, with its events
+  job.compute = element_rounding(p.compute.spec);
+  job.out = element_rounding(p.out.spec);
+  job.gamma = w.gamma, job.beta = w.beta;
+  return job;
 }
 
 }  // namespace lpsim

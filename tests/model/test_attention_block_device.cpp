@@ -29,7 +29,7 @@ std::vector<double> doubles(std::span<const float> v) { return {v.begin(), v.end
 
 struct LayersAsBlockDevice : AttentionBlockDevice {
   PrecisionPlan plan;
-  long layers = 0;
+  long layers = 0, normed = 0;  // layers run; of them, handed the stream to normalise
   std::vector<AttentionBlockJob> jobs;
   explicit LayersAsBlockDevice(PrecisionPlan p) : plan(std::move(p)) {}
   bool runs(const AccumPolicy&, const AccumPolicy&, const AccumPolicy&, const AccumPolicy&) const override {
@@ -37,6 +37,7 @@ struct LayersAsBlockDevice : AttentionBlockDevice {
   }
   DeviceResult attention(const AttentionBlockJob& job, std::span<float> out) override {
     ++layers;
+    normed += job.norm.has_value();
     if (jobs.size() < 1) jobs.push_back(job);
     ModelConfig cfg;  // what layers::attention reads of the model, from the job
     cfg.width = job.width, cfg.heads = job.heads, cfg.kv_heads = job.kv_heads, cfg.head_dim = job.head_width;
@@ -55,7 +56,9 @@ struct LayersAsBlockDevice : AttentionBlockDevice {
       std::copy(job.rope_sin.begin(), job.rope_sin.end(), sin.data.begin());
     }
     EmulatedBackend cpu(plan);  // H is already rounded to qkv's input: casting it again adds no event
-    const Matrix<double> y = layers::attention(cpu, cfg, w, matrix(job.rows, job.width, job.h), cos, sin);
+    Matrix<double> h = matrix(job.rows, job.width, job.h);
+    if (job.norm) h = test::normed(cpu, *job.norm, h);  // the stream, normalised here
+    const Matrix<double> y = layers::attention(cpu, cfg, w, h, cos, sin);
     std::copy(y.data.begin(), y.data.end(), out.begin());
     return {cpu.events().overflows, cpu.events().saturations, 0};
   }
@@ -74,6 +77,8 @@ TEST(AttentionBlockDevice, LayersHandedToADeviceGiveTheCpuForward) {
       {"llama-tiny", "autocast-bf16", true, clamping(Op::qkv)},    // H's cast: counted once per projection
       {"llama-tiny", "autocast-bf16", true, clamping(Op::score)},  // K's: once per query head of its group
       {"llama-tiny", "autocast-bf16", true, clamping(Op::out_proj)},  // the heads' output cast
+      {"post-ln", "autocast-bf16", true, [](PrecisionPlan&) {}, false},  // post-LN: the norm comes after the branch
+      {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::norm].rounding = Rounding::toward_zero; }, false},
       {"gpt2-tiny", "mxfp8", false},  // block scaling on the projections
       {"gpt2-tiny", "fp64", false},
       {"gpt2-tiny", "autocast-bf16+flash", false},
@@ -90,6 +95,8 @@ TEST(AttentionBlockDevice, LayersHandedToADeviceGiveTheCpuForward) {
       be.use_attention_block_device(device.get());
     });
     EXPECT_EQ(device->layers, c.taken ? cfg.depth : 0) << c.model << " under " << c.plan;
+    // Pre-LN models hand the stream over with the norm, unless the plan's norm class is one the device cannot take.
+    EXPECT_EQ(device->normed, c.taken && c.normed ? cfg.depth : 0) << c.model << " under " << c.plan;
     if (c.taken && c.plan == "autocast-bf16" && c.model == "llama-tiny" && !device->jobs.empty()) {
       const AttentionBlockJob& job = device->jobs[0];
       EXPECT_EQ(job.heads, cfg.heads);

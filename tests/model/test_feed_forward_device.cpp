@@ -98,7 +98,7 @@ TEST(FeedForwardDevice, ActivationCertificationCoversTheFunctionsError) {
 // the device unasked.
 struct LayersAsFeedForward : FeedForwardDevice {
   PrecisionPlan plan;
-  long blocks = 0;
+  long blocks = 0, normed = 0;  // blocks run; of them, handed the stream to normalise
   explicit LayersAsFeedForward(PrecisionPlan p) : plan(std::move(p)) {}
   bool runs(const AccumPolicy&, const AccumPolicy&) const override { return true; }
   DeviceResult feed_forward(const FeedForwardJob& job, std::span<float> out) override {
@@ -121,9 +121,11 @@ struct LayersAsFeedForward : FeedForwardDevice {
     w.b2.assign(job.b2.begin(), job.b2.end());
     Matrix<double> h(job.rows, job.width);
     std::copy(job.h.begin(), job.h.end(), h.data.begin());
+    if (job.norm) h = test::normed(cpu, *job.norm, h);  // the stream, normalised here
     const Matrix<double> y = layers::feed_forward(cpu, cfg, w, h);
     std::copy(y.data.begin(), y.data.end(), out.begin());
     ++blocks;
+    normed += job.norm.has_value();
     // prepare(h) counted its events on the caller's side already (h is rounded here: no new ones)
     return {cpu.events().overflows, cpu.events().saturations, 0};
   }
@@ -134,6 +136,8 @@ TEST(FeedForwardDevice, BlocksHandedToADeviceGiveTheCpuForward) {
       {"gpt2-tiny", "autocast-bf16", true},   // gelu_new as a chain, biases
       {"llama-tiny", "autocast-bf16", true},  // SwiGLU, no biases
       {"tiny-vit", "pure-fp16", true},        // erf GELU, composite plan
+      {"post-ln", "autocast-bf16", true, [](PrecisionPlan&) {}, false},  // post-LN: the norm comes after the branch
+      {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::norm].compute = parse_format("fp64"); }, false},
       {"gpt2-tiny", "fp8-e4m3", false},       // scaled operands
       {"gpt2-tiny", "mxfp8", false},          // block-scaled
       {"gpt2-tiny", "autocast-bf16", false, [](PrecisionPlan& p) { p[Op::act].rounding = Rounding::toward_zero; }},
@@ -146,6 +150,7 @@ TEST(FeedForwardDevice, BlocksHandedToADeviceGiveTheCpuForward) {
       be.use_feed_forward_device(device.get());
     });
     EXPECT_EQ(device->blocks, c.taken ? long(cfg.depth) : 0) << c.model << " under " << c.plan;
+    EXPECT_EQ(device->normed, c.taken && c.normed ? long(cfg.depth) : 0) << c.model << " under " << c.plan;
   }
 }
 

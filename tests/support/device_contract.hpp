@@ -11,6 +11,7 @@
 
 #include "lpsim/model/emulated_backend.hpp"
 #include "lpsim/model/init.hpp"
+#include "lpsim/model/layers.hpp"
 #include "lpsim/reference/forward_error.hpp"
 
 namespace lpsim::test {
@@ -20,7 +21,18 @@ struct DeviceCase {
   std::string model, plan;
   bool taken;  // whether the device must be given the work
   std::function<void(PrecisionPlan&)> change = [](PrecisionPlan&) {};
+  bool normed = true;  // a pre-LN model's block normalises its input on the device too (where it takes the block)
 };
+
+// layers.hpp's norm of x as a device's NormJob describes it (its epsilon is already rounded to the norm's compute:
+// rounding it again changes nothing).
+inline Matrix<double> normed(EmulatedBackend& cpu, const NormJob& n, const Matrix<double>& x) {
+  NormWeights<double> w;
+  w.gamma.assign(n.gamma.begin(), n.gamma.end());
+  w.beta.assign(n.beta.begin(), n.beta.end());
+  w.eps = n.epsilon;
+  return layers::norm(cpu, n.rms ? NormKind::rmsnorm : NormKind::layernorm, x, w, n.epsilon, n.cast);
+}
 
 // Runs the case on a plain backend and on one that `attach` gives a device; returns the model for further checks.
 inline ModelConfig expect_same_forward(const DeviceCase& c, std::uint64_t seed,

@@ -4,24 +4,28 @@
 // computes it, the heads' output projected under out_proj) that computes what EmulatedBackend computes on the CPU,
 // bit for bit, with the same range events. Only H and the branch's output cross the bus. The GPU's is
 // cuda::EmulatedGemm (it keeps the weights); EmulatedBackend::device_attention says which plans and layers it takes.
+#include <optional>
 #include <span>
 
 #include "lpsim/accum/policy.hpp"
 #include "lpsim/model/attention_device.hpp"
 #include "lpsim/model/feed_forward_device.hpp"
+#include "lpsim/model/norm_device.hpp"
 
 namespace lpsim {
 
 struct AttentionBlockJob {
   int rows = 0, width = 0;                      // H: rows x width; the output too
   int heads = 1, kv_heads = 1, head_width = 0;  // query heads, key/value heads (query head h uses h / group)
-  std::span<const float> h;                     // rounded to qkv's input
-  bool h_finite = true;
+  // Rounded to qkv's input; with a norm, the residual stream (floats) that the device normalises and rounds first.
+  std::span<const float> h;
+  bool h_finite = true;  // without a norm: no Inf/NaN in h
+  std::optional<NormJob> norm;
   WeightOperand wq, wk, wv, wo;                 // width x heads * head_width (wk, wv: x kv_heads * head_width); wo back
   std::span<const float> bq, bk, bv, bo;        // rounded to the class's out; empty: no bias (no epilogue)
   // [0] a product without bias (output: the class's out), [1] with one (output: its compute), as product() sets it.
   AccumPolicy qkv[2], out_proj[2];
-  ElementRounding qkv_compute, qkv_out, out_proj_input, out_proj_compute, out_proj_out;
+  ElementRounding qkv_input, qkv_compute, qkv_out, out_proj_input, out_proj_compute, out_proj_out;
   // Rotary tables, rows x head_width (empty: no rotation), each value rounded to rope's compute before use.
   std::span<const double> rope_cos, rope_sin;
   ElementRounding rope_compute, rope_out;

@@ -103,10 +103,13 @@ class EmulatedBackend {
   // nullopt, with nothing computed, where there is none, takes_heads() would be false for it, in qkv, rope or
   // out_proj a rounding other than nearest even, output or operand scaling, block scaling, or a format a float does
   // not hold; products the device has no float kernel for; an input value that is not a float; rotary tables that
-  // are not rows x head width.
+  // are not rows x head width. With norm, h is the residual stream and the device normalises it first (layers.hpp's
+  // norm with these weights and the model's kind, eps and cast); nullopt also where the plan's norm class is not one
+  // a device takes (as above, and its reduction the binary32 loop).
   std::optional<Matrix<double>> device_attention(const ModelConfig& cfg, const LayerWeights<double>& w,
                                                  const Matrix<double>& h, const Matrix<double>& rope_cos,
-                                                 const Matrix<double>& rope_sin);
+                                                 const Matrix<double>& rope_sin,
+                                                 const NormWeights<double>* norm = nullptr);
   // Runs whole feed-forward blocks (up, activation, gate, down) on an accelerator with the same bits and events
   // (the GPU: cuda::EmulatedGemm), where the plan is one it takes (device_feed_forward); null: on the CPU. Not owned.
   void use_feed_forward_device(FeedForwardDevice* device);
@@ -114,8 +117,9 @@ class EmulatedBackend {
   // is none or it cannot take the block: in ffn_up, act or ffn_down a rounding other than nearest even, output or
   // operand scaling, block scaling, or a format a float does not hold; a gated block with a bias on its gate;
   // products the device has no float kernel for; an input value that is not a float.
+  // With norm: h is the stream, normalised on the device first (as device_attention).
   std::optional<Matrix<double>> device_feed_forward(const ModelConfig& cfg, const LayerWeights<double>& w,
-                                                    const Matrix<double>& h);
+                                                    const Matrix<double>& h, const NormWeights<double>* norm = nullptr);
 
   // The parameters as the plan stores them (PrecisionPlan::params: pure-* and fp8 plans hold the model in their
   // dtype), rounded once per backend and kept: forwards run again on the backend then find the same rounded weights
@@ -216,6 +220,9 @@ class EmulatedBackend {
   std::optional<AttentionHeadJob> head_recipe_;  // the plan's part of every head's job, when the device takes it
   // A recipe with one head's shape and the scale constant (rounded to the scale class's compute).
   AttentionHeadJob head_job(AttentionHeadJob recipe, int rows, int keys, int width, bool causal, ScoreScale how);
+  // The device's part of a block's pre-norm with these weights of a stream `width` wide; nullopt where the plan's
+  // norm class is not one a device takes.
+  std::optional<NormJob> norm_job(const ModelConfig& cfg, const NormWeights<double>& w, int width);
   AttentionBlockDevice* block_device_ = nullptr;
   std::optional<AttentionBlockJob> block_recipe_;  // the plan's part of every layer's job, when the device takes it
   FeedForwardDevice* ffn_device_ = nullptr;

@@ -9,11 +9,13 @@
 // that covers both its error and glibc's (activation_value brackets it), else the host computes that element with
 // glibc's function and the same formula.
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "lpsim/accum/policy.hpp"
 #include "lpsim/model/attention_device.hpp"
 #include "lpsim/model/model_config.hpp"
+#include "lpsim/model/norm_device.hpp"
 #include "lpsim/util/host_device.hpp"
 
 namespace lpsim {
@@ -85,13 +87,14 @@ struct WeightOperand {
 
 struct FeedForwardJob {
   int rows = 0, width = 0, hidden = 0;  // H rows x width, W1 and W3 width x hidden, W2 hidden x width
-  std::span<const float> h;             // rounded to ffn_up's input
-  bool h_finite = true;
+  std::span<const float> h;             // rounded to ffn_up's input; with a norm, the stream (AttentionBlockJob)
+  bool h_finite = true;                 // without a norm: no Inf/NaN in h
+  std::optional<NormJob> norm;
   WeightOperand w1, w3, w2;             // w3 only when gated
   std::span<const float> b1, b2;        // rounded to the class's out; empty: no bias (no epilogue)
   bool gated = false;
   AccumPolicy up, down;                 // output: the class's compute with a bias, else its out (product())
-  ElementRounding up_compute, up_out, down_input, down_compute, down_out;
+  ElementRounding up_input, up_compute, up_out, down_input, down_compute, down_out;
   ActivationRecipe act;
 };
 

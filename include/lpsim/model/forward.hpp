@@ -64,12 +64,13 @@ void forward_kept(B& be, const ModelConfig& cfg, const Weights<W>& w, const Mode
     auto normed = [&](const Matrix<T>& v, const NormWeights<W>& nw) {
       return layers::norm(be, cfg.norm, v, nw, cfg.norm_eps, cfg.norm_cast);
     };
-    const Matrix<T>& a =
-        keep(l, Tap::attn, layers::attention(be, cfg, lw, pre ? normed(*x, lw.norm1) : *x, w.rope_cos, w.rope_sin));
+    const Matrix<T>& a = keep(l, Tap::attn, pre ? layers::normed_attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin)
+                                                : layers::attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin));
     Matrix<T> after = layers::residual_add(be, *x, a);
     if (!pre) after = normed(after, lw.norm1);
     x = &keep(l, Tap::mid, std::move(after));
-    const Matrix<T>& f = keep(l, Tap::ffn, layers::feed_forward(be, cfg, lw, pre ? normed(*x, lw.norm2) : *x));
+    const Matrix<T>& f =
+        keep(l, Tap::ffn, pre ? layers::normed_feed_forward(be, cfg, lw, *x) : layers::feed_forward(be, cfg, lw, *x));
     Matrix<T> out = layers::residual_add(be, *x, f);
     if (!pre) out = normed(out, lw.norm2);
     x = &keep(l, Tap::block, std::move(out));

@@ -331,6 +331,26 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
   return be.linear(Op::out_proj, heads, w.wo, bias(w.bo));
 }
 
+// The pre-LN branches: attention(norm(x)) and feed_forward(norm(x)) with the block's norm weights; the norm too on
+// an accelerator where the backend has one that takes the whole branch (the same bits as computing it here).
+template <class B, class T, class W>
+Matrix<T> normed_attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x,
+                           const Matrix<W>& rope_cos, const Matrix<W>& rope_sin) {
+  if constexpr (requires { be.device_attention(cfg, w, x, rope_cos, rope_sin, &w.norm1); })
+    if (auto y = be.device_attention(cfg, w, x, rope_cos, rope_sin, &w.norm1)) return std::move(*y);
+  return attention(be, cfg, w, norm(be, cfg.norm, x, w.norm1, cfg.norm_eps, cfg.norm_cast), rope_cos, rope_sin);
+}
+
+template <class B, class T, class W>
+Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h);
+
+template <class B, class T, class W>
+Matrix<T> normed_feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x) {
+  if constexpr (requires { be.device_feed_forward(cfg, w, x, &w.norm2); })
+    if (auto y = be.device_feed_forward(cfg, w, x, &w.norm2)) return std::move(*y);
+  return feed_forward(be, cfg, w, norm(be, cfg.norm, x, w.norm2, cfg.norm_eps, cfg.norm_cast));
+}
+
 // Two-layer perceptron: act(H W1 + b1) W2 + b2; gated (SwiGLU): (act(H W1) * H W3) W2, the activation and the
 // product each rounded to the act class's out (transformers' `down_proj(act_fn(gate_proj(x)) * up_proj(x))`).
 template <class B, class T, class W>
