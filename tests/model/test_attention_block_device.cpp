@@ -74,6 +74,9 @@ TEST(AttentionBlockDevice, LayersHandedToADeviceGiveTheCpuForward) {
       {"llama-tiny", "autocast-bf16", true},  // RoPE, GQA, Llama's multiplied scale, no biases
       {"tiny-vit", root + "/cuda/plans/attention-overflow.toml", true},  // overflows in the scale store
       {"gpt2-tiny", "pure-fp16", true},
+      // RMSNorm computed in fp32 and stored in bf16, once before a gain other than 1 (norm_cast) and once after
+      {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::norm].out = parse_format("bf16"); }, true,
+       [](ModelConfig& m) { m.init.norm_gain = 1.37; }},
       {"llama-tiny", "autocast-bf16", true, clamping(Op::qkv)},    // H's cast: counted once per projection
       {"llama-tiny", "autocast-bf16", true, clamping(Op::score)},  // K's: once per query head of its group
       {"llama-tiny", "autocast-bf16", true, clamping(Op::out_proj)},  // the heads' output cast

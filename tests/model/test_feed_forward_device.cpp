@@ -135,6 +135,9 @@ TEST(FeedForwardDevice, BlocksHandedToADeviceGiveTheCpuForward) {
   const std::vector<test::DeviceCase> cases = {
       {"gpt2-tiny", "autocast-bf16", true},   // gelu_new as a chain, biases
       {"llama-tiny", "autocast-bf16", true},  // SwiGLU, no biases
+      // RMSNorm computed in fp32 and stored in bf16, once before a gain other than 1 (norm_cast) and once after
+      {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::norm].out = parse_format("bf16"); }, true,
+       [](ModelConfig& m) { m.init.norm_gain = 1.37; }},
       {"tiny-vit", "pure-fp16", true},        // erf GELU, composite plan
       {"post-ln", "autocast-bf16", true, [](PrecisionPlan&) {}, false},  // post-LN: the norm comes after the branch
       {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::norm].compute = parse_format("fp64"); }, false},

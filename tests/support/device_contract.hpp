@@ -22,6 +22,7 @@ struct DeviceCase {
   bool taken;  // whether the device must be given the work
   std::function<void(PrecisionPlan&)> change = [](PrecisionPlan&) {};
   bool normed = true;  // a pre-LN model's block normalises its input on the device too (where it takes the block)
+  std::function<void(ModelConfig&)> model_change = [](ModelConfig&) {};
 };
 
 // layers.hpp's norm of x as a device's NormJob describes it (its epsilon is already rounded to the norm's compute:
@@ -38,7 +39,8 @@ inline Matrix<double> normed(EmulatedBackend& cpu, const NormJob& n, const Matri
 inline ModelConfig expect_same_forward(const DeviceCase& c, std::uint64_t seed,
                                        const std::function<void(EmulatedBackend&, const PrecisionPlan&)>& attach) {
   const std::string root = LPSIM_SOURCE_DIR;
-  const ModelConfig cfg = load_model_config(root + "/models/" + c.model + ".toml");
+  ModelConfig cfg = load_model_config(root + "/models/" + c.model + ".toml");
+  c.model_change(cfg);
   const Weights<double> w = make_weights(cfg, seed);
   const ModelInput<double> in = make_input(cfg, seed);
   PrecisionPlan plan = load_plan(c.plan);
