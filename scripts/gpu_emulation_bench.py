@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--models", nargs="+", default=["gpt2-small", "llama-1b"])
     ap.add_argument("--timeout", type=float, default=240, help="seconds allowed to one emulated run")
+    ap.add_argument("--reps", type=int, default=4, help="emulated forwards per run (the median after the first counts)")
     ap.add_argument("--plans", nargs="+", default=["autocast-bf16", "cuda/plans/autocast-fp16-tc.toml"])
     args = ap.parse_args()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.cuda.get_device_name()}")
@@ -61,7 +62,7 @@ def main():
         for plan in args.plans:
             try:
                 out = subprocess.run([args.lpsim_cuda, "emulate", "-o", args.out, "-m", f"models/{name}.toml", "-p",
-                                      plan, "--tokens", str(args.tokens), "--reps", "2"], capture_output=True, text=True,
+                                      plan, "--tokens", str(args.tokens), "--reps", str(args.reps)], capture_output=True, text=True,
                                      timeout=args.timeout)
             except subprocess.TimeoutExpired:
                 print(f"  -> {plan}: not finished in {args.timeout} s", flush=True)
