@@ -23,6 +23,7 @@
 #include "fast_kernels.hpp"
 #include "generic_dot.hpp"
 #include "lpsim/format/round_scalar.hpp"
+#include "lpsim/util/parallel_for.hpp"
 
 namespace lpsim::accum {
 
@@ -132,21 +133,36 @@ Packed& workspace(int which) {
 // the format's emin; -inf for zero, so that a zero product never sets the alignment.
 float alignment_exponent(float x, int emin) { return x == 0 ? -INFINITY : float(std::max(std::ilogb(x), emin)); }
 
+// Row panel ip of A (arguments by value: the loop keeps them in registers, where the char store of the flag would
+// otherwise make the compiler reload whatever it could alias).
+template <int MR>
+void pack_a_panel(const float* a, int m, int k, int ip, int emin, bool with_exps, float* data, float* exps,
+                  char* non_finite) {
+  bool finite = true;
+  for (int r = 0; r < MR && ip * MR + r < m; ++r)
+    for (int t = 0; t < k; ++t) {
+      const float x = a[size_t(ip * MR + r) * k + t];
+      const size_t at = (size_t(ip) * k + t) * MR + r;
+      data[at] = x;
+      if (with_exps) exps[at] = alignment_exponent(x, emin);
+      finite &= std::isfinite(x);
+    }
+  if (!finite) non_finite[ip] = 1;
+}
+
 template <int MR>
 const Packed& pack_a(const float* a, int m, int k, const int* emin = nullptr) {
   const int panels = (m + MR - 1) / MR;
   Packed& p = workspace(0);
   p.reset(size_t(panels) * k * MR, panels, emin);
-#pragma omp parallel for schedule(static) if (size_t(m) * k > (1u << 16))
-  for (int ip = 0; ip < panels; ++ip)
-    for (int r = 0; r < MR && ip * MR + r < m; ++r)
-      for (int t = 0; t < k; ++t) {
-        const float x = a[size_t(ip * MR + r) * k + t];
-        const size_t at = (size_t(ip) * k + t) * MR + r;
-        p.data[at] = x;
-        if (emin) p.exps[at] = alignment_exponent(x, *emin);
-        if (!std::isfinite(x)) p.non_finite[ip] = 1;
-      }
+  // Large operands on all threads; small ones, and products inside a region already (attention's heads), open no
+  // region at all (a one-thread team costs a futex round trip per call; util/parallel_for.hpp).
+  float* const data = p.data.data();
+  float* const exps = p.exps.data();
+  char* const non_finite = p.non_finite.data();
+  parallel_for(panels, size_t(m) * k > (1u << 16), [&](std::int64_t panel) {
+    pack_a_panel<MR>(a, m, k, int(panel), emin ? *emin : INT_MIN, emin != nullptr, data, exps, non_finite);
+  });
   return p;
 }
 
@@ -156,8 +172,8 @@ const Packed& pack_b(const float* b, int k, int n, const int* emin = nullptr) {
   p.reset(size_t(panels) * k * nr, panels, emin);
   // Rows of a panel are contiguous in B: copy them whole (vectorised, no branch per element); small products stay
   // on the calling thread, where a parallel region would cost more than the copy.
-#pragma omp parallel for schedule(static) if (size_t(k) * n > (1u << 16))
-  for (int jp = 0; jp < panels; ++jp) {
+  parallel_for(panels, size_t(k) * n > (1u << 16), [&](std::int64_t panel) {
+    const int jp = int(panel);
     const int cols = std::min(nr, n - jp * nr);
     bool finite = true;
     for (int t = 0; t < k; ++t) {
@@ -171,7 +187,7 @@ const Packed& pack_b(const float* b, int k, int n, const int* emin = nullptr) {
         for (int c = 0; c < cols; ++c) p.exps[(size_t(jp) * k + t) * nr + c] = alignment_exponent(src[c], *emin);
     }
     if (!finite) p.non_finite[jp] = 1;
-  }
+  });
   return p;
 }
 
@@ -201,10 +217,10 @@ template <class Body>
 void for_tiles(int m_panels, int n_panels, Body body) {
   const int group = std::clamp(m_panels / (2 * omp_get_max_threads()), 1, 8);
   const int groups = (m_panels + group - 1) / group;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int g = 0; g < groups; ++g)
-    for (int jp = 0; jp < n_panels; ++jp)
-      for (int ip = g * group; ip < std::min(m_panels, (g + 1) * group); ++ip) body(ip, jp);
+  parallel_for(std::int64_t(groups) * n_panels, true, [&](std::int64_t tile) {  // (group, column panel) pairs
+    const int g = int(tile / n_panels), jp = int(tile % n_panels);
+    for (int ip = g * group; ip < std::min(m_panels, (g + 1) * group); ++ip) body(ip, jp);
+  });
 }
 
 // Takes a tile's k-block partial sums into its totals: the block-scaled promotion (BlockScales), or with none the

@@ -1,5 +1,7 @@
 #include "lpsim/model/emulated_backend.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -24,6 +26,15 @@ constexpr std::uint64_t block_stream = 0xb10c;
 
 // Loops over this many elements or more are split over threads (smaller ones cost more to start than they save).
 constexpr std::size_t parallel_elements = 1 << 12;
+
+// The block length of a vectorised pass over n values shared out over the threads: about 2048 values, in a number of
+// blocks that the threads divide evenly (a 65 x 128 activation in blocks of 2048 gave one of two threads 3 blocks
+// and the other 2), a multiple of 16 values.
+std::int64_t pass_block(std::int64_t n) {
+  const std::int64_t threads = std::max(1, omp_get_max_threads()), target = 2048;
+  const std::int64_t blocks = threads * std::max<std::int64_t>(1, (n + threads * target - 1) / (threads * target));
+  return std::max<std::int64_t>(16, ((n + blocks - 1) / blocks + 15) / 16 * 16);
+}
 
 bool fits_float(const FormatSpec& f) { return f.precision <= 24 && f.emin >= -126 && f.emax <= 127; }
 
@@ -162,7 +173,7 @@ void EmulatedBackend::round_all(const Rounder& r, std::span<double> v) {
   const bool threads = v.size() >= parallel_elements;
   long overflows = 0, saturations = 0;
   // The two common stores by vectorised passes (model/float_passes.hpp), in blocks shared out over the threads.
-  constexpr std::int64_t block = 2048;
+  const std::int64_t block = pass_block(n);
   const std::int64_t blocks = (n + block - 1) / block;
   auto at = [&](std::int64_t b) { return std::pair{v.data() + b * block, std::min(block, n - b * block)}; };
   if (r.fast == Fast::to_float) {
@@ -342,7 +353,7 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
     o.f.resize(values.size());
     float* out = o.f.data();
     const double scale = o.scale;
-    constexpr std::int64_t block = 2048;  // vectorised passes (model/float_passes.hpp) in blocks over the threads
+    const std::int64_t block = pass_block(n);  // vectorised passes (model/float_passes.hpp) in blocks over the threads
     // Where a scaled value is not a float, the double path below starts again.
     const Counts c = parallel_count((n + block - 1) / block, threads, [&](std::int64_t b, long& inexact, long& over) {
       const std::int64_t first = b * block, len = std::min(block, n - first);
@@ -355,7 +366,7 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
   if (as_float) {
     if (r.fast == Fast::general && !bf16) round_array(o.f, o.f, in, Rounding::nearest_even);
     const float* f = o.f.data();
-    constexpr std::int64_t block = 4096;
+    const std::int64_t block = pass_block(n);
     const long now_infinite = parallel_count((n + block - 1) / block, threads, [&](std::int64_t b, long& inf, long&) {
                                 inf += passes::count_nonfinite(f + b * block, std::min(block, n - b * block));
                               }).a;
