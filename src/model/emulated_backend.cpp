@@ -578,18 +578,10 @@ std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelCo
   job.rows = h.rows, job.width = h.cols, job.hidden = w.w1.cols, job.gated = gated;
   job.act.kind = cfg.activation;
   job.act.chain = cfg.activation_chain && cfg.activation == Activation::gelu_tanh;
-  Operand x;
-  std::optional<std::vector<float>> stream;
-  if (norm) {  // the device normalises the stream and casts it
-    if (!(stream = as_floats(h.data)) || !(job.norm = norm_job(cfg, *norm, h.cols))) return std::nullopt;
-    job.h = *stream;
-  } else {
-    if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
-    // What linear(ffn_up, h, w1, b1) and linear(ffn_up, h, w3) prepare: h for each (range events).
-    x = prepare(Op::ffn_up, h);
-    if (gated) count_events(x.overflows, x.saturations);
-    job.h = x.f, job.h_finite = x.finite;
-  }
+  // What linear(ffn_up, h, w1, b1) and linear(ffn_up, h, w3) prepare: h for each (range events).
+  const std::optional<BlockInput> input = block_input(Op::ffn_up, gated ? 2 : 1, cfg, h, norm);
+  if (!input) return std::nullopt;
+  job.h = input->floats(), job.h_finite = input->prepared.finite, job.norm = input->norm;
   // What linear(ffn_up, h, w1, b1), (linear(ffn_up, h, w3)) and linear(ffn_down, u, w2, b2) do on the host first.
   auto view = [](const Operand& o) { return WeightOperand{o.f, o.d, o.id, o.finite}; };
   job.w1 = view(weight(Op::ffn_up, w.w1));
@@ -778,18 +770,10 @@ std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfi
     return std::nullopt;
   AttentionBlockJob job = *block_recipe_;
   job.rows = rows, job.width = h.cols, job.heads = heads, job.kv_heads = kv, job.head_width = dh;
-  Operand x;
-  std::optional<std::vector<float>> stream;
-  if (norm) {  // the device normalises the stream and casts it
-    if (!(stream = as_floats(h.data)) || !(job.norm = norm_job(cfg, *norm, h.cols))) return std::nullopt;
-    job.h = *stream;
-  } else {
-    if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
-    // What the host's three linear(qkv, h, ...) calls prepare: H once here, its cast's events counted three times.
-    x = prepare(Op::qkv, h);
-    count_events(2 * x.overflows, 2 * x.saturations);
-    job.h = x.f, job.h_finite = x.finite;
-  }
+  // What the host's three linear(qkv, h, ...) calls prepare: H once here, its cast's events counted three times.
+  const std::optional<BlockInput> input = block_input(Op::qkv, 3, cfg, h, norm);
+  if (!input) return std::nullopt;
+  job.h = input->floats(), job.h_finite = input->prepared.finite, job.norm = input->norm;
   auto view = [](const Operand& o) { return WeightOperand{o.f, o.d, o.id, o.finite}; };
   job.wq = view(weight(Op::qkv, w.wq));
   job.wk = view(weight(Op::qkv, w.wk));
@@ -821,6 +805,22 @@ std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfi
   Matrix<double> y = from_floats(rows, w.wo.cols, out.data());
   tick(Op::score);
   return y;
+}
+
+std::optional<EmulatedBackend::BlockInput> EmulatedBackend::block_input(Op op, int uses, const ModelConfig& cfg,
+                                                                        const Matrix<double>& h,
+                                                                        const NormWeights<double>* norm) {
+  BlockInput in;
+  if (norm) {  // the device normalises the stream and casts it
+    std::optional<std::vector<float>> stream = as_floats(h.data);
+    if (!stream || !(in.norm = norm_job(cfg, *norm, h.cols))) return std::nullopt;
+    in.stream = std::move(*stream);
+    return in;
+  }
+  if (!all_floats(h.data)) return std::nullopt;  // prepare() would take its double path
+  in.prepared = prepare(op, h);
+  count_events(long(uses - 1) * in.prepared.overflows, long(uses - 1) * in.prepared.saturations);
+  return in;
 }
 
 std::optional<NormJob> EmulatedBackend::norm_job(const ModelConfig& cfg, const NormWeights<double>& w, int width) {

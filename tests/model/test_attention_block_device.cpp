@@ -77,7 +77,12 @@ TEST(AttentionBlockDevice, LayersHandedToADeviceGiveTheCpuForward) {
       // RMSNorm computed in fp32 and stored in bf16, once before a gain other than 1 (norm_cast) and once after
       {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::norm].out = parse_format("bf16"); }, true,
        [](ModelConfig& m) { m.init.norm_gain = 1.37; }},
-      {"llama-tiny", "autocast-bf16", true, clamping(Op::qkv)},    // H's cast: counted once per projection
+      {"llama-tiny", "autocast-bf16", true, clamping(Op::qkv)},    // H's cast (on the device, after its norm)
+      // H's cast on the host (a norm the device does not take): counted once per projection
+      {"llama-tiny", "autocast-bf16", true, [&](PrecisionPlan& p) {
+         clamping(Op::qkv)(p);
+         p[Op::norm].rounding = Rounding::toward_zero;
+       }, false},
       {"llama-tiny", "autocast-bf16", true, clamping(Op::score)},  // K's: once per query head of its group
       {"llama-tiny", "autocast-bf16", true, clamping(Op::out_proj)},  // the heads' output cast
       {"post-ln", "autocast-bf16", true, [](PrecisionPlan&) {}, false},  // post-LN: the norm comes after the branch

@@ -140,6 +140,12 @@ TEST(FeedForwardDevice, BlocksHandedToADeviceGiveTheCpuForward) {
        [](ModelConfig& m) { m.init.norm_gain = 1.37; }},
       {"tiny-vit", "pure-fp16", true},        // erf GELU, composite plan
       {"post-ln", "autocast-bf16", true, [](PrecisionPlan&) {}, false},  // post-LN: the norm comes after the branch
+      // a gated block's input cast on the host, with clamps (a norm the device does not take): counted once per up
+      // product
+      {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) {
+         p[Op::ffn_up].gemm->input = parse_format("p4:emax-2:emin-20:sat");
+         p[Op::norm].rounding = Rounding::toward_zero;
+       }, false},
       {"llama-tiny", "autocast-bf16", true, [](PrecisionPlan& p) { p[Op::norm].compute = parse_format("fp64"); }, false},
       {"gpt2-tiny", "fp8-e4m3", false},       // scaled operands
       {"gpt2-tiny", "mxfp8", false},          // block-scaled

@@ -223,6 +223,17 @@ class EmulatedBackend {
   // The device's part of a block's pre-norm with these weights of a stream `width` wide; nullopt where the plan's
   // norm class is not one a device takes.
   std::optional<NormJob> norm_job(const ModelConfig& cfg, const NormWeights<double>& w, int width);
+  // A block's input as a device takes it (device_attention, device_feed_forward): with a norm, the stream as floats
+  // and the norm's job; else h prepared for op, its cast's events counted `uses` times (the host's path prepares it
+  // for each of its products). nullopt where a device cannot take it. The job's spans point into it.
+  struct BlockInput {
+    Operand prepared;           // without a norm
+    std::vector<float> stream;  // with one
+    std::optional<NormJob> norm;
+    std::span<const float> floats() const { return norm ? std::span<const float>(stream) : std::span<const float>(prepared.f); }
+  };
+  std::optional<BlockInput> block_input(Op op, int uses, const ModelConfig& cfg, const Matrix<double>& h,
+                                        const NormWeights<double>* norm);
   AttentionBlockDevice* block_device_ = nullptr;
   std::optional<AttentionBlockJob> block_recipe_;  // the plan's part of every layer's job, when the device takes it
   FeedForwardDevice* ffn_device_ = nullptr;
