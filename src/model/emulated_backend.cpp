@@ -349,27 +349,36 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
   const std::int64_t n = std::int64_t(values.size());
   const bool threads = values.size() >= parallel_elements;
   const bool bf16 = in == formats::bf16;  // r rounds to nearest even: the bit trick, in the same pass
+  // Where the cast is the whole rounding (binary32 or bf16 input), its result's Inf/NaN are counted in its pass.
+  const bool cast_is_final = !(r.fast == Fast::general && !bf16);
+  const std::int64_t block = pass_block(n);  // vectorised passes (model/float_passes.hpp) in blocks over the threads
+  const std::int64_t blocks = (n + block - 1) / block;
+  std::vector<long> infinite_in_block(cast_is_final ? std::size_t(blocks) : 0);
   if (as_float) {
     o.f.resize(values.size());
     float* out = o.f.data();
     const double scale = o.scale;
-    const std::int64_t block = pass_block(n);  // vectorised passes (model/float_passes.hpp) in blocks over the threads
     // Where a scaled value is not a float, the double path below starts again.
-    const Counts c = parallel_count((n + block - 1) / block, threads, [&](std::int64_t b, long& inexact, long& over) {
+    const Counts c = parallel_count(blocks, threads, [&](std::int64_t b, long& inexact, long& over) {
       const std::int64_t first = b * block, len = std::min(block, n - first);
       const passes::CastCounts k = passes::cast_operand(values.data() + first, out + first, len, scale, bf16, r.max);
       inexact += k.inexact, over += k.beyond;
+      if (cast_is_final) infinite_in_block[std::size_t(b)] = passes::count_nonfinite(out + first, len);
     });
     as_float = c.a == 0;
     beyond = c.b;
   }
   if (as_float) {
-    if (r.fast == Fast::general && !bf16) round_array(o.f, o.f, in, Rounding::nearest_even);
-    const float* f = o.f.data();
-    const std::int64_t block = pass_block(n);
-    const long now_infinite = parallel_count((n + block - 1) / block, threads, [&](std::int64_t b, long& inf, long&) {
-                                inf += passes::count_nonfinite(f + b * block, std::min(block, n - b * block));
-                              }).a;
+    long now_infinite = 0;
+    if (cast_is_final) {
+      for (long count : infinite_in_block) now_infinite += count;
+    } else {
+      round_array(o.f, o.f, in, Rounding::nearest_even);
+      const float* f = o.f.data();
+      now_infinite = parallel_count(blocks, threads, [&](std::int64_t b, long& inf, long&) {
+                       inf += passes::count_nonfinite(f + b * block, std::min(block, n - b * block));
+                     }).a;
+    }
     o.finite = now_infinite == 0;
     if (beyond) {  // the values that left the range became Inf/NaN or were clamped (inputs were finite floats)
       o.overflows = std::min(beyond, now_infinite);
@@ -482,6 +491,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
     const std::span<float> fc = result_buffer(ResultUse::product, size);
     options.b_id = b.id;  // a weight's floats: a device may keep them
     lpsim::gemm(policy, m, n, k, a.f, b.f, fc, options);
+    if (fused_result(op, m, n, fc.data(), a.finite && b.finite, epilogue ? bias : nullptr, unscale, c)) return c;
     c = from_floats(m, n, fc.data());
   } else {
     c = Matrix<double>(m, n);
@@ -531,6 +541,42 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   }
   store(op, c);
   return c;
+}
+
+// The float results of a product as doubles, with what product() does next, in one pass on all threads where that is
+// one of the common cases (each a separate pass otherwise: the regions and passes cost a small forward as much as
+// the work): no epilogue (the result counted for Inf/NaN where the operands were finite), or a bias added in binary32
+// compute and the op's store to binary32 or to bf16 by nearest even (autocast's linear layers). Each value on its
+// own, with the same roundings and counts as the separate passes. false, with nothing done, otherwise.
+bool EmulatedBackend::fused_result(Op op, int m, int n, const float* values, bool finite_operands,
+                                   const std::vector<double>* bias, double unscale, Matrix<double>& c) {
+  const Rounder& out = out_[static_cast<int>(op)];
+  const bool store_float = out.fast == Fast::to_float;
+  const bool store_bf16 = out.mode == Rounding::nearest_even && out.spec == formats::bf16;
+  if (bias && (unscale != 1 || compute_[static_cast<int>(op)].fast != Fast::to_float ||
+               plan_[op].out_scaling != OutputScaling::none || !(store_float || store_bf16)))
+    return false;
+  if (!bias && unscale != 1) return false;
+  std::vector<double> rb;
+  if (bias) {  // the bias a value of out, as product() rounds it
+    rb = *bias;
+    round_all(make_rounder(plan_[op].out, Rounding::nearest_even), rb);
+  }
+  c = Matrix<double>(m, n, uninitialized);
+  const std::size_t size = std::size_t(m) * n;
+  const Counts counts = parallel_count(m, size >= parallel_elements, [&](std::int64_t i, long& over, long& nonfinite) {
+    const float* from = values + std::size_t(i) * n;
+    double* to = c.data.data() + std::size_t(i) * n;
+    if (bias) over += passes::bias_store(from, rb.data(), to, n, store_bf16);  // compute binary32, then the store
+    else nonfinite += passes::widen(from, to, n);
+  });
+  if (!bias) {
+    if (finite_operands) count_events(counts.b, 0);
+    return true;
+  }
+  count_events(counts.a, 0);
+  tick(op);  // as store() does
+  return true;
 }
 
 // The plan allows a device to take the op's elementwise or product steps: round to nearest even, no scaling of

@@ -68,4 +68,37 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) lo
   return count;
 }
 
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) long widen(const float* in, double* out,
+                                                                                            std::int64_t n) {
+  long count = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    out[i] = in[i];
+    count += int(std::fabs(in[i]) == std::numeric_limits<float>::infinity()) | int(in[i] != in[i]);
+  }
+  return count;
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) long bias_store(
+    const float* in, const double* bias, double* out, std::int64_t n, bool bf16) {
+  long made_infinite = 0;
+  if (bf16) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double x = double(in[i]) + bias[i];
+      const float f = static_cast<float>(x);
+      const double v = f, y = double(round_bf16_rne(f));
+      made_infinite += int(std::fabs(v) == inf) & int(std::fabs(x) != inf);
+      made_infinite += int(std::fabs(y) == inf) & int(std::fabs(v) != inf) & int(v == v);
+      out[i] = y;
+    }
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double x = double(in[i]) + bias[i];
+      const double v = static_cast<double>(static_cast<float>(x));
+      made_infinite += int(std::fabs(v) == inf) & int(std::fabs(x) != inf);
+      out[i] = v;
+    }
+  }
+  return made_infinite;
+}
+
 }  // namespace lpsim::passes

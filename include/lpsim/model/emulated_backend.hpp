@@ -172,6 +172,9 @@ class EmulatedBackend {
   Operand prepare(Op op, const Matrix<double>& m);
   const Operand& weight(Op op, const Matrix<double>& w);
   Matrix<double> product(Op op, int m, int n, int k, const Operand& a, const Operand& b, const std::vector<double>* bias);
+  // product()'s steps after a float GEMM in one pass, where they are one of the common cases (false: not taken).
+  bool fused_result(Op op, int m, int n, const float* values, bool finite_operands, const std::vector<double>* bias,
+                    double unscale, Matrix<double>& c);
   // Block-scaled operands (OpPrecision::blocks): quantised, multiplied by block_scaled_gemm, then the epilogue.
   Matrix<double> block_product(Op op, const Matrix<double>& a, const Matrix<double>& b, const std::vector<double>* bias,
                                bool b_is_weight);
