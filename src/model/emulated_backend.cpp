@@ -58,8 +58,7 @@ bool all_floats(std::span<const double> x) {
 // x as floats, converted on all threads; nullopt where some value is a double no float holds.
 std::optional<std::vector<float>> as_floats(std::span<const double> x) {
   std::vector<float> f(x.size());
-  constexpr std::int64_t block = 2048;
-  const std::int64_t n = std::int64_t(x.size());
+  const std::int64_t n = std::int64_t(x.size()), block = pass_block(n);
   const Counts c = parallel_count((n + block - 1) / block, x.size() >= parallel_elements, [&](std::int64_t b, long& inexact, long&) {
     const std::int64_t first = b * block, len = std::min(block, n - first);
     inexact += passes::cast_operand(x.data() + first, f.data() + first, len, 1.0, false, 0).inexact;
@@ -445,8 +444,7 @@ Matrix<double> EmulatedBackend::block_product(Op op, const Matrix<double>& a, co
   const bool finite = all_finite(a.data) && all_finite(b.data);
   if (finite) count_events(count_nonfinite(c.data), 0);
   if (bias) {  // the epilogue in compute, the bias a value of out (as product's)
-    std::vector<double> rb = *bias;
-    round_all(make_rounder(p.out, Rounding::nearest_even), rb);
+    const std::vector<double> rb = rounded_bias(op, *bias);
     const Rounder& cr = compute_[static_cast<int>(op)];
     for (int i = 0; i < c.rows; ++i)
       for (int j = 0; j < c.cols; ++j) c(i, j) = round_one(cr, c(i, j) + rb[j]);
@@ -504,11 +502,7 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
     return c;
   }
   // Epilogue in the compute precision: unscale, add the bias (stored in the output format), round to the output.
-  std::vector<double> rb;
-  if (bias) {
-    rb = *bias;
-    round_all(make_rounder(p.out, Rounding::nearest_even), rb);
-  }
+  const std::vector<double> rb = bias ? rounded_bias(op, *bias) : std::vector<double>{};
   const bool threads = rows_in_parallel() && c.size() >= parallel_elements;
   if (compute_[static_cast<int>(op)].fast == Fast::to_float) {  // binary32 compute: casts, counting new infinities
     const Counts made_infinite = parallel_count(c.rows, threads, [&](std::int64_t i, long& over, long&) {
@@ -543,6 +537,18 @@ Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operan
   return c;
 }
 
+std::vector<double> EmulatedBackend::rounded_bias(Op op, const std::vector<double>& b) {
+  std::vector<double> rb = b;
+  round_all(make_rounder(plan_[op].out, Rounding::nearest_even), rb);
+  return rb;
+}
+
+std::vector<float> EmulatedBackend::bias_floats(Op op, const std::vector<double>& b) {
+  if (b.empty()) return {};
+  const std::vector<double> rb = rounded_bias(op, b);
+  return {rb.begin(), rb.end()};
+}
+
 // The float results of a product as doubles, with what product() does next, in one pass on all threads where that is
 // one of the common cases (each a separate pass otherwise: the regions and passes cost a small forward as much as
 // the work): no epilogue (the result counted for Inf/NaN where the operands were finite), or a bias added in binary32
@@ -557,11 +563,7 @@ bool EmulatedBackend::fused_result(Op op, int m, int n, const float* values, boo
                plan_[op].out_scaling != OutputScaling::none || !(store_float || store_bf16)))
     return false;
   if (!bias && unscale != 1) return false;
-  std::vector<double> rb;
-  if (bias) {  // the bias a value of out, as product() rounds it
-    rb = *bias;
-    round_all(make_rounder(plan_[op].out, Rounding::nearest_even), rb);
-  }
+  const std::vector<double> rb = bias ? rounded_bias(op, *bias) : std::vector<double>{};
   c = Matrix<double>(m, n, uninitialized);
   const std::size_t size = std::size_t(m) * n;
   const Counts counts = parallel_count(m, size >= parallel_elements, [&](std::int64_t i, long& over, long& nonfinite) {
@@ -636,9 +638,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_feed_forward(const ModelCo
   std::vector<float> b1, b2;
   auto bias = [&](Op op, const std::vector<double>& b, std::vector<float>& f, AccumPolicy& policy) {
     if (b.empty()) return;
-    std::vector<double> rb = b;
-    round_all(make_rounder(plan_[op].out, Rounding::nearest_even), rb);
-    f.assign(rb.begin(), rb.end());
+    f = bias_floats(op, b);
     policy.output = plan_[op].compute;
   };
   job.up.output = plan_[Op::ffn_up].out, job.down.output = plan_[Op::ffn_down].out;
@@ -825,17 +825,8 @@ std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfi
   job.wk = view(weight(Op::qkv, w.wk));
   job.wv = view(weight(Op::qkv, w.wv));
   job.wo = view(weight(Op::out_proj, w.wo));
-  std::vector<float> bq, bk, bv, bo;
-  auto bias = [&](Op op, const std::vector<double>& b, std::vector<float>& f) {  // as product() rounds it
-    if (b.empty()) return;
-    std::vector<double> rb = b;
-    round_all(make_rounder(plan_[op].out, Rounding::nearest_even), rb);
-    f.assign(rb.begin(), rb.end());
-  };
-  bias(Op::qkv, w.bq, bq);
-  bias(Op::qkv, w.bk, bk);
-  bias(Op::qkv, w.bv, bv);
-  bias(Op::out_proj, w.bo, bo);
+  const std::vector<float> bq = bias_floats(Op::qkv, w.bq), bk = bias_floats(Op::qkv, w.bk),
+                           bv = bias_floats(Op::qkv, w.bv), bo = bias_floats(Op::out_proj, w.bo);
   job.bq = bq, job.bk = bk, job.bv = bv, job.bo = bo;
   if (rope) {
     const std::size_t n = std::size_t(rows) * dh;  // the tables' first rows: one per token

@@ -172,6 +172,10 @@ class EmulatedBackend {
   Operand prepare(Op op, const Matrix<double>& m);
   const Operand& weight(Op op, const Matrix<double>& w);
   Matrix<double> product(Op op, int m, int n, int k, const Operand& a, const Operand& b, const std::vector<double>* bias);
+  // A bias as a product's epilogue adds it: rounded to the op's out (its range events counted, as each product
+  // counts them); bias_floats: the same as floats for a device (empty for no bias).
+  std::vector<double> rounded_bias(Op op, const std::vector<double>& b);
+  std::vector<float> bias_floats(Op op, const std::vector<double>& b);
   // product()'s steps after a float GEMM in one pass, where they are one of the common cases (false: not taken).
   bool fused_result(Op op, int m, int n, const float* values, bool finite_operands, const std::vector<double>* bias,
                     double unscale, Matrix<double>& c);
