@@ -341,16 +341,6 @@ Matrix<T> normed_attention(B& be, const ModelConfig& cfg, const LayerWeights<W>&
   return attention(be, cfg, w, norm(be, cfg.norm, x, w.norm1, cfg.norm_eps, cfg.norm_cast), rope_cos, rope_sin);
 }
 
-template <class B, class T, class W>
-Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h);
-
-template <class B, class T, class W>
-Matrix<T> normed_feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x) {
-  if constexpr (requires { be.device_feed_forward(cfg, w, x, &w.norm2); })
-    if (auto y = be.device_feed_forward(cfg, w, x, &w.norm2)) return std::move(*y);
-  return feed_forward(be, cfg, w, norm(be, cfg.norm, x, w.norm2, cfg.norm_eps, cfg.norm_cast));
-}
-
 // Two-layer perceptron: act(H W1 + b1) W2 + b2; gated (SwiGLU): (act(H W1) * H W3) W2, the activation and the
 // product each rounded to the act class's out (transformers' `down_proj(act_fn(gate_proj(x)) * up_proj(x))`).
 template <class B, class T, class W>
@@ -367,6 +357,14 @@ Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, 
     be.store(Op::act, u);
   }
   return be.linear(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
+}
+
+// feed_forward(norm(x)) with the block's second norm (see normed_attention).
+template <class B, class T, class W>
+Matrix<T> normed_feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x) {
+  if constexpr (requires { be.device_feed_forward(cfg, w, x, &w.norm2); })
+    if (auto y = be.device_feed_forward(cfg, w, x, &w.norm2)) return std::move(*y);
+  return feed_forward(be, cfg, w, norm(be, cfg.norm, x, w.norm2, cfg.norm_eps, cfg.norm_cast));
 }
 
 // The residual stream entering block 0: the input itself, [class token; patches W + b] + positions, or token
