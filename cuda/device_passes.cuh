@@ -22,6 +22,17 @@ __device__ void add_events(Counts* c, const ElementEvents& e) {
   add(&c->saturations, e.saturations);
 }
 
+// prepare()'s events for an operand cast counted on the device (`beyond`: finite values beyond the format's range;
+// `now_infinite`: Inf/NaN after the cast): those that became Inf/NaN overflowed, the rest were clamped. `times`: how
+// many products' inputs the host's path prepares from the same values.
+inline void add_cast_events(DeviceResult& r, unsigned long long beyond, unsigned long long now_infinite,
+                            const ElementRounding& cast, long times = 1) {
+  if (!beyond) return;
+  const long overflowed = long(beyond < now_infinite ? beyond : now_infinite);
+  r.overflows += times * overflowed;
+  r.saturations += cast.saturates ? times * (long(beyond) - overflowed) : 0;
+}
+
 #define LPSIM_FOR_EACH(i, n)                                                                                  \
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < (n); \
        i += std::size_t(gridDim.x) * blockDim.x)

@@ -203,11 +203,7 @@ DeviceResult heads_on_device(HeadBuffers& b, const AttentionLayerJob& layer, con
     if (layer.qk_finite[h]) result.overflows += long(c[h].score_nonfinite);
     result.overflows += long(c[h].overflows);
     result.saturations += long(c[h].saturations);
-    if (c[h].beyond) {  // P's cast, as prepare() counts it: values beyond the range became Inf/NaN or were clamped
-      const long overflowed = long(std::min(c[h].beyond, c[h].now_infinite));
-      result.overflows += overflowed;
-      result.saturations += job.pv_input.saturates ? long(c[h].beyond) - overflowed : 0;
-    }
+    add_cast_events(result, c[h].beyond, c[h].now_infinite, job.pv_input);  // P's cast
     if (c[h].now_infinite == 0 && layer.v_finite[h]) result.overflows += long(c[h].out_nonfinite);
   }
   return result;

@@ -85,15 +85,6 @@ __global__ void concat_kernel(const float* heads_out, int rows, int heads, int w
   add(&counts->cat_now_infinite, now_infinite);
 }
 
-// prepare()'s events for an operand cast: values beyond the range became Inf/NaN or were clamped.
-void add_cast_events(DeviceResult& r, unsigned long long beyond, unsigned long long now_infinite,
-                     const ElementRounding& cast, long times) {
-  if (!beyond) return;
-  const long overflowed = long(std::min(beyond, now_infinite));
-  r.overflows += times * overflowed;
-  r.saturations += cast.saturates ? times * (long(beyond) - overflowed) : 0;
-}
-
 }  // namespace
 
 bool EmulatedGemm::runs(const AccumPolicy& qkv, const AccumPolicy& score, const AccumPolicy& pv,

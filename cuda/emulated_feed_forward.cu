@@ -114,11 +114,7 @@ DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<flo
     float* normed = d.normed.get<float>(job.h.size());
     const NormResult r = norm_on_device(d.norm, *job.norm, h, job.rows, job.width, job.up_input, normed);
     result.overflows += r.overflows, result.saturations += r.saturations;
-    if (r.beyond) {
-      const long times = job.gated ? 2 : 1, overflowed = long(std::min(r.beyond, r.now_infinite));
-      result.overflows += times * overflowed;
-      result.saturations += job.up_input.saturates ? times * (long(r.beyond) - overflowed) : 0;
-    }
+    add_cast_events(result, r.beyond, r.now_infinite, job.up_input, job.gated ? 2 : 1);
     h_finite = r.now_infinite == 0;
     h = normed;
   }
@@ -179,11 +175,7 @@ DeviceResult EmulatedGemm::feed_forward(const FeedForwardJob& job, std::span<flo
   to_host(std::span<Counts>(&c, 1), counts);
   result.overflows += long(c.overflows);
   result.saturations += long(c.saturations);
-  if (c.beyond) {  // U's cast, as prepare() counts it
-    const long overflowed = long(std::min(c.beyond, c.now_infinite));
-    result.overflows += overflowed;
-    result.saturations += job.down_input.saturates ? long(c.beyond) - overflowed : 0;
-  }
+  add_cast_events(result, c.beyond, c.now_infinite, job.down_input);  // U's cast
   if (job.b2.empty() && c.now_infinite == 0 && job.w2.finite)
     for (float x : out) result.overflows += !std::isfinite(x);
   return result;
