@@ -18,6 +18,7 @@
 #include <climits>
 #include <cstdint>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "fast_kernels.hpp"
@@ -118,10 +119,11 @@ struct NarrowAcc {
 struct Packed {
   std::vector<float> data, exps;
   std::vector<char> non_finite;
+  // Sized only: the packers write every element, padding included (no fill pass over the whole buffer).
   void reset(size_t size, int panels, bool with_exps) {
-    data.assign(size, 0.0f);
-    exps.assign(with_exps ? size : 0, -INFINITY);
-    non_finite.assign(size_t(panels), 0);
+    data.resize(size);
+    exps.resize(with_exps ? size : 0);
+    non_finite.resize(size_t(panels));
   }
 };
 Packed& workspace(int which) {
@@ -133,62 +135,106 @@ Packed& workspace(int which) {
 // the format's emin; -inf for zero, so that a zero product never sets the alignment.
 float alignment_exponent(float x, int emin) { return x == 0 ? -INFINITY : float(std::max(std::ilogb(x), emin)); }
 
-// Row panel ip of A (arguments by value: the loop keeps them in registers, where the char store of the flag would
-// otherwise make the compiler reload whatever it could alias).
+// Packs A's row panels: panel ip holds rows ip*MR.. t-major, rows past m zero (exponent -inf). Its sizes are copied
+// into the call: the loop keeps them in registers, where the char store of the flag would otherwise make the
+// compiler reload whatever it could alias.
 template <int MR>
-void pack_a_panel(const float* a, int m, int k, int ip, int emin, bool with_exps, float* data, float* exps,
-                  char* non_finite) {
-  bool finite = true;
-  for (int r = 0; r < MR && ip * MR + r < m; ++r)
-    for (int t = 0; t < k; ++t) {
-      const float x = a[size_t(ip * MR + r) * k + t];
-      const size_t at = (size_t(ip) * k + t) * MR + r;
-      data[at] = x;
-      if (with_exps) exps[at] = alignment_exponent(x, emin);
-      finite &= std::isfinite(x);
+struct PackA {
+  const float* a;
+  int m, k, emin;
+  bool with_exps;
+  Packed* p;
+  PackA(const float* a_, int m_, int k_, const int* emin_) : a(a_), m(m_), k(k_), emin(emin_ ? *emin_ : INT_MIN),
+      with_exps(emin_ != nullptr), p(&workspace(0)) {
+    p->reset(size_t(panels()) * k * MR, panels(), with_exps);
+  }
+  int panels() const { return (m + MR - 1) / MR; }
+  void operator()(int ip) const {
+    panel(a, m, k, ip, emin, with_exps, p->data.data(), p->exps.data(), p->non_finite.data());
+  }
+  static void panel(const float* a, int m, int k, int ip, int emin, bool with_exps, float* data, float* exps,
+                    char* non_finite) {
+    bool finite = true;
+    for (int r = 0; r < MR; ++r) {
+      const bool live = ip * MR + r < m;
+      for (int t = 0; t < k; ++t) {
+        const float x = live ? a[size_t(ip * MR + r) * k + t] : 0.0f;
+        const size_t at = (size_t(ip) * k + t) * MR + r;
+        data[at] = x;
+        if (with_exps) exps[at] = alignment_exponent(x, emin);
+        finite &= std::isfinite(x);
+      }
     }
-  if (!finite) non_finite[ip] = 1;
-}
+    non_finite[ip] = !finite;
+  }
+};
 
-template <int MR>
-const Packed& pack_a(const float* a, int m, int k, const int* emin = nullptr) {
-  const int panels = (m + MR - 1) / MR;
-  Packed& p = workspace(0);
-  p.reset(size_t(panels) * k * MR, panels, emin);
-  // Large operands on all threads; small ones, and products inside a region already (attention's heads), open no
-  // region at all (a one-thread team costs a futex round trip per call; util/parallel_for.hpp).
-  float* const data = p.data.data();
-  float* const exps = p.exps.data();
-  char* const non_finite = p.non_finite.data();
-  parallel_for(panels, size_t(m) * k > (1u << 16), [&](std::int64_t panel) {
-    pack_a_panel<MR>(a, m, k, int(panel), emin ? *emin : INT_MIN, emin != nullptr, data, exps, non_finite);
-  });
-  return p;
-}
-
-const Packed& pack_b(const float* b, int k, int n, const int* emin = nullptr) {
-  const int panels = (n + nr - 1) / nr;
-  Packed& p = workspace(1);
-  p.reset(size_t(panels) * k * nr, panels, emin);
-  // Rows of a panel are contiguous in B: copy them whole (vectorised, no branch per element); small products stay
-  // on the calling thread, where a parallel region would cost more than the copy.
-  parallel_for(panels, size_t(k) * n > (1u << 16), [&](std::int64_t panel) {
-    const int jp = int(panel);
+// Packs B's column panels of nr columns: rows of a panel are contiguous in B and copied whole (vectorised, no
+// branch per element); columns past n zero.
+struct PackB {
+  const float* b;
+  int k, n, emin;
+  bool with_exps;
+  Packed* p;
+  PackB(const float* b_, int k_, int n_, const int* emin_) : b(b_), k(k_), n(n_), emin(emin_ ? *emin_ : INT_MIN),
+      with_exps(emin_ != nullptr), p(&workspace(1)) {
+    p->reset(size_t(panels()) * k * nr, panels(), with_exps);
+  }
+  int panels() const { return (n + nr - 1) / nr; }
+  void operator()(int jp) const {
+    panel(b, k, n, jp, emin, with_exps, p->data.data(), p->exps.data(), p->non_finite.data());
+  }
+  static void panel(const float* b, int k, int n, int jp, int emin, bool with_exps, float* data, float* exps,
+                    char* non_finite) {
     const int cols = std::min(nr, n - jp * nr);
     bool finite = true;
     for (int t = 0; t < k; ++t) {
       const float* src = b + size_t(t) * n + size_t(jp) * nr;
-      float* dst = p.data.data() + (size_t(jp) * k + t) * nr;
+      float* dst = data + (size_t(jp) * k + t) * nr;
       for (int c = 0; c < cols; ++c) {
         dst[c] = src[c];
         finite &= std::isfinite(src[c]);
       }
-      if (emin)
-        for (int c = 0; c < cols; ++c) p.exps[(size_t(jp) * k + t) * nr + c] = alignment_exponent(src[c], *emin);
+      for (int c = cols; c < nr; ++c) dst[c] = 0.0f;
+      if (with_exps)
+        for (int c = 0; c < nr; ++c) exps[(size_t(jp) * k + t) * nr + c] = alignment_exponent(dst[c], emin);
     }
-    if (!finite) p.non_finite[jp] = 1;
-  });
-  return p;
+    non_finite[jp] = !finite;
+  }
+};
+
+// Packs A (and B, unless b is null: read in place), then runs body(ip, jp) over every tile; tiles are independent,
+// so any schedule gives the same bits. Both in one parallel region: the packing's barrier costs less than a region
+// of its own, and small operands packed on the calling thread were the largest serial part of a two-thread
+// Tiny-ViT forward (8% of its time). A thread takes a group of up to 8 row panels (at most ~200 KB of packed A,
+// kept in L2) and sweeps every column panel over it, so A is read from memory once and each 64 KB B panel serves
+// the whole group. Inside a region already (attention's heads), all of it runs on the calling thread.
+template <int MR, class Body>
+void packed_tiles(const PackA<MR>& a, const PackB* b, int n_panels, Body body) {
+  const int m_panels = a.panels(), packs = m_panels + (b ? b->panels() : 0);
+  const int group = std::clamp(m_panels / (2 * omp_get_max_threads()), 1, 8);
+  const int groups = (m_panels + group - 1) / group;
+  const std::int64_t tiles = std::int64_t(groups) * n_panels;
+  auto pack = [&](int i) {
+    if (i < m_panels) a(i);
+    else (*b)(i - m_panels);
+  };
+  auto tile = [&](std::int64_t t) {  // a (group, column panel) pair
+    const int g = int(t / n_panels), jp = int(t % n_panels);
+    for (int ip = g * group; ip < std::min(m_panels, (g + 1) * group); ++ip) body(ip, jp);
+  };
+  if (open_region(true)) {
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+      for (int i = 0; i < packs; ++i) pack(i);
+#pragma omp for schedule(static)
+      for (std::int64_t t = 0; t < tiles; ++t) tile(t);
+    }
+  } else {
+    for (int i = 0; i < packs; ++i) pack(i);
+    for (std::int64_t t = 0; t < tiles; ++t) tile(t);
+  }
 }
 
 // The lanes of a tile's two vectors that hold columns inside the matrix (cols of the 32).
@@ -208,19 +254,6 @@ void store_tile(const __m512 (&v)[MR][2], float* c, int n, int rows, int cols) {
     _mm512_mask_storeu_ps(c + size_t(r) * n, live.half[0], v[r][0]);
     _mm512_mask_storeu_ps(c + size_t(r) * n + 16, live.half[1], v[r][1]);
   }
-}
-
-// Runs body(ip, jp) over every tile, in parallel; tiles are independent, so any schedule gives the same bits.
-// A thread takes a group of up to 8 row panels (at most ~200 KB of packed A, kept in L2) and sweeps every column
-// panel over it, so A is read from memory once and each 64 KB B panel serves the whole group.
-template <class Body>
-void for_tiles(int m_panels, int n_panels, Body body) {
-  const int group = std::clamp(m_panels / (2 * omp_get_max_threads()), 1, 8);
-  const int groups = (m_panels + group - 1) / group;
-  parallel_for(std::int64_t(groups) * n_panels, true, [&](std::int64_t tile) {  // (group, column panel) pairs
-    const int g = int(tile / n_panels), jp = int(tile % n_panels);
-    for (int ip = g * group; ip < std::min(m_panels, (g + 1) * group); ++ip) body(ip, jp);
-  });
 }
 
 // Takes a tile's k-block partial sums into its totals: the block-scaled promotion (BlockScales), or with none the
@@ -276,13 +309,14 @@ void step_gemm(const AccumPolicy& p, int m, int n, int k, const float* a, const 
   // When whole 32-column panels tile B, its rows are read in place (row stride n): packing B would copy it once
   // per product, which costs more than the product itself for the small matrices of a transformer layer.
   const bool direct = n % nr == 0;
-  const Packed& ap = pack_a<MR>(a, m, k);
-  const Packed* bp = direct ? nullptr : &pack_b(b, k, n);
+  const PackA<MR> pa(a, m, k, nullptr);
+  const std::optional<PackB> pb = direct ? std::nullopt : std::optional<PackB>(std::in_place, b, k, n, nullptr);
+  const Packed& ap = *pa.p;
   const std::size_t ldb = direct ? std::size_t(n) : std::size_t(nr);
   const int len = scales ? scales->block : p.chunk_length(k);
-  for_tiles((m + MR - 1) / MR, (n + nr - 1) / nr, [&](int ip, int jp) {
+  packed_tiles(pa, pb ? &*pb : nullptr, (n + nr - 1) / nr, [&](int ip, int jp) {
     const float* at = ap.data.data() + size_t(ip) * k * MR;
-    const float* bt = direct ? b + size_t(jp) * nr : bp->data.data() + size_t(jp) * k * nr;
+    const float* bt = direct ? b + size_t(jp) * nr : pb->p->data.data() + size_t(jp) * k * nr;
     __m512 total[MR][2], part[MR][2];
     for (int first = 0; first < k; first += len) {
       run_chunk<MR, Step>(at, bt, ldb, first, std::min(k, first + len), part);
@@ -523,11 +557,12 @@ void tensor_core_gemm(const AccumPolicy& p, int m, int n, int k, const float* a,
   const DotPolicy dot = make_dot_policy(p);
   const TC tc{&dot, p.tc.bits, tensor_core_acc_mask(p), tc_pairs_per_group(p)};
   const int emin = tensor_core_operand_emin(p);
-  const Packed &ap = pack_a<mr>(a, m, k, AlignOperands ? &emin : nullptr);
-  const Packed &bp = pack_b(b, k, n, AlignOperands ? &emin : nullptr);
+  const PackA<mr> pa(a, m, k, AlignOperands ? &emin : nullptr);
+  const PackB pb(b, k, n, AlignOperands ? &emin : nullptr);
+  const Packed &ap = *pa.p, &bp = *pb.p;
   const int len = scales ? scales->block : p.chunk_length(k);
   const DealTable full(p, p.tc.deal ? len : 0), last(p, p.tc.deal ? k - (k - 1) / len * len : 0);
-  for_tiles((m + mr - 1) / mr, (n + nr - 1) / nr, [&](int ip, int jp) {
+  packed_tiles(pa, &pb, pb.panels(), [&](int ip, int jp) {
     const float* at = ap.data.data() + size_t(ip) * k * mr;
     const float* bt = bp.data.data() + size_t(jp) * k * nr;
     const float* ae = AlignOperands ? ap.exps.data() + size_t(ip) * k * mr : nullptr;

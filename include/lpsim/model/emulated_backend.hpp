@@ -210,6 +210,7 @@ class EmulatedBackend {
   Rounder compute_[op_count], out_[op_count];
   bool stochastic_ = false;  // some rounding of the plan is stochastic
   bool ordered_state_ = false;  // some op keeps per-call state (output scaling by amax, stochastic block schemes)
+  bool draws_streams_ = false;  // some rounding or block scheme takes a random stream (next_stream's numbers are seen)
   std::map<std::tuple<const double*, std::size_t, int>, Operand> weights_;
   std::unique_ptr<const Weights<double>> params_;  // stored_params' copy, of the weights at params_of_
   const Weights<double>* params_of_ = nullptr;
