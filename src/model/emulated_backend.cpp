@@ -122,6 +122,8 @@ EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_
     const OpPrecision& p = plan_[op];
     compute_[static_cast<int>(op)] = make_rounder(p.compute, p.rounding);
     out_[static_cast<int>(op)] = make_rounder(p.out, p.rounding);
+    computed_is_stored_[static_cast<int>(op)] =
+        p.out.spec == p.compute.spec && p.rounding != Rounding::stochastic && p.out_scaling == OutputScaling::none;
     stochastic_ = stochastic_ || p.rounding == Rounding::stochastic || stochastic_policy(p.gemm) ||
                   stochastic_policy(p.reduce);
     ordered_state_ = ordered_state_ || (p.out_scaling != OutputScaling::none && p.out_scaling != OutputScaling::blocks) ||

@@ -54,6 +54,14 @@ bool parallel_heads(const B& be, int heads) {
   else return false;
 }
 
+// store(op, M) where every value of M is a result of be.compute(op, ·) (or of chain_step after it): a backend may
+// skip a rounding that cannot change such values (EmulatedBackend where out is compute's format).
+template <class B, class T>
+void store_computed(B& be, Op op, Matrix<T>& m) {
+  if constexpr (requires { be.store_computed(op, m); }) be.store_computed(op, m);
+  else be.store(op, m);
+}
+
 // Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d, eps the norm's own when it has one. Two passes: mean, then the variance of
 // the centred values (a careful kernel's choice; Welford's update would round differently).
 // cast: RMSNorm as transformers' LlamaRMSNorm: x * rstd is rounded to the stream's dtype (the norm's `out`) before
@@ -91,12 +99,12 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
       y(i, j) = v;
     }
   });
-  be.store(Op::norm, y);
+  store_computed(be, Op::norm, y);
   if (cast) {  // the gain times the rounded normalised value, rounded again
     parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t i) {
       for (int j = 0; j < d; ++j) y(int(i), j) = be.compute(Op::norm, T(y(int(i), j) * w.gamma[j]));
     });
-    be.store(Op::norm, y);
+    store_computed(be, Op::norm, y);
   }
   if constexpr (requires { be.check_norm(kind, x, w, eps, cast, y); }) be.check_norm(kind, x, w, eps, cast, y);
   return y;
@@ -116,7 +124,7 @@ void scale_scores(B& be, Matrix<T>& s, int d_head, ScoreScale how = ScoreScale::
     parallel_for(std::int64_t(s.size()), parallel_rows(be, s.size()),
                  [&](std::int64_t i) { s.data[i] = be.compute(Op::scale, T(s.data[i] / divisor)); });
   }
-  be.store(Op::scale, s);
+  store_computed(be, Op::scale, s);
 }
 
 // Rotary embedding of one head's rows (n x d_head) in place: x*cos + rotate_half(x)*sin with rotate_half(x) =
@@ -135,7 +143,7 @@ void rotate(B& be, Matrix<T>& x, const Matrix<W>& cos_table, const Matrix<W>& si
       x(i, j) = be.compute(Op::rope, T(be.compute(Op::rope, T(row[j] * c)) + be.compute(Op::rope, T(rot * s))));
     }
   });
-  be.store(Op::rope, x);
+  store_computed(be, Op::rope, x);
 }
 
 // Row-wise softmax with the row maximum subtracted; with a causal mask row i sees columns 0..i and the others are 0.
@@ -154,7 +162,7 @@ Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
     const T z = be.sum(Op::softmax, std::span<const T>(e.data(), valid));
     for (int j = 0; j < valid; ++j) p(i, j) = be.compute(Op::softmax, T(e[j] / z));
   });
-  be.store(Op::softmax, p);
+  store_computed(be, Op::softmax, p);
   if constexpr (requires { be.check_softmax(s, causal, p); }) be.check_softmax(s, causal, p);
   return p;
 }
@@ -250,7 +258,7 @@ void activate(B& be, Activation a, Matrix<T>& u, bool chain = false) {
   else
     parallel_for(n, parallel_rows(be, u.size()),
                  [&](std::int64_t i) { u.data[i] = be.compute(Op::act, activation(a, u.data[i])); });
-  be.store(Op::act, u);
+  store_computed(be, Op::act, u);
 }
 
 // X + F, elementwise in the residual class's precision.
@@ -259,7 +267,7 @@ Matrix<T> residual_add(B& be, const Matrix<T>& x, const Matrix<T>& f) {
   Matrix<T> y(x.rows, x.cols, uninitialized);
   parallel_for(std::int64_t(x.size()), parallel_rows(be, x.size()),
                [&](std::int64_t i) { y.data[i] = be.compute(Op::residual, T(x.data[i] + f.data[i])); });
-  be.store(Op::residual, y);
+  store_computed(be, Op::residual, y);
   return y;
 }
 
@@ -354,7 +362,7 @@ Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, 
     const Matrix<T> up = be.linear(Op::ffn_up, h, w.w3, nullptr);
     parallel_for(std::int64_t(u.size()), parallel_rows(be, u.size()),
                  [&](std::int64_t i) { u.data[i] = be.compute(Op::act, T(u.data[i] * up.data[i])); });
-    be.store(Op::act, u);
+    store_computed(be, Op::act, u);
   }
   return be.linear(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
 }
