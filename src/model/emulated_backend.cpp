@@ -122,6 +122,14 @@ EmulatedBackend::EmulatedBackend(PrecisionPlan plan, std::uint64_t seed) : plan_
     const OpPrecision& p = plan_[op];
     compute_[static_cast<int>(op)] = make_rounder(p.compute, p.rounding);
     out_[static_cast<int>(op)] = make_rounder(p.out, p.rounding);
+    if (p.gemm) {  // the product's policy without and with an epilogue (made once: a copy allocates its names)
+      for (bool epilogue : {false, true}) {
+        AccumPolicy& policy = product_policy_[static_cast<int>(op)][epilogue];
+        policy = *p.gemm;
+        policy.output = epilogue ? p.compute : p.out;
+        policy.output_rounding = epilogue ? Rounding::nearest_even : p.rounding;
+      }
+    }
     computed_is_stored_[static_cast<int>(op)] =
         p.out.spec == p.compute.spec && p.rounding != Rounding::stochastic && p.out_scaling == OutputScaling::none;
     stochastic_ = stochastic_ || p.rounding == Rounding::stochastic || stochastic_policy(p.gemm) ||
@@ -477,12 +485,9 @@ Matrix<double> EmulatedBackend::accumulate(Op op, const Matrix<double>& a, const
 
 Matrix<double> EmulatedBackend::product(Op op, int m, int n, int k, const Operand& a, const Operand& b,
                                         const std::vector<double>* bias) {
-  const OpPrecision& p = plan_[op];
-  AccumPolicy policy = *p.gemm;
   const double unscale = 1 / (a.scale * b.scale);
   const bool epilogue = bias || unscale != 1;
-  policy.output = epilogue ? p.compute : p.out;
-  policy.output_rounding = epilogue ? Rounding::nearest_even : p.rounding;
+  const AccumPolicy& policy = product_policy_[static_cast<int>(op)][epilogue];
   GemmOptions options;
   options.check_inputs = false;
   options.sr = next_stream(gemm_stream);

@@ -215,6 +215,7 @@ class EmulatedBackend {
   int layer_ = 0;
   RangeEvents events_;
   Rounder compute_[op_count], out_[op_count];
+  AccumPolicy product_policy_[op_count][2];  // product()'s policy: the plan's, output to out [0] or to compute [1]
   bool computed_is_stored_[op_count] = {};  // out rounds compute's values to themselves (store_computed)
   bool stochastic_ = false;  // some rounding of the plan is stochastic
   bool ordered_state_ = false;  // some op keeps per-call state (output scaling by amax, stochastic block schemes)
