@@ -377,5 +377,48 @@ TEST(EmulatedOps, Bf16StoreRoundsEveryValueOnce) {
   EXPECT_EQ(be.events().overflows, 1);
 }
 
+// layers::store_computed: values that came out of compute(op, ·) stored as store() stores them, against round_to
+// of each computed value to the op's out format. Where out is compute's format the emulated backend makes no pass;
+// a skip where the formats differ (a narrower out, a saturating one) fails the values or the events.
+TEST(EmulatedOps, StoreOfComputedValuesIsTheStore) {
+  struct Case {
+    const char* what;
+    PrecisionPlan plan;
+    Op op;
+  };
+  std::vector<Case> cases = {{"autocast residual: fp32 both", plan_preset("autocast-bf16"), Op::residual},
+                             {"autocast act: fp32 compute, bf16 out", plan_preset("autocast-bf16"), Op::act},
+                             {"pure-fp16 act: fp16 both", plan_preset("pure-fp16"), Op::act}};
+  PrecisionPlan narrow = plan_preset("fp32");
+  narrow[Op::act].compute = parse_format("fp16");
+  narrow[Op::act].out = parse_format("e4m3:sat");
+  cases.push_back({"fp16 compute, saturating e4m3 out", narrow, Op::act});
+  PrecisionPlan same = plan_preset("fp32");
+  same[Op::norm].compute = same[Op::norm].out = parse_format("e4m3:sat");
+  cases.push_back({"saturating e4m3 both", same, Op::norm});
+  std::mt19937_64 rng(23);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    EmulatedBackend skipping(c.plan), storing(c.plan);
+    Matrix<double> m(70, 130);
+    for (double& x : m.data) x = std::ldexp(normal(rng), int(rng() % 40) - 20);  // 2^-20 .. 2^20: over and under
+    for (double& x : m.data) x = skipping.compute(c.op, x);
+    const Matrix<double> computed = m;
+    Matrix<double> stored = m;
+    storing.store(c.op, stored);
+    const RangeEvents before = skipping.events();
+    layers::store_computed(skipping, c.op, m);
+    const FormatSpec& out = c.plan[c.op].out.spec;
+    for (std::size_t i = 0; i < m.size(); ++i) {
+      const double y = round_to(computed.data[i], out, Rounding::nearest_even);
+      ASSERT_EQ(std::bit_cast<std::uint64_t>(m.data[i]), std::bit_cast<std::uint64_t>(y)) << computed.data[i];
+      ASSERT_EQ(std::bit_cast<std::uint64_t>(m.data[i]), std::bit_cast<std::uint64_t>(stored.data[i]));
+    }
+    EXPECT_EQ(skipping.events().overflows - before.overflows, storing.events().overflows);
+    EXPECT_EQ(skipping.events().saturations - before.saturations, storing.events().saturations);
+  }
+}
+
 }  // namespace
 }  // namespace lpsim
