@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/format/bf16_rne.hpp"
@@ -40,10 +41,23 @@ bool fits_float(const FormatSpec& f) { return f.precision <= 24 && f.emin >= -12
 
 // The power of two that brings amax closest to the format's largest finite number from below (per-tensor scaling;
 // a power of two so that scaling and unscaling are exact).
+// amax over the finite values: blocks on all threads when long (it was the largest serial part of a two-thread fp8
+// forward), four running maxima per block; a maximum is exact and order-free, so any split gives the same scale.
 double pow2_scale(std::span<const double> x, const FormatSpec& f) {
+  const std::int64_t n = std::int64_t(x.size()), block = pass_block(n), blocks = (n + block - 1) / block;
+  std::vector<double> block_max(std::size_t(blocks), 0.0);
+  parallel_for(blocks, x.size() >= parallel_elements, [&](std::int64_t b) {
+    const double* v = x.data() + b * block;
+    const std::int64_t len = std::min(block, n - b * block);
+    double m[4] = {0, 0, 0, 0};
+    for (std::int64_t i = 0; i < len; ++i) {
+      const double a = std::fabs(v[i]);
+      m[i % 4] = a <= std::numeric_limits<double>::max() && a > m[i % 4] ? a : m[i % 4];  // Inf and NaN left out
+    }
+    block_max[std::size_t(b)] = std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+  });
   double amax = 0;
-  for (double v : x)
-    if (std::isfinite(v)) amax = std::max(amax, std::fabs(v));
+  for (double m : block_max) amax = std::max(amax, m);
   return pow2_scale_within(f.max_finite(), amax);
 }
 
@@ -361,11 +375,13 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
   const std::int64_t n = std::int64_t(values.size());
   const bool threads = values.size() >= parallel_elements;
   const bool bf16 = in == formats::bf16;  // r rounds to nearest even: the bit trick, in the same pass
-  // Where the cast is the whole rounding (binary32 or bf16 input), its result's Inf/NaN are counted in its pass.
+  // Where the cast is not the whole rounding (a narrower input: e4m3, fp16, ...), each block is rounded to the format
+  // in the same pass, after its cast (round_array rounds each value on its own, so blocks give the same bits), and its
+  // result's Inf/NaN are counted there too: one parallel region where there were three.
   const bool cast_is_final = !(r.fast == Fast::general && !bf16);
   const std::int64_t block = pass_block(n);  // vectorised passes (model/float_passes.hpp) in blocks over the threads
   const std::int64_t blocks = (n + block - 1) / block;
-  std::vector<long> infinite_in_block(cast_is_final ? std::size_t(blocks) : 0);
+  std::vector<long> infinite_in_block(std::size_t(blocks), 0);
   if (as_float) {
     o.f.resize(values.size());
     float* out = o.f.data();
@@ -375,22 +391,18 @@ EmulatedBackend::Operand EmulatedBackend::prepare(Op op, const Matrix<double>& m
       const std::int64_t first = b * block, len = std::min(block, n - first);
       const passes::CastCounts k = passes::cast_operand(values.data() + first, out + first, len, scale, bf16, r.max);
       inexact += k.inexact, over += k.beyond;
-      if (cast_is_final) infinite_in_block[std::size_t(b)] = passes::count_nonfinite(out + first, len);
+      if (!cast_is_final) {
+        const std::span<float> rounded(out + first, std::size_t(len));
+        round_array(rounded, rounded, in, Rounding::nearest_even);
+      }
+      infinite_in_block[std::size_t(b)] = passes::count_nonfinite(out + first, len);
     });
     as_float = c.a == 0;
     beyond = c.b;
   }
   if (as_float) {
     long now_infinite = 0;
-    if (cast_is_final) {
-      for (long count : infinite_in_block) now_infinite += count;
-    } else {
-      round_array(o.f, o.f, in, Rounding::nearest_even);
-      const float* f = o.f.data();
-      now_infinite = parallel_count(blocks, threads, [&](std::int64_t b, long& inf, long&) {
-                       inf += passes::count_nonfinite(f + b * block, std::min(block, n - b * block));
-                     }).a;
-    }
+    for (long count : infinite_in_block) now_infinite += count;
     o.finite = now_infinite == 0;
     if (beyond) {  // the values that left the range became Inf/NaN or were clamped (inputs were finite floats)
       o.overflows = std::min(beyond, now_infinite);
@@ -561,28 +573,29 @@ std::vector<float> EmulatedBackend::bias_floats(Op op, const std::vector<double>
 
 // The float results of a product as doubles, with what product() does next, in one pass on all threads where that is
 // one of the common cases (each a separate pass otherwise: the regions and passes cost a small forward as much as
-// the work): no epilogue (the result counted for Inf/NaN where the operands were finite), or a bias added in binary32
-// compute and the op's store to binary32 or to bf16 by nearest even (autocast's linear layers). Each value on its
-// own, with the same roundings and counts as the separate passes. false, with nothing done, otherwise.
+// the work): no epilogue (the result counted for Inf/NaN where the operands were finite), or an epilogue in binary32
+// compute (per-tensor unscaling, a bias) and the op's store to binary32 or to bf16 by nearest even (autocast's and
+// Transformer Engine's linear layers). Each value on its own, with the same roundings and counts as the separate
+// passes. false, with nothing done, otherwise.
 bool EmulatedBackend::fused_result(Op op, int m, int n, const float* values, bool finite_operands,
                                    const std::vector<double>* bias, double unscale, Matrix<double>& c) {
   const Rounder& out = out_[static_cast<int>(op)];
   const bool store_float = out.fast == Fast::to_float;
   const bool store_bf16 = out.mode == Rounding::nearest_even && out.spec == formats::bf16;
-  if (bias && (unscale != 1 || compute_[static_cast<int>(op)].fast != Fast::to_float ||
-               plan_[op].out_scaling != OutputScaling::none || !(store_float || store_bf16)))
+  const bool epilogue = bias || unscale != 1;
+  if (epilogue && (compute_[static_cast<int>(op)].fast != Fast::to_float ||
+                   plan_[op].out_scaling != OutputScaling::none || !(store_float || store_bf16)))
     return false;
-  if (!bias && unscale != 1) return false;
   const std::vector<double> rb = bias ? rounded_bias(op, *bias) : std::vector<double>{};
   c = Matrix<double>(m, n, uninitialized);
   const std::size_t size = std::size_t(m) * n;
   const Counts counts = parallel_count(m, size >= parallel_elements, [&](std::int64_t i, long& over, long& nonfinite) {
     const float* from = values + std::size_t(i) * n;
     double* to = c.data.data() + std::size_t(i) * n;
-    if (bias) over += passes::bias_store(from, rb.data(), to, n, store_bf16);  // compute binary32, then the store
+    if (epilogue) over += passes::epilogue_store(from, unscale, bias ? rb.data() : nullptr, to, n, store_bf16);
     else nonfinite += passes::widen(from, to, n);
   });
-  if (!bias) {
+  if (!epilogue) {
     if (finite_operands) count_events(counts.b, 0);
     return true;
   }

@@ -78,27 +78,51 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) lo
   return count;
 }
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) long bias_store(
-    const float* in, const double* bias, double* out, std::int64_t n, bool bf16) {
-  long made_infinite = 0;
-  if (bf16) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double x = double(in[i]) + bias[i];
-      const float f = static_cast<float>(x);
-      const double v = f, y = double(round_bf16_rne(f));
-      made_infinite += int(std::fabs(v) == inf) & int(std::fabs(x) != inf);
-      made_infinite += int(std::fabs(y) == inf) & int(std::fabs(v) != inf) & int(v == v);
-      out[i] = y;
-    }
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double x = double(in[i]) + bias[i];
-      const double v = static_cast<double>(static_cast<float>(x));
-      made_infinite += int(std::fabs(v) == inf) & int(std::fabs(x) != inf);
-      out[i] = v;
-    }
+namespace {
+// One value of the epilogue: unscale then add the bias, each in binary32 (compute), then the store; made_infinite
+// counts the finite values a rounding made infinite, once each.
+template <bool Unscale, bool Bias, bool Bf16>
+[[gnu::always_inline]] inline double epilogue_value(float in, double unscale, double bias, long& made_infinite) {
+  double v = in;
+  if constexpr (Unscale) {
+    const double x = v * unscale;
+    v = static_cast<double>(static_cast<float>(x));
+    made_infinite += int(std::fabs(v) == inf) & int(std::fabs(x) != inf);
   }
+  if constexpr (Bias) {
+    const double x = v + bias;
+    v = static_cast<double>(static_cast<float>(x));
+    made_infinite += int(std::fabs(v) == inf) & int(std::fabs(x) != inf);
+  }
+  if constexpr (Bf16) {
+    const double y = double(round_bf16_rne(static_cast<float>(v)));
+    made_infinite += int(std::fabs(y) == inf) & int(std::fabs(v) != inf) & int(v == v);
+    v = y;
+  }
+  return v;
+}
+
+template <bool Unscale, bool Bias, bool Bf16>
+[[gnu::always_inline]] inline long epilogue_loop(const float* in, double unscale, const double* bias, double* out,
+                                                 std::int64_t n) {
+  long made_infinite = 0;
+  for (std::int64_t i = 0; i < n; ++i)
+    out[i] = epilogue_value<Unscale, Bias, Bf16>(in[i], unscale, Bias ? bias[i] : 0.0, made_infinite);
   return made_infinite;
+}
+}  // namespace
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) long epilogue_store(
+    const float* in, double unscale, const double* bias, double* out, std::int64_t n, bool bf16) {
+  const bool scaled = unscale != 1;
+  if (scaled && bias) return bf16 ? epilogue_loop<true, true, true>(in, unscale, bias, out, n)
+                                  : epilogue_loop<true, true, false>(in, unscale, bias, out, n);
+  if (scaled) return bf16 ? epilogue_loop<true, false, true>(in, unscale, bias, out, n)
+                          : epilogue_loop<true, false, false>(in, unscale, bias, out, n);
+  if (bias) return bf16 ? epilogue_loop<false, true, true>(in, unscale, bias, out, n)
+                        : epilogue_loop<false, true, false>(in, unscale, bias, out, n);
+  return bf16 ? epilogue_loop<false, false, true>(in, unscale, bias, out, n)
+              : epilogue_loop<false, false, false>(in, unscale, bias, out, n);
 }
 
 }  // namespace lpsim::passes

@@ -27,8 +27,9 @@ long count_nonfinite(const float* v, std::int64_t n);
 // A product's float results as doubles: out[i] = in[i]; returns how many are Inf or NaN.
 long widen(const float* in, double* out, std::int64_t n);
 
-// A product's bias epilogue in binary32 and its store: out[i] = float(double(in[i]) + bias[i]), then bf16 RNE of that
-// where bf16 (a binary32 store leaves it as it is); returns how many finite values the two roundings made infinite.
-long bias_store(const float* in, const double* bias, double* out, std::int64_t n, bool bf16);
+// A product's epilogue in binary32 and its store: v = float(double(in[i]) * unscale) where unscale != 1 (per-tensor
+// scaling), then float(v + bias[i]) where bias is not null, then bf16 RNE of that where bf16 (a binary32 store leaves
+// it as it is); returns how many finite values the roundings made infinite.
+long epilogue_store(const float* in, double unscale, const double* bias, double* out, std::int64_t n, bool bf16);
 
 }  // namespace lpsim::passes

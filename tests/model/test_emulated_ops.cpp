@@ -377,6 +377,19 @@ TEST(EmulatedOps, Bf16StoreRoundsEveryValueOnce) {
   EXPECT_EQ(be.events().overflows, 1);
 }
 
+// A linear layer's activation cast to a narrower input format (fp16: rounded after the cast to float, in the same
+// pass) counts each value the cast made infinite once; the product of an infinite operand counts nothing more.
+TEST(EmulatedOps, NarrowOperandCastCountsItsOverflows) {
+  EmulatedBackend be(plan_preset("pure-fp16"));
+  ASSERT_TRUE(be.plan()[Op::ffn_up].gemm->input.spec == formats::fp16);
+  Matrix<double> x = random_matrix(70, 64, 3, 1.0), w = random_matrix(64, 32, 4, 0.1);
+  x(2, 5) = 1e5, x(40, 0) = -7e4, x(69, 63) = 65520;  // 65520 and above overflow in fp16
+  x(10, 10) = 65519;  // rounds to 65504: no event
+  be.linear(Op::ffn_up, x, w, nullptr);
+  EXPECT_EQ(be.events().overflows, 3);
+  EXPECT_EQ(be.events().saturations, 0);
+}
+
 // layers::store_computed: values that came out of compute(op, ·) stored as store() stores them, against round_to
 // of each computed value to the op's out format. Where out is compute's format the emulated backend makes no pass;
 // a skip where the formats differ (a narrower out, a saturating one) fails the values or the events.

@@ -95,30 +95,43 @@ TEST(FloatPasses, CountsInfinitiesAndNans) {
   EXPECT_EQ(passes::count_nonfinite(v.data(), std::int64_t(v.size())), 3);
 }
 
-// A product's bias epilogue in binary32 and its store (binary32 or bf16) against the core's roundings, with the values
-// the sum or the store makes infinite counted once each.
-TEST(FloatPasses, BiasEpilogueAndStoreAreTheCoresRoundings) {
+// A product's epilogue in binary32 (per-tensor unscaling by a power of two, a bias, both or neither) and its store
+// (binary32 or bf16) against the core's roundings, with the values a rounding makes infinite counted once each.
+TEST(FloatPasses, EpilogueAndStoreAreTheCoresRoundings) {
   const std::vector<double> a = values(20000, false, 5);
   std::vector<double> b = values(20000, false, 6);
   b[8] = 0;  // 0x1.ff0000p127 alone: a binary32 value that overflows in bf16 (flt_max + flt_max overflows in binary32)
   std::vector<float> in(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) in[i] = float(a[i]);
-  for (const bool bf16 : {false, true}) {
-    std::vector<double> out(in.size());
-    long want = 0;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-      const double x = double(in[i]) + b[i], v = round_to(x, formats::fp32, Rounding::nearest_even);
-      want += made_infinite(x, v);
-      if (bf16) want += made_infinite(v, round_to(v, formats::bf16, Rounding::nearest_even));
-    }
-    EXPECT_GT(want, 0);
-    EXPECT_EQ(passes::bias_store(in.data(), b.data(), out.data(), std::int64_t(in.size()), bf16), want) << bf16;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-      double y = round_to(double(in[i]) + b[i], formats::fp32, Rounding::nearest_even);
-      if (bf16) y = round_to(y, formats::bf16, Rounding::nearest_even);
-      ASSERT_TRUE(same(out[i], y)) << in[i] << " + " << b[i] << (bf16 ? " (bf16)" : "");
-    }
-  }
+  for (const double unscale : {1.0, 0x1p-3, 0x1p+4, 0x1p-140})  // the last makes subnormals and zeros of most
+    for (const bool with_bias : {false, true})
+      for (const bool bf16 : {false, true}) {
+        SCOPED_TRACE(testing::Message() << "unscale " << unscale << (with_bias ? " bias" : "") << (bf16 ? " bf16" : ""));
+        std::vector<double> out(in.size());
+        long want = 0;
+        std::vector<double> expected(in.size());
+        for (std::size_t i = 0; i < in.size(); ++i) {
+          double v = in[i];
+          if (unscale != 1) {
+            const double x = v * unscale;
+            v = round_to(x, formats::fp32, Rounding::nearest_even), want += made_infinite(x, v);
+          }
+          if (with_bias) {
+            const double x = v + b[i];
+            v = round_to(x, formats::fp32, Rounding::nearest_even), want += made_infinite(x, v);
+          }
+          if (bf16) {
+            const double y = round_to(v, formats::bf16, Rounding::nearest_even);
+            want += made_infinite(v, y), v = y;
+          }
+          expected[i] = v;
+        }
+        if (unscale > 1 || (unscale == 1 && (with_bias || bf16))) EXPECT_GT(want, 0);
+        EXPECT_EQ(passes::epilogue_store(in.data(), unscale, with_bias ? b.data() : nullptr, out.data(),
+                                         std::int64_t(in.size()), bf16),
+                  want);
+        for (std::size_t i = 0; i < in.size(); ++i) ASSERT_TRUE(same(out[i], expected[i])) << in[i];
+      }
 }
 
 TEST(FloatPasses, WideningKeepsEveryValueAndCountsInfinitiesAndNans) {
