@@ -15,7 +15,7 @@
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/stats/regression.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim::cli {
 
@@ -31,6 +31,9 @@ struct BoundsCli {
 void run(const BoundsCli& o) {
   const ModelConfig cfg = load_model_config(o.model);
   const PrecisionPlan plan = load_plan(o.plan);
+  check_diagnosable(cfg);  // before any work: the reason, not a crash after the references
+  const std::string out = !o.output.empty() ? o.output : fmt::format("results/bounds/{}_{}_s{}.csv", cfg.name, plan.name, o.seed);
+  check_writable(out);
   const BoundsReport r = check_local_bounds(cfg, plan, make_weights(cfg, o.seed), make_input(cfg, o.seed, o.batch), o.ref_bits);
   std::string csv = "model,plan,seed,check,layer,index,observed,bound,c_min,held,kappa_score,kappa_softmax,kappa_v,"
                     "sigma2,rho_ln,eps_dominated,eps_mach,bound_worst_case,held_worst_case,eps_mach_acc,bound_acc,held_acc\n";
@@ -138,8 +141,6 @@ void run(const BoundsCli& o) {
       }
     }
   }
-  const std::string out = !o.output.empty() ? o.output : fmt::format("results/bounds/{}_{}_s{}.csv", cfg.name, plan.name, o.seed);
-  if (auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
   write_atomically(out, csv);
   fmt::print("wrote {}\n", out);
 }

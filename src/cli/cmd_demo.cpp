@@ -7,7 +7,7 @@
 #include <fmt/os.h>
 
 #include "cli/commands.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
 

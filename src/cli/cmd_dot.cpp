@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "util/input_file.hpp"
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/format/mpfr_round.hpp"
 #include "lpsim/format/round_scalar.hpp"
@@ -46,6 +47,7 @@ std::vector<double> parse_list(const std::string& text, const std::string& name)
 }
 
 void read_pairs(const std::string& path, std::vector<double>& a, std::vector<double>& b) {
+  require_regular_file(path, "--file");
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(fmt::format("cannot open '{}'", path));
   std::string line;

@@ -15,7 +15,7 @@
 #include "lpsim/stats/lead_lag.hpp"
 #include "lpsim/stats/regression.hpp"
 #include "lpsim/stats/spike_precision.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim::cli {
 

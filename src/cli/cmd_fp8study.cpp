@@ -9,7 +9,7 @@
 #include "cli/commands.hpp"
 #include "lpsim/diag/fp8_study.hpp"
 #include "lpsim/stats/regression.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim::cli {
 
@@ -27,6 +27,8 @@ void add_fp8study_command(CLI::App& app) {
   cmd->add_option("--output,-o", *output, "CSV path (default results/fp8study/<model>_s<seed>.csv)");
   cmd->callback([=] {
     const ModelConfig cfg = load_model_config(*model);
+    const std::string out = !output->empty() ? *output : fmt::format("results/fp8study/{}_s{}.csv", cfg.name, o->seed);
+    check_writable(out);  // before the study, not after
     const std::vector<Fp8StudyRow> rows = run_fp8_study(cfg, *o);
     std::string csv = "batch,outlier,scheme,overflows,saturations,nonfinite,logit_amax,logit_bound,r_final\n";
     struct Total {
@@ -52,8 +54,6 @@ void add_fp8study_command(CLI::App& app) {
       fmt::print("{:<11} {:>9} {:>11} {:>15} {:>17.3e} {:>17.3e}\n", s, t.overflows, t.saturations, t.broken,
                  quantile(t.clean, 0.5), quantile(t.spiky, 0.5));
     }
-    const std::string out = !output->empty() ? *output : fmt::format("results/fp8study/{}_s{}.csv", cfg.name, o->seed);
-    if (auto dir = std::filesystem::path(out).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
     write_atomically(out, csv);
     fmt::print("wrote {}\n", out);
   });

@@ -9,7 +9,7 @@
 
 #include "cli/commands.hpp"
 #include "lpsim/hw/hf_observations.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim::cli {
 

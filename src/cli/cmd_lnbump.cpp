@@ -19,7 +19,7 @@
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/stats/csv_table.hpp"
 #include "lpsim/trajectory/trajectory.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim::cli {
 

@@ -13,7 +13,7 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/stats/regression.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim::cli {
 

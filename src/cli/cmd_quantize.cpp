@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "util/input_file.hpp"
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/encoding.hpp"
@@ -23,6 +24,7 @@ struct QuantizeOptions {
 };
 
 std::vector<double> read_numbers(const std::string& path) {
+  require_regular_file(path, "input file");
   std::ifstream in(path);
   if (!in) throw ConfigError(fmt::format("{}: cannot be read", path));
   std::vector<double> v;

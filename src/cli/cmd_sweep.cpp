@@ -12,7 +12,7 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/stats/regression_table.hpp"
 #include "lpsim/sweep/runner.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim::cli {
 

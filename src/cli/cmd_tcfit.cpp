@@ -8,7 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "lpsim/hw/tc_probe.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 #include "util/split.hpp"
 
 namespace lpsim::cli {

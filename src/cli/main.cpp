@@ -1,9 +1,18 @@
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 #include <exception>
 
 #include "cli/commands.hpp"
 #include "cli/mpi_world.hpp"
+#include "cli/strict_numbers.hpp"
+#include "util/suggest.hpp"
 #include "lpsim/util/keep_freed_memory.hpp"
+
+#ifndef LPSIM_VERSION
+#define LPSIM_VERSION "unknown"
+#endif
 
 int main(int argc, char** argv) {
   lpsim::keep_freed_memory();
@@ -32,10 +41,21 @@ int main(int argc, char** argv) {
   lpsim::cli::add_hf_check_command(app);
   lpsim::cli::add_sdpa_check_command(app);
   lpsim::cli::add_quantize_command(app);
+  app.set_version_flag("--version", "lpsim " LPSIM_VERSION);
+  lpsim::cli::strict_integer_options(app);
+  if (argc > 1 && argv[1][0] != '-') {  // a misspelt command: say which one was meant, not "A subcommand is required"
+    std::vector<std::string> names;
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      std::fprintf(stderr, "lpsim: error: '%s' is not a command%s; `lpsim --help` lists them\n", argv[1],
+                   lpsim::did_you_mean(argv[1], names).c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // usage errors exit 2, as the README promises; --help and --version 0
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const std::exception& e) {  // bad formats, numbers, files: the message names the culprit
     std::fprintf(stderr, "lpsim: error: %s\n", e.what());
     return 2;

@@ -89,6 +89,7 @@ double norm_worst_case(const ModelConfig& cfg, const PrecisionPlan& plan, const 
 
 BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
                                 const ModelInput<double>& in, int reference_bits) {
+  check_diagnosable(cfg);  // GQA's key heads are fewer than the query heads: columns(k, head * dh, dh) would overrun
   set_reference_bits(reference_bits);
   const Weights<Real> wr = convert_weights<Real>(w);
   RecordingMpfr ref;

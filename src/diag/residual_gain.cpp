@@ -1,4 +1,5 @@
 #include "lpsim/diag/residual_gain.hpp"
+#include "lpsim/diag/diagnostics.hpp"
 
 #include <Eigen/Dense>
 #include <algorithm>
@@ -38,6 +39,7 @@ double norm(const std::vector<double>& v) {
 }  // namespace
 
 std::vector<Matrix<double>> branch_inputs(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
+  check_diagnosable(cfg);  // the branches below are rebuilt without rotary tables or the norm's cast
   NativeBackend<double> be;
   std::vector<Matrix<double>> out;
   Matrix<double> block_input = layers::embed(be, cfg, w, in);

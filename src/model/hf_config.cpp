@@ -64,7 +64,8 @@ void gpt2(const Fields& f, ModelConfig& c) {
   c.width = f.integer("n_embd");
   c.heads = f.integer("n_head");
   c.depth = f.integer("n_layer");
-  c.ffn = f.integer("n_inner", 4 * c.width);
+  // 4 * n_embd in 64 bits: an n_embd of 2^29 wrapped here before; validate() names the size refused.
+  c.ffn = f.has("n_inner") ? f.integer("n_inner") : int(std::min<long long>(4LL * c.width, 1LL << 30));
   c.vocab = f.integer("vocab_size");
   c.norm_eps = f.number("layer_norm_epsilon", 1e-5);
   c.tokens = std::min(32, f.integer("n_positions", 1024));
@@ -94,7 +95,9 @@ void vit(const Fields& f, ModelConfig& c) {
   c.patch = f.integer("patch_size");
   c.channels = f.integer("num_channels", 3);
   c.class_token = true;
-  c.tokens = c.num_patches() + 1;
+  // In 64 bits: image_size 65536 with patch_size 1 wrapped 65536^2 to 0 before; validate() refuses the sizes.
+  const long long side = c.patch > 0 ? c.image / c.patch : 0;
+  c.tokens = int(std::min<long long>(side * side + 1, 1LL << 30));
   c.qkv_bias = f.boolean("qkv_bias", true) ? -1 : 0;
   const std::string act = f.text("hidden_act", "gelu");
   if (act == "gelu") c.activation = Activation::gelu;
@@ -112,10 +115,12 @@ void rope(const Fields& f, ModelConfig& c) {
   if (f.has("rope_parameters")) params = &f.j.at("rope_parameters"), where = "rope_parameters";
   else if (f.has("rope_scaling")) params = &f.j.at("rope_scaling");
   c.rope.theta = f.number("rope_theta", 10000.0);
+  if (!(c.rope.theta > 0)) f.fail("rope_theta", fmt::format("= {} must be > 0 (this family always rotates)", c.rope.theta));
   if (!params) return;
   if (!params->is_object()) f.fail(where, "must be an object");
   const Fields p{*params, f.file + " " + where};
   if (p.has("rope_theta")) c.rope.theta = p.number("rope_theta");
+  if (!(c.rope.theta > 0)) p.fail("rope_theta", fmt::format("= {} must be > 0 (this family always rotates)", c.rope.theta));
   const std::string type = p.text("rope_type", p.text("type", "default"));
   if (type == "default") return;
   if (type != "llama3") p.fail("rope_type", fmt::format("= '{}' is not modelled (default, llama3)", type));
@@ -143,7 +148,7 @@ void llama(const Fields& f, ModelConfig& c, const std::string& type) {
   c.heads = f.integer("num_attention_heads");
   c.kv_heads = f.integer("num_key_value_heads", c.heads);
   c.head_dim = f.integer("head_dim", c.heads ? c.width / c.heads : 0);
-  if (c.head_dim * c.heads == c.width) c.head_dim = 0;  // the usual width / heads
+  if (static_cast<long long>(c.head_dim) * c.heads == c.width) c.head_dim = 0;  // the usual width / heads
   c.depth = f.integer("num_hidden_layers");
   c.ffn = f.integer("intermediate_size");
   c.vocab = f.integer("vocab_size");

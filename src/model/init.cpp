@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <Eigen/Dense>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <numbers>
@@ -13,6 +14,7 @@
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/model/safetensors.hpp"
 #include "util/available_memory.hpp"
+#include "util/input_file.hpp"
 
 namespace lpsim {
 
@@ -71,6 +73,17 @@ Eigen::VectorXd geometric(int k, double top, double kappa) {
 
 double spectral_norm(const Dense& m) { return Eigen::JacobiSVD<Dense>(m).singularValues()(0); }
 
+// ||Q K^T||_2 of two width x d_head factors without the width x width product (a full SVD of it per head took
+// 126 s at width 1024 and did not finish at 4096): with thin QR factors Q = U R_q and K = V R_k, U and V with
+// orthonormal columns, ||Q K^T||_2 = ||R_q R_k^T||_2, a d_head x d_head SVD.
+double product_norm(const Dense& q, const Dense& k) {
+  const Eigen::Index dh = q.cols();
+  if (q.rows() < dh || k.rows() < dh) return spectral_norm(q * k.transpose());
+  const Dense rq = Eigen::HouseholderQR<Dense>(q).matrixQR().topRows(dh).triangularView<Eigen::Upper>();
+  const Dense rk = Eigen::HouseholderQR<Dense>(k).matrixQR().topRows(dh).triangularView<Eigen::Upper>();
+  return spectral_norm(rq * rk.transpose());
+}
+
 Matrix<double> to_matrix(const Dense& d) {
   Matrix<double> m(int(d.rows()), int(d.cols()));
   for (int i = 0; i < m.rows; ++i)
@@ -84,7 +97,7 @@ std::vector<double> to_vector(const Dense& d) { return std::vector<double>(d.dat
 void shape_qk(const InitConfig& init, const Drawer& draw, int layer, int head, Dense& q, Dense& k) {
   if (init.kappa_qk < 1 && !(init.logit_scale > 0)) return;  // nothing asked: keep the draw (and skip the SVD)
   const int dh = int(q.cols());
-  const double drawn = spectral_norm(q * k.transpose());
+  const double drawn = product_norm(q, k);
   const double top = init.logit_scale > 0 ? init.logit_scale * std::sqrt(double(dh)) : drawn;
   if (init.kappa_qk >= 1) {
     // W_Q = U_q diag(sqrt s) R, W_K = U_k diag(sqrt s) R  =>  W_Q W_K^T = U_q diag(s) U_k^T.
@@ -282,6 +295,7 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
 namespace {
 
 std::vector<double> read_numbers(const std::string& path) {
+  require_regular_file(path, "input.file");
   std::ifstream in(path);
   if (!in) throw ConfigError(fmt::format("input.file: cannot open '{}'", path));
   std::vector<double> v;
@@ -300,17 +314,39 @@ std::vector<double> read_numbers(const std::string& path) {
   return v;
 }
 
+// Token ids as written: decimal digits only ("2.5", "2e0", "-1" and "0x2" are refused, never truncated), each
+// below vocab, at most 65536 of them.
+std::vector<int> read_token_ids(const std::string& path, int vocab) {
+  require_regular_file(path, "input.file");
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("input.file: cannot open '{}'", path));
+  std::vector<int> ids;
+  std::string word;
+  while (in >> word) {
+    if (word[0] == '#') {
+      std::getline(in, word);
+      continue;
+    }
+    long long id = -1;
+    const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+    if (ec != std::errc() || end != word.data() + word.size() || word[0] == '-' || id >= vocab)
+      throw ConfigError(fmt::format("input.file '{}': '{}' (number {}) is not a token id in 0..{}", path, word,
+                                    ids.size() + 1, vocab - 1));
+    if (ids.size() == (1u << 16)) throw ConfigError(fmt::format("input.file '{}': more than 65536 token ids", path));
+    ids.push_back(int(id));
+  }
+  return ids;
+}
+
 }  // namespace
 
 void use_input_file(ModelConfig& cfg, const std::string& path) {
-  const std::vector<double> v = read_numbers(path);
   if (cfg.embedding == Embedding::tokens) {  // the sequence length is the file's
-    if (v.empty()) throw ConfigError(fmt::format("input file '{}' holds no token ids", path));
-    if (v.size() > (1u << 16)) throw ConfigError(fmt::format("input file '{}': {} tokens, at most 65536", path, v.size()));
-    for (double x : v)
-      if (x != std::floor(x) || x < 0 || x >= cfg.vocab)
-        throw ConfigError(fmt::format("input file '{}': {} is not a token id in 0..{}", path, x, cfg.vocab - 1));
-    cfg.tokens = int(v.size());
+    const std::vector<int> ids = read_token_ids(path, cfg.vocab);
+    if (ids.empty()) throw ConfigError(fmt::format("input file '{}' holds no token ids", path));
+    cfg.tokens = int(ids.size());
+  } else {
+    read_numbers(path);  // a bad number is named now, not after the weights are made
   }
   cfg.input.file = path;
   if (const std::string problem = validate(cfg); !problem.empty())
@@ -326,7 +362,7 @@ ModelInput<double> make_input(const ModelConfig& cfg, std::uint64_t seed, int ba
   };
   if (cfg.embedding == Embedding::tokens) {
     if (!cfg.input.file.empty()) {
-      for (double x : read_numbers(cfg.input.file)) in.ids.push_back(static_cast<int>(x));
+      in.ids = read_token_ids(cfg.input.file, cfg.vocab);
     } else {
       for (int t = 0; t < cfg.tokens; ++t) in.ids.push_back(static_cast<int>(random_bits(seed, s, t) % cfg.vocab));
     }

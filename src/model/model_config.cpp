@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -215,12 +216,19 @@ std::string validate(const ModelConfig& c) {
     const char* name;
     long long value, lo, hi;
   };
-  for (const Range& r : {Range{"width", c.width, 1, 1 << 16}, Range{"heads", c.heads, 1, 1 << 12},
+  for (const Range& r : {Range{"image", c.image, 0, 1 << 14}, Range{"patch", c.patch, 0, 1 << 14},
+                         Range{"channels", c.channels, 1, 1 << 12},
+                         Range{"width", c.width, 1, 1 << 16}, Range{"heads", c.heads, 1, 1 << 12},
                          Range{"ffn", c.ffn, 1, 1 << 18}, Range{"depth", c.depth, 0, 4096},
                          Range{"tokens", c.tokens, 1, 1 << 16}, Range{"kv_heads", c.kv_heads, 0, 1 << 12},
                          Range{"head_dim", c.head_dim, 0, 1 << 14}, Range{"vocab", c.vocab, 0, 1 << 24}})
     if (r.value < r.lo || r.value > r.hi)
       return fmt::format("model.{} = {} is outside {}..{}", r.name, r.value, r.lo, r.hi);
+  // The numbers the TOML reader checks, checked here too so that config.json is held to the same rules (an
+  // rms_norm_eps of -1 ran with every tap Inf/NaN; a rope_theta of 0 switched RoPE off silently there).
+  if (!(std::isfinite(c.norm_eps) && c.norm_eps >= 0)) return fmt::format("model.norm_eps = {} must be >= 0", c.norm_eps);
+  if (!(std::isfinite(c.rope.theta) && c.rope.theta >= 0))
+    return fmt::format("model.rope_theta = {} must be >= 0 (0: no rotary embedding)", c.rope.theta);
   if (c.head_dim == 0 && c.width % c.heads != 0)
     return fmt::format("model.width = {} is not divisible by model.heads = {}", c.width, c.heads);
   if (c.embedding == Embedding::patch) {

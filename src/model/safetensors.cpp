@@ -14,7 +14,8 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/format/encoding.hpp"
 #include "lpsim/format/round_scalar.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
+#include "util/read_text.hpp"
 
 namespace lpsim {
 
@@ -45,6 +46,7 @@ std::int64_t numel(const std::vector<std::int64_t>& shape) {
 }  // namespace
 
 std::map<std::string, Tensor> read_safetensors(const std::string& path) {
+  require_regular_file(path, "safetensors file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(fmt::format("cannot open safetensors file '{}'", path));
   std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -206,19 +208,13 @@ std::string find_prefix(const std::map<std::string, Tensor>& t, const std::vecto
 
 }  // namespace
 
-// Every tensor of a checkpoint: one safetensors file, or a Hugging Face directory (model.safetensors, or the shards
-// that model.safetensors.index.json's weight_map names; a tensor found in two shards is an error).
-std::map<std::string, Tensor> read_checkpoint(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (!fs::is_directory(path)) return read_safetensors(path);
-  const fs::path single = fs::path(path) / "model.safetensors", index = fs::path(path) / "model.safetensors.index.json";
-  if (fs::is_regular_file(single)) return read_safetensors(single.string());
-  if (!fs::is_regular_file(index))
-    throw ConfigError(fmt::format("model directory '{}' has neither model.safetensors nor model.safetensors.index.json", path));
+namespace {
+
+// The shard files that model.safetensors.index.json's weight_map names, each once, checked to lie in the directory.
+std::set<std::string> index_shards(const std::filesystem::path& index) {
   nlohmann::json j;
   try {
-    std::ifstream in(index);
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(read_text(index.string(), "checkpoint index"));
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(fmt::format("'{}' does not parse: {}", index.string(), e.what()));
   }
@@ -232,8 +228,36 @@ std::map<std::string, Tensor> read_checkpoint(const std::string& path) {
       throw ConfigError(fmt::format("'{}': weight_map['{}'] = '{}' is not a file in the directory", index.string(), name, f));
     shards.insert(f);
   }
+  return shards;
+}
+
+}  // namespace
+
+std::vector<std::string> checkpoint_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return {path};
+  const fs::path single = fs::path(path) / "model.safetensors", index = fs::path(path) / "model.safetensors.index.json";
+  std::vector<std::string> files{(fs::path(path) / "config.json").string()};
+  if (fs::is_regular_file(single)) {
+    files.push_back(single.string());
+  } else if (fs::is_regular_file(index)) {
+    files.push_back(index.string());
+    for (const std::string& shard : index_shards(index)) files.push_back((fs::path(path) / shard).string());
+  }
+  return files;
+}
+
+// Every tensor of a checkpoint: one safetensors file, or a Hugging Face directory (model.safetensors, or the shards
+// that model.safetensors.index.json's weight_map names; a tensor found in two shards is an error).
+std::map<std::string, Tensor> read_checkpoint(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return read_safetensors(path);
+  const fs::path single = fs::path(path) / "model.safetensors", index = fs::path(path) / "model.safetensors.index.json";
+  if (fs::is_regular_file(single)) return read_safetensors(single.string());
+  if (!fs::is_regular_file(index))
+    throw ConfigError(fmt::format("model directory '{}' has neither model.safetensors nor model.safetensors.index.json", path));
   std::map<std::string, Tensor> all;
-  for (const std::string& shard : shards)
+  for (const std::string& shard : index_shards(index))
     for (auto& [name, t] : read_safetensors((fs::path(path) / shard).string()))
       if (!all.emplace(name, std::move(t)).second)
         throw ConfigError(fmt::format("model directory '{}': tensor '{}' appears in more than one shard", path, name));

@@ -10,6 +10,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <fmt/format.h>
+
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -29,11 +32,31 @@ using namespace lpsim;
 
 namespace {
 
-// A C-contiguous float64 copy (or view) of any numeric array.
+// A C-contiguous float64 copy (or view) of a real numeric array.
 using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
-py::array_t<double> round_values(const Doubles& x, const std::string& format, const std::string& mode,
+// Real numbers only: a complex array lost its imaginary part and a string array was parsed as numbers before
+// (forcecast converts anything); both are refused with the argument's name.
+Doubles real_array(const py::handle& x, const char* what) {
+  const py::array a = py::array::ensure(x);
+  if (!a) throw py::type_error(fmt::format("{} must be an array of real numbers", what));
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
+    throw py::type_error(fmt::format("{} has dtype {}: lpsim takes real numbers (float, int or bool arrays)", what,
+                                     std::string(py::str(a.dtype()))));
+  return Doubles::ensure(a);
+}
+
+// A dimension as the C++ kernels take it (int): a 2^32 + 3 row count became 3 before.
+int checked_dim(py::ssize_t n, const char* what) {
+  if (n < 0 || n > std::numeric_limits<int>::max())
+    throw std::invalid_argument(fmt::format("{} = {} is larger than lpsim's kernels take (2^31 - 1)", what, n));
+  return int(n);
+}
+
+py::array_t<double> round_values(const py::object& x_in, const std::string& format, const std::string& mode,
                                  std::uint64_t seed) {
+  const Doubles x = real_array(x_in, "round: x");
   const Format f = parse_format(format);
   const Rounding r = parse_rounding(mode);
   py::array_t<double> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
@@ -46,11 +69,13 @@ py::array_t<double> round_values(const Doubles& x, const std::string& format, co
   return out;
 }
 
-py::array_t<double> gemm_values(const Doubles& a, const Doubles& b, const std::string& policy) {
+py::array_t<double> gemm_values(const py::object& a_in, const py::object& b_in, const std::string& policy) {
+  const Doubles a = real_array(a_in, "gemm: a"), b = real_array(b_in, "gemm: b");
   if (a.ndim() != 2 || b.ndim() != 2 || a.shape(1) != b.shape(0))
     throw std::invalid_argument("gemm: a (m x k) and b (k x n) must be matrices with matching k");
   const AccumPolicy p = parse_policy(policy);
-  const int m = int(a.shape(0)), k = int(a.shape(1)), n = int(b.shape(1));
+  const int m = checked_dim(a.shape(0), "gemm: m"), k = checked_dim(a.shape(1), "gemm: k"),
+            n = checked_dim(b.shape(1), "gemm: n");
   py::array_t<double> c({py::ssize_t(m), py::ssize_t(n)});
   {
     py::gil_scoped_release release;
@@ -60,18 +85,20 @@ py::array_t<double> gemm_values(const Doubles& a, const Doubles& b, const std::s
   return c;
 }
 
-double dot_value(const Doubles& a, const Doubles& b, const std::string& policy) {
+double dot_value(const py::object& a_in, const py::object& b_in, const std::string& policy) {
+  const Doubles a = real_array(a_in, "dot: a"), b = real_array(b_in, "dot: b");
   if (a.ndim() != 1 || b.ndim() != 1 || a.size() != b.size())
     throw std::invalid_argument("dot: a and b must be vectors of the same length");
   return dot(parse_policy(policy), std::span<const double>(a.data(), a.size()), std::span<const double>(b.data(), b.size()));
 }
 
-py::dict quantize_values(const Doubles& x, const std::string& scheme, int axis, std::uint64_t seed) {
+py::dict quantize_values(const py::object& x_in, const std::string& scheme, int axis, std::uint64_t seed) {
+  const Doubles x = real_array(x_in, "quantize: x");
   if (x.ndim() != 2) throw std::invalid_argument("quantize: x must be a matrix (rows x cols)");
   if (axis < 0) axis += 2;
   if (axis != 0 && axis != 1) throw std::invalid_argument("quantize: axis must be 0 or 1 (or -1)");
   const BlockScheme s = block_scheme(scheme);
-  const int rows = int(x.shape(0)), cols = int(x.shape(1));
+  const int rows = checked_dim(x.shape(0), "quantize: rows"), cols = checked_dim(x.shape(1), "quantize: cols");
   const BlockQuantized q =
       quantize_blocks(s, std::span<const double>(x.data(), x.size()), rows, cols, axis, {seed, 0, 0});
   py::array_t<double> values({py::ssize_t(rows), py::ssize_t(cols)}), elements({py::ssize_t(rows), py::ssize_t(cols)});

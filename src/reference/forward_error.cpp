@@ -1,5 +1,7 @@
 #include "lpsim/reference/forward_error.hpp"
 
+#include <omp.h>
+
 #include <fmt/format.h>
 #include <mpfr.h>
 
@@ -12,6 +14,7 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"
+#include "lpsim/reference/memory_estimate.hpp"
 #include "lpsim/stats/regression.hpp"
 #include "util/available_memory.hpp"
 #include "util/csv_field.hpp"
@@ -263,15 +266,26 @@ std::string choose_reference(const ModelConfig& cfg, const std::string& kind, in
   return fits && forward_multiply_adds(cfg) <= kMpfrAutoMultiplyAdds ? "mpfr" : "dd";
 }
 
+void check_study_options(const StudyOptions& o) {
+  if (o.reference != "auto" && o.reference != "mpfr" && o.reference != "fp64" && o.reference != "dd")
+    throw ConfigError(fmt::format("reference '{}' is not one of auto, mpfr, dd, fp64", o.reference));
+  if (o.reference_bits < 64 || o.reference_bits > 100000)
+    throw ConfigError(fmt::format("reference bits {} are outside 64..100000", o.reference_bits));
+}
+
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options) {
+  check_study_options(options);  // the CLI, Python and every other caller alike (Python ran MPFR for 'xyz' before)
   StudyOptions o = options;
   o.reference = choose_reference(cfg, o.reference, o.reference_bits, o.check_reference);
-  // Refuse before any work: the largest MPFR run is the check at twice the bits (or the fp64 reference's check).
-  if (o.reference == "mpfr" || (o.reference == "fp64" && o.check_reference))
-    check_reference_fits(cfg, o.reference == "mpfr" && o.check_reference ? 2 * o.reference_bits : o.reference_bits);
+  // Refuse before any work what cannot fit: weights, the emulated forward, the reference and its check.
+  const MemoryEstimate memory = study_memory(cfg, plan, o.reference, o.reference_bits, o.check_reference, omp_get_max_threads());
+  check_memory(fmt::format("model {} ({} tokens, width {}, depth {}) under plan '{}' with the {} reference{}", cfg.name,
+                           cfg.tokens, cfg.width, cfg.depth, plan.name, o.reference, o.check_reference ? " and its check" : ""),
+               memory, "use fewer tokens, a smaller model, --reference fp64 or dd, or --no-check");
   const Weights<double> w = make_weights(cfg, o.seed);
   const ModelInput<double> in = make_input(cfg, o.seed, o.batch);
   StudyResult result;
+  result.memory = memory;
 
   auto t0 = std::chrono::steady_clock::now();
   std::vector<RangeEvents> events;

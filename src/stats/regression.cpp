@@ -1,7 +1,10 @@
 #include "lpsim/stats/regression.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "lpsim/format/random_stream.hpp"
@@ -41,10 +44,16 @@ Moments moments(std::span<const double> x, std::span<const double> y) {
   return m;
 }
 
+bool constant(std::span<const double> v) {
+  return std::adjacent_find(v.begin(), v.end(), std::not_equal_to<>()) == v.end();
+}
+
 }  // namespace
 
+// A sample whose x or y takes one value has no correlation and no slope: NaN, never the few-ulp ratio that the
+// rounding of the mean leaves in sxx (a constant x gave pearson 0.000 and slope 0.000 [-1.5, 1.5] before).
 double pearson(std::span<const double> x, std::span<const double> y) {
-  if (x.size() < 2) return NAN;
+  if (x.size() < 2 || constant(x) || constant(y)) return NAN;
   const Moments m = moments(x, y);
   return m.sxy / std::sqrt(m.sxx * m.syy);
 }
@@ -70,7 +79,7 @@ double spearman(std::span<const double> x, std::span<const double> y) {
 }
 
 LineFit least_squares(std::span<const double> x, std::span<const double> y) {
-  if (x.size() < 2) return {NAN, NAN, NAN};
+  if (x.size() < 2 || constant(x)) return {NAN, NAN, NAN};
   const Moments m = moments(x, y);
   LineFit f;
   f.slope = m.sxy / m.sxx;
@@ -98,10 +107,13 @@ Regression regress(std::span<const double> x, std::span<const double> y, bool lo
   Regression r;
   r.n = int(a.size());
   r.nonfinite = nonfinite, r.nonpositive = nonpositive;
+  if (r.n < 2) r.degenerate = fmt::format("{} usable pairs", r.n);
+  else if (constant(a)) r.degenerate = fmt::format("x is constant ({})", log_x ? std::pow(10.0, a[0]) : a[0]);
+  else if (constant(b)) r.degenerate = fmt::format("y is constant ({})", log_y ? std::pow(10.0, b[0]) : b[0]);
   r.pearson = pearson(a, b);
   r.spearman = spearman(a, b);
   r.fit = least_squares(a, b);
-  if (r.n < 3 || bootstrap <= 0) {
+  if (r.n < 3 || bootstrap <= 0 || !r.degenerate.empty()) {
     r.pearson_ci = r.slope_ci = {NAN, NAN};
     return r;
   }

@@ -54,11 +54,8 @@ std::vector<Row> rows_of(const CsvTable& t, const RegressionRequest& q) {
     parts[key].second.push_back(y[i]);
   }
   if (order.size() < 2) return out;
-  for (const auto& key : order) {  // a group whose x does not vary has no regression: left out
-    const auto& xs = parts[key].first;
-    if (std::adjacent_find(xs.begin(), xs.end(), std::not_equal_to<>()) == xs.end()) continue;
-    for (Row& r : fits(key, xs, parts[key].second, q)) out.push_back(std::move(r));
-  }
+  for (const auto& key : order)  // a group with no regression (its x does not vary) keeps its reason
+    for (Row& r : fits(key, parts[key].first, parts[key].second, q)) out.push_back(std::move(r));
   return out;
 }
 
@@ -69,6 +66,7 @@ std::string regression_csv(const CsvTable& t, const RegressionRequest& q) {
                   "left_out_nonfinite,left_out_nonpositive\n";
   for (const Row& row : rows_of(t, q)) {
     const Regression& r = row.r;
+    if (!r.degenerate.empty() && row.group != "all") continue;  // a group without a regression has no row
     s += fmt::format("{},{},{},{},\"{}\",{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{},{}\n", q.x,
                      q.y, q.log_x, q.log_y, row.group, r.n, r.pearson, r.pearson_ci.low, r.pearson_ci.high, r.spearman,
                      r.fit.r2, r.fit.slope, r.slope_ci.low, r.slope_ci.high, r.fit.intercept, r.nonfinite, r.nonpositive);
@@ -84,6 +82,10 @@ std::string regression_text(const CsvTable& t, const RegressionRequest& q) {
                    "spearman", "R^2", "slope", "(95% CI)", "intercept");
   for (const Row& row : rows_of(t, q)) {
     const Regression& r = row.r;
+    if (!r.degenerate.empty()) {
+      s += fmt::format("{:<22} {:>5} no regression: {}\n", row.group, r.n, r.degenerate);
+      continue;
+    }
     s += fmt::format("{:<22} {:>5} {:>8.3f} {:>19} {:>9.3f} {:>7.3f} {:>8.3f} {:>19} {:>10.3f}\n", row.group, r.n,
                      r.pearson, fmt::format("[{:.3f}, {:.3f}]", r.pearson_ci.low, r.pearson_ci.high), r.spearman,
                      r.fit.r2, r.fit.slope, fmt::format("[{:.3f}, {:.3f}]", r.slope_ci.low, r.slope_ci.high),

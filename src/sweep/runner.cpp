@@ -8,16 +8,21 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/diagnostic_columns.hpp"
 #include "lpsim/diag/residual_gain.hpp"
 #include "lpsim/model/init.hpp"
+#include "lpsim/model/safetensors.hpp"
 #include "lpsim/reference/forward_error.hpp"
-#include "sweep/atomic_file.hpp"
+#include "lpsim/reference/memory_estimate.hpp"
+#include "util/atomic_file.hpp"
 #include "lpsim/sweep/sweep_lock.hpp"
 #include "util/csv_field.hpp"
+#include "util/input_file.hpp"
 #include "util/read_text.hpp"
 #include "sweep/summary.hpp"
 
@@ -180,9 +185,46 @@ class Progress {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
+// What decides the parts' contents: the sweep file, every plan as built (a plan file may change under the same
+// name), the base model's text, and the identity (size, time, hash of the first and last MiB) of every file the
+// units read: weights, a model directory's config.json and shards, input files. Parts made under another
+// definition are never mixed in: a checkpoint rewritten between two runs is refused, not resumed.
+std::string definition(const SweepConfig& s, const SweepPlan& plan) {
+  std::string d = s.text + "\n--- plans\n";
+  for (const PlanChoice& c : plan.plans) d += describe(c.plan);
+  d += "--- model " + s.model_file + "\n";
+  if (fs::is_regular_file(s.model_file)) d += read_text(s.model_file, "model file");
+  std::set<std::string> checkpoints, files;
+  for (const Unit& u : plan.units) {
+    if (!u.model.init.weights.empty()) checkpoints.insert(u.model.init.weights);
+    if (!u.model.input.file.empty()) files.insert(u.model.input.file);
+  }
+  for (const std::string& c : checkpoints)
+    for (const std::string& f : checkpoint_files(c)) files.insert(f);
+  d += "--- files read\n";
+  for (const std::string& f : files) d += f + ": " + file_identity(f) + "\n";
+  return d;
+}
+
+void refuse_other_definition(const SweepConfig& s, const std::string& dir, const std::string& now) {
+  const std::string was = read_text(dir + "/parts/definition.txt", "sweep definition");
+  if (was == now) return;
+  // Name the first line that differs: which file or plan changed.
+  std::istringstream a(was), b(now);
+  std::string la, lb;
+  while (std::getline(a, la) && std::getline(b, lb) && la == lb) {
+  }
+  throw ConfigError(fmt::format("{}: the results in {}/parts were made by a different definition of sweep '{}' "
+                                "(the sweep file, a plan, the model or a file it reads changed; first difference: "
+                                "'{}' now '{}'); delete {}/parts to start over, or give the sweep another name",
+                                s.file, dir, s.name, la.substr(0, 200), lb.substr(0, 200), dir));
+}
+
 }  // namespace
 
 void assemble_sweep(const SweepConfig& s, const SweepPlan& plan, const std::string& dir) {
+  // Parts made under another definition (a weights file rewritten after a shard ran) are never merged.
+  if (fs::exists(dir + "/parts/definition.txt")) refuse_other_definition(s, dir, definition(s, plan));
   const int chunks = chunk_count(plan.units.size());
   std::string missing;
   int count = 0;
@@ -221,14 +263,29 @@ void assemble_sweep(const SweepConfig& s, const SweepPlan& plan, const std::stri
 
 namespace {
 
-// What decides the parts' contents: the sweep file, every plan as built (a plan file may change under the same
-// name) and the base model's text. Parts made under another definition are never mixed in.
-std::string definition(const SweepConfig& s, const SweepPlan& plan) {
-  std::string d = s.text + "\n--- plans\n";
-  for (const PlanChoice& c : plan.plans) d += describe(c.plan);
-  d += "--- model " + s.model_file + "\n";
-  if (fs::is_regular_file(s.model_file)) d += read_text(s.model_file, "model file");
-  return d;
+// Refuses, before any work, a sweep whose units cannot fit side by side: one unit per thread (each its weights,
+// its emulated forward under the largest plan and its reference), the expanded grid itself, and the first unit's
+// reference check at twice the bits, which runs alone.
+void check_sweep_memory(const SweepConfig& s, const SweepPlan& plan, int threads) {
+  if (plan.units.empty() || plan.plans.empty()) return;
+  auto need = [&](const Unit& u, const PrecisionPlan& p, bool check) {
+    return study_memory(u.model, p, s.reference, s.reference_bits, check, 1);
+  };
+  const Unit* largest = &plan.units.front();
+  for (const Unit& u : plan.units)
+    if (need(u, plan.plans.front().plan, false).total() > need(*largest, plan.plans.front().plan, false).total()) largest = &u;
+  MemoryEstimate unit = need(*largest, plan.plans.front().plan, false);
+  for (const PlanChoice& c : plan.plans)
+    if (const MemoryEstimate m = need(*largest, c.plan, false); m.total() > unit.total()) unit = m;
+  const int concurrent = std::max(1, std::min<int>(threads, chunk_count(plan.units.size())));
+  MemoryEstimate all = unit;
+  all.parameters *= concurrent, all.emulated *= concurrent, all.reference *= concurrent;
+  all.baseline += 2048.0 * double(plan.units.size());  // the expanded units and their rows
+  check_memory(fmt::format("sweep '{}' ({} units, {} plans, {} at a time; its largest unit {})", s.name,
+                           plan.units.size(), plan.plans.size(), concurrent, largest->model.name),
+               all, "use --threads 1, fewer tokens or a smaller model, or reference = \"dd\" or \"fp64\"");
+  check_memory(fmt::format("sweep '{}': the reference check of its first unit", s.name),
+               need(plan.units.front(), plan.plans.front().plan, true), "use reference = \"dd\" or \"fp64\"");
 }
 
 void check_parts_belong(const SweepConfig& s, const SweepPlan& plan, const std::string& dir) {
@@ -237,10 +294,7 @@ void check_parts_belong(const SweepConfig& s, const SweepPlan& plan, const std::
   for (const auto& e : fs::directory_iterator(dir + "/parts"))
     any_part = any_part || e.path().filename().string().starts_with("chunk");
   if (fs::exists(path)) {
-    if (read_text(path, "sweep definition") != now)
-      throw ConfigError(fmt::format("{}: the results in {}/parts were made by a different definition of sweep '{}' "
-                                    "(sweep file, a plan or the model changed); delete {}/parts to start over, or "
-                                    "give the sweep another name", s.file, dir, s.name, dir));
+    refuse_other_definition(s, dir, now);
   } else if (any_part) {
     fmt::print(stderr, "sweep: {}/parts has results but no definition.txt (an older lpsim); taking them as this sweep's\n", dir);
   }
@@ -262,6 +316,7 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string started = iso_now();
   const SweepPlan plan = expand(s);  // every model and plan is built and checked before any work
+  check_sweep_memory(s, plan, o.threads > 0 ? o.threads : omp_get_max_threads());
   SweepOutcome out;
   out.units = int(plan.units.size());
   out.directory = o.results_root + "/" + s.name;

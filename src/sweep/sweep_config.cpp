@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "config/toml_fields.hpp"
+#include "lpsim/diag/diagnostics.hpp"
 #include "util/read_text.hpp"
 
 namespace lpsim {
@@ -201,6 +202,17 @@ SweepPlan expand(const SweepConfig& s) {
   for (const Axis& a : s.axes) (is_plan_axis(a.key) ? plan_axes : model_axes).push_back(&a);
   for (const Axis* a : plan_axes) out.plan_axes.push_back(a->key);
   for (const Axis* a : model_axes) out.model_axes.push_back(a->key);
+  // Refuse a grid too large before expanding it (a million seeds times a million batches kept expanding for
+  // minutes and then ran out of memory).
+  double models = 1, plans = 1;
+  for (const Axis* a : model_axes) models *= double(a->values.size());
+  for (const Axis* a : plan_axes) plans *= double(a->values.size());
+  const double units = models * double(s.seeds.size()) * double(s.batches);
+  if (units > kMaxSweepUnits || plans > kMaxSweepPlans)
+    throw ConfigError(fmt::format("{}: the sweep expands to {:.6g} units ({:.6g} model combinations x {} seeds x {} "
+                                  "batches) and {:.6g} plans; at most {:.0f} units and {:.0f} plans (split it into "
+                                  "several sweeps or shards of smaller grids)", s.file, units, models, s.seeds.size(),
+                                  s.batches, plans, kMaxSweepUnits, kMaxSweepPlans));
 
   for (const auto& pick : combinations(plan_axes)) {
     PlanChoice c;
@@ -249,6 +261,9 @@ SweepPlan expand(const SweepConfig& s) {
         if (std::string(e.what()).find(a->key) != std::string::npos) line = a->line;
       throw ConfigError(fmt::format("{} line {}: axes {}: {}", s.file, line, which, e.what()));
     }
+    if (s.diagnostics)  // refused before any reference is computed, with the reason
+      if (const std::string why = diagnostics_problem(model); !why.empty())
+        throw ConfigError(fmt::format("{}: key 'sweep.diagnostics' = true: {}", s.file, why));
     for (std::uint64_t seed : s.seeds)
       for (int b = 0; b < s.batches; ++b) {
         Unit u;

@@ -18,7 +18,7 @@
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/stats/csv_table.hpp"
 #include "lpsim/stats/regression.hpp"
-#include "sweep/atomic_file.hpp"
+#include "util/atomic_file.hpp"
 
 namespace lpsim {
 

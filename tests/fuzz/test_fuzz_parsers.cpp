@@ -21,6 +21,8 @@
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "lpsim/stats/csv_table.hpp"
+#include "lpsim/stats/regression_table.hpp"
 #include "lpsim/sweep/sweep_config.hpp"
 
 namespace lpsim {
@@ -103,6 +105,8 @@ int fuzz(const std::string& name, const std::vector<std::string>& seeds, const s
     if (seconds > 2) ADD_FAILURE() << name << " input " << i << " took " << seconds << " s";
   }
   ::testing::Test::RecordProperty(name + "_accepted", accepted);
+  std::printf("fuzz %-18s %d inputs, %d accepted, %d refused with a message\n", name.c_str(), inputs_per_parser,
+              accepted, inputs_per_parser - accepted);
   return accepted;
 }
 
@@ -132,13 +136,17 @@ TEST(Fuzz, TomlParsers) {
   });
   fuzz("plan-toml", {slurp(corpus / "plan.toml")}, [](const std::string& s) { describe(parse_plan(s, "fuzz.toml")); });
   fuzz("sweep-toml", {slurp(corpus / "sweep.toml")}, [](const std::string& s) { parse_sweep(s, "fuzz.toml"); });
+  // The expansion too: grid sizes, model axes and plan axes from the mutated file (a grid of 10^12 units kept
+  // expanding for minutes before it was refused up front).
+  fuzz("sweep-expand", {slurp(corpus / "sweep.toml")}, [](const std::string& s) { expand(parse_sweep(s, "fuzz.toml")); });
   std::filesystem::current_path(cwd);
 }
 
 TEST(Fuzz, HfConfigAndInputFiles) {
   const auto dir = scratch();
-  const std::string llama = slurp(corpus / "hf_config.json"), vit = slurp(corpus / "vit_config.json");
-  fuzz("hf-config", {llama, vit}, [&](const std::string& s) {
+  const std::string llama = slurp(corpus / "hf_config.json"), vit = slurp(corpus / "vit_config.json"),
+                    gpt2 = slurp(corpus / "gpt2_config.json");
+  fuzz("hf-config", {llama, vit, gpt2}, [&](const std::string& s) {
     write(dir / "config.json", s);
     load_model_config(dir.string());  // no weights beside it: the config is read and checked first
   });
@@ -174,6 +182,29 @@ TEST(Fuzz, Safetensors) {
     write(dir / "x.safetensors", s);
     read_safetensors((dir / "x.safetensors").string());
     load_safetensors_weights((dir / "x.safetensors").string(), cfg);
+  });
+  // A sharded checkpoint's index (the shards it names are the seed file, so a valid index reads them).
+  std::filesystem::create_directories(dir / "sharded");
+  for (const char* shard : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
+    std::filesystem::copy_file(dir / "seed.safetensors", dir / "sharded" / shard);
+  fuzz("checkpoint-index", {slurp(corpus / "index.json")}, [&](const std::string& s) {
+    write(dir / "sharded" / "model.safetensors.index.json", s);
+    checkpoint_files((dir / "sharded").string());
+    read_checkpoint((dir / "sharded").string());
+  });
+  std::filesystem::remove_all(dir);
+}
+
+// lpsim stats' input: a CSV (quoted fields, Inf, missing cells) and the regression over two of its columns.
+TEST(Fuzz, CsvAndRegression) {
+  const auto dir = scratch();
+  fuzz("stats-csv", {slurp(corpus / "summary.csv")}, [&](const std::string& s) {
+    write(dir / "s.csv", s);
+    const CsvTable t = read_csv((dir / "s.csv").string());
+    RegressionRequest q;
+    q.x = "u", q.y = "r_block_p95", q.group = "plan", q.bootstrap = 50;
+    regression_text(t, q);
+    regression_csv(t, q);
   });
   std::filesystem::remove_all(dir);
 }

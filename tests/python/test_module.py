@@ -138,3 +138,19 @@ def test_study_errors_sit_where_the_formats_put_them():
     assert bf16["reference"]["adequate"]
     with pytest.raises(ValueError, match="autocast-bf16"):
         lpsim.study(model, "autocast-bf61")
+
+
+def test_inputs_that_cannot_be_honoured_are_refused():
+    """Issue 40: an unknown reference ran MPFR under its name, a complex array lost its imaginary part, a string
+    array was parsed as numbers, and a 2^32 + 3 row count became 3."""
+    with pytest.raises(ValueError, match="reference 'xyz' is not one of auto, mpfr, dd, fp64"):
+        lpsim.study(os.path.join(SOURCE, "models", "tiny.toml"), "fp32", reference="xyz")
+    with pytest.raises(TypeError, match="complex"):
+        lpsim.round(np.array([1 + 2j]), "fp16")
+    with pytest.raises(TypeError, match="dtype <U"):
+        lpsim.round(np.array(["1.5", "2"]), "fp16")
+    with pytest.raises(TypeError, match="gemm: a has dtype complex"):
+        lpsim.gemm(np.ones((2, 2), dtype=complex), np.ones((2, 2)), "fp16-fp32acc")
+    with pytest.raises(ValueError, match="gemm: m = 4294967299 is larger"):
+        lpsim.gemm(np.empty((2**32 + 3, 0)), np.empty((0, 2)), "fp32")
+    np.testing.assert_array_equal(lpsim.round(np.array([True, False]), "fp16"), [1.0, 0.0])  # bools are numbers

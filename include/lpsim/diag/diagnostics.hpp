@@ -54,6 +54,12 @@ struct LayerDiagnostics {
 // ||W_Q W_K^T||_2 by power iteration on M^T M, applying W_K^T, W_Q, W_Q^T, W_K in turn (M is never formed).
 double qk_norm_power(const Matrix<double>& wq, const Matrix<double>& wk, int iterations = 60);
 
+// "" when the diagnostics and bounds are defined for this model, else every reason they are not (grouped-query
+// attention, rotary embeddings, a gated MLP, a norm with a cast). check_diagnosable throws it as a ConfigError;
+// every diagnostic and bound calls it before any work.
+std::string diagnostics_problem(const ModelConfig& cfg);
+void check_diagnosable(const ModelConfig& cfg);
+
 // Plan-independent diagnostics of every layer of the float64 forward.
 std::vector<LayerDiagnostics> diagnose(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in);
 // A batch of inputs: per layer the largest of the per-input maxima, the median of the norm-input variances, the

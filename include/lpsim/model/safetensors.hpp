@@ -18,6 +18,12 @@ struct Tensor {
 
 // Throws ConfigError naming the file and what is wrong (truncated, bad JSON, offsets outside the data, ...).
 std::map<std::string, Tensor> read_safetensors(const std::string& path);
+// Every tensor of a checkpoint: one safetensors file, or a Hugging Face directory (model.safetensors, or the shards
+// its index names; a tensor in two shards is an error).
+std::map<std::string, Tensor> read_checkpoint(const std::string& path);
+// The files a checkpoint is read from: the file itself, or a Hugging Face directory's config.json and its
+// model.safetensors (or its index and every shard the index names). A sweep's definition records their identity.
+std::vector<std::string> checkpoint_files(const std::string& path);
 // Values must be values of the dtype (they are encoded exactly, never rounded).
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors);
 

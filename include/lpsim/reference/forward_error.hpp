@@ -11,6 +11,7 @@
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/reference/dd_backend.hpp"
+#include "lpsim/reference/memory_estimate.hpp"
 #include "lpsim/reference/mpfr_backend.hpp"
 
 namespace lpsim {
@@ -73,6 +74,7 @@ struct StudyResult {
   RangeEvents events;          // totals of the emulated run
   SampledCheck sampled;        // the double-double reference's sampled check (dd only)
   double emulated_seconds = 0, reference_seconds = 0, check_seconds = 0;
+  MemoryEstimate memory;       // what the study was estimated to need before it started (checked against MemAvailable)
 };
 
 // The taps of one forward (layer-major, in all_taps order), for callers that reuse one reference for many runs.
@@ -117,6 +119,8 @@ double forward_multiply_adds(const ModelConfig& cfg);
 // double-double otherwise; any other kind is returned as it is.
 inline constexpr double kMpfrAutoMultiplyAdds = 2.5e8;
 std::string choose_reference(const ModelConfig& cfg, const std::string& kind, int bits, bool check);
+// Throws ConfigError naming a reference kind or a number of bits that run_study does not take.
+void check_study_options(const StudyOptions& o);
 
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options);
 

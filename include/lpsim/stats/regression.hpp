@@ -3,6 +3,7 @@
 // percentile intervals (resampling pairs with a seeded counter-based stream, so intervals are reproducible).
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace lpsim {
@@ -32,6 +33,7 @@ struct Regression {
   double pearson = 0, spearman = 0;
   LineFit fit;
   Interval pearson_ci, slope_ci;  // 95% bootstrap percentile intervals
+  std::string degenerate;      // why there is no regression ("x is constant (0.0039)"); "" when there is one
 };
 
 // On log10 of x and/or y as asked (pairs with a value that has no logarithm, or is not finite, are left out).

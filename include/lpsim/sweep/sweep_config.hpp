@@ -84,7 +84,12 @@ struct SweepPlan {
 // Reads and checks a sweep file; throws ConfigError naming file, line and key. Nothing runs before this passes.
 SweepConfig load_sweep(const std::string& path);
 SweepConfig parse_sweep(std::string_view text, const std::string& file);
+// The largest grid expand() builds: a unit holds its model config (about 1 KB), so a million units is a GB of
+// configuration before any work; larger grids are split into several sweeps.
+inline constexpr double kMaxSweepUnits = 1e6, kMaxSweepPlans = 1e4;
 // Expands the grid, building and validating every model and plan (errors name the sweep file, line and axis).
+// Refuses a grid over kMaxSweepUnits units or kMaxSweepPlans plans before expanding it, and a model the
+// diagnostics are not defined for when sweep.diagnostics is on.
 SweepPlan expand(const SweepConfig& sweep);
 
 }  // namespace lpsim

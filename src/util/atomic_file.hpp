@@ -3,10 +3,11 @@
 // complete new one, never a torn one. What a user names is never replaced by something else: a symbolic link is
 // written through (its target gets the new contents, the link stays), a device or FIFO (-o /dev/null) is written
 // in place, a directory is refused. The temporary file is created exclusively, so no file or link of that name
-// beside the target is ever followed or overwritten.
+// beside the target is ever followed or overwritten. A replaced file keeps its permission bits.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,7 +20,8 @@
 
 namespace lpsim {
 
-inline void write_atomically(const std::string& path, const std::string& contents) {
+// The file a write to `path` lands in: symbolic links followed, dangling or not.
+inline std::filesystem::path write_target(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path target = path;
@@ -29,6 +31,34 @@ inline void write_atomically(const std::string& path, const std::string& content
     if (ec) throw ConfigError(fmt::format("cannot resolve the symbolic link '{}': {}", path, ec.message()));
     target = next.is_absolute() ? next : target.parent_path() / next;
   }
+  return target;
+}
+
+// Before any work: throws ConfigError when write_atomically(path, ...) would fail (a directory, a folder that
+// cannot be made or written). Creates the missing folders and probes the one that will hold the file with a
+// file created and removed there (root passes access(2) checks that a read-only file system still refuses).
+inline void check_writable(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path target = write_target(path);
+  const fs::file_status st = fs::status(target, ec);
+  if (fs::is_directory(st)) throw ConfigError(fmt::format("cannot write '{}': it is a directory", path));
+  if (fs::exists(st) && !fs::is_regular_file(st)) return;  // a device or FIFO: written in place, not probed
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  fs::create_directories(dir, ec);
+  if (ec) throw ConfigError(fmt::format("cannot write '{}': cannot create '{}': {}", path, dir.string(), ec.message()));
+  const std::string probe = (dir / fmt::format(".lpsim-probe{}", static_cast<long>(getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 && errno != EEXIST)
+    throw ConfigError(fmt::format("cannot write '{}': the folder '{}' is not writable: {}", path, dir.string(),
+                                  std::strerror(errno)));
+  if (fd >= 0) ::close(fd), ::unlink(probe.c_str());
+}
+
+inline void write_atomically(const std::string& path, const std::string& contents) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path target = write_target(path);
   const fs::file_status st = fs::status(target, ec);
   if (fs::is_directory(st)) throw ConfigError(fmt::format("cannot write '{}': it is a directory", path));
   if (fs::exists(st) && !fs::is_regular_file(st)) {  // a device or FIFO: written in place, never renamed over
@@ -46,6 +76,8 @@ inline void write_atomically(const std::string& path, const std::string& content
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   }
   if (fd < 0) throw ConfigError(fmt::format("cannot create '{}': {}", tmp, std::strerror(errno)));
+  // A file replaced keeps its permissions (a 0600 result stays private); a new one gets 0644 less the umask.
+  if (struct stat old {}; fs::is_regular_file(st) && ::stat(target.c_str(), &old) == 0) ::fchmod(fd, old.st_mode & 07777);
   std::size_t done = 0;
   while (done < contents.size()) {
     const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
