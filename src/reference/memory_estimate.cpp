@@ -20,12 +20,12 @@ double tap_elements(const ModelConfig& c) {
 }
 
 // The largest set of numbers alive at once inside one layer or the head, `bytes` each: the projections, the
-// scores, probabilities and their rounded copy for every head that runs at once, the MLP's activations, the
-// logits with their rounded copy.
-double live_bytes(const ModelConfig& c, double bytes, int concurrent_heads) {
+// scores and probabilities of every head that runs at once (with their rounded copy in the emulated forward:
+// score_copies 3, else 2), the MLP's activations, the logits with their rounded copy.
+double live_bytes(const ModelConfig& c, double bytes, int concurrent_heads, int score_copies) {
   const double n = c.tokens, d = c.width, f = c.ffn, q = c.q_width(), kv = c.kv_width();
   const double heads = std::max(1, std::min(concurrent_heads, c.heads));
-  const double attention = 2 * n * (q + 2 * kv) + 3 * heads * n * n + 2 * n * q + 4 * n * d;
+  const double attention = 2 * n * (q + 2 * kv) + score_copies * heads * n * n + 2 * n * q + 4 * n * d;
   const double mlp = n * f * (c.mlp == Mlp::gated ? 3 : 2) * 2 + 4 * n * d;
   const double head = c.lm_head ? 2 * n * double(c.vocab) + 2 * n * d : 2 * n * d;
   return bytes * std::max({attention, mlp, head});
@@ -65,7 +65,7 @@ MemoryEstimate study_memory(const ModelConfig& cfg, const PrecisionPlan& plan, c
   m.parameters = 8 * parameter_count(cfg);
   const bool stored_params = plan.params && !(plan.params->spec == formats::fp64);
   m.emulated = operand_bytes(plan) * gemm_parameters(cfg) + (stored_params ? 8 * parameter_count(cfg) : 0) +
-               8 * taps + live_bytes(cfg, 8, threads);
+               8 * taps + live_bytes(cfg, 8, threads, 3);
   const double emulated_taps = 8 * taps;  // kept while the reference runs, to be compared with it
   if (reference == "mpfr") {
     // With the check: the reference's taps are kept while the whole forward at twice the bits runs.
@@ -73,10 +73,11 @@ MemoryEstimate study_memory(const ModelConfig& cfg, const PrecisionPlan& plan, c
     m.reference = emulated_taps + (check ? per_number * taps + reference_bytes(cfg, 2 * reference_bits)
                                          : reference_bytes(cfg, reference_bits));
   } else if (reference == "dd") {
-    // The double-double taps, then (with the check) the fp64 forward beside them.
-    m.reference = emulated_taps + 16 * taps + live_bytes(cfg, 16, threads) + (check ? 8 * taps + live_bytes(cfg, 8, threads) : 0);
+    // The double-double forward, then (with the check) the fp64 forward beside its taps.
+    m.reference = emulated_taps + 16 * taps +
+                  std::max(live_bytes(cfg, 16, threads, 2), check ? 8 * taps + live_bytes(cfg, 8, threads, 2) : 0.0);
   } else {  // fp64, checked against MPFR at reference_bits
-    m.reference = emulated_taps + 8 * taps + (check ? reference_bytes(cfg, reference_bits) : live_bytes(cfg, 8, threads));
+    m.reference = emulated_taps + 8 * taps + (check ? reference_bytes(cfg, reference_bits) : live_bytes(cfg, 8, threads, 2));
   }
   return m;
 }
