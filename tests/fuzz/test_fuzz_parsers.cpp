@@ -183,10 +183,11 @@ TEST(Fuzz, Safetensors) {
     read_safetensors((dir / "x.safetensors").string());
     load_safetensors_weights((dir / "x.safetensors").string(), cfg);
   });
-  // A sharded checkpoint's index (the shards it names are the seed file, so a valid index reads them).
+  // A sharded checkpoint's index (its two shards: the seed file and one more tensor, so a valid index reads them).
   std::filesystem::create_directories(dir / "sharded");
-  for (const char* shard : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
-    std::filesystem::copy_file(dir / "seed.safetensors", dir / "sharded" / shard);
+  std::filesystem::copy_file(dir / "seed.safetensors", dir / "sharded" / "model-00001-of-00002.safetensors");
+  write_safetensors((dir / "sharded" / "model-00002-of-00002.safetensors").string(),
+                    {{"extra", Tensor{"F32", {2}, {1.0, 2.0}}}});
   fuzz("checkpoint-index", {slurp(corpus / "index.json")}, [&](const std::string& s) {
     write(dir / "sharded" / "model.safetensors.index.json", s);
     checkpoint_files((dir / "sharded").string());
