@@ -22,6 +22,7 @@
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/format.hpp"
+#include "lpsim/format/round_scalar.hpp"
 #include "lpsim/format/rounding.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/plan.hpp"
@@ -69,27 +70,39 @@ py::array_t<double> round_values(const py::object& x_in, const std::string& form
   return out;
 }
 
-py::array_t<double> gemm_values(const py::object& a_in, const py::object& b_in, const std::string& policy) {
+// The operands as the policy takes them: rounded to its input format with RNE first (as `lpsim dot` does) unless
+// the caller says they already are; then a value outside the format is an error naming it.
+std::vector<double> policy_operand(const Doubles& x, const AccumPolicy& p, bool round_inputs) {
+  std::vector<double> v(x.data(), x.data() + x.size());
+  if (round_inputs)
+    for (double& e : v) e = round_to(e, p.input.spec, Rounding::nearest_even);
+  return v;
+}
+
+py::array_t<double> gemm_values(const py::object& a_in, const py::object& b_in, const std::string& policy,
+                                bool round_inputs) {
   const Doubles a = real_array(a_in, "gemm: a"), b = real_array(b_in, "gemm: b");
   if (a.ndim() != 2 || b.ndim() != 2 || a.shape(1) != b.shape(0))
     throw std::invalid_argument("gemm: a (m x k) and b (k x n) must be matrices with matching k");
   const AccumPolicy p = parse_policy(policy);
+  const std::vector<double> av = policy_operand(a, p, round_inputs), bv = policy_operand(b, p, round_inputs);
   const int m = checked_dim(a.shape(0), "gemm: m"), k = checked_dim(a.shape(1), "gemm: k"),
             n = checked_dim(b.shape(1), "gemm: n");
   py::array_t<double> c({py::ssize_t(m), py::ssize_t(n)});
   {
     py::gil_scoped_release release;
-    gemm(p, m, n, k, std::span<const double>(a.data(), a.size()), std::span<const double>(b.data(), b.size()),
-         std::span<double>(c.mutable_data(), c.size()));
+    gemm(p, m, n, k, std::span<const double>(av), std::span<const double>(bv), std::span<double>(c.mutable_data(), c.size()));
   }
   return c;
 }
 
-double dot_value(const py::object& a_in, const py::object& b_in, const std::string& policy) {
+double dot_value(const py::object& a_in, const py::object& b_in, const std::string& policy, bool round_inputs) {
   const Doubles a = real_array(a_in, "dot: a"), b = real_array(b_in, "dot: b");
   if (a.ndim() != 1 || b.ndim() != 1 || a.size() != b.size())
     throw std::invalid_argument("dot: a and b must be vectors of the same length");
-  return dot(parse_policy(policy), std::span<const double>(a.data(), a.size()), std::span<const double>(b.data(), b.size()));
+  const AccumPolicy p = parse_policy(policy);
+  return dot(p, std::span<const double>(policy_operand(a, p, round_inputs)),
+             std::span<const double>(policy_operand(b, p, round_inputs)));
 }
 
 py::dict quantize_values(const py::object& x_in, const std::string& scheme, int axis, std::uint64_t seed) {
@@ -162,9 +175,14 @@ PYBIND11_MODULE(lpsim, m) {
     for (const Format& f : named_formats()) names.push_back(f.name);
     return names;
   }, "the named formats");
-  m.def("gemm", &gemm_values, py::arg("a"), py::arg("b"), py::arg("policy"),
-        "a @ b under an accumulation policy (a preset such as fp16-fp32acc, fp16-tc, or 'in=bf16,acc=fp32,...')");
-  m.def("dot", &dot_value, py::arg("a"), py::arg("b"), py::arg("policy"), "the dot product under a policy");
+  m.def("gemm", &gemm_values, py::arg("a"), py::arg("b"), py::arg("policy"), py::arg("round_inputs") = true,
+        "a @ b (m x k times k x n, real arrays) under an accumulation policy: a preset such as fp16-fp32acc or "
+        "fp16-tc, or 'in=bf16,acc=fp32,...' (`lpsim dot --list`). The operands are first rounded to the policy's "
+        "input format with round-to-nearest-even, as `lpsim dot` does; with round_inputs=False they must already "
+        "be values of that format (ValueError otherwise). Returns float64 values of the policy's output format.");
+  m.def("dot", &dot_value, py::arg("a"), py::arg("b"), py::arg("policy"), py::arg("round_inputs") = true,
+        "the dot product of two real vectors under an accumulation policy; operands rounded to the policy's input "
+        "format first unless round_inputs=False (see gemm)");
   m.def("quantize", &quantize_values, py::arg("x"), py::arg("scheme"), py::arg("axis") = 1, py::arg("seed") = 0,
         "block-scaled quantisation (mxfp8-e4m3, mxfp4, nvfp4, fp8-1x128, ...) along axis; values are dequantised; "
         "seed: the random stream of the stochastic (-sr) schemes");

@@ -154,3 +154,15 @@ def test_inputs_that_cannot_be_honoured_are_refused():
     with pytest.raises(ValueError, match="gemm: m = 4294967299 is larger"):
         lpsim.gemm(np.empty((2**32 + 3, 0)), np.empty((0, 2)), "fp32")
     np.testing.assert_array_equal(lpsim.round(np.array([True, False]), "fp16"), [1.0, 0.0])  # bools are numbers
+
+
+def test_dot_and_gemm_round_their_operands_as_the_cli_does():
+    """The README's first call: operands that are not fp16 values are rounded to fp16 (NumPy's cast is the oracle
+    here) before the policy's products; round_inputs=False keeps the old contract and names the bad value."""
+    x = np.random.default_rng(0).standard_normal(1000)
+    x16 = x.astype(np.float16).astype(np.float64)
+    assert lpsim.dot(x, x, "fp16-fp16acc") == lpsim.dot(x16, x16, "fp16-fp16acc", round_inputs=False)
+    np.testing.assert_array_equal(lpsim.gemm(x[None], x[:, None], "fp16-tc"),
+                                  lpsim.gemm(x16[None], x16[:, None], "fp16-tc", round_inputs=False))
+    with pytest.raises(ValueError, match="is not a value of fp16"):
+        lpsim.dot(x, x, "fp16-fp16acc", round_inputs=False)
