@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <omp.h>
 #include <filesystem>
@@ -25,10 +26,15 @@ struct SweepCli {
 };
 
 std::pair<int, int> parse_shard(const std::string& text) {
+  // Read exactly: "1/2x" and "+1/2" are refused, not read as 1/2.
   int i = -1, n = 0;
-  char slash = 0;
-  if (std::sscanf(text.c_str(), "%d%c%d", &i, &slash, &n) != 3 || slash != '/' || n < 1 || i < 0 || i >= n)
-    throw ConfigError(fmt::format("--shard '{}' must be i/N with 0 <= i < N", text));
+  const std::size_t slash = text.find('/');
+  const char* b = text.data();
+  const char* e = b + text.size();
+  const bool whole = slash != std::string::npos && std::from_chars(b, b + slash, i).ptr == b + slash && slash > 0 &&
+                     std::from_chars(b + slash + 1, e, n).ptr == e && slash + 1 < text.size();
+  if (!whole || n < 1 || i < 0 || i >= n)
+    throw ConfigError(fmt::format("--shard '{}' must be i/N with 0 <= i < N (shards count from 0)", text));
   return {i, n};
 }
 
@@ -102,7 +108,8 @@ void run(const SweepCli& c) {
   fmt::print("sweep {}: {} units, {} run now, {} resumed from earlier runs{}\n", s.name, r.units, r.ran, r.skipped,
              o.shards > 1 ? fmt::format(" (shard {}/{})", o.shard, o.shards) : "");
   if (!r.complete) {
-    fmt::print("parts are in {}/parts; when every shard has run: lpsim merge {}\n", r.directory, c.file);
+    fmt::print("parts are in {}/parts; when every shard has run: lpsim merge {}{}\n", r.directory, c.file,
+               c.results == "results" ? "" : " --results " + c.results);
     return;
   }
   report(s, r.directory, !c.no_plot);
@@ -125,7 +132,7 @@ void add_sweep_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("sweep", "run a precision sweep from a file in sweeps/ (resumes where it stopped)");
   cmd->add_option("file", c->file, "sweep file (sweeps/*.toml)")->required();
   cmd->add_option("--results", c->results, "results root (default results/)");
-  cmd->add_option("--shard", c->shard, "run one slice i/N of the units (then lpsim merge)");
+  cmd->add_option("--shard", c->shard, "run one slice i/N of the units, 0 <= i < N (then lpsim merge)");
   cmd->add_option("--threads", c->threads, "OpenMP threads (results do not depend on it)");
   cmd->add_flag("--no-plot", c->no_plot, "skip the matplotlib plot");
   cmd->add_flag("--quiet", c->quiet, "no progress output");

@@ -1,3 +1,5 @@
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -42,6 +44,12 @@ int main(int argc, char** argv) {
   lpsim::cli::add_sdpa_check_command(app);
   lpsim::cli::add_quantize_command(app);
   app.set_version_flag("--version", "lpsim " LPSIM_VERSION);
+  // --threads on every command that computes (sweep has its own, which also sizes its memory check).
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    if (sub->get_name() != "formats" && sub->get_name() != "stats" && !sub->get_option_no_throw("--threads"))
+      sub->add_option_function<int>("--threads", [](int n) { omp_set_num_threads(n); },
+                                    "OpenMP threads (default: all cores; results do not depend on it)")
+          ->check(CLI::Range(1, 4096));
   lpsim::cli::strict_integer_options(app);
   if (argc > 1 && argv[1][0] != '-') {  // a misspelt command: say which one was meant, not "A subcommand is required"
     std::vector<std::string> names;

@@ -166,7 +166,7 @@ PrecisionPlan plan_preset(std::string_view name) {
   std::string list;
   for (const auto& n : plan_preset_names()) list += (list.empty() ? "" : ", ") + n;
   throw ConfigError(fmt::format("plan '{}' is neither a preset ({}) nor a file{}", name, list,
-                                did_you_mean(name, plan_preset_names())));
+                                did_you_mean_part(name, plan_preset_names())));
 }
 
 namespace {

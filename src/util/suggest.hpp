@@ -32,4 +32,27 @@ std::string did_you_mean(std::string_view word, const Range& candidates) {
   return best.empty() ? "" : " (did you mean '" + best + "'?)";
 }
 
+// did_you_mean, and where nothing is that close, the candidates that contain the word as a dash-separated part
+// ("fp16" -> 'autocast-fp16', 'pure-fp16'), so a short name finds its family instead of a look-alike.
+template <class Range>
+std::string did_you_mean_part(std::string_view word, const Range& candidates) {
+  std::vector<std::string> parts;
+  for (const auto& c : candidates) {
+    const std::string s(c);
+    for (std::size_t at = s.find(word); at != std::string::npos; at = s.find(word, at + 1)) {
+      const bool starts = at == 0 || s[at - 1] == '-' || s[at - 1] == '+';
+      const std::size_t end = at + word.size();
+      if (!word.empty() && starts && (end == s.size() || s[end] == '-' || s[end] == '+')) {
+        parts.push_back(s);
+        break;
+      }
+    }
+  }
+  if (parts.empty() || parts.size() > 4) return did_you_mean(word, candidates);
+  std::string list;
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    list += (i == 0 ? "'" : i + 1 == parts.size() ? "' or '" : "', '") + parts[i];
+  return " (did you mean " + list + "'?)";
+}
+
 }  // namespace lpsim
