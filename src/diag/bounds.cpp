@@ -5,6 +5,7 @@
 
 #include "lpsim/accum/error_bound.hpp"
 #include "lpsim/diag/diagnostics.hpp"
+#include "lpsim/reference/forward_error.hpp"
 #include "lpsim/diag/softmax_jacobian.hpp"
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/model/emulated_backend.hpp"
@@ -90,6 +91,7 @@ double norm_worst_case(const ModelConfig& cfg, const PrecisionPlan& plan, const 
 BoundsReport check_local_bounds(const ModelConfig& cfg, const PrecisionPlan& plan, const Weights<double>& w,
                                 const ModelInput<double>& in, int reference_bits) {
   check_diagnosable(cfg);  // GQA's key heads are fewer than the query heads: columns(k, head * dh, dh) would overrun
+  check_reference_fits(cfg, reference_bits);  // the recorded MPFR forward below, before any work
   set_reference_bits(reference_bits);
   const Weights<Real> wr = convert_weights<Real>(w);
   RecordingMpfr ref;

@@ -20,6 +20,7 @@ std::vector<DepthBoundRow> depth_bound(const ModelConfig& cfg, const PrecisionPl
                                        const std::vector<ResidualCheck>* known_gains) {
   if (cfg.position != NormPosition::pre)
     throw ConfigError(fmt::format("model '{}': the depth bound composes x + f(x) blocks; it needs a pre-LN model", cfg.name));
+  check_reference_fits(cfg, reference_bits);  // the MPFR stream below, before any work
   const int old_bits = lpsim::reference_bits();
   set_reference_bits(reference_bits);
   // The exact stream: the input of block 0 (the embedding in MPFR) and every block's output.
