@@ -73,6 +73,20 @@ TEST(RefusedInputs, ActivationsTooLargeAreRefusedWithTheEstimate) {
   EXPECT_LT(study_memory(c, plan_preset("fp32"), "mpfr", 128, true, 2).total(), 1e9);
 }
 
+// 1. A sweep's units are estimated side by side before its results directory is even made.
+TEST(RefusedInputs, SweepsThatCannotFitAreRefusedBeforeWork) {
+  const fs::path d = scratch();
+  const std::string model = std::string(LPSIM_SOURCE_DIR) + "/models/tiny.toml";
+  const SweepConfig s = parse_sweep("[sweep]\nname = \"big\"\nmodel = \"" + model + "\"\nreference = \"fp64\"\n"
+                                    "diagnostics = false\n[axes]\n\"model.tokens\" = [16, 65536]\n", "big.toml");
+  SweepOptions o;
+  o.results_root = (d / "results").string(), o.threads = 2, o.progress = false;
+  const std::string e = error_of([&] { run_sweep(s, o); });
+  EXPECT_TRUE(has(e, "sweep 'big' (2 units") && has(e, "needs about")) << e;
+  EXPECT_FALSE(fs::exists(d / "results"));
+  fs::remove_all(d);
+}
+
 // 2. A grid of 10^12 units is refused before it is expanded, in well under a second.
 TEST(RefusedInputs, HugeSweepGridsAreRefusedBeforeExpansion) {
   const std::string model = std::string(LPSIM_SOURCE_DIR) + "/models/tiny.toml";
