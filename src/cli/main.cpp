@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {  // a command's own status (hf-check: 1 for an undocumented deviation)
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {  // usage errors exit 2, as the README promises; --help and --version 0
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const std::exception& e) {  // bad formats, numbers, files: the message names the culprit
