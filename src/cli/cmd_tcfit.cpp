@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "util/progress.hpp"
 #include "lpsim/hw/tc_probe.hpp"
 #include "util/atomic_file.hpp"
 #include "util/split.hpp"
@@ -61,6 +62,8 @@ void add_tcfit_command(CLI::App& app) {
     std::string csv = "engine,format,kind,returned,model,match,max_ulp,mean_ulp,rank\n";
     fmt::print("{:<22} {:<5} {:<7} {:>9} {:>8}  best model (all kinds together)\n", "engine", "fmt", "kind", "identical",
                "max ulp");
+    Progress progress("tcfit", "engine/format groups", int(groups.size()));
+    int fitted = 0;
     for (const auto& [id, members] : groups) {
       std::vector<const ProbeSet*> ps;
       std::vector<const std::vector<float>*> ds;
@@ -78,6 +81,7 @@ void add_tcfit_command(CLI::App& app) {
         fmt::print("{:<22} {:<5} {:<7} {:>8.2f}% {:>8}  {}\n", id.first, id.second, ps[i]->kind, 100 * s.match,
                    s.max_ulp, i == 0 ? s.model : "");
       }
+      progress.step(++fitted);
     }
     const std::string path = (std::filesystem::path(*dir).parent_path() / "tcfit.csv").string();
     write_atomically(path, csv);

@@ -9,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "cli/mpi_world.hpp"
 #include "cli/strict_numbers.hpp"
+#include "util/progress.hpp"
 #include "util/suggest.hpp"
 #include "lpsim/util/keep_freed_memory.hpp"
 
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
       sub->add_option_function<int>("--threads", [](int n) { omp_set_num_threads(n); },
                                     "OpenMP threads (default: all cores; results do not depend on it)")
           ->check(CLI::Range(1, 4096));
+  // --quiet on every command without its own: no progress lines (util/progress.hpp).
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    if (!sub->get_option_no_throw("--quiet"))
+      sub->add_flag_callback("--quiet", [] { lpsim::progress_quiet = true; }, "no progress output on stderr");
   lpsim::cli::strict_integer_options(app);
   if (argc > 1 && argv[1][0] != '-') {  // a misspelt command: say which one was meant, not "A subcommand is required"
     std::vector<std::string> names;

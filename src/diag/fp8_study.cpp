@@ -1,5 +1,7 @@
 #include "lpsim/diag/fp8_study.hpp"
 
+#include "util/progress.hpp"
+
 #include <fmt/format.h>
 
 #include <Eigen/Dense>
@@ -103,6 +105,7 @@ std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOpt
     backends.back().set_geometry_bounds(k == 3 ? rank_bounds : bounds);
   }
   std::vector<Fp8StudyRow> rows;
+  Progress progress("fp8study", "batches", o.batches);
   for (int b = 0; b < o.batches; ++b) {
     ModelInput<double> in = make_input(cfg, o.seed, b);
     const bool outlier = std::find(o.outliers.begin(), o.outliers.end(), b) != o.outliers.end();
@@ -126,6 +129,7 @@ std::vector<Fp8StudyRow> run_fp8_study(const ModelConfig& cfg, const Fp8StudyOpt
       r.r_final = final_block.rel_fro;
       rows.push_back(r);
     }
+    progress.step(b + 1);
   }
   return rows;
 }

@@ -1,5 +1,9 @@
 #include "lpsim/hw/hf_observations.hpp"
 
+#include <set>
+
+#include "util/progress.hpp"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -23,6 +27,10 @@ std::vector<HfComparison> compare_hf_observations(const std::string& dir) {
   std::map<std::pair<std::string, std::string>, std::map<std::pair<int, std::string>, TapError>> predicted;
   std::map<std::string, ModelConfig> models;
   std::vector<HfComparison> out;
+  std::set<std::pair<std::string, std::string>> studies;  // one study per (model, mode): what takes the time
+  for (const auto& row : t.rows) studies.insert({row[c_model], row[c_mode]});
+  Progress progress("hf-check", "studies", int(studies.size()));
+  int studied = 0;
   for (std::size_t r = 0; r < t.rows.size(); ++r) {
     const auto& row = t.rows[r];
     const std::string& model = row[c_model];
@@ -41,6 +49,7 @@ std::vector<HfComparison> compare_hf_observations(const std::string& dir) {
       StudyOptions o;
       o.check_reference = false;  // 128 bits: ~1e-34 against 257 bits on these models (lpsim run shows it)
       for (const TapError& e : run_study(cfg, plan_preset(mode), o).taps) taps[{e.layer, std::string(tap_name(e.tap))}] = e;
+      progress.step(++studied);
     }
     HfComparison c;
     c.model = model, c.mode = mode, c.tap = row[c_tap];

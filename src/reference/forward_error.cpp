@@ -17,6 +17,7 @@
 #include "lpsim/reference/memory_estimate.hpp"
 #include "lpsim/stats/regression.hpp"
 #include "util/available_memory.hpp"
+#include "util/progress.hpp"
 #include "util/csv_field.hpp"
 
 namespace lpsim {
@@ -42,12 +43,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// A reference backend's on_layer: its layer, the time so far and an estimate of what is left, on one stderr line.
-std::function<void(int)> layer_progress(std::string label, int depth) {
-  return [label = std::move(label), depth, t0 = std::chrono::steady_clock::now()](int layer) {
-    const double s = seconds_since(t0);
-    fmt::print(stderr, "\rreference ({}): layer {}/{}, {:.0f} s, about {:.0f} s left   {}", label, layer, depth, s,
-               layer > 0 ? s / layer * (depth - layer) : 0.0, layer == depth ? "\n" : "");
+// A reference backend's on_layer: its layer, rate and ETA on stderr (util/progress.hpp).
+std::function<void(int)> layer_progress(const std::string& label, int depth) {
+  auto p = std::make_shared<Progress>("reference (" + label + ")", "layers", depth);
+  return [p](int layer) {
+    if (layer > 0) p->step(layer);
   };
 }
 

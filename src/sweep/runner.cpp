@@ -23,6 +23,7 @@
 #include "lpsim/sweep/sweep_lock.hpp"
 #include "util/csv_field.hpp"
 #include "util/input_file.hpp"
+#include "util/progress.hpp"
 #include "util/read_text.hpp"
 #include "sweep/summary.hpp"
 
@@ -160,30 +161,6 @@ nlohmann::json machine() {
   return {{"hostname", host}, {"cpus", omp_get_num_procs()}, {"cpu", cpu}};
 }
 
-// Progress on a terminal (one updating line with rate and ETA) or plain lines in a log.
-class Progress {
- public:
-  Progress(int total, bool enabled) : total_(total), enabled_(enabled && total > 0), tty_(isatty(2)) {}
-  void step(int done) {
-    if (!enabled_) return;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double rate = done / std::max(elapsed, 1e-9);
-    const double eta = (total_ - done) / std::max(rate, 1e-12);
-    if (tty_) {
-      const int width = 30, filled = done * width / total_;
-      fmt::print(stderr, "\r[{}{}] {}/{} units  {:.2f} units/s  ETA {:.0f} s   ", std::string(filled, '#'),
-                 std::string(width - filled, '.'), done, total_, rate, eta);
-      if (done == total_) fmt::print(stderr, "\n");
-    } else if (done * 10 / total_ != (done - 1) * 10 / total_ || done == total_) {
-      fmt::print(stderr, "sweep: {}/{} units, {:.2f} units/s, ETA {:.0f} s\n", done, total_, rate, eta);
-    }
-  }
-
- private:
-  int total_;
-  bool enabled_, tty_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-};
 
 // What decides the parts' contents: the sweep file, every plan as built (a plan file may change under the same
 // name), the base model's text, and the identity (size, time, hash of the first and last MiB) of every file the
@@ -353,7 +330,7 @@ SweepOutcome run_sweep(const SweepConfig& s, const SweepOptions& o) {
   set_reference_bits(s.reference_bits);  // once, before the threads: Boost keeps the precision process-wide
 
   const std::string header = row_prefix_header(plan) + "," + metric_header() + "\n";
-  Progress progress(todo_units, o.progress);
+  Progress progress("sweep", "units", todo_units, o.progress);
   std::atomic<int> done{0};
   std::string error;
 #pragma omp parallel for schedule(dynamic, 1)
