@@ -30,6 +30,7 @@ std::vector<double> read_numbers(const std::string& path) {
   std::vector<double> v;
   std::string word;
   for (int line_no = 1; std::getline(in, word); ++line_no) {
+    if (const auto hash = word.find('#'); hash != std::string::npos) word.resize(hash);  // a comment to the line's end
     std::istringstream line(word);
     std::string token;
     while (line >> token) {
