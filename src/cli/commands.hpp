@@ -28,4 +28,5 @@ void add_lnbump_command(CLI::App& app);
 void add_hf_check_command(CLI::App& app);
 void add_sdpa_check_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
+void add_compare_command(CLI::App& app);
 }  // namespace lpsim::cli

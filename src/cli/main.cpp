@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   lpsim::cli::add_hf_check_command(app);
   lpsim::cli::add_sdpa_check_command(app);
   lpsim::cli::add_quantize_command(app);
+  lpsim::cli::add_compare_command(app);
   app.set_version_flag("--version", "lpsim " LPSIM_VERSION);
   // --threads on every command that computes (sweep has its own, which also sizes its memory check).
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))

@@ -273,39 +273,53 @@ void check_study_options(const StudyOptions& o) {
     throw ConfigError(fmt::format("reference bits {} are outside 64..100000", o.reference_bits));
 }
 
-StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options) {
+std::vector<StudyResult> compare_plans(const ModelConfig& cfg, const std::vector<PrecisionPlan>& plans,
+                                       const StudyOptions& options) {
   check_study_options(options);  // the CLI, Python and every other caller alike (Python ran MPFR for 'xyz' before)
+  if (plans.empty()) return {};
   StudyOptions o = options;
   o.reference = choose_reference(cfg, o.reference, o.reference_bits, o.check_reference);
-  // Refuse before any work what cannot fit: weights, the emulated forward, the reference and its check.
-  const MemoryEstimate memory = study_memory(cfg, plan, o.reference, o.reference_bits, o.check_reference, omp_get_max_threads());
-  check_memory(fmt::format("model {} ({} tokens, width {}, depth {}) under plan '{}' with the {} reference{}", cfg.name,
-                           cfg.tokens, cfg.width, cfg.depth, plan.name, o.reference, o.check_reference ? " and its check" : ""),
+  // Refuse before any work what cannot fit: weights, the emulated forwards (every plan's taps are kept until the
+  // one reference is there), the reference and its check.
+  MemoryEstimate memory;
+  std::string names;
+  for (const PrecisionPlan& plan : plans) {
+    const MemoryEstimate m = study_memory(cfg, plan, o.reference, o.reference_bits, o.check_reference, omp_get_max_threads());
+    if (m.total() > memory.total()) memory = m;
+    names += (names.empty() ? "" : ", ") + plan.name;
+  }
+  memory.reference += (double(plans.size()) - 1) * memory.tap_bytes;
+  check_memory(fmt::format("model {} ({} tokens, width {}, depth {}) under plan{} '{}' with the {} reference{}", cfg.name,
+                           cfg.tokens, cfg.width, cfg.depth, plans.size() > 1 ? "s" : "", names, o.reference,
+                           o.check_reference ? " and its check" : ""),
                memory, "use fewer tokens, a smaller model, --reference fp64 or dd, or --no-check");
   const Weights<double> w = make_weights(cfg, o.seed);
   const ModelInput<double> in = make_input(cfg, o.seed, o.batch);
-  StudyResult result;
-  result.memory = memory;
-
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<RangeEvents> events;
-  Taps<double> emulated;
-  {  // the backend's rounded copies of the weights go before the reference starts (a 1B model: 5 GB)
-    EmulatedBackend emu(plan, o.seed);
+  std::vector<StudyResult> results(plans.size());
+  std::vector<std::vector<RangeEvents>> events(plans.size());
+  std::vector<Taps<double>> emulated(plans.size());
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    results[i].memory = memory;
+    const auto t0 = std::chrono::steady_clock::now();
+    // The backend's rounded copies of the weights go before the next plan or the reference (a 1B model: 5 GB).
+    EmulatedBackend emu(plans[i], o.seed);
     if (o.on_backend) o.on_backend(emu);
-    emulated = emulated_taps(emu, cfg, w, in, &events);
-    result.events = emu.events();
+    emulated[i] = emulated_taps(emu, cfg, w, in, &events[i]);
+    results[i].events = emu.events();
+    results[i].emulated_seconds = seconds_since(t0);
   }
-  result.emulated_seconds = seconds_since(t0);
 
-  ReferenceCheck& check = result.reference;
+  ReferenceCheck check;
+  SampledCheck sampled;
   check.kind = o.reference;
-  auto measure = [&](const auto& ref) { result.taps = tap_errors(cfg, emulated, ref, events); };
+  double reference_seconds = 0, check_seconds = 0;
+  auto measure = [&](const auto& ref) {
+    for (std::size_t i = 0; i < plans.size(); ++i) results[i].taps = tap_errors(cfg, emulated[i], ref, events[i]);
+  };
+  auto t0 = std::chrono::steady_clock::now();
   if (o.reference == "dd") {
-    t0 = std::chrono::steady_clock::now();
-    SampledCheck sampled;
     const Taps<DD> ref = dd_taps(cfg, w, in, o.seed, o.check_reference ? &sampled : nullptr, o.progress);
-    result.reference_seconds = seconds_since(t0) - sampled.seconds;
+    reference_seconds = seconds_since(t0) - sampled.seconds;
     check.bits = 106;
     measure(ref);
     if (o.check_reference) {
@@ -313,13 +327,11 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
       // First-order estimate of the reference's own error: the sampled local errors times the forward's gain on
       // local errors, measured as the fp64 forward's error over fp64's unit roundoff (docs/REFERENCE.md).
       estimate_dd_error(check, sampled, fp64_taps(cfg, w, in), ref);
-      result.check_seconds = seconds_since(t0) + sampled.seconds;
-      result.sampled = sampled;
+      check_seconds = seconds_since(t0) + sampled.seconds;
     }
   } else if (o.reference == "fp64") {
-    t0 = std::chrono::steady_clock::now();
     const Taps<double> ref = fp64_taps(cfg, w, in);
-    result.reference_seconds = seconds_since(t0);
+    reference_seconds = seconds_since(t0);
     check.bits = 53;
     measure(ref);
     if (o.check_reference) {
@@ -327,28 +339,37 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
       const Taps<Real> better = reference_taps(o.reference_bits, cfg, w, in, o.progress);
       check.check_bits = reference_bits();
       compare_references(check, ref, better);
-      result.check_seconds = seconds_since(t0);
+      check_seconds = seconds_since(t0);
     }
   } else {
-    t0 = std::chrono::steady_clock::now();
     const Taps<Real> ref = reference_taps(o.reference_bits, cfg, w, in, o.progress);
     check.bits = reference_bits();
-    result.reference_seconds = seconds_since(t0);
+    reference_seconds = seconds_since(t0);
     measure(ref);
     if (o.check_reference) {
       t0 = std::chrono::steady_clock::now();
       const Taps<Real> better = reference_taps(2 * o.reference_bits, cfg, w, in, o.progress);
       check.check_bits = reference_bits();
       compare_references(check, ref, better);
-      result.check_seconds = seconds_since(t0);
+      check_seconds = seconds_since(t0);
       set_reference_bits(o.reference_bits);
     }
   }
-  double smallest = INFINITY;
-  for (const TapError& t : result.taps)
-    if (t.rel_fro > 0) smallest = std::min(smallest, t.rel_fro);
-  check.adequate = !o.check_reference || check.fro_rel <= 0.01 * smallest;
-  return result;
+  // The reference is adequate for a plan when its error is below 1% of that plan's smallest measured error.
+  for (StudyResult& r : results) {
+    r.reference = check;
+    r.reference_seconds = reference_seconds, r.check_seconds = check_seconds;
+    if (o.reference == "dd" && o.check_reference) r.sampled = sampled;
+    double smallest = INFINITY;
+    for (const TapError& t : r.taps)
+      if (t.rel_fro > 0) smallest = std::min(smallest, t.rel_fro);
+    r.reference.adequate = !o.check_reference || check.fro_rel <= 0.01 * smallest;
+  }
+  return results;
+}
+
+StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options) {
+  return std::move(compare_plans(cfg, {plan}, options).front());
 }
 
 std::string tap_csv_header() {

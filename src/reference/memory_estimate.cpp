@@ -67,6 +67,7 @@ MemoryEstimate study_memory(const ModelConfig& cfg, const PrecisionPlan& plan, c
   m.emulated = operand_bytes(plan) * gemm_parameters(cfg) + (stored_params ? 8 * parameter_count(cfg) : 0) +
                8 * taps + live_bytes(cfg, 8, threads, 3);
   const double emulated_taps = 8 * taps;  // kept while the reference runs, to be compared with it
+  m.tap_bytes = emulated_taps;
   if (reference == "mpfr") {
     // With the check: the reference's taps are kept while the whole forward at twice the bits runs.
     const double per_number = 32 + 8 * std::ceil(reference_bits / 64.0) + 16;  // as reference_bytes counts them

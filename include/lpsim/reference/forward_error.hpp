@@ -123,6 +123,10 @@ std::string choose_reference(const ModelConfig& cfg, const std::string& kind, in
 void check_study_options(const StudyOptions& o);
 
 StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& options);
+// Several plans against one reference (computed once, after every plan's emulated forward): what `lpsim compare`
+// and a plan-by-plan table need. run_study is its one-plan case.
+std::vector<StudyResult> compare_plans(const ModelConfig& cfg, const std::vector<PrecisionPlan>& plans,
+                                       const StudyOptions& options);
 
 // The per-tap CSV (one row per layer and tap), with the run's identity in the first columns.
 std::string tap_csv_header();

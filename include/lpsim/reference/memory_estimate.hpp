@@ -18,6 +18,7 @@ struct MemoryEstimate {
   double emulated = 0;    // the emulated forward: its taps and the largest live set of one layer or the head
   double reference = 0;   // the reference (and its check) at their peak, with the emulated taps it is compared to
   double baseline = 0;    // the process itself: libraries, thread stacks, allocator slack
+  double tap_bytes = 0;   // one emulated forward's taps (kept per plan while one reference serves several)
   double total() const;
   // "about 3.2 GB (parameters 1.1, emulated forward 0.4, reference 1.7)"
   std::string describe() const;
