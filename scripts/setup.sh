@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what lpsim needs from Debian 12 (only what is missing) and builds it in ./build.
-# Used by both README commands and by .ci/run.
+# Used by both README commands and by .ci/run:
+#   bash scripts/setup.sh          everything (the command line, tests, benchmarks, Python module, CUDA)
+#   bash scripts/setup.sh lpsim    only the named targets (the README's main job needs the lpsim binary alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +24,8 @@ fi
 # nvcc is optional: the CUDA path is built when it is found (Debian's nvidia-cuda-toolkit or /usr/local/cuda).
 export PATH="$PATH:/usr/local/cuda/bin"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+if (($#)); then
+  cmake --build build -j"$(nproc)" --target "$@"
+else
+  cmake --build build -j"$(nproc)"
+fi
