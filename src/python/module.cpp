@@ -29,6 +29,10 @@
 #include "lpsim/reference/forward_error.hpp"
 
 namespace py = pybind11;
+
+#ifndef LPSIM_VERSION
+#define LPSIM_VERSION "unknown"
+#endif
 using namespace lpsim;
 
 namespace {
@@ -55,11 +59,26 @@ int checked_dim(py::ssize_t n, const char* what) {
   return int(n);
 }
 
-py::array_t<double> round_values(const py::object& x_in, const std::string& format, const std::string& mode,
-                                 std::uint64_t seed) {
+// float32 in, float32 out (lpsim's float arrays: formats with p <= 24 and emin >= -126 exactly, wider ones through
+// double and stored as float); any other real array in, float64 out.
+py::array round_floats(const py::array& a, const Format& f, Rounding r, std::uint64_t seed) {
+  using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+  const Floats x = Floats::ensure(a);
+  py::array_t<float> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  std::span<const float> in(x.data(), std::size_t(x.size()));
+  std::span<float> o(out.mutable_data(), std::size_t(out.size()));
+  {
+    py::gil_scoped_release release;
+    round_array(in, o, f.spec, r, StochasticStream{seed, 0, 0});
+  }
+  return out;
+}
+
+py::array round_values(const py::object& x_in, const std::string& format, const std::string& mode, std::uint64_t seed) {
   const Doubles x = real_array(x_in, "round: x");
   const Format f = parse_format(format);
   const Rounding r = parse_rounding(mode);
+  if (const py::array a = py::array::ensure(x_in); a.dtype().is(py::dtype::of<float>())) return round_floats(a, f, r, seed);
   py::array_t<double> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   std::span<const double> in(x.data(), std::size_t(x.size()));
   std::span<double> o(out.mutable_data(), std::size_t(out.size()));
@@ -165,11 +184,14 @@ py::dict study(const std::string& model, const std::string& plan_name, std::uint
 
 PYBIND11_MODULE(lpsim, m) {
   m.doc() = "lpsim: emulated low precision for forward-error studies of transformers (the C++ core)";
+  m.attr("__version__") = LPSIM_VERSION;
   py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
   py::register_exception<FormatError>(m, "FormatError", PyExc_ValueError);
   m.def("round", &round_values, py::arg("x"), py::arg("format"), py::arg("mode") = "rne", py::arg("seed") = 0,
         "x rounded to the format (fp16, bf16, e4m3, e5m2:sat, p5:emax3, ...) in the mode (rne, rz, ru, rd, rna, odd, "
-        "sr); float64 result, exact. Stochastic rounding draws element i's bits from (seed, i).");
+        "sr), any shape. float32 in gives float32 out (formats wider than float32 are rounded through double and "
+        "stored as float32); any other real array (float64, integers, bools) gives float64 out, exact. Stochastic "
+        "rounding draws element i's bits from (seed, i), so results do not depend on threads or shape.");
   m.def("formats", [] {
     std::vector<std::string> names;
     for (const Format& f : named_formats()) names.push_back(f.name);

@@ -1,6 +1,7 @@
 """The Python module against oracles that are not lpsim: NumPy's float16 casts, PyTorch's bfloat16 casts, exact
 rational arithmetic (fractions), and the OCP MX definition written out by hand."""
 import math
+import re
 import os
 from fractions import Fraction
 
@@ -166,3 +167,14 @@ def test_dot_and_gemm_round_their_operands_as_the_cli_does():
                                   lpsim.gemm(x16[None], x16[:, None], "fp16-tc", round_inputs=False))
     with pytest.raises(ValueError, match="is not a value of fp16"):
         lpsim.dot(x, x, "fp16-fp16acc", round_inputs=False)
+
+
+def test_round_keeps_float32_and_the_module_has_a_version():
+    """float32 in, float32 out (NumPy's float16 cast of the float32 values is the oracle); float64 stays float64."""
+    x = spread(20000, -20, 14, 7).astype(np.float32).reshape(100, 200)
+    y = lpsim.round(x, "fp16")
+    assert y.dtype == np.float32 and y.shape == x.shape
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(y, x.astype(np.float16).astype(np.float32))
+    assert lpsim.round(x.astype(np.float64), "fp16").dtype == np.float64
+    assert re.fullmatch(r"\d+\.\d+\.\d+", lpsim.__version__)
