@@ -294,17 +294,22 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
 
 namespace {
 
-std::vector<double> read_numbers(const std::string& path) {
+// The words of an input file, a comment (from a word that starts with '#' to the end of its line) left out.
+std::vector<std::string> input_words(const std::string& path) {
   require_regular_file(path, "input.file");
   std::ifstream in(path);
   if (!in) throw ConfigError(fmt::format("input.file: cannot open '{}'", path));
+  std::vector<std::string> words;
+  for (std::string word; in >> word;) {
+    if (word[0] == '#') std::getline(in, word);
+    else words.push_back(std::move(word));
+  }
+  return words;
+}
+
+std::vector<double> read_numbers(const std::string& path) {
   std::vector<double> v;
-  std::string word;
-  while (in >> word) {
-    if (word[0] == '#') {
-      std::getline(in, word);
-      continue;
-    }
+  for (const std::string& word : input_words(path)) {
     char* end = nullptr;
     const double x = std::strtod(word.c_str(), &end);
     if (end != word.c_str() + word.size())
@@ -317,16 +322,8 @@ std::vector<double> read_numbers(const std::string& path) {
 // Token ids as written: decimal digits only ("2.5", "2e0", "-1" and "0x2" are refused, never truncated), each
 // below vocab, at most 65536 of them.
 std::vector<int> read_token_ids(const std::string& path, int vocab) {
-  require_regular_file(path, "input.file");
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("input.file: cannot open '{}'", path));
   std::vector<int> ids;
-  std::string word;
-  while (in >> word) {
-    if (word[0] == '#') {
-      std::getline(in, word);
-      continue;
-    }
+  for (const std::string& word : input_words(path)) {
     long long id = -1;
     const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
     if (ec != std::errc() || end != word.data() + word.size() || word[0] == '-' || id >= vocab)
