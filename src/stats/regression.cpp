@@ -91,6 +91,7 @@ LineFit least_squares(std::span<const double> x, std::span<const double> y) {
 Regression regress(std::span<const double> x, std::span<const double> y, bool log_x, bool log_y, int bootstrap,
                    std::uint64_t seed) {
   std::vector<double> a, b;
+  double x0 = NAN, y0 = NAN;  // the first usable pair as given (a constant is named by its value, not 10^log10)
   int nonfinite = 0, nonpositive = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
     if (!std::isfinite(x[i]) || !std::isfinite(y[i])) {
@@ -101,6 +102,7 @@ Regression regress(std::span<const double> x, std::span<const double> y, bool lo
       ++nonpositive;
       continue;
     }
+    if (a.empty()) x0 = x[i], y0 = y[i];
     a.push_back(log_x ? std::log10(x[i]) : x[i]);
     b.push_back(log_y ? std::log10(y[i]) : y[i]);
   }
@@ -108,8 +110,8 @@ Regression regress(std::span<const double> x, std::span<const double> y, bool lo
   r.n = int(a.size());
   r.nonfinite = nonfinite, r.nonpositive = nonpositive;
   if (r.n < 2) r.degenerate = fmt::format("{} usable pairs", r.n);
-  else if (constant(a)) r.degenerate = fmt::format("x is constant ({})", log_x ? std::pow(10.0, a[0]) : a[0]);
-  else if (constant(b)) r.degenerate = fmt::format("y is constant ({})", log_y ? std::pow(10.0, b[0]) : b[0]);
+  else if (constant(a)) r.degenerate = fmt::format("x is constant ({:.6g})", x0);
+  else if (constant(b)) r.degenerate = fmt::format("y is constant ({:.6g})", y0);
   r.pearson = pearson(a, b);
   r.spearman = spearman(a, b);
   r.fit = least_squares(a, b);
