@@ -61,9 +61,25 @@ def main():
         plot_aggregated(ax, groups, tx, ty, a)
         finish(fig, ax, a)
         return
+    # Groups at the same x (plans sharing a unit roundoff: autocast-bf16 and pure-bf16, every block-scaled plan)
+    # are drawn side by side, a few percent apart, instead of on top of each other; the fit uses the true x.
+    sharing = {}
+    for name, pts in groups.items():
+        for x in {p[0] for p in pts}:
+            sharing.setdefault(x, []).append(name)
+    dodged = False
     for i, (name, pts) in enumerate(groups.items()):
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, marker=markers[i % len(markers)], alpha=0.8,
+        xs = []
+        for x, _ in pts:
+            k, n = sharing[x].index(name), len(sharing[x])
+            offset = 0.06 * (k - (n - 1) / 2)
+            dodged = dodged or n > 1
+            xs.append(x * 10 ** offset if a.xscale == "log" else x + offset * (abs(x) or 1))
+        ax.scatter(xs, [p[1] for p in pts], s=28, marker=markers[i % len(markers)], alpha=0.8,
                    label=f"{name} ({len(pts)})")
+    if dodged:
+        ax.text(0.01, 0.01, "groups at the same x are drawn side by side", transform=ax.transAxes, fontsize=7,
+                color="0.4")
     pts = [p for g in groups.values() for p in g]
     if len({p[0] for p in pts}) >= 2:
         xs, ys = [tx(p[0]) for p in pts], [ty(p[1]) for p in pts]
