@@ -11,6 +11,7 @@
 #include <pybind11/stl.h>
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <limits>
 #include <string>
@@ -147,8 +148,26 @@ py::dict quantize_values(const py::object& x_in, const std::string& scheme, int 
   return d;
 }
 
+// One tap's metrics as a flat dict (what pandas.DataFrame(rows) takes).
+py::dict tap_row(const TapError& t) {
+  py::dict d;
+    d["layer"] = t.layer, d["tap"] = std::string(tap_name(t.tap)), d["rel_fro"] = t.rel_fro, d["max_rel"] = t.max_rel;
+    d["mean_rel"] = t.mean_rel, d["median_rel"] = t.median_rel, d["p95_rel"] = t.p95_rel, d["p99_rel"] = t.p99_rel;
+    d["elements"] = t.elements, d["nonfinite"] = t.nonfinite, d["overflows"] = t.overflows;
+    d["saturations"] = t.saturations, d["ref_fro"] = t.ref_fro;
+    if (t.tap == Tap::logits) d["kl_mean"] = t.kl_mean, d["kl_max"] = t.kl_max, d["top1"] = t.top1, d["logit_max_abs"] = t.logit_max_abs;
+  return d;
+}
+
+// threads > 0: OpenMP threads for this call (results do not depend on it).
+void use_threads(int threads) {
+  if (threads < 0) throw std::invalid_argument(fmt::format("threads = {} must be >= 0 (0: all cores)", threads));
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
 py::dict study(const std::string& model, const std::string& plan_name, std::uint64_t seed, int batch,
-               const std::string& reference, bool check, const std::string& input) {
+               const std::string& reference, bool check, const std::string& input, int threads) {
+  use_threads(threads);
   ModelConfig cfg = load_model_config(model);
   if (!input.empty()) use_input_file(cfg, input);
   const PrecisionPlan plan = load_plan(plan_name);
@@ -160,15 +179,7 @@ py::dict study(const std::string& model, const std::string& plan_name, std::uint
     r = run_study(cfg, plan, o);
   }
   py::list taps;
-  for (const TapError& t : r.taps) {
-    py::dict d;
-    d["layer"] = t.layer, d["tap"] = std::string(tap_name(t.tap)), d["rel_fro"] = t.rel_fro, d["max_rel"] = t.max_rel;
-    d["mean_rel"] = t.mean_rel, d["median_rel"] = t.median_rel, d["p95_rel"] = t.p95_rel, d["p99_rel"] = t.p99_rel;
-    d["elements"] = t.elements, d["nonfinite"] = t.nonfinite, d["overflows"] = t.overflows;
-    d["saturations"] = t.saturations, d["ref_fro"] = t.ref_fro;
-    if (t.tap == Tap::logits) d["kl_mean"] = t.kl_mean, d["kl_max"] = t.kl_max, d["top1"] = t.top1, d["logit_max_abs"] = t.logit_max_abs;
-    taps.append(d);
-  }
+  for (const TapError& t : r.taps) taps.append(tap_row(t));
   py::dict ref;
   ref["kind"] = r.reference.kind, ref["bits"] = r.reference.bits, ref["check_bits"] = r.reference.check_bits;
   ref["error"] = r.reference.fro_rel, ref["adequate"] = r.reference.adequate;
@@ -178,6 +189,32 @@ py::dict study(const std::string& model, const std::string& plan_name, std::uint
   out["seconds"] = py::dict(py::arg("emulated") = r.emulated_seconds, py::arg("reference") = r.reference_seconds,
                             py::arg("check") = r.check_seconds);
   return out;
+}
+
+py::list compare(const std::string& model, const std::vector<std::string>& plan_names, std::uint64_t seed, int batch,
+                 const std::string& reference, bool check, const std::string& input, int threads) {
+  use_threads(threads);
+  if (plan_names.empty()) throw std::invalid_argument("compare: give at least one plan");
+  ModelConfig cfg = load_model_config(model);
+  if (!input.empty()) use_input_file(cfg, input);
+  std::vector<PrecisionPlan> plans;
+  for (const std::string& p : plan_names) plans.push_back(load_plan(p));
+  StudyOptions o;
+  o.seed = seed, o.batch = batch, o.reference = reference, o.check_reference = check;
+  std::vector<StudyResult> results;
+  {
+    py::gil_scoped_release release;
+    results = compare_plans(cfg, plans, o);
+  }
+  py::list rows;
+  for (std::size_t i = 0; i < plans.size(); ++i)
+    for (const TapError& t : results[i].taps) {
+      py::dict d = tap_row(t);
+      d["model"] = cfg.name, d["plan"] = plans[i].name, d["u"] = plans[i].unit_roundoff(), d["seed"] = seed;
+      d["reference"] = results[i].reference.kind, d["reference_adequate"] = results[i].reference.adequate;
+      rows.append(d);
+    }
+  return rows;
 }
 
 }  // namespace
@@ -214,7 +251,14 @@ PYBIND11_MODULE(lpsim, m) {
     return names;
   }, "the block-scaling schemes");
   m.def("study", &study, py::arg("model"), py::arg("plan") = "fp32", py::arg("seed") = 0, py::arg("batch") = 0,
-        py::arg("reference") = "auto", py::arg("check") = true, py::arg("input") = "",
-        "one forward of a model (models/*.toml or a Hugging Face directory) under a plan against the reference: "
-        "per-tap errors as `lpsim run` prints them");
+        py::arg("reference") = "auto", py::arg("check") = true, py::arg("input") = "", py::arg("threads") = 0,
+        "one forward of a model (models/*.toml or a Hugging Face directory) under a plan against the reference "
+        "(auto, mpfr, dd or fp64; check: the reference's own check): a dict with the per-tap errors as `lpsim run` "
+        "prints them (taps: a list of dicts), the reference, u and the times. input: a token-id or image file; "
+        "threads: OpenMP threads (0: all cores; results do not depend on it).");
+  m.def("compare", &compare, py::arg("model"), py::arg("plans"), py::arg("seed") = 0, py::arg("batch") = 0,
+        py::arg("reference") = "auto", py::arg("check") = true, py::arg("input") = "", py::arg("threads") = 0,
+        "several plans against one reference, as `lpsim compare`: a list of flat rows (model, plan, u, seed, layer, "
+        "tap, rel_fro, componentwise statistics, events, KL and top-1 on the logits row), one per plan and tap, "
+        "ready for pandas.DataFrame(rows).");
 }

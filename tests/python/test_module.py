@@ -178,3 +178,15 @@ def test_round_keeps_float32_and_the_module_has_a_version():
         np.testing.assert_array_equal(y, x.astype(np.float16).astype(np.float32))
     assert lpsim.round(x.astype(np.float64), "fp16").dtype == np.float64
     assert re.fullmatch(r"\d+\.\d+\.\d+", lpsim.__version__)
+
+
+def test_compare_gives_each_plan_the_rows_of_its_own_study():
+    """compare: one reference for several plans; each plan's rows are what study() of that plan alone gives."""
+    model = os.path.join(SOURCE, "models", "tiny.toml")
+    rows = lpsim.compare(model, ["autocast-bf16", "pure-fp16"], reference="fp64", check=False, threads=1)
+    for plan in ("autocast-bf16", "pure-fp16"):
+        alone = lpsim.study(model, plan, reference="fp64", check=False)["taps"]
+        mine = [r for r in rows if r["plan"] == plan]
+        assert [(r["layer"], r["tap"], r["rel_fro"]) for r in mine] == [(t["layer"], t["tap"], t["rel_fro"]) for t in alone]
+    with pytest.raises(ValueError, match="threads = -1"):
+        lpsim.study(model, "fp32", threads=-1)
