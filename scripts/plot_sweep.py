@@ -17,6 +17,8 @@ matplotlib.rcParams["svg.hashsalt"] = "lpsim"  # deterministic SVG ids
 import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {
+    "kl_mean": "KL(p_ref || p) of next tokens (mean)",
+    "top1_mean": "top-1 agreement (fraction of tokens)",
     "model.depth": "depth L (blocks)",
     "final_mean_rel": "mean componentwise relative error of the output",
     "final_median_rel": "median componentwise relative error of the output",
@@ -40,6 +42,7 @@ def main():
     ap.add_argument("--xscale", default="log", choices=["log", "linear"])
     ap.add_argument("--yscale", default="log", choices=["log", "linear"])
     ap.add_argument("--name", default="scatter", help="output file name without extension")
+    ap.add_argument("--no-fit", action="store_true", help="no least-squares line (KL, top-1: no power law is claimed)")
     ap.add_argument("--aggregate", action="store_true",
                     help="mean and median of y at each x (with the 5-95%% band) instead of every point")
     a = ap.parse_args()
@@ -77,11 +80,8 @@ def main():
             xs.append(x * 10 ** offset if a.xscale == "log" else x + offset * (abs(x) or 1))
         ax.scatter(xs, [p[1] for p in pts], s=28, marker=markers[i % len(markers)], alpha=0.8,
                    label=f"{name} ({len(pts)})")
-    if dodged:
-        ax.text(0.01, 0.01, "groups at the same x are drawn side by side", transform=ax.transAxes, fontsize=7,
-                color="0.4")
     pts = [p for g in groups.values() for p in g]
-    if len({p[0] for p in pts}) >= 2:
+    if len({p[0] for p in pts}) >= 2 and not a.no_fit:
         xs, ys = [tx(p[0]) for p in pts], [ty(p[1]) for p in pts]
         n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
@@ -95,7 +95,7 @@ def main():
         inv_y = (lambda v: 10 ** v) if a.yscale == "log" else (lambda v: v)
         ax.plot([inv_x(v) for v in fx], [inv_y(my + slope * (v - mx)) for v in fx], "k--", lw=1,
                 label=f"least squares: slope {slope:.3f}, R² {r2:.3f} (n={n})")
-    finish(fig, ax, a)
+    finish(fig, ax, a, " (groups at the same x drawn side by side)" if dodged else "")
 
 
 def fit(xs, ys):
@@ -138,10 +138,10 @@ def plot_aggregated(ax, groups, tx, ty, a):
         csv.writer(f).writerows(table)
 
 
-def finish(fig, ax, a):
+def finish(fig, ax, a, note=""):
     ax.set_xscale(a.xscale)
     ax.set_yscale(a.yscale)
-    ax.set_xlabel(LABELS.get(a.x, a.x) + (" (log)" if a.xscale == "log" else ""))
+    ax.set_xlabel(LABELS.get(a.x, a.x) + (" (log)" if a.xscale == "log" else "") + note)
     ax.set_ylabel(LABELS.get(a.y, a.y) + (" (log)" if a.yscale == "log" else ""))
     ax.set_title(f"{os.path.basename(os.path.normpath(a.directory))}: {a.y} against {a.x}")
     ax.grid(True, which="both", alpha=0.3)

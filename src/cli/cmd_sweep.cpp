@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <charconv>
 #include <cstdlib>
 #include <omp.h>
@@ -56,12 +57,25 @@ void report(const SweepConfig& s, const std::string& dir, bool plot) {
   fmt::print("{}", text);
   if (!plot) return;
   const std::string script = std::string(LPSIM_SOURCE_DIR) + "/scripts/plot_sweep.py";
-  std::vector<std::pair<std::string, std::string>> plots{{s.plot_x, "scatter"}};
-  for (const std::string& x : s.extra_plots) plots.push_back({x, "scatter_" + x});
-  for (const auto& [x, name] : plots) {
+  struct Plot {
+    std::string x, y, name;
+    bool log_y;
+  };
+  std::vector<Plot> plots{{s.plot_x, s.plot_y, "scatter", s.log_y}};
+  for (const std::string& x : s.extra_plots) plots.push_back({x, s.plot_y, "scatter_" + x, s.log_y});
+  // A model with an LM head: the next-token metrics against the same x too (KL on a log axis, top-1 linear).
+  for (const auto& [y, log_y] : {std::pair{"kl_mean", true}, std::pair{"top1_mean", false}}) {
+    const auto column = std::find(summary.header.begin(), summary.header.end(), y);
+    if (column == summary.header.end()) continue;
+    const std::vector<double> v = summary.numbers(y);
+    if (std::any_of(v.begin(), v.end(), [](double e) { return std::isfinite(e); }))
+      plots.push_back({s.plot_x, y, std::string("scatter_") + y, log_y});
+  }
+  for (const Plot& p : plots) {
     const std::string command = fmt::format(
-        "/usr/bin/python3 '{}' '{}' --x '{}' --y '{}' --color '{}' --xscale {} --yscale {}{} --name '{}'", script, dir, x,
-        s.plot_y, q.group, s.log_x ? "log" : "linear", s.log_y ? "log" : "linear", s.aggregate ? " --aggregate" : "", name);
+        "/usr/bin/python3 '{}' '{}' --x '{}' --y '{}' --color '{}' --xscale {} --yscale {}{}{} --name '{}'", script,
+        dir, p.x, p.y, q.group, s.log_x ? "log" : "linear", p.log_y ? "log" : "linear",
+        s.aggregate ? " --aggregate" : "", p.y == s.plot_y ? "" : " --no-fit", p.name);
     if (std::system(command.c_str()) != 0)
       fmt::print(stderr, "sweep: the plot was not made ({} failed); the CSV files are complete\n", command);
   }
