@@ -73,6 +73,7 @@ void add_forecast_command(CLI::App& app) {
     if (o->out.empty())
       o->out = (fs::path(o->files[0]).parent_path().parent_path().parent_path() / "forecast.csv").string();
     if (o->curves.empty()) o->curves = (fs::path(o->out).replace_extension("").string() + "_curves.csv");
+    check_writable(o->out), check_writable(o->curves);  // before the permutation tests
     for (const std::string& f : o->files) {  // every file and column checked before any output
       const CsvTable t = read_csv(f);
       t.column("step"), t.column(o->signal);

@@ -24,6 +24,7 @@ void add_hf_check_command(CLI::App& app) {
   cmd->add_option("dir", *dir, "directory with observed.csv and models/")->capture_default_str();
   cmd->add_option("--tolerance", tol->relative, "largest |predicted/observed - 1|")->capture_default_str();
   cmd->callback([dir, tol] {
+    check_writable(*dir + "/comparison.csv");  // before the studies
     const std::vector<HfComparison> rows = compare_hf_observations(*dir);
     std::set<std::string> documented;  // "model,mode,layer,tap"
     if (const std::string file = *dir + "/documented_outside.csv"; std::filesystem::exists(file)) {

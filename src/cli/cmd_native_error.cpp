@@ -53,6 +53,8 @@ void add_native_error_command(CLI::App& app) {
   cmd->add_option("dir", *dir, "folder with torch_forward.safetensors (default results/cuda/raw)");
   cmd->add_option("--ref-bits", *bits, "MPFR reference precision (default 128)");
   cmd->callback([=] {
+    const std::string path = (std::filesystem::path(*dir).parent_path() / "native_error.csv").string();
+    check_writable(path);  // before the MPFR references, not after
     const std::vector<NativeRun> runs = native_runs_from(read_safetensors(*dir + "/torch_forward.safetensors"));
     std::string csv = "model,plan,seed,layer,tap,observed_rel_fro,predicted_rel_fro,predicted_tc_rel_fro,"
                       "identical_tc,max_ulp_tc,combined_eps\n";
@@ -93,7 +95,6 @@ void add_native_error_command(CLI::App& app) {
     }
     fmt::print("all taps: log10 observed vs log10 predicted (tc): Pearson {:.3f}, Spearman {:.3f}, n = {}\n",
                pearson(pred, obs), spearman(pred, obs), obs.size());
-    const std::string path = (std::filesystem::path(*dir).parent_path() / "native_error.csv").string();
     write_atomically(path, csv);
     fmt::print("wrote {}\n", path);
   });

@@ -47,6 +47,8 @@ void add_tcfit_command(CLI::App& app) {
   auto dump = std::make_shared<std::string>();
   cmd->add_option("--write-probes", *dump, "also write the regenerated probe inputs to this safetensors file");
   cmd->callback([=] {
+    const std::string path = (std::filesystem::path(*dir).parent_path() / "tcfit.csv").string();
+    check_writable(path);  // before the fits (minutes), not after
     const std::vector<ProbeSet> sets = make_probe_sets(*seed, *tiles, *k);  // the device's inputs, regenerated
     if (!dump->empty()) write_safetensors(*dump, probe_tensors(sets));
     auto find_set = [&](const std::string& format, const std::string& kind) -> const ProbeSet& {
@@ -83,7 +85,6 @@ void add_tcfit_command(CLI::App& app) {
       }
       progress.step(++fitted);
     }
-    const std::string path = (std::filesystem::path(*dir).parent_path() / "tcfit.csv").string();
     write_atomically(path, csv);
     fmt::print("wrote {}\n", path);
   });
