@@ -60,14 +60,13 @@ int checked_dim(py::ssize_t n, const char* what) {
   return int(n);
 }
 
-// float32 in, float32 out (lpsim's float arrays: formats with p <= 24 and emin >= -126 exactly, wider ones through
-// double and stored as float); any other real array in, float64 out.
-py::array round_floats(const py::array& a, const Format& f, Rounding r, std::uint64_t seed) {
-  using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
-  const Floats x = Floats::ensure(a);
-  py::array_t<float> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  std::span<const float> in(x.data(), std::size_t(x.size()));
-  std::span<float> o(out.mutable_data(), std::size_t(out.size()));
+// x rounded element by element in lpsim's float or double arrays, same shape, same element type.
+template <class T>
+py::array round_as(const py::array& a, const Format& f, Rounding r, std::uint64_t seed) {
+  const auto x = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+  py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  std::span<const T> in(x.data(), std::size_t(x.size()));
+  std::span<T> o(out.mutable_data(), std::size_t(out.size()));
   {
     py::gil_scoped_release release;
     round_array(in, o, f.spec, r, StochasticStream{seed, 0, 0});
@@ -75,19 +74,14 @@ py::array round_floats(const py::array& a, const Format& f, Rounding r, std::uin
   return out;
 }
 
+// float32 in, float32 out (lpsim's float arrays: formats with p <= 24 and emin >= -126 exactly, wider ones through
+// double and stored as float); any other real array in, float64 out.
 py::array round_values(const py::object& x_in, const std::string& format, const std::string& mode, std::uint64_t seed) {
-  const Doubles x = real_array(x_in, "round: x");
+  const py::array a = real_array(x_in, "round: x");  // refuses complex, strings, objects
   const Format f = parse_format(format);
   const Rounding r = parse_rounding(mode);
-  if (const py::array a = py::array::ensure(x_in); a.dtype().is(py::dtype::of<float>())) return round_floats(a, f, r, seed);
-  py::array_t<double> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  std::span<const double> in(x.data(), std::size_t(x.size()));
-  std::span<double> o(out.mutable_data(), std::size_t(out.size()));
-  {
-    py::gil_scoped_release release;
-    round_array(in, o, f.spec, r, StochasticStream{seed, 0, 0});
-  }
-  return out;
+  const bool is_float = py::array::ensure(x_in).dtype().is(py::dtype::of<float>());
+  return is_float ? round_as<float>(py::array::ensure(x_in), f, r, seed) : round_as<double>(a, f, r, seed);
 }
 
 // The operands as the policy takes them: rounded to its input format with RNE first (as `lpsim dot` does) unless

@@ -249,9 +249,9 @@ void check_sweep_memory(const SweepConfig& s, const SweepPlan& plan, int threads
     return study_memory(u.model, p, s.reference, s.reference_bits, check, 1);
   };
   const Unit* largest = &plan.units.front();
-  for (const Unit& u : plan.units)
-    if (need(u, plan.plans.front().plan, false).total() > need(*largest, plan.plans.front().plan, false).total()) largest = &u;
   MemoryEstimate unit = need(*largest, plan.plans.front().plan, false);
+  for (const Unit& u : plan.units)  // each unit's estimate once
+    if (const MemoryEstimate m = need(u, plan.plans.front().plan, false); m.total() > unit.total()) largest = &u, unit = m;
   for (const PlanChoice& c : plan.plans)
     if (const MemoryEstimate m = need(*largest, c.plan, false); m.total() > unit.total()) unit = m;
   const int concurrent = std::max(1, std::min<int>(threads, chunk_count(plan.units.size())));
