@@ -185,7 +185,7 @@ void add_weight_diagnostics(Observed& o, const ModelConfig& cfg, const Weights<d
 
 }  // namespace
 
-// The papers' diagnostics and bounds are written for the blocks of seed 001-004's models: multi-head attention
+// The papers' diagnostics and bounds are written for the blocks of the papers' own models: multi-head attention
 // with W_Q W_K^T per head and no rotary embedding, a plain two-matrix MLP, LayerNorm or RMSNorm without
 // LlamaRMSNorm's cast. Anything else is refused before any work, never diagnosed as if it were one of those.
 std::string diagnostics_problem(const ModelConfig& cfg) {
