@@ -15,6 +15,7 @@
 
 #include "bench_timing.hpp"
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/accum/block_scaled_gemm.hpp"
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/round_scalar.hpp"
 

@@ -24,7 +24,7 @@ NativeFormat native_format(const Format& f, Op op, const char* field) {
 NativeModel to_native(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
   if (cfg.arch == "llama" || cfg.mlp == Mlp::gated || cfg.rope.theta > 0 || cfg.kv_head_count() != cfg.heads ||
       cfg.head_dim || cfg.final_norm || cfg.lm_head || cfg.score_scale != ScoreScale::divide || cfg.norm_cast ||
-      cfg.activation == Activation::silu || cfg.has_qkv_bias() != cfg.bias || cfg.activation_chain)
+      cfg.activation == Activation::silu || cfg.has_qkv_bias() != cfg.bias || cfg.activation_chain || cfg.qk_norm)
     throw std::invalid_argument("the native forward has no Llama-family operations (GQA, RoPE, SwiGLU, final norm, LM head)");
   NativeModel m;
   m.width = cfg.width, m.heads = cfg.heads, m.ffn = cfg.ffn, m.depth = cfg.depth, m.tokens = cfg.tokens;

@@ -2,7 +2,8 @@
 """Observed forward error of transformers' own model classes on the GPU, against the same model in float64.
 
 Makes small seeded checkpoints with transformers' classes (GPT-2, ViT, Llama with GQA and llama3 rope scaling,
-Qwen2 with q/k/v biases and tied embeddings, Mistral), saves them with save_pretrained, writes the input each is run
+Qwen2 with q/k/v biases and tied embeddings, Mistral, Qwen3 with QK-norm (sharded), Phi-3 with fused projections),
+saves them with save_pretrained, writes the input each is run
 on, then runs each as users do, eager attention: torch.autocast fp16 and bf16, model.half(), model.to(bfloat16),
 each against model.to(float64). Per block: the attention branch (output of the out projection), the MLP branch
 (output of the down projection) and the block output; then the final norm and the logits, with KL(p_ref || p),
@@ -13,7 +14,7 @@ Each model runs twice: attn_implementation="eager" (mode names as lpsim's preset
 the sdpa forwards launched (torch.profiler). GPT-2, ViT and Llama also run as "-sharp" checkpoints whose query and
 key weights are four times the initial ones (sharper attention, where the kernels differ most).
 
-Usage: hf_observe.py OUTDIR   (writes OUTDIR/models/<name>/, OUTDIR/observed.csv, OUTDIR/versions.txt)
+Usage: hf_observe.py OUTDIR [FAMILIES]   (FAMILIES: comma-separated names, e.g. qwen3; writes OUTDIR/models/<name>/, OUTDIR/observed.csv, OUTDIR/versions.txt)
 """
 import json
 import os
@@ -23,9 +24,11 @@ import sys
 import torch
 import transformers
 from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, ViTConfig, ViTModel)
+                          MistralForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM, ViTConfig, ViTModel)
 
 OUT = sys.argv[1]
+ONLY = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else None  # e.g. "qwen3": only those families
 TOKENS, VOCAB = 32, 256
 MODES = {"autocast-fp16": ("autocast", torch.float16), "autocast-bf16": ("autocast", torch.bfloat16),
          "pure-fp16": ("pure", torch.float16), "pure-bf16": ("pure", torch.bfloat16)}
@@ -47,17 +50,24 @@ def models():
     yield "qwen2", Qwen2ForCausalLM, Qwen2Config(rope_theta=1000000.0, tie_word_embeddings=True, **llama)
     yield "mistral", MistralForCausalLM, MistralConfig(rope_theta=10000.0, sliding_window=None,
                                                        tie_word_embeddings=False, **llama)
+    # Qwen3: QK-norm, head_dim 32 apart from hidden / heads = 16, tied embeddings; sharded on save.
+    yield "qwen3", Qwen3ForCausalLM, Qwen3Config(rope_theta=1000000.0, tie_word_embeddings=True, head_dim=32, **llama)
+    # Phi-3: fused qkv_proj and gate_up_proj; its default pad_token_id (32000) is outside this vocabulary.
+    yield "phi3", Phi3ForCausalLM, Phi3Config(rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None,
+                                              resid_pdrop=0, embd_pdrop=0, attention_dropout=0, **llama)
 
 
 def sharpen(name, model):
-    """Query and key weights (and biases) times four."""
+    """Query and key weights (and biases) times four (Qwen3: its QK-norm gains times two)."""
     with torch.no_grad():
         for n, p in model.named_parameters():
             if name == "gpt2" and n.endswith("attn.c_attn.weight"):  # Conv1D, in x 3*out: q | k | v
                 p[:, : 2 * p.shape[1] // 3] *= 4
             elif name == "gpt2" and n.endswith("attn.c_attn.bias"):
                 p[: 2 * p.shape[0] // 3] *= 4
-            elif re.search(r"(q_proj|k_proj|query|key)\.(weight|bias)$", n):
+            elif name == "qwen3" and re.search(r"(q_norm|k_norm)\.weight$", n):  # QK-norm undoes a scaled q_proj;
+                p *= 2  # its scores start O(1), so the gains times two (scores times four) make it sharp
+            elif name != "qwen3" and re.search(r"(q_proj|k_proj|query|key)\.(weight|bias)$", n):
                 p *= 4
 
 
@@ -110,7 +120,9 @@ def main():
     kernels = ["model,mode,kernel"]
     for name, cls, cfg in models():
         for sharp in (False, True):
-            if sharp and name not in ("gpt2", "vit", "llama"):
+            if sharp and name not in ("gpt2", "vit", "llama", "qwen3"):
+                continue
+            if ONLY and name not in ONLY:
                 continue
             try:
                 observe(name + ("-sharp" if sharp else ""), cls, cfg, rows, kernels, sharp)
@@ -140,7 +152,7 @@ def observe(name, cls, cfg, rows, kernels, sharp):
         if sharp:
             sharpen(name.split("-")[0], model)
         d = f"{OUT}/models/{name}"
-        model.save_pretrained(d)
+        model.save_pretrained(d, **({"max_shard_size": "100KB"} if name.startswith("qwen3") else {}))
         g = torch.Generator().manual_seed(1)
         if name.startswith("vit"):
             px = torch.randn(1, 3, 16, 16, generator=g)
@@ -154,8 +166,12 @@ def observe(name, cls, cfg, rows, kernels, sharp):
                 f.write(" ".join(str(i) for i in ids[0].tolist()) + "\n")
         with open(f"{d}/tensor_names.txt", "w") as f:
             from safetensors import safe_open
-            with safe_open(f"{d}/model.safetensors", "pt") as st:
-                f.write("\n".join(sorted(st.keys())) + "\n")
+            import glob
+            keys = []
+            for shard in sorted(glob.glob(f"{d}/*.safetensors")):
+                with safe_open(shard, "pt") as st:
+                    keys += list(st.keys())
+            f.write("\n".join(sorted(keys)) + "\n")
         ref_model = cls.from_pretrained(d, attn_implementation="eager").to("cuda", torch.float64).eval()
         gpu_in = {k: (v.to("cuda", torch.float64) if v.is_floating_point() else v.cuda()) for k, v in inputs.items()}
         ref = run(ref_model, gpu_in, None)

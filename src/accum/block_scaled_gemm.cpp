@@ -8,6 +8,7 @@
 #include "fast_kernels.hpp"
 #include "lpsim/accum/dot_reference.hpp"
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/accum/block_scaled_gemm.hpp"
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/mpfr_round.hpp"
 

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <set>
+#include <vector>
 #include <string>
 #include <toml++/toml.h>
 
@@ -69,6 +70,15 @@ class TomlFields {
 
   // A string out of a fixed set.
   std::string get_choice(std::string_view key, std::string fallback, std::initializer_list<std::string_view> choices) {
+    return get_choice_in(key, std::move(fallback), choices);
+  }
+  // A string out of a set known at run time (the registered model families).
+  std::string get_choice(std::string_view key, std::string fallback, const std::vector<std::string>& choices) {
+    return get_choice_in(key, std::move(fallback), choices);
+  }
+
+  template <class Range>
+  std::string get_choice_in(std::string_view key, std::string fallback, const Range& choices) {
     const auto v = optional<std::string>(key);
     if (!v) return fallback;
     for (auto c : choices)

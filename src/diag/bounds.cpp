@@ -19,6 +19,7 @@ namespace {
 // The reference forward, remembering each layer's attention input and each norm's input (MPFR).
 class RecordingMpfr : public MpfrBackend {
  public:
+  static constexpr BackendHooks hooks{.observe_norm_input = true, .observe_attention_input = true};
   void set_layer(int l) { layer_ = l; }
   void observe_attention_input(const Matrix<Real>& h) { attention_inputs.push_back({layer_, h}); }
   void observe_norm_input(const Matrix<Real>& x) { norm_inputs.push_back({layer_, x}); }

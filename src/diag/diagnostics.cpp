@@ -32,6 +32,7 @@ double frobenius(const Matrix<double>& m) { return view(m).norm(); }
 // The float64 forward with an observer: per head the diagnostics, per norm its input's variance.
 class DiagnosticBackend : public NativeBackend<double> {
  public:
+  static constexpr BackendHooks hooks{.observe_norm_input = true, .observe_attention_input = true, .observe_head = true};
   DiagnosticBackend(int depth, bool causal, NormKind norm)
       : layers_(depth), attention_input_max_sq_(depth), attention_input_moments_(depth), causal_(causal), norm_(norm) {}
   void set_layer(int l) { layer_ = l, norms_seen_ = 0; }
@@ -197,6 +198,7 @@ std::string diagnostics_problem(const ModelConfig& cfg) {
   if (cfg.rope.theta > 0) why.push_back("rotary embeddings");
   if (cfg.mlp == Mlp::gated) why.push_back("a gated MLP");
   if (cfg.norm_cast) why.push_back("LlamaRMSNorm's cast inside the norm");
+  if (cfg.qk_norm) why.push_back("per-head query/key norms");
   if (why.empty()) return "";
   return fmt::format("model {}: the diagnostics and bounds are written for multi-head attention without rotary "
                      "embeddings, a plain MLP and norms without a cast; this model has {} (run without diagnostics; "

@@ -8,6 +8,7 @@
 
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/format/bf16_rne.hpp"
+#include "lpsim/accum/block_scaled_gemm.hpp"
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/random_stream.hpp"
@@ -830,6 +831,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfi
                                                                 const Matrix<double>& rope_sin,
                                                                 const NormWeights<double>* norm) {
   if (!block_recipe_ || stochastic_ || h.empty()) return std::nullopt;  // stochastic: see takes_heads
+  if (cfg.qk_norm) return std::nullopt;  // the device's attention layer has no per-head norms: the host's path
   const int rows = h.rows, dh = cfg.head_width(), heads = cfg.heads, kv = cfg.kv_head_count();
   if (dh <= 0 || kv <= 0 || heads % kv != 0) return std::nullopt;
   if (w.wq.cols != heads * dh || w.wk.cols != kv * dh || w.wv.cols != kv * dh || w.wo.rows != heads * dh)

@@ -139,7 +139,7 @@ void round_weights(Weights<double>& w, const FormatSpec& f) {
   for (auto& l : w.layers) {
     for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) rm(*m);
     for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma,
-                    &l.norm2.beta})
+                    &l.norm2.beta, &l.q_norm.gamma, &l.k_norm.gamma})
       rv(*v);
   }
   rm(w.patch_w), rm(w.pos), rm(w.wte), rv(w.patch_b), rv(w.cls);
@@ -169,7 +169,8 @@ Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
   Weights<double> r = w;
   auto rv = [&](std::vector<double>& v) { round_all(v, f); };
   for (auto& l : r.layers)
-    for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma, &l.norm2.beta})
+    for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma, &l.norm2.beta,
+                    &l.q_norm.gamma, &l.k_norm.gamma})
       rv(*v);
   round_all(r.wte.data, f), round_all(r.pos.data, f), rv(r.patch_b), rv(r.cls);
   rv(r.final_norm.gamma), rv(r.final_norm.beta);
@@ -274,6 +275,8 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
     lw.bo = bias("bo", l, d, cfg.bias);
     lw.b1 = bias("b1", l, f, cfg.bias), lw.b2 = bias("b2", l, d, cfg.bias);
     lw.norm1 = norm(d), lw.norm2 = norm(d);
+    if (cfg.qk_norm)  // RMSNorms over a head's width (their gains like every norm's)
+      lw.q_norm.gamma.assign(dh, init.norm_gain), lw.k_norm.gamma.assign(dh, init.norm_gain);
     w.layers.push_back(std::move(lw));
   }
   if (cfg.embedding == Embedding::patch) {

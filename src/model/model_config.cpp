@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "config/toml_fields.hpp"
+#include "lpsim/model/family.hpp"
 #include "lpsim/model/hf_config.hpp"
 #include "util/read_text.hpp"
 #include "lpsim/format/format.hpp"
@@ -20,7 +21,8 @@ std::string_view activation_name(Activation a) {
 }
 double parameter_count(const ModelConfig& c) {
   const double d = c.width, f = c.ffn, q = c.q_width(), kv = c.kv_width();
-  const double block = d * q + 2 * d * kv + q * d + (c.mlp == Mlp::gated ? 3 : 2) * d * f + 4 * d + 2 * f + q + 2 * kv;
+  const double block = d * q + 2 * d * kv + q * d + (c.mlp == Mlp::gated ? 3 : 2) * d * f + 4 * d + 2 * f + q + 2 * kv +
+                       (c.qk_norm ? 2.0 * c.head_width() : 0.0);
   const double embed = c.embedding == Embedding::tokens ? double(c.vocab) * d + (c.learned_positions ? c.tokens * d : 0)
                        : c.embedding == Embedding::patch ? double(c.patch_dim()) * d + (c.tokens + 2) * d
                                                          : 0;
@@ -35,50 +37,8 @@ std::string_view embedding_name(Embedding e) {
 
 namespace {
 
-// The defaults of each family; keys in the file override them.
-ModelConfig family_defaults(const std::string& arch) {
-  ModelConfig c;
-  c.arch = arch;
-  if (arch == "gpt2") {
-    c.activation = Activation::gelu_tanh;
-    c.causal = true;
-    c.init.scheme = "gaussian";
-    c.tokens = 64;
-  } else if (arch == "decoder002") {  // seed 002: single head, RMSNorm, two-layer ReLU perceptron, no biases
-    c.norm = NormKind::rmsnorm;
-    c.activation = Activation::relu;
-    c.heads = 1;
-    c.causal = true;
-    c.bias = false;
-    c.width = 64;
-    c.ffn = 256;
-    c.tokens = 32;
-  } else if (arch == "llama") {  // Llama, Mistral, Qwen2: RMSNorm, RoPE, SwiGLU, GQA, no biases, final norm, LM head
-    c.norm = NormKind::rmsnorm;
-    c.norm_eps = 1e-6;
-    c.activation = Activation::silu;
-    c.mlp = Mlp::gated;
-    c.causal = true;
-    c.bias = false;
-    c.qkv_bias = 0;
-    c.embedding = Embedding::tokens;
-    c.learned_positions = false;
-    c.rope.theta = 10000;
-    c.score_scale = ScoreScale::multiply;
-    c.norm_cast = true;
-    c.final_norm = true;
-    c.lm_head = true;
-    c.init.scheme = "gaussian";
-    c.width = 64;
-    c.heads = 4;
-    c.kv_heads = 2;
-    c.ffn = 172;
-    c.depth = 2;
-    c.tokens = 32;
-    c.vocab = 256;
-  }
-  return c;
-}
+// The defaults of a family (its description's); keys in the file override them.
+ModelConfig family_defaults(const std::string& arch) { return family_by_arch(arch)->defaults(); }
 
 template <class E>
 E pick(const std::string& v, std::initializer_list<std::pair<std::string_view, E>> table) {
@@ -105,9 +65,9 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
     } catch (const ConfigError& e) {
       m.fail("hf", e.what());
     }
-    m.get_choice("arch", c.arch, {"encoder", "gpt2", "decoder002", "llama"});
+    m.get_choice("arch", c.arch, family_arch_names());
   } else {
-    c = family_defaults(m.get_choice("arch", "encoder", {"encoder", "gpt2", "decoder002", "llama"}));
+    c = family_defaults(m.get_choice("arch", "encoder", family_arch_names()));
   }
   c.name = std::filesystem::path(file).stem().string();
   c.width = m.get_int("width", c.width, 1, 1 << 16);
@@ -154,6 +114,7 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.lm_head = m.get<bool>("lm_head", c.lm_head);
   c.tie_word_embeddings = m.get<bool>("tie_word_embeddings", c.tie_word_embeddings);
   c.learned_positions = m.get<bool>("learned_positions", c.learned_positions);
+  c.qk_norm = m.get<bool>("qk_norm", c.qk_norm);
   if (c.embedding == Embedding::patch && !m.has("tokens")) c.tokens = c.num_patches() + (c.class_token ? 1 : 0);
   m.finish();
 

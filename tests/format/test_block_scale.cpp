@@ -8,6 +8,7 @@
 
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/config/config_error.hpp"
+#include "lpsim/accum/block_scaled_gemm.hpp"
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/round_scalar.hpp"
 #include "support/dot_inputs.hpp"

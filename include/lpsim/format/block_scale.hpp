@@ -24,13 +24,10 @@
 #include <string_view>
 #include <vector>
 
-#include "lpsim/accum/policy.hpp"
 #include "lpsim/format/format.hpp"
 #include "lpsim/format/array_round.hpp"
 
 namespace lpsim {
-
-class GemmDevice;
 
 enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, amax_fp32, nvfp4 };
 
@@ -70,20 +67,5 @@ struct BlockQuantized {
 // sr: the random stream of a stochastic scheme (ignored by the others); element i of x draws index sr.offset + i.
 BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis,
                                const StochasticStream& sr = {});
-
-// C (m x n) = A B with A quantised along its rows (axis 1) and B along its columns (axis 0), both with blocks of the
-// same length along k. For each output element and each k-block b: the partial sum of the elements' products under
-// `policy` (its input must hold the element values; the partial is kept in its accumulator format), then
-// acc = fp32(partial * fp32(scale_A * scale_B) + acc) with one rounding (an fma; DeepSeek's promotion to CUDA
-// cores; exact scaling for power-of-two scales); at the end acc * fp32(1 / fp32(S_A S_B)) when tensor scales are
-// not 1. Returns fp32 values. With a device (accum/gemm.hpp's GemmDevice), the partial products run on it (the
-// same bits); the promotion stays here.
-std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b,
-                                      GemmDevice* device = nullptr);
-
-// The same with every step in MPFR (reference_dot for the partials, exact products and sums rounded once): the
-// definition the fast path is tested against.
-std::vector<double> reference_block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a,
-                                                const BlockQuantized& b);
 
 }  // namespace lpsim

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lpsim/accum/gemm.hpp"
+#include "lpsim/model/backend.hpp"
 #include "lpsim/model/attention_block_device.hpp"
 #include "lpsim/model/attention_device.hpp"
 #include "lpsim/model/feed_forward_device.hpp"
@@ -32,6 +33,9 @@ struct RangeEvents {
 class EmulatedBackend {
  public:
   using Scalar = double;
+  static constexpr BackendHooks hooks{.rows_in_parallel = true, .heads_in_parallel = true, .store_computed = true,
+                                      .attention_kernel = true, .device_head = true, .device_heads = true,
+                                      .device_attention = true, .device_feed_forward = true};
   // seed feeds stochastic rounding (a plan with rounding = sr); streams are counted in forward order, so the
   // result does not depend on threads.
   explicit EmulatedBackend(PrecisionPlan plan, std::uint64_t seed = 0);

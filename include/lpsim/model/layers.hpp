@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "lpsim/model/backend.hpp"
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
@@ -40,7 +41,7 @@ T pi_as() {
 // without stochastic rounding), and only where the loop is long enough to pay for the threads.
 template <class B>
 bool parallel_rows(const B& be, std::size_t elements) {
-  if constexpr (requires { be.rows_in_parallel(); }) return elements >= (std::size_t{1} << 11) && be.rows_in_parallel();
+  if constexpr (hooks_of<B>().rows_in_parallel) return elements >= (std::size_t{1} << 11) && be.rows_in_parallel();
   else return false;
 }
 
@@ -49,7 +50,7 @@ bool parallel_rows(const B& be, std::size_t elements) {
 // depend on it.
 template <class B>
 bool parallel_heads(const B& be, int heads) {
-  if constexpr (requires { be.heads_in_parallel(); })
+  if constexpr (hooks_of<B>().heads_in_parallel)
     return heads > 1 && !omp_in_parallel() && omp_get_max_threads() > 1 && be.heads_in_parallel();
   else return false;
 }
@@ -58,7 +59,7 @@ bool parallel_heads(const B& be, int heads) {
 // skip a rounding that cannot change such values (EmulatedBackend where out is compute's format).
 template <class B, class T>
 void store_computed(B& be, Op op, Matrix<T>& m) {
-  if constexpr (requires { be.store_computed(op, m); }) be.store_computed(op, m);
+  if constexpr (hooks_of<B>().store_computed) be.store_computed(op, m);
   else be.store(op, m);
 }
 
@@ -70,7 +71,7 @@ template <class B, class T, class W>
 Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w, double eps, bool cast = false,
                bool in_block = true) {
   using std::sqrt;
-  if constexpr (requires { be.observe_norm_input(x); })  // diagnostics (diag/) look at the blocks' norms
+  if constexpr (hooks_of<B>().observe_norm_input)  // diagnostics (diag/) look at the blocks' norms
     if (in_block) be.observe_norm_input(x);
   const int n = x.rows, d = x.cols;
   Matrix<T> y(n, d, uninitialized);  // every row written below
@@ -106,7 +107,7 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
     });
     store_computed(be, Op::norm, y);
   }
-  if constexpr (requires { be.check_norm(kind, x, w, eps, cast, y); }) be.check_norm(kind, x, w, eps, cast, y);
+  if constexpr (hooks_of<B>().check_norm) be.check_norm(kind, x, w, eps, cast, y);
   return y;
 }
 
@@ -163,7 +164,7 @@ Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
     for (int j = 0; j < valid; ++j) p(i, j) = be.compute(Op::softmax, T(e[j] / z));
   });
   store_computed(be, Op::softmax, p);
-  if constexpr (requires { be.check_softmax(s, causal, p); }) be.check_softmax(s, causal, p);
+  if constexpr (hooks_of<B>().check_softmax) be.check_softmax(s, causal, p);
   return p;
 }
 
@@ -279,28 +280,33 @@ template <class B, class T, class W>
 Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h,
                     const Matrix<W>& rope_cos = {}, const Matrix<W>& rope_sin = {}) {
   auto bias = [](const std::vector<W>& b) { return b.empty() ? nullptr : &b; };
-  if constexpr (requires { be.observe_attention_input(h); }) be.observe_attention_input(h);
+  if constexpr (hooks_of<B>().observe_attention_input) be.observe_attention_input(h);
   // The whole layer on an accelerator where the backend has one that takes it (the same bits as below).
-  if constexpr (requires { be.device_attention(cfg, w, h, rope_cos, rope_sin); })
+  if constexpr (hooks_of<B>().device_attention)
     if (auto y = be.device_attention(cfg, w, h, rope_cos, rope_sin)) return std::move(*y);
   const Matrix<T> q = be.linear(Op::qkv, h, w.wq, bias(w.bq));
   const Matrix<T> k = be.linear(Op::qkv, h, w.wk, bias(w.bk));
   const Matrix<T> v = be.linear(Op::qkv, h, w.wv, bias(w.bv));
   const int dh = cfg.head_width(), group = cfg.heads / cfg.kv_head_count();
   const bool rope = !rope_cos.empty();
+  // QK-norm (Qwen3): each head's rows RMS-normalised with the layer's q_norm/k_norm gains before the rotation, as
+  // the stream's norms are (the norm class; LlamaRMSNorm's cast where the model has it).
+  auto head_norm = [&](Matrix<T> x, const NormWeights<W>& gains) {
+    return cfg.qk_norm ? norm(be, NormKind::rmsnorm, x, gains, cfg.norm_eps, cfg.norm_cast, false) : x;
+  };
   std::vector<Matrix<T>> keys(cfg.kv_head_count());  // rotated once per key/value head, shared by its group
   for (int g = 0; g < cfg.kv_head_count(); ++g) {
-    keys[g] = columns(k, g * dh, dh);
+    keys[g] = head_norm(columns(k, g * dh, dh), w.k_norm);
     if (rope) rotate(be, keys[g], rope_cos, rope_sin);
   }
   auto query = [&](int head) {
-    Matrix<T> qh = columns(q, head * dh, dh);
+    Matrix<T> qh = head_norm(columns(q, head * dh, dh), w.q_norm);
     if (rope) rotate(be, qh, rope_cos, rope_sin);
     return qh;
   };
   // Every head at once on an accelerator where the backend has one that takes them (the same bits as below).
   std::vector<Matrix<T>> queries;  // rotated for it up front, and used below where it declines
-  if constexpr (requires { be.takes_heads(); }) {
+  if constexpr (hooks_of<B>().device_heads) {
     if (be.takes_heads()) {
       queries.resize(cfg.heads);
       parallel_for(cfg.heads, parallel_heads(be, cfg.heads), [&](std::int64_t i) { queries[i] = query(int(i)); });
@@ -317,14 +323,14 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     const Matrix<T>& kh = keys[g];
     const Matrix<T> vh = columns(v, g * dh, dh);
     // The flash kernel where the backend emulates one (in exact arithmetic it is the math below).
-    if constexpr (requires { be.attention_kernel(); }) {
+    if constexpr (hooks_of<B>().attention_kernel) {
       if (be.attention_kernel().kind == AttentionKernel::Kind::flash) {
         set_columns(heads, head * dh, flash_head(be, be.attention_kernel(), qh, kh, vh, cfg.causal));
         return;
       }
     }
     // The whole head on an accelerator where the backend has one that takes it (the same bits as below).
-    if constexpr (requires { be.device_head(qh, kh, vh, cfg.causal, cfg.score_scale); }) {
+    if constexpr (hooks_of<B>().device_head) {
       if (auto out = be.device_head(qh, kh, vh, cfg.causal, cfg.score_scale)) {
         set_columns(heads, head * dh, *out);
         return;
@@ -333,7 +339,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     Matrix<T> s = be.gemm(Op::score, qh, transpose(kh), nullptr);
     scale_scores(be, s, dh, cfg.score_scale);
     const Matrix<T> p = softmax(be, s, cfg.causal);
-    if constexpr (requires { be.observe_head(qh, kh, s, p, vh); }) be.observe_head(qh, kh, s, p, vh);
+    if constexpr (hooks_of<B>().observe_head) be.observe_head(qh, kh, s, p, vh);
     set_columns(heads, head * dh, be.gemm(Op::pv, p, vh, nullptr));
   });
   return be.linear(Op::out_proj, heads, w.wo, bias(w.bo));
@@ -344,7 +350,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
 template <class B, class T, class W>
 Matrix<T> normed_attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x,
                            const Matrix<W>& rope_cos, const Matrix<W>& rope_sin) {
-  if constexpr (requires { be.device_attention(cfg, w, x, rope_cos, rope_sin, &w.norm1); })
+  if constexpr (hooks_of<B>().device_attention)
     if (auto y = be.device_attention(cfg, w, x, rope_cos, rope_sin, &w.norm1)) return std::move(*y);
   return attention(be, cfg, w, norm(be, cfg.norm, x, w.norm1, cfg.norm_eps, cfg.norm_cast), rope_cos, rope_sin);
 }
@@ -354,7 +360,7 @@ Matrix<T> normed_attention(B& be, const ModelConfig& cfg, const LayerWeights<W>&
 template <class B, class T, class W>
 Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h) {
   // The whole block on an accelerator where the backend has one that takes it (the same bits as below).
-  if constexpr (requires { be.device_feed_forward(cfg, w, h); })
+  if constexpr (hooks_of<B>().device_feed_forward)
     if (auto y = be.device_feed_forward(cfg, w, h)) return std::move(*y);
   Matrix<T> u = be.linear(Op::ffn_up, h, w.w1, w.b1.empty() ? nullptr : &w.b1);
   activate(be, cfg.activation, u, cfg.activation_chain);
@@ -370,7 +376,7 @@ Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, 
 // feed_forward(norm(x)) with the block's second norm (see normed_attention).
 template <class B, class T, class W>
 Matrix<T> normed_feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x) {
-  if constexpr (requires { be.device_feed_forward(cfg, w, x, &w.norm2); })
+  if constexpr (hooks_of<B>().device_feed_forward)
     if (auto y = be.device_feed_forward(cfg, w, x, &w.norm2)) return std::move(*y);
   return feed_forward(be, cfg, w, norm(be, cfg.norm, x, w.norm2, cfg.norm_eps, cfg.norm_cast));
 }

@@ -76,6 +76,7 @@ struct ModelConfig {
   bool lm_head = false;        // logits = final (width) x W_head (width x vocab)
   bool tie_word_embeddings = false;  // W_head = wte^T
   bool learned_positions = true;     // token embedding plus learned positions (GPT-2); false with RoPE
+  bool qk_norm = false;              // Qwen3: RMSNorm of each query and key head (its own gains) before RoPE
   int sliding_window = 0;            // Mistral: > 0 must be >= tokens (a window shorter than the input is not modelled)
   InitConfig init;
   InputConfig input;

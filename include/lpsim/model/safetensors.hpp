@@ -1,6 +1,6 @@
 #pragma once
-// safetensors files (8-byte little-endian header length, JSON header, raw little-endian data), and the mapping of
-// Hugging Face's GPT-2 and ViT parameter names onto lpsim's weights.
+// safetensors files (8-byte little-endian header length, JSON header, raw little-endian data), and a model's
+// weights read from and written to them under its family's tensor names (family.hpp; checkpoint_weights.cpp).
 #include <cstdint>
 #include <map>
 #include <string>
@@ -27,11 +27,11 @@ std::vector<std::string> checkpoint_files(const std::string& path);
 // Values must be values of the dtype (they are encoded exactly, never rounded).
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors);
 
-// Weights from a Hugging Face checkpoint: GPT-2 names (h.N.attn.c_attn.weight, ...; Conv1D weights are in x out)
-// or ViT names (encoder.layer.N.attention.attention.query.weight, ...; Linear weights are out x in), with or
-// without the "transformer." / "vit." prefix. Shapes are checked against the config.
+// Weights from a checkpoint under the tensor names of the config's family (with or without its base model's
+// prefix); a single file written under another family's names is read under those (a GPT-2 file as an encoder).
+// Shapes are checked against the config; a model directory holding a tensor the model does not use is refused.
 Weights<double> load_safetensors_weights(const std::string& path, const ModelConfig& cfg);
-// The inverse: ViT names for encoders, GPT-2 names otherwise, in `dtype`.
+// The inverse, under the family's names, in `dtype`.
 void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, const Weights<double>& w,
                               const std::string& dtype = "F32");
 

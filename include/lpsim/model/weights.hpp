@@ -26,6 +26,7 @@ struct LayerWeights {
   Matrix<T> w1, w2;               // width x ffn, ffn x width (a gated MLP: w1 is the gate)
   Matrix<T> w3;                   // width x ffn: the up projection of a gated MLP (empty otherwise)
   std::vector<T> b1, b2;
+  NormWeights<T> q_norm, k_norm;  // per-head RMSNorm of queries and keys before RoPE (Qwen3); empty gamma: none
 };
 
 template <class T>
@@ -70,6 +71,7 @@ Weights<To> convert_weights(const Weights<From>& w) {
     o.norm1 = convert<To>(l.norm1), o.norm2 = convert<To>(l.norm2);
     o.w1 = convert<To>(l.w1), o.w2 = convert<To>(l.w2), o.b1 = convert<To>(l.b1), o.b2 = convert<To>(l.b2);
     o.w3 = convert<To>(l.w3);
+    o.q_norm = convert<To>(l.q_norm), o.k_norm = convert<To>(l.k_norm);
     out.layers.push_back(std::move(o));
   }
   out.patch_w = convert<To>(w.patch_w), out.patch_b = convert<To>(w.patch_b), out.cls = convert<To>(w.cls);

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "lpsim/model/backend.hpp"
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
@@ -38,6 +39,8 @@ struct SampledCheck {
 class DdBackend {
  public:
   using Scalar = DD;
+  using Weight = double;  // weights are read as doubles in place
+  static constexpr BackendHooks hooks{.check_norm = true, .check_softmax = true};
   // samples: GEMM entries (and norm/softmax rows, activation inputs) recomputed in MPFR per call; 0 checks nothing.
   DdBackend(const ModelConfig& cfg, std::uint64_t seed, int samples = 48);
 
