@@ -11,6 +11,7 @@
 #include "emulated_gemm.hpp"
 #include "emulated_gemm_buffers.hpp"
 #include "heads_on_device.hpp"
+#include "lpsim/model/row_kernels.hpp"
 #include "norm_on_device.hpp"
 
 namespace lpsim::cuda {
@@ -52,9 +53,8 @@ __global__ void pack_kernel(PackPass p, const float* src, float* dst, LayerCount
     if (p.cos) {  // x c + rotate_half(x) s, each step rounded to compute, then store(rope)
       const int half = p.width / 2;
       const std::size_t t = std::size_t(i) * p.width + j;
-      const double cs = compute(p.cos[t]), sn = compute(p.sin[t]);
       const double rot = j < half ? -double(src[e + half]) : double(src[e - half]);
-      const double y = compute(__dadd_rn(compute(__dmul_rn(x, cs)), compute(__dmul_rn(rot, sn))));
+      const double y = rows::rotary(x, rot, p.cos[t], p.sin[t], compute);  // layers.hpp's rotate, the same code
       x = round_element(p.rope_out, y);
       events.store(p.rope_out, y, x);
     }

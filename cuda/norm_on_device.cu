@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "device_passes.cuh"
+#include "lpsim/model/row_kernels.hpp"
 
 namespace lpsim::cuda {
 
@@ -49,7 +50,7 @@ __global__ void norm_rows_kernel(NormPass p, const float* x, double* stats, Coun
       for (int j = 1; j < p.width; ++j) s = term(float(compute(__dsub_rn(double(r[j]), mean))), s);
     }
     const double second = compute(__ddiv_rn(double(s), width));
-    const double rstd = compute(__ddiv_rn(1.0, sqrt(compute(__dadd_rn(second, p.epsilon)))));
+    const double rstd = rows::norm_rstd(second, p.epsilon, compute);  // layers.hpp's norm, the same code
     stats[2 * std::size_t(i)] = mean, stats[2 * std::size_t(i) + 1] = rstd;
   }
   add_events(counts, events);
@@ -81,9 +82,7 @@ __global__ void norm_elements_kernel(NormPass p, const float* x, const double* s
       y = store(compute(__dmul_rn(c, rstd)));
       y = store(compute(__dmul_rn(y, p.gamma[j])));
     } else {
-      double v = compute(__dmul_rn(compute(__dmul_rn(c, rstd)), p.gamma[j]));
-      if (p.beta) v = compute(__dadd_rn(v, p.beta[j]));
-      y = store(v);
+      y = store(rows::norm_affine(c, rstd, p.gamma[j], p.beta ? &p.beta[j] : nullptr, compute));
     }
     beyond += fabs(y) > p.input.max && isfinite(y);
     const double in = round_element(p.input, y);

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake make g++ pkg-config libmpfr-dev libgmp-dev libqd-dev libboost-dev libeigen3-dev libgtest-dev libbenchmark-dev
-          libcli11-dev libfmt-dev nlohmann-json3-dev libtomlplusplus-dev python3 python3-dev pybind11-dev python3-pytest python3-matplotlib python3-numpy
+          libcli11-dev libfmt-dev nlohmann-json3-dev libtomlplusplus-dev python3 python3-dev python3-pip pybind11-dev python3-pytest python3-matplotlib python3-numpy
           python3-torch python3-sklearn
           libopenmpi-dev openmpi-bin)
 missing=()

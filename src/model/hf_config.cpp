@@ -59,6 +59,8 @@ HfFields HfFields::object(const std::string& key) const {
 }
 
 void read_rope(const HfFields& f, ModelConfig& c) {
+  if (const double partial = f.number("partial_rotary_factor", 1.0); partial != 1.0)  // 4.x: a top-level field
+    f.fail("partial_rotary_factor", fmt::format("= {} is not modelled (rotary embeddings over the whole head only)", partial));
   std::string where;
   if (f.has("rope_parameters")) where = "rope_parameters";
   else if (f.has("rope_scaling")) where = "rope_scaling";
@@ -66,6 +68,9 @@ void read_rope(const HfFields& f, ModelConfig& c) {
   if (!(c.rope.theta > 0)) f.fail("rope_theta", fmt::format("= {} must be > 0 (this family always rotates)", c.rope.theta));
   if (where.empty()) return;
   const HfFields p = f.object(where);
+  // Rotary embeddings over part of each head (Phi-4-mini, GLM, ...): 5.x keeps the factor in rope_parameters.
+  if (const double partial = p.number("partial_rotary_factor", 1.0); partial != 1.0)
+    p.fail("partial_rotary_factor", fmt::format("= {} is not modelled (rotary embeddings over the whole head only)", partial));
   if (p.has("rope_theta")) c.rope.theta = p.number("rope_theta");
   if (!(c.rope.theta > 0)) p.fail("rope_theta", fmt::format("= {} must be > 0 (this family always rotates)", c.rope.theta));
   const std::string type = p.text("rope_type", p.text("type", "default"));

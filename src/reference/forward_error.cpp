@@ -15,6 +15,7 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"
 #include "lpsim/reference/memory_estimate.hpp"
+#include "lpsim/reference/reference_ladder.hpp"
 #include "lpsim/stats/regression.hpp"
 #include "util/available_memory.hpp"
 #include "util/progress.hpp"
@@ -309,52 +310,14 @@ std::vector<StudyResult> compare_plans(const ModelConfig& cfg, const std::vector
     results[i].emulated_seconds = seconds_since(t0);
   }
 
-  ReferenceCheck check;
-  SampledCheck sampled;
-  check.kind = o.reference;
-  double reference_seconds = 0, check_seconds = 0;
-  auto measure = [&](const auto& ref) {
-    for (std::size_t i = 0; i < plans.size(); ++i) results[i].taps = tap_errors(cfg, emulated[i], ref, events[i]);
-  };
-  auto t0 = std::chrono::steady_clock::now();
-  if (o.reference == "dd") {
-    const Taps<DD> ref = dd_taps(cfg, w, in, o.seed, o.check_reference ? &sampled : nullptr, o.progress);
-    reference_seconds = seconds_since(t0) - sampled.seconds;
-    check.bits = 106;
-    measure(ref);
-    if (o.check_reference) {
-      t0 = std::chrono::steady_clock::now();
-      // First-order estimate of the reference's own error: the sampled local errors times the forward's gain on
-      // local errors, measured as the fp64 forward's error over fp64's unit roundoff (docs/REFERENCE.md).
-      estimate_dd_error(check, sampled, fp64_taps(cfg, w, in), ref);
-      check_seconds = seconds_since(t0) + sampled.seconds;
-    }
-  } else if (o.reference == "fp64") {
-    const Taps<double> ref = fp64_taps(cfg, w, in);
-    reference_seconds = seconds_since(t0);
-    check.bits = 53;
-    measure(ref);
-    if (o.check_reference) {
-      t0 = std::chrono::steady_clock::now();
-      const Taps<Real> better = reference_taps(o.reference_bits, cfg, w, in, o.progress);
-      check.check_bits = reference_bits();
-      compare_references(check, ref, better);
-      check_seconds = seconds_since(t0);
-    }
-  } else {
-    const Taps<Real> ref = reference_taps(o.reference_bits, cfg, w, in, o.progress);
-    check.bits = reference_bits();
-    reference_seconds = seconds_since(t0);
-    measure(ref);
-    if (o.check_reference) {
-      t0 = std::chrono::steady_clock::now();
-      const Taps<Real> better = reference_taps(2 * o.reference_bits, cfg, w, in, o.progress);
-      check.check_bits = reference_bits();
-      compare_references(check, ref, better);
-      check_seconds = seconds_since(t0);
-      set_reference_bits(o.reference_bits);
-    }
-  }
+  const ReferenceRun ref = run_reference(o.reference, o.reference_bits, o.check_reference, cfg, w, in, o.seed, o.progress,
+                                         [&](const auto& taps) {
+                                           for (std::size_t i = 0; i < plans.size(); ++i)
+                                             results[i].taps = tap_errors(cfg, emulated[i], taps, events[i]);
+                                         });
+  const ReferenceCheck& check = ref.check;
+  const SampledCheck& sampled = ref.sampled;
+  const double reference_seconds = ref.reference_seconds, check_seconds = ref.check_seconds;
   // The reference is adequate for a plan when its error is below 1% of that plan's smallest measured error.
   for (StudyResult& r : results) {
     r.reference = check;

@@ -19,6 +19,7 @@
 #include "lpsim/model/safetensors.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/reference/memory_estimate.hpp"
+#include "lpsim/reference/reference_ladder.hpp"
 #include "util/atomic_file.hpp"
 #include "lpsim/sweep/sweep_lock.hpp"
 #include "util/csv_field.hpp"
@@ -99,9 +100,11 @@ UnitResult measure_unit(const SweepConfig& s, const Unit& u, const SweepPlan& pl
 UnitResult run_unit(const SweepConfig& s, const SweepPlan& plan, const Unit& u) {
   const Weights<double> w = make_weights(u.model, u.seed);
   const ModelInput<double> in = make_input(u.model, u.seed, u.batch);
-  if (s.reference == "fp64") return measure_unit(s, u, plan, w, in, fp64_taps(u.model, w, in));
-  if (s.reference == "dd") return measure_unit(s, u, plan, w, in, dd_taps(u.model, w, in, u.seed));
-  return measure_unit(s, u, plan, w, in, reference_taps(0, u.model, w, in));  // precision set before the loop
+  UnitResult result;
+  // bits 0: MPFR at the precision set before the threads start (run_sweep)
+  run_reference(s.reference, 0, false, u.model, w, in, u.seed, false,
+                [&](const auto& ref) { result = measure_unit(s, u, plan, w, in, ref); });
+  return result;
 }
 
 // The reference check on the first unit: MPFR against twice the bits, fp64 against MPFR, or the double-double
@@ -110,29 +113,10 @@ nlohmann::json check_reference(const SweepConfig& s, const SweepPlan& plan) {
   const Unit& u = plan.units.front();
   const Weights<double> w = make_weights(u.model, u.seed);
   const ModelInput<double> in = make_input(u.model, u.seed, u.batch);
-  ReferenceCheck check;
-  check.kind = s.reference;
   double smallest = INFINITY;
-  if (s.reference == "dd") {
-    SampledCheck sampled;
-    const Taps<DD> ref = dd_taps(u.model, w, in, u.seed, &sampled);
-    estimate_dd_error(check, sampled, fp64_taps(u.model, w, in), ref);
-    check.bits = 106;
-    smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
-  } else if (s.reference == "fp64") {
-    const Taps<double> ref = fp64_taps(u.model, w, in);
-    const Taps<Real> better = reference_taps(s.reference_bits, u.model, w, in);
-    check.bits = 53, check.check_bits = reference_bits();
-    compare_references(check, ref, better);
-    smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
-  } else {
-    const Taps<Real> better = reference_taps(2 * s.reference_bits, u.model, w, in);
-    check.check_bits = reference_bits();
-    const Taps<Real> ref = reference_taps(s.reference_bits, u.model, w, in);
-    check.bits = reference_bits();
-    compare_references(check, ref, better);
-    smallest = measure_unit(s, u, plan, w, in, ref).smallest_error;
-  }
+  ReferenceCheck check = run_reference(s.reference, s.reference_bits, true, u.model, w, in, u.seed, false,
+                                       [&](const auto& ref) { smallest = measure_unit(s, u, plan, w, in, ref).smallest_error; })
+                             .check;
   check.adequate = check.fro_rel <= 0.01 * smallest;
   nlohmann::json out = {{"kind", check.kind}, {"bits", check.bits}, {"checked_against_bits", check.check_bits},
           {"unit", u.index}, {"max_componentwise_difference", check.max_rel}, {"frobenius_difference", check.fro_rel},

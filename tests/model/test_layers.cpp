@@ -201,3 +201,26 @@ TEST(Forward, AModelWithoutBlocksReturnsItsInput) {
 
 }  // namespace
 }  // namespace lpsim
+
+namespace lpsim {
+namespace {
+
+// Slices check their ranges in every build: a head taken past a grouped-query key matrix is named, not read from
+// outside the matrix (diag/bounds.cpp did that under GQA before it refused such models).
+TEST(Matrix, SlicesOutsideTheMatrixAreRefused) {
+  const Matrix<double> k(8, 32, 1.0);  // two key/value heads of width 16
+  EXPECT_NO_THROW(columns(k, 16, 16));
+  EXPECT_THROW(columns(k, 32, 16), std::out_of_range);  // the third head of four query heads
+  EXPECT_THROW(columns(k, -1, 2), std::out_of_range);
+  EXPECT_THROW(row_block(k, 4, 5), std::out_of_range);
+  Matrix<double> out(8, 48);
+  EXPECT_THROW(set_columns(out, 40, k), std::out_of_range);
+  EXPECT_THROW(set_columns(out, 0, Matrix<double>(7, 8)), std::out_of_range);
+#if defined(LPSIM_CHECK_BOUNDS)
+  EXPECT_THROW(k(8, 0), std::out_of_range);
+  EXPECT_THROW(k(0, 32), std::out_of_range);
+#endif
+}
+
+}  // namespace
+}  // namespace lpsim

@@ -16,6 +16,7 @@
 #include "lpsim/model/attention_device.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/norm_device.hpp"
+#include "lpsim/model/row_kernels.hpp"
 #include "lpsim/util/host_device.hpp"
 
 namespace lpsim {
@@ -30,9 +31,9 @@ struct ActivationRecipe {
   double sqrt2 = 0, sqrt_2_over_pi = 0;  // sqrt(T(2)) and sqrt(T(2) / pi) in double, as layers.hpp has them
 };
 
-// layers.hpp's activation() then compute(), or gelu_new_chain(), for one value x, in double, with f the
-// transcendental function (f(arg) where arg is what layers.hpp passes it). With shift, the function's value is moved
-// by shift * |value| before use: the bracket of activation_certain. Every step is the CPU's double operation.
+// rows::activation (row_kernels.hpp: the same code layers.hpp runs) for one value x in double, with f the
+// transcendental function, counting the range events. With shift, the function's value is moved by shift * |value|
+// before use: the bracket of activation_certain.
 template <class F>
 LPSIM_HD double activation_value(const ActivationRecipe& r, double x, F f, double shift, ElementEvents* events) {
   auto fn = [&](double arg) {
@@ -52,21 +53,7 @@ LPSIM_HD double activation_value(const ActivationRecipe& r, double x, F f, doubl
     if (events) events->compute(r.out, y, z);
     return z;
   };
-  switch (r.kind) {
-    case Activation::relu: return compute(x > 0.0 ? x : 0.0);
-    case Activation::silu: return compute(x / (1.0 + fn(-x)));
-    case Activation::gelu: return compute(0.5 * x * (1.0 + fn(x / r.sqrt2)));
-    case Activation::gelu_tanh: {
-      const double c = r.sqrt_2_over_pi;
-      if (!r.chain) return compute(0.5 * x * (1.0 + fn(c * (x + 0.044715 * x * x * x))));
-      const double cc = compute(c), k = compute(0.044715);
-      const double cube = step(x * x * x);
-      const double inner = step(x + step(k * cube));
-      const double t = step(fn(step(cc * inner)));
-      return step(step(0.5 * x) * step(1.0 + t));
-    }
-  }
-  return x;
+  return rows::activation(r.kind, r.chain, x, fn, compute, step, r.sqrt2, r.sqrt_2_over_pi);
 }
 
 // Whether the activation of x rounds the same for every value of its function within the recipe's margin of f's.

@@ -22,6 +22,7 @@
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
+#include "lpsim/model/row_kernels.hpp"
 #include "lpsim/model/weights.hpp"
 #include "lpsim/util/parallel_for.hpp"
 
@@ -65,11 +66,13 @@ void store_computed(B& be, Op op, Matrix<T>& m) {
 
 // Y (n x d) = LayerNorm(X) or RMSNorm(X) row by row, gamma/beta of length d, eps the norm's own when it has one. Two passes: mean, then the variance of
 // the centred values (a careful kernel's choice; Welford's update would round differently).
-// cast: RMSNorm as transformers' LlamaRMSNorm: x * rstd is rounded to the stream's dtype (the norm's `out`) before
-// the gain multiplies it, itself rounded again.
+// cast: RMSNorm as transformers' LlamaRMSNorm: x * rstd is rounded to its input's dtype (`hidden_states.to(
+// input_dtype)`) before the gain multiplies it, itself rounded again. The input's dtype is the stream's for a block's
+// norms (the norm class's `out`); cast_as names another class whose `out` it is (QK-norm: the q/k projection's, bf16
+// under autocast, where the product with the fp32 gain is then fp32 by type promotion).
 template <class B, class T, class W>
 Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w, double eps, bool cast = false,
-               bool in_block = true) {
+               bool in_block = true, Op cast_as = Op::norm) {
   using std::sqrt;
   if constexpr (hooks_of<B>().observe_norm_input)  // diagnostics (diag/) look at the blocks' norms
     if (in_block) be.observe_norm_input(x);
@@ -89,18 +92,17 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
       for (int j = 0; j < d; ++j) centred[j] = row[j];
       second = be.compute(Op::norm, T(be.dot(Op::norm, row, row) / width));
     }
-    const T rstd = be.compute(Op::norm, T(T(1) / sqrt(be.compute(Op::norm, T(second + epsilon)))));
+    auto compute = [&](const T& v) { return be.compute(Op::norm, v); };
+    const T rstd = rows::norm_rstd(second, epsilon, compute);
     if (cast) {
-      for (int j = 0; j < d; ++j) y(i, j) = be.compute(Op::norm, T(centred[j] * rstd));
+      for (int j = 0; j < d; ++j) y(i, j) = compute(T(centred[j] * rstd));
       return;
     }
-    for (int j = 0; j < d; ++j) {
-      T v = be.compute(Op::norm, T(be.compute(Op::norm, T(centred[j] * rstd)) * w.gamma[j]));
-      if (!w.beta.empty()) v = be.compute(Op::norm, T(v + w.beta[j]));
-      y(i, j) = v;
-    }
+    for (int j = 0; j < d; ++j)
+      y(i, j) = rows::norm_affine(centred[j], rstd, w.gamma[j], w.beta.empty() ? nullptr : &w.beta[j], compute);
   });
-  store_computed(be, Op::norm, y);
+  if (cast && cast_as != Op::norm) be.store(cast_as, y);
+  else store_computed(be, Op::norm, y);
   if (cast) {  // the gain times the rounded normalised value, rounded again
     parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t i) {
       for (int j = 0; j < d; ++j) y(int(i), j) = be.compute(Op::norm, T(y(int(i), j) * w.gamma[j]));
@@ -138,10 +140,10 @@ void rotate(B& be, Matrix<T>& x, const Matrix<W>& cos_table, const Matrix<W>& si
     const int i = int(row_index);
     std::vector<T> row(d);
     for (int j = 0; j < d; ++j) row[j] = x(i, j);
+    auto compute = [&](const T& v) { return be.compute(Op::rope, v); };
     for (int j = 0; j < d; ++j) {
-      const T c = be.compute(Op::rope, T(cos_table(i, j))), s = be.compute(Op::rope, T(sin_table(i, j)));
       const T rot = j < half ? T(-row[j + half]) : row[j - half];
-      x(i, j) = be.compute(Op::rope, T(be.compute(Op::rope, T(row[j] * c)) + be.compute(Op::rope, T(rot * s))));
+      x(i, j) = rows::rotary(row[j], rot, T(cos_table(i, j)), T(sin_table(i, j)), compute);
     }
   });
   store_computed(be, Op::rope, x);
@@ -217,22 +219,23 @@ Matrix<T> flash_head(B& be, const AttentionKernel& kernel, const Matrix<T>& q, c
   return acc;
 }
 
+// The activation's transcendental function in T (row_kernels.hpp's rows::activation says at which argument).
+template <class T>
+auto transcendental(Activation a) {
+  return [a](const T& v) -> T {
+    using std::erf;
+    using std::exp;
+    using std::tanh;
+    return a == Activation::silu ? T(exp(v)) : a == Activation::gelu ? T(erf(v)) : T(tanh(v));
+  };
+}
+
+// The activation of x in T's own arithmetic, unrounded (the references and their checks).
 template <class T>
 T activation(Activation a, const T& x) {
-  using std::erf;
-  using std::exp;
   using std::sqrt;
-  using std::tanh;
-  switch (a) {
-    case Activation::relu: return x > T(0) ? x : T(0);
-    case Activation::silu: return T(x / T(T(1) + T(exp(T(-x)))));
-    case Activation::gelu: return T(T(0.5) * x * T(T(1) + T(erf(T(x / sqrt(T(2)))))));
-    case Activation::gelu_tanh: {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's form
-      const T c = sqrt(T(2) / pi_as<T>());
-      return T(T(0.5) * x * T(T(1) + T(tanh(T(c * T(x + T(T(0.044715) * x * x * x)))))));
-    }
-  }
-  return x;
+  auto same = [](const T& v) { return v; };
+  return rows::activation(a, false, x, transcendental<T>(a), same, same, T(sqrt(T(2))), T(sqrt(T(2) / pi_as<T>())));
 }
 
 // transformers' NewGELUActivation (gelu_new) as PyTorch evaluates it: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
@@ -240,14 +243,10 @@ T activation(Activation a, const T& x) {
 template <class B, class T>
 T gelu_new_chain(B& be, const T& x) {
   using std::sqrt;
-  using std::tanh;
+  auto compute = [&](const T& v) { return be.compute(Op::act, v); };
   auto step = [&](const T& v) { return be.chain_step(Op::act, be.compute(Op::act, v)); };
-  const T c = be.compute(Op::act, T(sqrt(T(2) / pi_as<T>())));  // Python floats reach the kernel as fp32
-  const T k = be.compute(Op::act, T(0.044715));
-  const T cube = step(T(x * x * x));
-  const T inner = step(T(x + step(T(k * cube))));
-  const T t = step(T(tanh(step(T(c * inner)))));
-  return step(T(step(T(T(0.5) * x)) * step(T(T(1) + t))));
+  return rows::activation(Activation::gelu_tanh, true, x, transcendental<T>(Activation::gelu_tanh), compute, step,
+                          T(sqrt(T(2))), T(sqrt(T(2) / pi_as<T>())));
 }
 
 // The activation as one correctly rounded function of its stored input, or (chain) as the framework's ops.
@@ -256,9 +255,15 @@ void activate(B& be, Activation a, Matrix<T>& u, bool chain = false) {
   const std::int64_t n = std::int64_t(u.size());
   if (chain && a == Activation::gelu_tanh)
     parallel_for(n, parallel_rows(be, u.size()), [&](std::int64_t i) { u.data[i] = gelu_new_chain(be, u.data[i]); });
-  else
-    parallel_for(n, parallel_rows(be, u.size()),
-                 [&](std::int64_t i) { u.data[i] = be.compute(Op::act, activation(a, u.data[i])); });
+  else {
+    using std::sqrt;
+    const T sqrt2 = T(sqrt(T(2))), sqrt_2_over_pi = T(sqrt(T(2) / pi_as<T>()));
+    const auto f = transcendental<T>(a);
+    auto compute = [&](const T& v) { return be.compute(Op::act, v); };
+    parallel_for(n, parallel_rows(be, u.size()), [&](std::int64_t i) {
+      u.data[i] = rows::activation(a, false, u.data[i], f, compute, compute, sqrt2, sqrt_2_over_pi);
+    });
+  }
   store_computed(be, Op::act, u);
 }
 
@@ -289,10 +294,10 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
   const Matrix<T> v = be.linear(Op::qkv, h, w.wv, bias(w.bv));
   const int dh = cfg.head_width(), group = cfg.heads / cfg.kv_head_count();
   const bool rope = !rope_cos.empty();
-  // QK-norm (Qwen3): each head's rows RMS-normalised with the layer's q_norm/k_norm gains before the rotation, as
-  // the stream's norms are (the norm class; LlamaRMSNorm's cast where the model has it).
+  // QK-norm (Qwen3): each head's rows RMS-normalised with the layer's q_norm/k_norm gains before the rotation, in
+  // the norm class; LlamaRMSNorm's cast rounds x * rstd to the projection's dtype (the qkv class's out).
   auto head_norm = [&](Matrix<T> x, const NormWeights<W>& gains) {
-    return cfg.qk_norm ? norm(be, NormKind::rmsnorm, x, gains, cfg.norm_eps, cfg.norm_cast, false) : x;
+    return cfg.qk_norm ? norm(be, NormKind::rmsnorm, x, gains, cfg.norm_eps, cfg.norm_cast, false, Op::qkv) : x;
   };
   std::vector<Matrix<T>> keys(cfg.kv_head_count());  // rotated once per key/value head, shared by its group
   for (int g = 0; g < cfg.kv_head_count(); ++g) {

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <span>
@@ -49,8 +51,23 @@ struct Matrix {
   Matrix(int r, int c, Uninitialized) : rows(r), cols(c), data(static_cast<std::size_t>(r) * c) {}
   Matrix(int r, int c, const T& fill) : rows(r), cols(c), data(static_cast<std::size_t>(r) * c, fill) {}
 
-  T& operator()(int i, int j) { return data[static_cast<std::size_t>(i) * cols + j]; }
-  const T& operator()(int i, int j) const { return data[static_cast<std::size_t>(i) * cols + j]; }
+  // Element access checks its indices in builds with LPSIM_CHECK_BOUNDS (Debug and sanitizer builds: CMakeLists.txt);
+  // the slices below check theirs always (once per call).
+  T& operator()(int i, int j) {
+    check(i, j);
+    return data[static_cast<std::size_t>(i) * cols + j];
+  }
+  const T& operator()(int i, int j) const {
+    check(i, j);
+    return data[static_cast<std::size_t>(i) * cols + j];
+  }
+  void check([[maybe_unused]] int i, [[maybe_unused]] int j) const {
+#if defined(LPSIM_CHECK_BOUNDS)
+    if (i < 0 || i >= rows || j < 0 || j >= cols)
+      throw std::out_of_range("matrix element (" + std::to_string(i) + ", " + std::to_string(j) + ") outside " +
+                              std::to_string(rows) + " x " + std::to_string(cols));
+#endif
+  }
   std::span<T> row(int i) { return {data.data() + static_cast<std::size_t>(i) * cols, static_cast<std::size_t>(cols)}; }
   std::span<const T> row(int i) const {
     return {data.data() + static_cast<std::size_t>(i) * cols, static_cast<std::size_t>(cols)};
@@ -64,9 +81,18 @@ std::vector<T> as_vector(const std::vector<T, A>& v) {
   return {v.begin(), v.end()};
 }
 
+// A slice [first, first + count) of `extent` rows or columns; out of range is a bug in the caller, named here (a head
+// taken past a grouped-query key matrix read far outside it before).
+inline void check_slice(const char* what, int first, int count, int extent) {
+  if (first < 0 || count < 0 || first > extent - count)
+    throw std::out_of_range(std::string(what) + " [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                            ") outside 0.." + std::to_string(extent));
+}
+
 // Columns [first, first + count) as a new matrix (one attention head out of Q, K or V).
 template <class T>
 Matrix<T> columns(const Matrix<T>& m, int first, int count) {
+  check_slice("columns", first, count, m.cols);
   Matrix<T> out(m.rows, count, uninitialized);
   for (int i = 0; i < m.rows; ++i)
     for (int j = 0; j < count; ++j) out(i, j) = m(i, first + j);
@@ -76,6 +102,7 @@ Matrix<T> columns(const Matrix<T>& m, int first, int count) {
 // Rows [first, first + count) as a new matrix (one key tile of V).
 template <class T>
 Matrix<T> row_block(const Matrix<T>& m, int first, int count) {
+  check_slice("rows", first, count, m.rows);
   Matrix<T> out(count, m.cols, uninitialized);
   std::copy(m.data.begin() + std::size_t(first) * m.cols, m.data.begin() + std::size_t(first + count) * m.cols,
             out.data.begin());
@@ -84,6 +111,9 @@ Matrix<T> row_block(const Matrix<T>& m, int first, int count) {
 
 template <class T>
 void set_columns(Matrix<T>& m, int first, const Matrix<T>& part) {
+  check_slice("columns", first, part.cols, m.cols);
+  if (part.rows != m.rows)
+    throw std::out_of_range("set_columns: " + std::to_string(part.rows) + " rows into " + std::to_string(m.rows));
   for (int i = 0; i < m.rows; ++i)
     for (int j = 0; j < part.cols; ++j) m(i, first + j) = part(i, j);
 }

@@ -1,9 +1,7 @@
 // Phi-3 (model_type "phi3"): the Llama block with its projections fused as stored: qkv_proj holds q, k and v
 // (out x in, rows in that order) and gate_up_proj holds gate then up (transformers' Phi3MLP: chunk(2) of one
 // GEMM's output). Attention may carry a sliding window (as Mistral's: refused where the input is longer). Rotary
-// embeddings over part of a head (partial_rotary_factor < 1) and longrope scaling are refused by field name.
-#include <fmt/format.h>
-
+// embeddings over part of a head (partial_rotary_factor < 1, read_rope) and longrope scaling are refused by name.
 #include "lpsim/model/family.hpp"
 #include "model/families/llama.hpp"
 #include "model/hf_fields.hpp"
@@ -21,8 +19,6 @@ ModelConfig defaults() {
 void from_hf(const HfFields& f, std::string_view type, ModelConfig& c) {
   llama_family::read_fields(f, type, c);
   c.norm_eps = f.number("rms_norm_eps", 1e-5);  // Phi3Config's default
-  if (const double partial = f.number("partial_rotary_factor", 1.0); partial != 1.0)
-    f.fail("partial_rotary_factor", fmt::format("= {} is not modelled (rotary embeddings over the whole head only)", partial));
   if (f.has("sliding_window")) c.sliding_window = f.integer("sliding_window");
 }
 

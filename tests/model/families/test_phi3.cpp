@@ -99,6 +99,11 @@ TEST(Phi3, FieldsNotModelledAreRefusedByName) {
     return std::string();
   };
   EXPECT_NE(error_with(R"("partial_rotary_factor": 0.75)").find("'partial_rotary_factor'"), std::string::npos);
+  // transformers 5.x writes it inside rope_parameters (as its Phi3Config saves: results/hf/models/phi3)
+  EXPECT_NE(error_with(R"("rope_parameters": {"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.75})")
+                .find("rope_parameters: field 'partial_rotary_factor'"),
+            std::string::npos);
+  EXPECT_EQ(error_with(R"("rope_parameters": {"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 1.0})"), "");
   EXPECT_NE(error_with(R"("rope_scaling": {"type": "longrope", "short_factor": [1.0], "long_factor": [1.0]})").find("'rope_type'"),
             std::string::npos);
   EXPECT_EQ(error_with(R"("partial_rotary_factor": 1.0)"), "");

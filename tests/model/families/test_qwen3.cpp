@@ -96,6 +96,8 @@ TEST(Qwen3, ConfigFieldsNotModelledAreRefusedByName) {
   };
   EXPECT_NE(with(R"("use_sliding_window": true)").find("'use_sliding_window'"), std::string::npos);
   EXPECT_NE(with(R"("attention_bias": true)").find("'attention_bias'"), std::string::npos);
+  EXPECT_NE(with(R"("layer_types": ["full_attention", "sliding_attention"])").find("'layer_types'"), std::string::npos);
+  EXPECT_EQ(with(R"("layer_types": ["full_attention", "full_attention"])"), "");
   EXPECT_NE(with(R"("hidden_act": "gelu")").find("'hidden_act'"), std::string::npos);
   EXPECT_NE(with(R"("rope_parameters": {"rope_type": "yarn", "factor": 4.0})").find("'rope_type'"), std::string::npos);
   // Without head_dim, Qwen3Config's default of 128 applies (not hidden / heads = 16).
