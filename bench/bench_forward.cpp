@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "bench_timing.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "device_slot.hpp"
-#include "lpsim/model/attention_device.hpp"
+#include "lpsim/device/attention_device.hpp"
 
 namespace lpsim::cuda {
 

@@ -1,5 +1,5 @@
 #pragma once
-// The heads of the textbook attention on the GPU (one, or a layer's at once) with the CPU's bits (lpsim/model/attention_device.hpp has the
+// The heads of the textbook attention on the GPU (one, or a layer's at once) with the CPU's bits (lpsim/device/attention_device.hpp has the
 // contract): the score and P V products by the float kernels of the emulated GEMM, scale and softmax by kernels
 // whose every step is the CPU's double or float operation, exp certified per value (the host computes the rare
 // value whose rounding the device's exp cannot decide). S and P stay on the GPU: only Q, K, V and the head's output
@@ -7,7 +7,7 @@
 #include <memory>
 #include <mutex>
 
-#include "lpsim/model/attention_device.hpp"
+#include "lpsim/device/attention_device.hpp"
 
 namespace lpsim::cuda {
 

@@ -11,8 +11,8 @@
 #include <string_view>
 
 #include "lpsim/accum/gemm.hpp"
-#include "lpsim/model/attention_block_device.hpp"
-#include "lpsim/model/feed_forward_device.hpp"
+#include "lpsim/device/attention_block_device.hpp"
+#include "lpsim/device/feed_forward_device.hpp"
 
 namespace lpsim::cuda {
 

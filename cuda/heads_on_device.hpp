@@ -3,7 +3,7 @@
 // (operands from the host) and EmulatedGemm's attention layers (operands made on the device) both run. Not part of
 // the interface.
 #include "device_slot.hpp"
-#include "lpsim/model/attention_device.hpp"
+#include "lpsim/device/attention_device.hpp"
 
 namespace lpsim::cuda {
 

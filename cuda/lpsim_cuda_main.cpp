@@ -22,7 +22,7 @@
 #include "emulated_gemm.hpp"
 #include "lpsim/util/keep_freed_memory.hpp"
 #include "lpsim/hw/device_gemm_cases.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/hw/native_runs.hpp"
 #include "lpsim/hw/tc_probe.hpp"
 #include "lpsim/model/forward.hpp"

@@ -1,10 +1,10 @@
 #pragma once
-// A block's pre-norm on the GPU with the CPU's bits (lpsim/model/norm_device.hpp): one thread per row for the
+// A block's pre-norm on the GPU with the CPU's bits (lpsim/device/norm_device.hpp): one thread per row for the
 // reductions (the binary32 loop is sequential along the row), one per element for the rest, then the cast to the
 // block's first product's input. Shared by EmulatedGemm's attention layers and feed-forward blocks; not part of the
 // interface.
 #include "device_slot.hpp"
-#include "lpsim/model/norm_device.hpp"
+#include "lpsim/device/norm_device.hpp"
 
 namespace lpsim::cuda {
 

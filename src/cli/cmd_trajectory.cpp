@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/safetensors.hpp"

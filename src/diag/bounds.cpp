@@ -8,7 +8,7 @@
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/diag/softmax_jacobian.hpp"
 #include "lpsim/format/round_scalar.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/reference/mpfr_backend.hpp"
 

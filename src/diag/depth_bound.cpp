@@ -7,7 +7,7 @@
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/residual_gain.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"

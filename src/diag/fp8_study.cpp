@@ -12,7 +12,7 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/diag/diagnostics.hpp"
 #include "lpsim/diag/logit_bounds.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"
 

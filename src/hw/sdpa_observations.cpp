@@ -8,7 +8,7 @@
 #include <regex>
 
 #include "lpsim/config/config_error.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/layers.hpp"
 #include "lpsim/model/safetensors.hpp"
 

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-ORDER = ["util", "config", "format", "stats", "accum", "model", "reference", "diag", "hw", "sweep", "trajectory",
+ORDER = ["util", "config", "format", "stats", "accum", "model", "device", "emulation", "reference", "diag", "hw", "sweep", "trajectory",
          "cuda", "cli", "python"]
 EVERYWHERE = {"lpsim/config/config_error.hpp", "config/config_error.hpp"}
 MAINS = {"cuda/lpsim_cuda_main.cpp": "cli"}  # a program's main sits with the command line, whatever its folder

@@ -10,7 +10,7 @@
 
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/hw/device_gemm_cases.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"

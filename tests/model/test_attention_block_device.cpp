@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "lpsim/format/block_scale.hpp"
-#include "lpsim/model/attention_block_device.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/device/attention_block_device.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/layers.hpp"
 #include "support/device_contract.hpp"
 

@@ -14,8 +14,8 @@
 
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/round_scalar.hpp"
-#include "lpsim/model/attention_device.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/device/attention_device.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/layers.hpp"
 #include "lpsim/reference/forward_error.hpp"

@@ -8,7 +8,7 @@
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/hw/sdpa_observations.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/layers.hpp"
 
 namespace lpsim {

@@ -9,7 +9,7 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/accum/block_scaled_gemm.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 
 namespace lpsim {
 namespace {

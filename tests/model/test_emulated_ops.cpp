@@ -13,7 +13,7 @@
 
 #include "lpsim/format/block_scale.hpp"
 #include "lpsim/format/round_scalar.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/reference/forward_error.hpp"

@@ -12,8 +12,8 @@
 #include <limits>
 #include <random>
 
-#include "lpsim/model/emulated_backend.hpp"
-#include "lpsim/model/feed_forward_device.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
+#include "lpsim/device/feed_forward_device.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/layers.hpp"
 #include "lpsim/reference/forward_error.hpp"

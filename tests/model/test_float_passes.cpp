@@ -1,4 +1,4 @@
-// The emulated backend's vectorised store and cast passes (src/model/float_passes.hpp) against the rounding core,
+// The emulated backend's vectorised store and cast passes (src/emulation/float_passes.hpp) against the rounding core,
 // value by value, on floats, doubles no float holds, subnormals, values that overflow, infinities and NaNs.
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 
 #include "lpsim/format/format.hpp"
 #include "lpsim/format/round_scalar.hpp"
-#include "model/float_passes.hpp"
+#include "emulation/float_passes.hpp"
 
 namespace lpsim {
 namespace {

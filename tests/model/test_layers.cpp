@@ -3,7 +3,7 @@
 // against the same oracle.
 #include <gtest/gtest.h>
 
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/native_backend.hpp"

@@ -9,7 +9,7 @@
 #include <functional>
 #include <string>
 
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/layers.hpp"
 #include "lpsim/reference/forward_error.hpp"

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/reference/dd_backend.hpp"

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "lpsim/config/config_error.hpp"
-#include "lpsim/model/emulated_backend.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"

@@ -5,7 +5,7 @@
 // block's first product's input. The host then neither normalises nor prepares the block's input.
 #include <span>
 
-#include "lpsim/model/attention_device.hpp"
+#include "lpsim/device/attention_device.hpp"
 
 namespace lpsim {
 

@@ -8,9 +8,9 @@
 #include <span>
 
 #include "lpsim/accum/policy.hpp"
-#include "lpsim/model/attention_device.hpp"
-#include "lpsim/model/feed_forward_device.hpp"
-#include "lpsim/model/norm_device.hpp"
+#include "lpsim/device/attention_device.hpp"
+#include "lpsim/device/feed_forward_device.hpp"
+#include "lpsim/device/norm_device.hpp"
 
 namespace lpsim {
 

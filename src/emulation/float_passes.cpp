@@ -1,4 +1,4 @@
-#include "model/float_passes.hpp"
+#include "emulation/float_passes.hpp"
 
 #include <cmath>
 #include <limits>

@@ -13,9 +13,9 @@
 #include <span>
 
 #include "lpsim/accum/policy.hpp"
-#include "lpsim/model/attention_device.hpp"
+#include "lpsim/device/attention_device.hpp"
 #include "lpsim/model/model_config.hpp"
-#include "lpsim/model/norm_device.hpp"
+#include "lpsim/device/norm_device.hpp"
 #include "lpsim/model/row_kernels.hpp"
 #include "lpsim/util/host_device.hpp"
 

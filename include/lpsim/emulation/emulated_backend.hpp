@@ -15,9 +15,9 @@
 
 #include "lpsim/accum/gemm.hpp"
 #include "lpsim/model/backend.hpp"
-#include "lpsim/model/attention_block_device.hpp"
-#include "lpsim/model/attention_device.hpp"
-#include "lpsim/model/feed_forward_device.hpp"
+#include "lpsim/device/attention_block_device.hpp"
+#include "lpsim/device/attention_device.hpp"
+#include "lpsim/device/feed_forward_device.hpp"
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
