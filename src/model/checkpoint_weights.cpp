@@ -43,7 +43,9 @@ int vector_length(P p, const ModelConfig& c) {
   }
 }
 
-Matrix<double>& matrix_of(LayerWeights<double>& w, P p) {
+// A layer's parameter by name, const or not (the reader fills them, the writer reads them).
+template <class L>
+auto& matrix_of(L& w, P p) {
   switch (p) {
     case P::wq: return w.wq;
     case P::wk: return w.wk;
@@ -55,7 +57,8 @@ Matrix<double>& matrix_of(LayerWeights<double>& w, P p) {
   }
 }
 
-std::vector<double>& vector_of(LayerWeights<double>& w, P p) {
+template <class L>
+auto& vector_of(L& w, P p) {
   switch (p) {
     case P::bq: return w.bq;
     case P::bk: return w.bk;
@@ -66,7 +69,8 @@ std::vector<double>& vector_of(LayerWeights<double>& w, P p) {
   }
 }
 
-NormWeights<double>& norm_of(LayerWeights<double>& w, P p) {
+template <class L>
+auto& norm_of(L& w, P p) {
   return p == P::norm1 ? w.norm1 : p == P::norm2 ? w.norm2 : p == P::q_norm ? w.q_norm : w.k_norm;
 }
 
@@ -145,7 +149,7 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
   const Family* family = family_by_arch(cfg.arch);
   if (!family) throw ConfigError(fmt::format("model.arch = '{}' is not a family ({})", cfg.arch, fmt::join(family_arch_names(), ", ")));
   // The family's own names; a single file written under another family's names that hold this model is read
-  // under those (a GPT-2-named file as an encoder, as the trainer of seed 001's experiments writes them).
+  // under those (a GPT-2-named file as an encoder, as the trainer of arXiv 2510.21770's experiments writes them).
   CheckpointLayout layout = checkpoint_layout(*family, cfg);
   std::optional<std::string> prefix = find_prefix(tensors, layout);
   if (!prefix)
@@ -273,7 +277,7 @@ void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, c
     if (n.eps >= 0) t[base + ".eps"] = Tensor{"F64", {1}, {n.eps}};
   };
   for (int layer = 0; layer < int(w.layers.size()); ++layer) {
-    LayerWeights<double> lw = w.layers[layer];  // a copy: the accessors hand out references
+    const LayerWeights<double>& lw = w.layers[layer];
     const std::string p = block_prefix(layout, layer);
     for (const LayerTensor& tensor : layout.block) {
       const P first = tensor.parts.front();
@@ -284,7 +288,11 @@ void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, c
         bool empty = false;
         for (P part : tensor.parts) cols += matrix_of(lw, part).cols, empty |= matrix_of(lw, part).size() == 0;
         if (empty) continue;
-        Matrix<double> all(matrix_of(lw, first).rows, cols);
+        if (tensor.parts.size() == 1) {
+          mat(p + tensor.name, matrix_of(lw, first), tensor.stored == Stored::out_in);
+          continue;
+        }
+        Matrix<double> all(matrix_of(lw, first).rows, cols);  // fused: the parts side by side
         int at = 0;
         for (P part : tensor.parts) set_columns(all, at, matrix_of(lw, part)), at += matrix_of(lw, part).cols;
         mat(p + tensor.name, all, tensor.stored == Stored::out_in);

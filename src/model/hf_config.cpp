@@ -58,9 +58,19 @@ HfFields HfFields::object(const std::string& key) const {
   return HfFields(j_.at(key), file_ + " " + key);
 }
 
-void read_rope(const HfFields& f, ModelConfig& c) {
-  if (const double partial = f.number("partial_rotary_factor", 1.0); partial != 1.0)  // 4.x: a top-level field
+namespace {
+
+// Rotary embeddings over part of each head (Phi-4-mini, GLM, ...): 4.x writes the factor at the top level, 5.x in
+// rope_parameters.
+void refuse_partial_rotary(const HfFields& f) {
+  if (const double partial = f.number("partial_rotary_factor", 1.0); partial != 1.0)
     f.fail("partial_rotary_factor", fmt::format("= {} is not modelled (rotary embeddings over the whole head only)", partial));
+}
+
+}  // namespace
+
+void read_rope(const HfFields& f, ModelConfig& c) {
+  refuse_partial_rotary(f);
   std::string where;
   if (f.has("rope_parameters")) where = "rope_parameters";
   else if (f.has("rope_scaling")) where = "rope_scaling";
@@ -68,9 +78,7 @@ void read_rope(const HfFields& f, ModelConfig& c) {
   if (!(c.rope.theta > 0)) f.fail("rope_theta", fmt::format("= {} must be > 0 (this family always rotates)", c.rope.theta));
   if (where.empty()) return;
   const HfFields p = f.object(where);
-  // Rotary embeddings over part of each head (Phi-4-mini, GLM, ...): 5.x keeps the factor in rope_parameters.
-  if (const double partial = p.number("partial_rotary_factor", 1.0); partial != 1.0)
-    p.fail("partial_rotary_factor", fmt::format("= {} is not modelled (rotary embeddings over the whole head only)", partial));
+  refuse_partial_rotary(p);
   if (p.has("rope_theta")) c.rope.theta = p.number("rope_theta");
   if (!(c.rope.theta > 0)) p.fail("rope_theta", fmt::format("= {} must be > 0 (this family always rotates)", c.rope.theta));
   const std::string type = p.text("rope_type", p.text("type", "default"));
@@ -81,6 +89,15 @@ void read_rope(const HfFields& f, ModelConfig& c) {
   c.rope.low_freq_factor = p.number("low_freq_factor");
   c.rope.high_freq_factor = p.number("high_freq_factor");
   c.rope.original_max_positions = p.integer("original_max_position_embeddings");
+}
+
+void read_gelu_or_relu(const HfFields& f, const std::string& key, const std::string& fallback, ModelConfig& c) {
+  const std::string act = f.text(key, fallback);
+  if (act == "gelu") c.activation = Activation::gelu;
+  else if (act == "gelu_new" || act == "gelu_pytorch_tanh") c.activation = Activation::gelu_tanh;
+  else if (act == "relu") c.activation = Activation::relu;
+  else f.fail(key, fmt::format("= '{}' is not modelled (gelu, gelu_new, gelu_pytorch_tanh, relu)", act));
+  c.activation_chain = act == "gelu_new";  // NewGELUActivation: a Python chain of ops; gelu_pytorch_tanh is one kernel
 }
 
 int default_tokens(const HfFields& f, const std::string& key, int fallback) { return std::min(32, f.integer(key, fallback)); }

@@ -36,6 +36,10 @@ class HfFields {
 // both); rope types other than default and llama3 are refused by name.
 void read_rope(const HfFields& f, ModelConfig& c);
 
+// The activation of the GPT-2 and ViT classes' field `key`: gelu (erf), gelu_new (tanh, as transformers' chain of
+// ops: activation_chain), gelu_pytorch_tanh (tanh, one kernel) or relu; another value is refused by name.
+void read_gelu_or_relu(const HfFields& f, const std::string& key, const std::string& fallback, ModelConfig& c);
+
 // The sequence length lpsim runs a checkpoint at by default: the model's context, at most 32 tokens.
 int default_tokens(const HfFields& f, const std::string& key, int fallback);
 

@@ -12,6 +12,7 @@
 #include "lpsim/model/hf_config.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/scratch_dir.hpp"
 #include "lpsim/sweep/sweep_config.hpp"
 
 namespace lpsim {
@@ -19,12 +20,7 @@ namespace {
 
 const std::string hf_dir = std::string(LPSIM_SOURCE_DIR) + "/results/hf";
 
-std::filesystem::path scratch(const std::string& name) {
-  const auto p = std::filesystem::temp_directory_path() / ("lpsim_hf_" + name);
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p;
-}
+std::filesystem::path scratch(const std::string& name) { return test::scratch_dir("hf_" + name); }
 
 void write(const std::filesystem::path& p, const std::string& text) { std::ofstream(p) << text; }
 

@@ -32,12 +32,7 @@ void from_hf(const HfFields& f, std::string_view, ModelConfig& c) {
   c.vocab = f.integer("vocab_size");
   c.norm_eps = f.number("layer_norm_epsilon", 1e-5);
   c.tokens = default_tokens(f, "n_positions", 1024);
-  const std::string act = f.text("activation_function", "gelu_new");
-  if (act == "gelu_new" || act == "gelu_pytorch_tanh") c.activation = Activation::gelu_tanh;
-  else if (act == "gelu") c.activation = Activation::gelu;
-  else if (act == "relu") c.activation = Activation::relu;
-  else f.fail("activation_function", fmt::format("= '{}' is not modelled (gelu_new, gelu_pytorch_tanh, gelu, relu)", act));
-  c.activation_chain = act == "gelu_new";  // NewGELUActivation: a Python chain of ops; gelu_pytorch_tanh is one kernel
+  read_gelu_or_relu(f, "activation_function", "gelu_new", c);
   if (!f.boolean("scale_attn_weights", true)) f.fail("scale_attn_weights", "= false is not modelled");
   if (f.boolean("scale_attn_by_inverse_layer_idx", false)) f.fail("scale_attn_by_inverse_layer_idx", "= true is not modelled");
   if (f.boolean("reorder_and_upcast_attn", false)) f.fail("reorder_and_upcast_attn", "= true is not modelled");

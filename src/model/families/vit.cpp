@@ -1,4 +1,4 @@
-// The encoder family: seed 001's Tiny-ViT (TOML) and Hugging Face's ViTModel (model_type "vit"): LayerNorm
+// The encoder family: arXiv 2510.21770's Tiny-ViT (TOML) and Hugging Face's ViTModel (model_type "vit"): LayerNorm
 // before both branches, exact GELU, patch embedding with a class token and learned positions, a final LayerNorm.
 #include <fmt/format.h>
 
@@ -31,12 +31,7 @@ void from_hf(const HfFields& f, std::string_view, ModelConfig& c) {
   const long long side = c.patch > 0 ? c.image / c.patch : 0;
   c.tokens = int(std::min<long long>(side * side + 1, 1LL << 30));
   c.qkv_bias = f.boolean("qkv_bias", true) ? -1 : 0;
-  const std::string act = f.text("hidden_act", "gelu");
-  if (act == "gelu") c.activation = Activation::gelu;
-  else if (act == "gelu_new" || act == "gelu_pytorch_tanh") c.activation = Activation::gelu_tanh;
-  else if (act == "relu") c.activation = Activation::relu;
-  else f.fail("hidden_act", fmt::format("= '{}' is not modelled (gelu, gelu_new, relu)", act));
-  c.activation_chain = act == "gelu_new";
+  read_gelu_or_relu(f, "hidden_act", "gelu", c);
   c.final_norm = true;  // ViTModel's layernorm after the encoder
 }
 
@@ -72,7 +67,7 @@ CheckpointLayout layout(const ModelConfig& c) {
 
 extern const Family family_vit{.arch = "encoder",
                                .model_types = {"vit"},
-                               .summary = "encoder: seed 001's Tiny-ViT and ViTModel (pre-LN, GELU, patches)",
+                               .summary = "encoder: arXiv 2510.21770's Tiny-ViT and ViTModel (pre-LN, GELU, patches)",
                                .defaults = defaults,
                                .from_hf = from_hf,
                                .layout = layout,

@@ -4,23 +4,18 @@
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace lpsim {
 namespace {
 
-std::filesystem::path scratch(const std::string& name) {
-  const auto p = std::filesystem::temp_directory_path() / ("lpsim_phi3_" + name + std::to_string(::getpid()));
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p;
-}
+std::filesystem::path scratch(const std::string& name) { return test::scratch_dir("phi3_" + name); }
 
 const std::string config_json = R"({"model_type": "phi3", "hidden_size": 32, "num_attention_heads": 4,
   "num_key_value_heads": 2, "intermediate_size": 48, "num_hidden_layers": 1, "vocab_size": 64,

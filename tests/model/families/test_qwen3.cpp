@@ -6,23 +6,18 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace lpsim {
 namespace {
 
-std::filesystem::path scratch(const std::string& name) {
-  const auto p = std::filesystem::temp_directory_path() / ("lpsim_qwen3_" + name + std::to_string(::getpid()));
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p;
-}
+std::filesystem::path scratch(const std::string& name) { return test::scratch_dir("qwen3_" + name); }
 
 // Hidden 64 with head_dim 32 (Qwen3 sets it apart from hidden / heads), 4 query and 2 key/value heads.
 const std::string config_json = R"({"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4,
