@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seed 001's Figure 4 from lpsim's Exp-2 output: seed 0's z-scored max kappa_softmax and forward mismatch over
+"""arXiv 2510.21770's Figure 4 from lpsim's Exp-2 output: seed 0's z-scored max kappa_softmax and forward mismatch over
 training, and every seed's correlation by lag for each target. Usage: plot_forecast.py RESULTS_DIR PRECISION"""
 import csv
 import os

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seed 001's Figures 5 and 6 from lpsim's Exp-3 table: control - intervention tail loss and tail forward mismatch
+"""arXiv 2510.21770's Figures 5 and 6 from lpsim's Exp-3 table: control - intervention tail loss and tail forward mismatch
 per (rho*, cap), mean and std over seeds (positive: the eps bump helped). Usage: plot_lnbump.py RESULTS_DIR"""
 import csv
 import os

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Trains lpsim's pre-LN Tiny-ViT on scikit-learn's handwritten digits, as seed 001's Exp-2/3 train theirs.
+"""Trains lpsim's pre-LN Tiny-ViT on scikit-learn's handwritten digits, as arXiv 2510.21770's Exp-2/3 train theirs.
 
 One run = (precision, seed, intervention). Every step writes a safetensors checkpoint with Hugging Face ViT names
 (lpsim loads it directly), the loss goes to log.csv, and the minibatch order to order.csv. Exp-3's LayerNorm-eps
-bump (Algorithm 1 of seed 001) runs inside training when --rho-star is given; control and intervention runs of a
+bump (Algorithm 1 of arXiv 2510.21770) runs inside training when --rho-star is given; control and intervention runs of a
 seed see the same initial weights, the same minibatches and the same rho_LN subsamples.
 
 Low precision: on CUDA, torch.autocast (fp16 with a GradScaler). On the CPU (Debian's PyTorch 1.13 has no fp16

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seed 001's Exp-2 (forecasting) and Exp-3 (LayerNorm-eps bump) end to end from one sweep file: train the runs
+"""arXiv 2510.21770's Exp-2 (forecasting) and Exp-3 (LayerNorm-eps bump) end to end from one sweep file: train the runs
 (scripts/train_digits.py, in parallel, skipping finished ones), analyse them with lpsim (trajectory + forecast, or
 lnbump), and plot. Usage: trajectory_study.py sweeps/exp2.toml [--jobs N] [--lpsim build/lpsim] [--seeds 0,1]
 """

@@ -9,7 +9,7 @@ namespace lpsim {
 
 namespace {
 
-// Tensor-core parameters of the presets are the public reports' leads (../shared/NOTES.md), not yet fitted to
+// Tensor-core parameters of the presets are the public reports' leads (docs/SOURCES.md), not yet fitted to
 // the H100: issue 7 measures them.
 const std::vector<PolicyPreset> presets = {
     {"fp64", "in=fp64,acc=fp64", "binary64 throughout, sequential fma"},

@@ -1,4 +1,4 @@
-// `lpsim bounds`: how well seed 001's local bounds hold on one model under one plan (diag/bounds.hpp).
+// `lpsim bounds`: how well arXiv 2510.21770's local bounds hold on one model under one plan (diag/bounds.hpp).
 //   lpsim bounds --model models/tiny-vit.toml --plan autocast-bf16 --seed 0
 #include <fmt/format.h>
 
@@ -128,7 +128,7 @@ void run(const BoundsCli& o) {
     csv += fmt::format("{},{},{},theorem3,{},,{:.6e},{:.6e},{:.6e},{},,,,,,,{},,\n", cfg.name, plan.name, o.seed, cfg.depth - 1,
                        observed, rhs, observed / rhs, observed <= rhs, eps);
     if (cfg.position == NormPosition::pre) {
-      fmt::print("Depth bound (seed 002's mechanism, diag/depth_bound.hpp): E_0 prod_k alpha_k + sum_l local_l prod_(k>l) (1 + rho_attn,k)(1 + rho_ffn,k)\n");
+      fmt::print("Depth bound (arXiv 2503.10251's mechanism, diag/depth_bound.hpp): E_0 prod_k alpha_k + sum_l local_l prod_(k>l) (1 + rho_attn,k)(1 + rho_ffn,k)\n");
       const std::vector<DepthBoundRow> rows = depth_bound(cfg, plan, w, make_input(cfg, o.seed, o.batch), o.ref_bits, &checks);
       if (!rows.empty()) fmt::print("embedding error E_0 / ||X_0||: {:.3e} (carried from the start)\n", rows[0].embedding);
       fmt::print("{:>5} {:>10} {:>8} {:>10} {:>10} {:>10} {:>9} {:>5}\n", "layer", "local", "alpha", "observed", "bound",
@@ -150,7 +150,7 @@ void run(const BoundsCli& o) {
 void add_bounds_command(CLI::App& app) {
   auto o = std::make_shared<BoundsCli>();
   CLI::App* cmd = app.add_subcommand(
-      "bounds", "how tight seed 001's Theorems 1-3, Proposition 1 and seed 002's depth bound are on a real forward");
+      "bounds", "how tight arXiv 2510.21770's Theorems 1-3, Proposition 1 and arXiv 2503.10251's depth bound are on a real forward");
   cmd->add_option("--model,-m", o->model, "model file")->required();
   cmd->add_option("--plan,-p", o->plan, "plan preset or file (default autocast-bf16)");
   cmd->add_option("--seed,-s", o->seed, "seed of weights and inputs");

@@ -1,7 +1,7 @@
-// `lpsim forecast SERIES.csv...`: seed 001's Exp-2 analysis (its Table 3) on the series that `lpsim trajectory`
+// `lpsim forecast SERIES.csv...`: arXiv 2510.21770's Exp-2 analysis (its Table 3) on the series that `lpsim trajectory`
 // writes, one file per seed: lead-lag of a signal (default max kappa_softmax) against each target (default the final
 // block's forward error, and the loss), permutation p-value, Spike Precision@K. Writes a table CSV and the
-// correlation-by-lag curves (for scripts/plot_forecast.py, seed 001's Figure 4).
+// correlation-by-lag curves (for scripts/plot_forecast.py, arXiv 2510.21770's Figure 4).
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// `lpsim fp8study`: seed 004's overflow scenario (diag/fp8_study.hpp): fp8 logits under current, delayed and
+// `lpsim fp8study`: arXiv 2602.18851's overflow scenario (diag/fp8_study.hpp): fp8 logits under current, delayed and
 // geometry-aware scaling over a batch sequence with transient outliers.
 //   lpsim fp8study -m models/encoder.toml --batches 40 --outliers 10,25
 #include <fmt/format.h>
@@ -16,7 +16,7 @@ namespace lpsim::cli {
 void add_fp8study_command(CLI::App& app) {
   auto o = std::make_shared<Fp8StudyOptions>();
   auto model = std::make_shared<std::string>(), output = std::make_shared<std::string>();
-  CLI::App* cmd = app.add_subcommand("fp8study", "fp8 logits: current vs delayed vs geometry-aware scaling (seed 004)");
+  CLI::App* cmd = app.add_subcommand("fp8study", "fp8 logits: current vs delayed vs geometry-aware scaling (arXiv 2602.18851)");
   cmd->add_option("--model,-m", *model, "model file (embedding none, pre-LN)")->required();
   cmd->add_option("--batches", o->batches, "input batches (default 40)");
   cmd->add_option("--outliers", o->outliers, "batches with an outlier token (default 10,25)")->delimiter(',');

@@ -1,4 +1,4 @@
-// `lpsim lnbump STUDY`: seed 001's Exp-3 table (its Table 4) from matched control and eps-bump runs of
+// `lpsim lnbump STUDY`: arXiv 2510.21770's Exp-3 table (its Table 4) from matched control and eps-bump runs of
 // scripts/train_digits.py under STUDY/runs/<precision>_seed<k>_<run> (run: control or rho<r>_cap<c>). For each run:
 // tail means over the last `tail` steps of the training loss (log.csv) and of the forward mismatch r_block of the
 // final block (emulated under the plan against float64 on the probe batch, `lpsim trajectory` on those

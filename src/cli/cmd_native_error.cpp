@@ -1,7 +1,7 @@
 // `lpsim native-error [DIR]`: PyTorch's native GPU forwards (DIR/torch_forward.safetensors, written on the H100 by
 // scripts/cuda_torch_forward.py) against the MPFR reference (observed), next to lpsim's emulated forward under the
 // same plan (predicted: the plan's IEEE-sequential GEMMs, and the same plan with the GEMMs on the H100-fitted
-// tensor-core model), the share of bit-identical values, and seed 001's combined predictor x eps_mach.
+// tensor-core model), the share of bit-identical values, and arXiv 2510.21770's combined predictor x eps_mach.
 // Writes DIR/../native_error.csv; runs on any machine (no GPU).
 #include <fmt/format.h>
 

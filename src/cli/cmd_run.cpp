@@ -32,7 +32,7 @@ struct RunOptions {
 
 std::string sci(double v) { return std::isfinite(v) ? fmt::format("{:.3e}", v) : fmt::format("{}", v); }
 
-// Seed 001-004's diagnostics of every layer (docs/DIAGNOSTICS.md) on the same weights and input.
+// The papers' diagnostics (docs/SOURCES.md) of every layer (docs/DIAGNOSTICS.md) on the same weights and input.
 void print_diagnostics(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& study) {
   const Weights<double> w = make_weights(cfg, study.seed);
   const std::vector<LayerDiagnostics> d = diagnose(cfg, w, make_input(cfg, study.seed, study.batch));

@@ -1,4 +1,4 @@
-// `lpsim trajectory RUN_DIR`: seed 001's Exp-2 measurement over a training run (scripts/train_digits.py): every
+// `lpsim trajectory RUN_DIR`: arXiv 2510.21770's Exp-2 measurement over a training run (scripts/train_digits.py): every
 // checkpoint's emulated forward under a plan against float64 on the probe batch, r per layer and tap, and every
 // diagnostic, into RUN_DIR/trajectory.csv (per layer) and RUN_DIR/series.csv (per step, what `lpsim forecast` reads).
 // Resumes where it stopped. `lpsim checkpoint-forward`: one checkpoint's block outputs on the probe batch (and the

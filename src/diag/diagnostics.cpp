@@ -169,7 +169,7 @@ void add_weight_diagnostics(Observed& o, const ModelConfig& cfg, const Weights<d
       d.qk_norm_power = std::max(d.qk_norm_power, qk_norm_power(wq, wk));
       d.qk_cond = std::max(d.qk_cond, sv(0) / smin);
       d.qk_ratio = std::max(d.qk_ratio, abs_norm * sv(0) / smin);
-      // Seed 004's bounds (diag/logit_bounds.hpp): Cauchy-Schwarz with the biases, and the rank-aware tail bound.
+      // arXiv 2602.18851's bounds (diag/logit_bounds.hpp): Cauchy-Schwarz with the biases, and the rank-aware tail bound.
       const auto head_bias = [&](const std::vector<double>& b) {
         return b.empty() ? std::span<const double>() : std::span<const double>(b.data() + h * dh, dh);
       };
@@ -273,7 +273,7 @@ Predictor predictor(const LayerDiagnostics& d, const ModelConfig& cfg, double ep
     return rho < 1 ? std::sqrt(sigma2 / eps) + sigma2 / eps + 1 : 1.0;
   };
   p.c_ln = c_ln(d.sigma2_norm1, p.rho_ln1, d.eps_norm1) + c_ln(d.sigma2_norm2, p.rho_ln2, d.eps_norm2);
-  // Seed 001 folds W_O into kappa_eff (+kappa(W_O)) in the unified bound, or, in Exp-1's predictor, factors it as
+  // arXiv 2510.21770 folds W_O into kappa_eff (+kappa(W_O)) in the unified bound, or, in Exp-1's predictor, factors it as
   // the explicit ||W_O||_2 multiplier: alternatives. The predictor takes the multiplier, so kappa_eff loses kappa(W_O).
   p.combined = d.kappa_softmax * (1 + d.kappa_score) * d.kappa_v * d.wo_norm + (d.kappa_w1 + d.kappa_w2) + p.c_ln;
   return p;

@@ -62,7 +62,7 @@ struct PresetSpec {
   const char* weight_blocks = nullptr;
 };
 
-// What real systems do (../shared/NOTES.md): autocast runs matmuls in half with fp32 accumulation and returns half,
+// What real systems do (docs/SOURCES.md): autocast runs matmuls in half with fp32 accumulation and returns half,
 // softmax and layer_norm in fp32 returning fp32, elementwise ops on half tensors computed in fp32 and rounded to
 // half, and a float32 residual stream by type promotion. pure-*: model.half(): every tensor half, maths inside
 // kernels in fp32. fp8-e4m3: Transformer Engine style linear layers (saturating e4m3 operands, per-tensor

@@ -39,7 +39,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Units are written in chunks of consecutive units (one file per unit would mean tens of thousands of files for
-// seed 002's study); the chunk size depends on the number of units only, so it is the same for every run.
+// arXiv 2503.10251's study); the chunk size depends on the number of units only, so it is the same for every run.
 int chunk_size(std::size_t units) { return std::max(1, int((units + 255) / 256)); }
 int chunk_count(std::size_t units) { return int((units + chunk_size(units) - 1) / chunk_size(units)); }
 std::string part_path(const std::string& dir, int chunk) { return fmt::format("{}/parts/chunk-{:06d}.csv", dir, chunk); }

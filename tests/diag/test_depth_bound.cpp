@@ -1,4 +1,4 @@
-// Seed 002's depth bound (diag/depth_bound.hpp) on real forwards: block 0's local error, computed by a one-block
+// arXiv 2503.10251's depth bound (diag/depth_bound.hpp) on real forwards: block 0's local error, computed by a one-block
 // model on the stored exact input, must equal the whole forward's block-0 error (two independent paths through the
 // code); the first-order bound must hold at every depth, for small and for large residual gains; post-LN is refused.
 #include <gtest/gtest.h>

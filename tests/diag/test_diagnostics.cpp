@@ -151,7 +151,7 @@ TEST(Diagnostics, PredictorByHand) {
 namespace lpsim {
 namespace {
 
-// Seeds 002-004's quantities: the power iteration against the SVD, the condition number the initialiser set,
+// The quantities of arXiv 2503.10251, 2602.18849 and 2602.18851: the power iteration against the SVD, the condition number the initialiser set,
 // the logit bound above every observed logit (no biases), the FP8 scale's guarantee, theta in [0, 1].
 TEST(Diagnostics, QueryKeyGeometry) {
   ModelConfig c;

@@ -1,4 +1,4 @@
-// Seed 004's scenario: the geometry-aware logit bound holds for every input (a theorem, checked on outliers too),
+// arXiv 2602.18851's scenario: the geometry-aware logit bound holds for every input (a theorem, checked on outliers too),
 // so its fp8 scale never overflows, while delayed amax scaling overflows on a transient outlier.
 #include <gtest/gtest.h>
 

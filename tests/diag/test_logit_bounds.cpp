@@ -1,4 +1,4 @@
-// Seed 004's logit bounds against Monte Carlo draws from their own model (Gaussian attention inputs) and against
+// arXiv 2602.18851's logit bounds against Monte Carlo draws from their own model (Gaussian attention inputs) and against
 // Cauchy-Schwarz on real forwards: the probabilistic bound must hold at least as often as it promises, the rank-aware
 // bound must be tighter than the rank-agnostic one, and the Chernoff tails must lie above the sampled tails.
 #include <gtest/gtest.h>

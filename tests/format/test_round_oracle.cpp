@@ -102,7 +102,7 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, RoundOracle, ::testing::ValuesIn(formats_un
                            return n;
                          });
 
-// Facts measured on ml_dtypes, PyTorch and the H100 (../shared/NOTES.md): the conversions lpsim must reproduce.
+// Facts measured on ml_dtypes, PyTorch and the H100 (docs/SOURCES.md): the conversions lpsim must reproduce.
 TEST(RoundFacts, OverflowOfRealConversions) {
   const auto e4m3 = parse_format("e4m3").spec, e4m3sat = parse_format("e4m3:sat").spec;
   const auto e5m2 = parse_format("e5m2").spec, fp16 = parse_format("fp16").spec;

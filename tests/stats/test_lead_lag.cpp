@@ -1,4 +1,4 @@
-// Seed 001's Exp-2 statistics against cases whose answer is known independently: a planted lead, the null
+// arXiv 2510.21770's Exp-2 statistics against cases whose answer is known independently: a planted lead, the null
 // distribution of the permutation p-value, and a Precision@K counted by hand.
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 // split-k ceil(k/P) + P; tensor cores: one step per tc products), and per step the accumulator's unit roundoff
 // (twice it for directed and stochastic rounding), plus for tensor cores the alignment loss of a step,
 // 2 (tc + 1) 2^(1 - tcbits) (truncation of tc products and the running sum below the step's alignment exponent). Exact accumulation leaves only the
-// product and output roundings. The constants of seed 001's theorems, derived from the kernels' policies.
+// product and output roundings. The constants of arXiv 2510.21770's theorems, derived from the kernels' policies.
 #include "lpsim/accum/policy.hpp"
 
 namespace lpsim {

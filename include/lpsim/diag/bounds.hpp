@@ -1,5 +1,5 @@
 #pragma once
-// How well seed 001's local bounds hold on a real forward (`lpsim bounds`). Each check is local: the operation
+// How well arXiv 2510.21770's local bounds hold on a real forward (`lpsim bounds`). Each check is local: the operation
 // gets exact inputs (the MPFR reference's, stored in the plan's format as the hardware would hold them), runs once
 // under the plan, and is compared with the same operation in MPFR on those inputs.
 //
@@ -10,7 +10,7 @@
 // eps_mach [C1 sigma/sqrt(eps) + C2 sigma^2/eps + C3] with unit constants, c_min likewise; rho_LN says whether
 // the input is in the eps-dominated regime where the proposition claims to apply. Theorem 1 also with worst-case
 // constants derived from the plan's accumulation policies (AttentionBound::bound_wc).
-// eps_mach, two conventions (seed 001 says "we treat eps_mach as that of the accumulator" but uses the input format
+// eps_mach, two conventions (arXiv 2510.21770 says "we treat eps_mach as that of the accumulator" but uses the input format
 // in its runs): `bound` uses the input convention, eps_mach = 2^(1-p) of the plan's GEMM input format (the
 // predictor's and sweeps' eps_mach too); `bound_acc` the accumulator convention (Theorem 1: the score GEMM's
 // accumulator; Proposition 1: the norm's compute format). One regime rule everywhere: eps-dominated iff

@@ -1,5 +1,5 @@
 #pragma once
-// Seed 002's depth mechanism made checkable: errors entering block l are carried to the output by every later
+// arXiv 2503.10251's depth mechanism made checkable: errors entering block l are carried to the output by every later
 // block's Jacobian, so to first order
 //   ||E_L|| <= sum_{l < L} local_l prod_{l < k < L} alpha_k,   alpha_k = (1 + rho_attn,k)(1 + rho_ffn,k)
 // (pre-LN: block k is (I + f_ffn)(I + f_attn), each factor's Jacobian norm at most 1 + rho), with

@@ -1,5 +1,5 @@
 #pragma once
-// Seed 001's per-layer diagnostics (Sections 2-3, App. A.6) and Exp-1's combined predictor, computed on the
+// arXiv 2510.21770's per-layer diagnostics (Sections 2-3, App. A.6) and Exp-1's combined predictor, computed on the
 // float64 forward (NativeBackend<double> with an observer), exactly where the paper allows estimates:
 //   kappa_score   = ||Q|| ||K|| / (||S|| sqrt(d))  per head, Frobenius (and with spectral norms)
 //   kappa_softmax = max_i ||J(P_i)||_2 ||S_i|| / ||P_i||  per head (exact norm; the 3-step power estimate too)
@@ -8,7 +8,7 @@
 //   rho_LN = sigma^2 / eps * d_model * eps_mach, sigma^2 the median over tokens of the variance at the norm's input
 //   C_LN   = sigma/sqrt(eps) + sigma^2/eps + 1 where rho_LN < 1 (Proposition 1 with C1 = C2 = C3 = 1), else 1
 //   predictor = kappa_softmax (1 + kappa_score) kappa(V) ||W_O||_2 + kappa(W1) + kappa(W2) + C_LN (W_O enters once,
-//   as the multiplier: seed 001 uses +kappa(W_O) in kappa_eff only where W_O is not factored out)
+//   as the multiplier: arXiv 2510.21770 uses +kappa(W_O) in kappa_eff only where W_O is not factored out)
 // Heads are aggregated by max (kappa_softmax also by sum); the two norms of a layer add their C_LN.
 // Also, from the other seeds: theta(p) of 003 (max and mean over rows); for M = W_Q W_K^T of each head, 002's
 // condition number on its rank and its bound factor sigma_max(|W_Q||W_K|^T) sigma_max(M) / sigma_min(M), 004's
@@ -25,7 +25,7 @@ namespace lpsim {
 
 struct HeadDiagnostics {
   double kappa_score = 0, kappa_score_spectral = 0, kappa_softmax = 0, kappa_softmax_power = 0, kappa_v = 0;
-  double theta_max = 0, theta_mean = 0;  // seed 003, over rows
+  double theta_max = 0, theta_mean = 0;  // arXiv 2602.18849, over rows
   bool theta_exact = true;               // every row's theta exact (else theta_max is a lower bound)
   double logit_max = 0;                  // observed max |S_ij| (S = Q K^T / sqrt(d_h), masked entries left out)
 };
@@ -42,7 +42,7 @@ struct LayerDiagnostics {
   double theta_max = 0, theta_mean = 0;                 // max over heads
   bool theta_exact = true;
   double qk_norm = 0, qk_norm_power = 0;                // ||W_Q W_K^T||_2: SVD, and 004's power iteration; max over heads
-  double qk_cond = 0, qk_ratio = 0;                     // seed 002, max over heads
+  double qk_cond = 0, qk_ratio = 0;                     // arXiv 2503.10251, max over heads
   double logit_max = 0, logit_bound = 0, fp8_scale = 0; // observed max |S|, its bound (with biases), the scale it guarantees
   double logit_bound_rank = 0, logit_bound_agnostic = 0;  // 004's tail bound at kLogitDelta: rank-aware, rank-agnostic
   double fp8_scale_rank = 0;                            // the e4m3 scale the rank-aware bound gives

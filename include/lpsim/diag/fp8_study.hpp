@@ -1,5 +1,5 @@
 #pragma once
-// Seed 004's FP8 overflow scenario, forward only: attention logits S / sqrt(d_h) stored in fp8 e4m3 under four
+// arXiv 2602.18851's FP8 overflow scenario, forward only: attention logits S / sqrt(d_h) stored in fp8 e4m3 under four
 // per-tensor scalings (current amax, Transformer Engine's delayed amax history, the geometry-aware scale from the
 // deterministic logit bound that the weights alone give, and the scale from 004's rank-aware bound) and two block
 // scalings along each row of logits (MXFP8, DeepSeek's 1x128 tiles), over a sequence of input batches of which some carry a transient
@@ -17,7 +17,7 @@ namespace lpsim {
 // normalised token satisfies ||h_t|| <= ||gamma||_inf sqrt(d) + ||beta||_2 (LayerNorm; RMSNorm without beta): a bound
 // on every logit that needs no activation. Throws for post-LN models (their attention input is not normalised).
 std::vector<double> logit_bounds_from_weights(const ModelConfig& cfg, const Weights<double>& w);
-// Per layer, max over heads of seed 004's rank-aware bound (diag/logit_bounds.hpp) with the second moments a
+// Per layer, max over heads of arXiv 2602.18851's rank-aware bound (diag/logit_bounds.hpp) with the second moments a
 // normalised token has a priori: gamma_a^2 + beta_a^2 per coordinate (zero-mean, unit-variance normalised values),
 // n = tokens, failure probability delta per head. Needs no activation either, but holds only with probability
 // 1 - delta and only for inputs the Gaussian model describes.

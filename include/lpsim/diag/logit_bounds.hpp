@@ -1,5 +1,5 @@
 #pragma once
-// Bounds on one head's attention logits S_ij = (h_i W_Q + b_Q) . (h_j W_K + b_K) / sqrt(d_h) (seed 004), one rule
+// Bounds on one head's attention logits S_ij = (h_i W_Q + b_Q) . (h_j W_K + b_K) / sqrt(d_h) (arXiv 2602.18851), one rule
 // for every caller (per-layer diagnostics, the FP8 study):
 //   deterministic (Cauchy-Schwarz, h >= every ||h_i||):
 //     no biases:   ||W_Q W_K^T||_2 h^2 / sqrt(d_h)                     (the bilinear form's own norm)

@@ -1,5 +1,5 @@
 #pragma once
-// Residual branch gains rho_l = ||J_f||_2 (seed 001, Theorem 2 and Corollary 1) at the float64 forward's own
+// Residual branch gains rho_l = ||J_f||_2 (arXiv 2510.21770, Theorem 2 and Corollary 1) at the float64 forward's own
 // inputs of each branch: f_attn(X) = MHSA(N1(X)) and f_ffn(X) = FFN(N2(X)) for pre-LN blocks (MHSA(X), FFN(X)
 // for post-LN, whose norm sits outside the residual sum). Power iteration on J^T J with Jacobian-vector products
 // (dual numbers) and vector-Jacobian products (a reverse-mode tape), both running the one forward of layers.hpp;

@@ -11,7 +11,7 @@ namespace lpsim {
 
 double softmax_jacobian_norm(std::span<const double> p);
 
-// Seed 001's estimate (App. A.6): `steps` steps of power iteration on J(p), from a fixed start vector in 1-perp.
+// arXiv 2510.21770's estimate (App. A.6): `steps` steps of power iteration on J(p), from a fixed start vector in 1-perp.
 // It approaches the exact value from below; the diagnostics report both so users see what the estimate misses.
 double softmax_jacobian_norm_power(std::span<const double> p, int steps);
 

@@ -1,6 +1,6 @@
 #pragma once
-// Seed 003's balanced-mass factor: ||J_softmax(p)||_{inf->1} = theta(p) = max over subsets S of 4 p(S) (1 - p(S)),
-// i.e. 1 - (1 - 2m)^2 for the subset mass m closest to 1/2 (../shared/NOTES.md derives it). A partition problem:
+// arXiv 2602.18849's balanced-mass factor: ||J_softmax(p)||_{inf->1} = theta(p) = max over subsets S of 4 p(S) (1 - p(S)),
+// i.e. 1 - (1 - 2m)^2 for the subset mass m closest to 1/2 (docs/SOURCES.md derives it). A partition problem:
 // - p_max >= 1/2: exactly 4 p_max (1 - p_max) (subsets with the largest entry have mass >= p_max, the others
 //   <= 1 - p_max, both p_max - 1/2 away from 1/2);
 // - at most 24 nonzero entries: exact, by meet-in-the-middle over all subsets;

@@ -39,10 +39,10 @@ std::string_view op_name(Op op);
 bool is_gemm(Op op);
 bool has_reduction(Op op);
 
-// Scaling of an elementwise op's stored result into its format (fp8 logits, seed 004): y = round(v s) / s with s a
+// Scaling of an elementwise op's stored result into its format (fp8 logits, arXiv 2602.18851): y = round(v s) / s with s a
 // power of two from the tensor's own amax (current), the largest amax of the same tensor (op, layer, head) in the
 // last 16 forwards (delayed, Transformer Engine's recipe; the first forward uses its own), or a bound known before the data
-// (geometry: set by the caller per layer, e.g. seed 004's logit bound).
+// (geometry: set by the caller per layer, e.g. arXiv 2602.18851's logit bound).
 // blocks: the stored tensor is block-scaled along its rows by OpPrecision::blocks (1 x block tiles, e.g. MXFP8 logits).
 enum class OutputScaling : std::uint8_t { none, current, delayed, geometry, blocks };
 

@@ -13,7 +13,7 @@ template <class T>
 struct NormWeights {
   std::vector<T> gamma;
   std::vector<T> beta;  // empty for RMSNorm
-  double eps = -1;      // < 0: the model's norm_eps; a checkpoint may carry its own (seed 001's Exp-3 eps bump)
+  double eps = -1;      // < 0: the model's norm_eps; a checkpoint may carry its own (arXiv 2510.21770's Exp-3 eps bump)
 };
 
 template <class T>

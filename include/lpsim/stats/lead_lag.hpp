@@ -1,5 +1,5 @@
 #pragma once
-// Seed 001's lead-lag protocol (Exp-2): z-score both series, correlate the signal at t with the target at t + lag for
+// arXiv 2510.21770's lead-lag protocol (Exp-2): z-score both series, correlate the signal at t with the target at t + lag for
 // every lag in [-max_lag, max_lag], keep the lag of largest correlation, and test it by permutation, re-selecting the
 // best lag for every surrogate target so that the scan over lags is part of the null distribution.
 //

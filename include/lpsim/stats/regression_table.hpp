@@ -13,7 +13,7 @@ struct RegressionRequest {
   bool log_x = true, log_y = true;
   int bootstrap = 2000;
   std::uint64_t seed = 0;
-  // Regress the mean and the median of y at each x (seed 002's mean and median over initialisations) instead of
+  // Regress the mean and the median of y at each x (arXiv 2503.10251's mean and median over initialisations) instead of
   // the raw rows; with log y and linear x the slope is log10 of the growth factor per unit of x.
   bool aggregate = false;
 };

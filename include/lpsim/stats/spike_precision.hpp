@@ -1,5 +1,5 @@
 #pragma once
-// Seed 001's Spike Precision@K (Exp-2): raise an alarm at the K steps where the signal stands highest above its own
+// arXiv 2510.21770's Spike Precision@K (Exp-2): raise an alarm at the K steps where the signal stands highest above its own
 // recent past, and count the alarms followed by a spike of the target within the horizon.
 //   rolling z: z_t = (v_t - mean(v_{t-w..t-1})) / std(v_{t-w..t-1}), defined for t >= w (population std; 0 if flat)
 //   spikes of the target: z_t > threshold

@@ -9,7 +9,7 @@
 //                                    # its sampled MPFR check on the first unit)
 //   ref_bits = 128
 //   rows = "all"                     # taps.csv: "all" taps, "block" outputs, or the "final" block only
-//   diagnostics = true               # seed 001's diagnostics and predictor per layer
+//   diagnostics = true               # arXiv 2510.21770's diagnostics and predictor per layer
 //   residual_gains = false           # + residual branch gains rho_l and Theorem 3's downstream amplification
 //   [axes]
 //   plan = ["fp32", "autocast-bf16"] # or format = [...], policy = [...]
@@ -50,7 +50,7 @@ struct SweepConfig {
   std::string reference = "mpfr";
   int reference_bits = 128;
   std::string rows = "all";  // taps.csv rows: all taps, block taps only, or the final block only
-  bool diagnostics = true;   // seed 001's per-layer diagnostics and predictor in every row (diag/diagnostics.hpp)
+  bool diagnostics = true;   // arXiv 2510.21770's per-layer diagnostics and predictor in every row (diag/diagnostics.hpp)
   bool residual_gains = false;  // + rho_l of both branches by JVP/VJP power iteration (diag/residual_gain.hpp; costly)
   std::vector<Axis> axes;  // plan-like axes (plan, format, policy) and model axes, in file order
   // [plot]: the scatter of summary.csv and its regression (stats.csv).

@@ -1,5 +1,5 @@
 #pragma once
-// A training run seen through lpsim (seed 001's Exp-2/3): for every checkpoint of the run, the emulated forward
+// A training run seen through lpsim (arXiv 2510.21770's Exp-2/3): for every checkpoint of the run, the emulated forward
 // under a precision plan against the float64 forward on a fixed probe batch, r = ||E||_F / ||X||_F per layer and tap
 // over the whole batch, and the per-layer diagnostics. A run directory is what scripts/train_digits.py writes:
 //   ckpt/step_NNNN.safetensors   Hugging Face ViT names, plus each LayerNorm's own eps (the Exp-3 bump)
