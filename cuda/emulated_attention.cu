@@ -9,6 +9,7 @@
 #include "device_slot.hpp"
 #include "emulated_gemm.hpp"
 #include "heads_on_device.hpp"
+#include "lpsim/model/row_kernels.hpp"
 
 namespace lpsim::cuda {
 
@@ -84,14 +85,17 @@ __device__ void exp_row(const SoftmaxPass& p, int i, int lane, const float* s, f
   }
   if (isnan(first)) m = first;
   ElementEvents events;
+  auto compute = [&](double v) {
+    const double r = round_element(p.compute, v);
+    events.compute(p.compute, v, r);
+    return r;
+  };
   for (int j = lane; j < p.keys; j += 32) {
     if (j >= valid) {
       out[j] = 0.0f;
       continue;
     }
-    const double d = __dsub_rn(double(row[j]), double(m));
-    const double x = round_element(p.compute, d);
-    events.compute(p.compute, d, x);
+    const double x = rows::softmax_shift(double(row[j]), double(m), compute);  // layers.hpp's softmax, the same code
     const double y = exp(x);
     if (rounds_alike(p.compute, y, p.exp_margin)) {
       const double r = round_element(p.compute, y);
@@ -125,10 +129,13 @@ __device__ void normalize_row(const SoftmaxPass& p, int i, int lane, float* e, C
   z = __shfl_sync(full_warp, z, 0);
   ElementEvents events;
   long beyond = 0, now_infinite = 0;
+  auto compute = [&](double v) {
+    const double r = round_element(p.compute, v);
+    events.compute(p.compute, v, r);
+    return r;
+  };
   for (int j = lane; j < valid; j += 32) {
-    const double q = __ddiv_rn(double(row[j]), double(z));
-    const double c = round_element(p.compute, q);
-    events.compute(p.compute, q, c);
+    const double c = rows::softmax_normalise(double(row[j]), double(z), compute);
     const double y = round_element(p.out, c);
     events.store(p.out, c, y);
     beyond += fabs(y) > p.pv_input.max && isfinite(y);

@@ -24,8 +24,9 @@ NativeFormat native_format(const Format& f, Op op, const char* field) {
 NativeModel to_native(const ModelConfig& cfg, const Weights<double>& w, const ModelInput<double>& in) {
   if (cfg.arch == "llama" || cfg.mlp == Mlp::gated || cfg.rope.theta > 0 || cfg.kv_head_count() != cfg.heads ||
       cfg.head_dim || cfg.final_norm || cfg.lm_head || cfg.score_scale != ScoreScale::divide || cfg.norm_cast ||
-      cfg.activation == Activation::silu || cfg.has_qkv_bias() != cfg.bias || cfg.activation_chain || cfg.qk_norm)
-    throw std::invalid_argument("the native forward has no Llama-family operations (GQA, RoPE, SwiGLU, final norm, LM head)");
+      cfg.activation == Activation::silu || cfg.has_qkv_bias() != cfg.bias || cfg.activation_chain || cfg.qk_norm ||
+      cfg.experts > 0)
+    throw std::invalid_argument("the native forward has no Llama-family operations (GQA, RoPE, SwiGLU, final norm, LM head, experts)");
   NativeModel m;
   m.width = cfg.width, m.heads = cfg.heads, m.ffn = cfg.ffn, m.depth = cfg.depth, m.tokens = cfg.tokens;
   m.layernorm = cfg.norm == NormKind::layernorm, m.pre = cfg.position == NormPosition::pre, m.causal = cfg.causal;
@@ -51,7 +52,8 @@ NativeModel to_native(const ModelConfig& cfg, const Weights<double>& w, const Mo
 NativePlan to_native(const PrecisionPlan& plan) {
   NativePlan n;
   for (Op op : all_ops) {
-    if (op == Op::rope || op == Op::lm_head) continue;  // the native forward has no Llama-family ops (to_native(cfg) refuses them)
+    // The native forward has no Llama-family or mixture-of-experts ops (to_native(cfg) refuses such models).
+    if (op == Op::rope || op == Op::lm_head || op == Op::router || op == Op::route) continue;
     const OpPrecision& p = plan[op];
     auto fail = [&](const char* field, std::string why) {
       throw std::invalid_argument(fmt::format("plan {}: {}.{}: {}", plan.name, op_name(op), field, why));

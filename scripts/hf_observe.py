@@ -12,7 +12,9 @@ top-1 agreement and the largest logit difference. `lpsim hf-check` replays the C
 Each model runs twice: attn_implementation="eager" (mode names as lpsim's presets: autocast-fp16, ...) and "sdpa"
 (modes autocast-fp16+flash, ...: lpsim's flash kernel predicts them); OUTDIR/kernels.csv lists the attention kernels
 the sdpa forwards launched (torch.profiler). GPT-2, ViT and Llama also run as "-sharp" checkpoints whose query and
-key weights are four times the initial ones (sharper attention, where the kernels differ most).
+key weights are four times the initial ones (sharper attention, where the kernels differ most). Mixture-of-experts
+models (Mixtral, Qwen3-MoE) also write OUTDIR/routes.csv: per mode, layer and token the experts the router chose,
+in its order, as transformers ran them on the GPU (lpsim's route columns are measured against its own reference).
 
 Usage: hf_observe.py OUTDIR [FAMILIES]   (FAMILIES: comma-separated names, e.g. qwen3; writes OUTDIR/models/<name>/, OUTDIR/observed.csv, OUTDIR/versions.txt)
 """
@@ -24,8 +26,9 @@ import sys
 import torch
 import transformers
 from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM,
-                          Qwen3Config, Qwen3ForCausalLM, ViTConfig, ViTModel)
+                          MistralForCausalLM, MixtralConfig, MixtralForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM, ViTConfig, ViTModel)
 
 OUT = sys.argv[1]
 ONLY = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else None  # e.g. "qwen3": only those families
@@ -55,6 +58,15 @@ def models():
     # Phi-3: fused qkv_proj and gate_up_proj; its default pad_token_id (32000) is outside this vocabulary.
     yield "phi3", Phi3ForCausalLM, Phi3Config(rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None,
                                               resid_pdrop=0, embd_pdrop=0, attention_dropout=0, **llama)
+    # Mixtral: four experts, top-2 renormalised, fp32 routing weights.
+    yield "mixtral", MixtralForCausalLM, MixtralConfig(rope_theta=1000000.0, sliding_window=None, num_local_experts=4,
+                                                       num_experts_per_tok=2, router_jitter_noise=0.0,
+                                                       tie_word_embeddings=False, **llama)
+    # Qwen3-MoE: QK-norm, eight experts of width 48, top-2 without renormalisation, weights cast to the logits' dtype.
+    yield "qwen3_moe", Qwen3MoeForCausalLM, Qwen3MoeConfig(rope_theta=1000000.0, head_dim=32, num_experts=8,
+                                                           num_experts_per_tok=2, moe_intermediate_size=48,
+                                                           norm_topk_prob=False, decoder_sparse_step=1,
+                                                           mlp_only_layers=[], tie_word_embeddings=False, **llama)
 
 
 def sharpen(name, model):
@@ -85,6 +97,10 @@ def probes(model):
                 found[(layer, "attn")] = mod
             elif rest in ("mlp.c_proj", "mlp.down_proj", "output.dense", "mlp.fc2", "mlp.dense2"):
                 found[(layer, "ffn")] = mod
+            elif rest in ("mlp", "block_sparse_moe") and re.search("Sparse|Moe|MoE", type(mod).__name__):
+                found[(layer, "ffn")] = mod  # a mixture of experts: the block's output is the branch
+            elif rest in ("mlp.gate", "block_sparse_moe.gate"):
+                found[(layer, "router")] = mod
         elif re.search(r"(^|\.)(ln_f|norm|layernorm|final_layernorm)$", name):
             final = mod
     return found, final
@@ -96,6 +112,10 @@ def run(model, inputs, autocast_dtype):
 
     def hook(key):
         def f(_m, _i, out):
+            if key[1] == "router":  # the logits (tokens x experts), whatever else the router returns
+                t = out[0] if isinstance(out, tuple) else out
+                got[key] = t.detach().double().cpu().reshape(-1, t.shape[-1])
+                return
             got[key] = (out[0] if isinstance(out, tuple) else out).detach().double().cpu()[0]
         return f
 
@@ -118,6 +138,7 @@ def main():
                 f"gpu {torch.cuda.get_device_name()}\n")
     rows = ["model,mode,layer,tap,rel_fro,kl_mean,kl_max,top1,max_abs_diff"]
     kernels = ["model,mode,kernel"]
+    routes = ["model,mode,layer,token,experts"]
     for name, cls, cfg in models():
         for sharp in (False, True):
             if sharp and name not in ("gpt2", "vit", "llama", "qwen3"):
@@ -125,13 +146,16 @@ def main():
             if ONLY and name not in ONLY:
                 continue
             try:
-                observe(name + ("-sharp" if sharp else ""), cls, cfg, rows, kernels, sharp)
+                observe(name + ("-sharp" if sharp else ""), cls, cfg, rows, kernels, routes, sharp)
             except Exception as e:  # one family's failure must not lose the others
                 print(name, "FAILED:", repr(e), flush=True)
     with open(f"{OUT}/observed.csv", "w") as f:
         f.write("\n".join(rows) + "\n")
     with open(f"{OUT}/kernels.csv", "w") as f:
         f.write("\n".join(kernels) + "\n")
+    if len(routes) > 1:
+        with open(f"{OUT}/routes.csv", "w") as f:
+            f.write("\n".join(routes) + "\n")
 
 
 def attention_kernels(model, inputs, autocast_dtype):
@@ -145,7 +169,12 @@ def attention_kernels(model, inputs, autocast_dtype):
     return " | ".join(sorted(n for n in names if re.search(r"sdpa|flash|fmha|attention|softmax", n, re.I)))
 
 
-def observe(name, cls, cfg, rows, kernels, sharp):
+def top_k(logits, k):
+    """The experts a router's logits choose, largest first, as softmax then topk does (softmax keeps the order)."""
+    return torch.topk(torch.softmax(logits.float(), -1), k, dim=-1).indices.tolist()
+
+
+def observe(name, cls, cfg, rows, kernels, routes, sharp):
     if True:
         torch.manual_seed(0)
         model = cls(cfg).eval()
@@ -186,8 +215,16 @@ def observe(name, cls, cfg, rows, kernels, sharp):
             if attn == "sdpa":
                 mode = mode + "+flash"
                 kernels.append(f"{name},{mode},\"{attention_kernels(m, xin, dtype if kind == 'autocast' else None)}\"")
+            k = getattr(cfg, "num_experts_per_tok", 0)
             for key in sorted(ref, key=lambda k: (k[0] if k[0] >= 0 else 1 << 20, k[1])):
                 r, e = ref[key], got[key]
+                if key[1] == "router":
+                    for mname, logits in (("fp64", r), (mode, e)):
+                        if mname == "fp64" and (mode != "autocast-fp16" or attn != "eager"):
+                            continue  # the reference's choice once
+                        for t, chosen in enumerate(top_k(logits, k)):
+                            routes.append(f"{name},{mname},{key[0]},{t},{' '.join(map(str, chosen))}")
+                    continue
                 rel = ((e - r).norm() / r.norm()).item()
                 extra = ",nan,nan,nan,nan"
                 if key[1] == "logits":

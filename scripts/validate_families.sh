@@ -7,24 +7,29 @@
 #   3. the defaults of the new families' config classes that lpsim's descriptions assume -> OUT/config_defaults.txt;
 #   4. transformers' MoE classes' source and a tiny Mixtral's and Qwen3-MoE's tensor names -> OUT/moe_source.txt.
 # Binaries come prebuilt in BIN (default .devrun: lpsim-cuda and lib/ with the shared libraries the machine lacks).
-# Usage: validate_families.sh OUT [FAMILIES]   (FAMILIES default qwen3,phi3)
+# Usage: validate_families.sh OUT [FAMILIES]   (FAMILIES default mixtral,qwen3_moe)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=$1
-FAMILIES=${2:-qwen3,phi3}
+FAMILIES=${2:-mixtral,qwen3_moe}
 BIN=${BIN:-.devrun}
 export LD_LIBRARY_PATH="$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}"
 mkdir -p "$OUT"
 status=0
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 "$BIN/lpsim-cuda" emulate -o "$OUT" -m models/gpt2-tiny.toml models/llama-tiny.toml models/tiny-vit.toml \
-  models/qwen3-tiny.toml models/phi3-tiny.toml \
+  models/qwen3-tiny.toml models/phi3-tiny.toml models/mixtral-tiny.toml models/qwen3-moe-tiny.toml \
   -p autocast-bf16 pure-fp16 fp8-e4m3 mxfp8 nvfp4 fp8-deepseek cuda/plans/autocast-fp16-tc.toml \
   cuda/plans/bf16-acc-sr.toml --check 2>&1 | tail -n 60 | tee "$OUT/emulate.txt" || status=1
 python3 - > "$OUT/config_defaults.txt" 2>&1 <<'PY' || status=1
 import transformers
-from transformers import Phi3Config, Qwen3Config
-q, p = Qwen3Config(), Phi3Config()
+from transformers import MixtralConfig, Phi3Config, Qwen3Config, Qwen3MoeConfig
+q, p, mx, qm = Qwen3Config(), Phi3Config(), MixtralConfig(), Qwen3MoeConfig()
+print("MixtralConfig num_local_experts", mx.num_local_experts, "num_experts_per_tok", mx.num_experts_per_tok,
+      "sliding_window", mx.sliding_window, "rms_norm_eps", mx.rms_norm_eps)
+print("Qwen3MoeConfig head_dim", qm.head_dim, "num_experts", qm.num_experts, "num_experts_per_tok", qm.num_experts_per_tok,
+      "moe_intermediate_size", qm.moe_intermediate_size, "norm_topk_prob", qm.norm_topk_prob,
+      "decoder_sparse_step", qm.decoder_sparse_step, "mlp_only_layers", qm.mlp_only_layers)
 print("transformers", transformers.__version__)
 print("Qwen3Config head_dim", q.head_dim, "tie_word_embeddings", q.tie_word_embeddings, "rms_norm_eps", q.rms_norm_eps)
 print("Phi3Config rms_norm_eps", p.rms_norm_eps, "tie_word_embeddings", p.tie_word_embeddings,

@@ -55,6 +55,13 @@ void add_hf_check_command(CLI::App& app) {
         fmt::print("{:<10} {:<14} logits KL observed {:.3e} predicted {:.3e}; top-1 observed {:.4f} predicted {:.4f}\n",
                    c.model, c.mode, c.kl_observed, c.kl_predicted, c.top1_observed, c.top1_predicted);
     write_atomically(*dir + "/comparison.csv", hf_comparison_csv(rows));
+    // Mixture-of-experts routers: which experts the GPU chose against lpsim's prediction (a report, not a check).
+    if (const std::vector<HfRouteAgreement> routes = compare_hf_routes(*dir); !routes.empty()) {
+      for (const HfRouteAgreement& a : routes)
+        fmt::print("{:<10} {:<22} layer {} routes: {} of {} tokens the same experts as the GPU's ({} in the same order)\n",
+                   a.model, a.mode, a.layer, a.same_set, a.tokens, a.same_order);
+      write_atomically(*dir + "/routes_comparison.csv", hf_route_csv(routes));
+    }
     fmt::print("{} of {} rows within {:.0f}% (top-1 within {}); wrote {}/comparison.csv\n", rows.size() - outside,
                rows.size(), 100 * tol->relative, tol->top1, *dir);
     if (outside)

@@ -112,6 +112,12 @@ void run(const RunOptions& o) {
     fmt::print("finding: the emulated run produced Inf/NaN ({} non-finite tap entries, {} overflows in all)\n", nonfinite,
                r.events.overflows);
 
+  for (const TapError& t : r.taps)  // router decisions that differ from the reference's are findings
+    if (t.tap == Tap::ffn && t.route_flip > 0)
+      fmt::print("finding: layer {}: the router sent {:.1f}% of the tokens to other experts than the reference's; their "
+                 "rows' error {:.3e}, the other tokens' {:.3e}\n", t.layer, 100 * t.route_flip, t.flipped_rel_fro,
+                 t.kept_rel_fro);
+
   // The sweeps' schema: tap errors, then the layer's diagnostics (nan without --diagnostics).
   const std::vector<LayerDiagnostics> diag =
       o.diagnostics ? diagnose(cfg, make_weights(cfg, study.seed), make_input(cfg, study.seed, study.batch))

@@ -199,6 +199,7 @@ std::string diagnostics_problem(const ModelConfig& cfg) {
   if (cfg.mlp == Mlp::gated) why.push_back("a gated MLP");
   if (cfg.norm_cast) why.push_back("LlamaRMSNorm's cast inside the norm");
   if (cfg.qk_norm) why.push_back("per-head query/key norms");
+  if (cfg.experts > 0) why.push_back(fmt::format("a mixture of {} experts", cfg.experts));
   if (why.empty()) return "";
   return fmt::format("model {}: the diagnostics and bounds are written for multi-head attention without rotary "
                      "embeddings, a plain MLP and norms without a cast; this model has {} (run without diagnostics; "

@@ -6,11 +6,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 #include "lpsim/config/config_error.hpp"
+#include "lpsim/emulation/emulated_backend.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
@@ -65,6 +68,56 @@ std::vector<HfComparison> compare_hf_observations(const std::string& dir) {
     out.push_back(c);
   }
   return out;
+}
+
+std::vector<HfRouteAgreement> compare_hf_routes(const std::string& dir) {
+  const std::string file = dir + "/routes.csv";
+  if (!std::filesystem::exists(file)) return {};
+  const CsvTable t = read_csv(file);
+  const int c_model = t.column("model"), c_mode = t.column("mode"), c_layer = t.column("layer"),
+            c_token = t.column("token"), c_experts = t.column("experts");
+  std::map<std::pair<std::string, std::string>, std::vector<Routing>> predicted;  // lpsim's routes per (model, mode)
+  std::map<std::tuple<std::string, std::string, int>, HfRouteAgreement> agree;
+  for (std::size_t r = 0; r < t.rows.size(); ++r) {
+    const auto& row = t.rows[r];
+    const std::string &model = row[c_model], &mode = row[c_mode];
+    auto& routes = predicted[{model, mode}];
+    if (routes.empty()) {
+      const std::string model_dir = dir + "/models/" + model;
+      ModelConfig cfg = load_model_config(model_dir);
+      use_input_file(cfg, model_dir + "/input.txt");
+      EmulatedBackend be(plan_preset(mode == "fp64" ? "fp64" : mode));
+      routes = emulated_taps(be, cfg, make_weights(cfg, 0), make_input(cfg, 0)).routes;
+    }
+    const int layer = std::stoi(row[c_layer]), token = std::stoi(row[c_token]);
+    if (layer < 0 || layer >= int(routes.size()) || token < 0 || token >= routes[layer].tokens)
+      throw ConfigError(fmt::format("{} row {}: {} has no routed layer {} token {}", file, r + 2, model, layer, token));
+    std::vector<int> gpu;
+    for (std::size_t at = 0; at < row[c_experts].size();) {
+      std::size_t used = 0;
+      gpu.push_back(std::stoi(row[c_experts].substr(at), &used));
+      at += used;
+      while (at < row[c_experts].size() && row[c_experts][at] == ' ') ++at;
+    }
+    const Routing& mine = routes[layer];
+    std::vector<int> ours(mine.experts.begin() + std::size_t(token) * mine.k, mine.experts.begin() + std::size_t(token + 1) * mine.k);
+    HfRouteAgreement& a = agree[{model, mode, layer}];
+    a.model = model, a.mode = mode, a.layer = layer, ++a.tokens;
+    a.same_order += ours == gpu;
+    std::sort(ours.begin(), ours.end());
+    std::sort(gpu.begin(), gpu.end());
+    a.same_set += ours == gpu;
+  }
+  std::vector<HfRouteAgreement> out;
+  for (auto& [key, a] : agree) out.push_back(a);
+  return out;
+}
+
+std::string hf_route_csv(const std::vector<HfRouteAgreement>& rows) {
+  std::string s = "model,mode,layer,tokens,same_set,same_order\n";
+  for (const HfRouteAgreement& a : rows)
+    s += fmt::format("{},{},{},{},{},{}\n", a.model, a.mode, a.layer, a.tokens, a.same_set, a.same_order);
+  return s;
 }
 
 bool within(const HfComparison& c, const HfTolerance& t) {

@@ -19,7 +19,7 @@ namespace {
 using P = LayerParam;
 
 bool is_norm(P p) { return p == P::norm1 || p == P::norm2 || p == P::q_norm || p == P::k_norm; }
-bool is_matrix(P p) { return p <= P::w2; }
+bool is_matrix(P p) { return p <= P::w2 || p == P::router; }
 
 // in x out, as LayerWeights holds it.
 std::pair<int, int> matrix_shape(P p, const ModelConfig& c) {
@@ -29,6 +29,7 @@ std::pair<int, int> matrix_shape(P p, const ModelConfig& c) {
     case P::wk: case P::wv: return {d, dkv};
     case P::wo: return {dq, d};
     case P::w1: case P::w3: return {d, f};
+    case P::router: return {d, c.experts};
     default: return {f, d};  // w2
   }
 }
@@ -53,6 +54,7 @@ auto& matrix_of(L& w, P p) {
     case P::wo: return w.wo;
     case P::w1: return w.w1;
     case P::w3: return w.w3;
+    case P::router: return w.router;
     default: return w.w2;
   }
 }
@@ -127,8 +129,10 @@ std::optional<std::string> find_prefix(const std::map<std::string, Tensor>& tens
 bool covers(const CheckpointLayout& l, const ModelConfig& c) {
   std::set<P> have;
   for (const LayerTensor& t : l.block) have.insert(t.parts.begin(), t.parts.end());
-  std::vector<P> need{P::wq, P::wk, P::wv, P::wo, P::w1, P::w2, P::norm1, P::norm2};
-  if (c.mlp == Mlp::gated) need.push_back(P::w3);
+  std::vector<P> need{P::wq, P::wk, P::wv, P::wo, P::norm1, P::norm2};
+  if (c.experts > 0 && l.expert.empty()) return false;
+  if (c.experts == 0) need.insert(need.end(), {P::w1, P::w2});
+  if (c.experts == 0 && c.mlp == Mlp::gated) need.push_back(P::w3);
   if (c.qk_norm) need.insert(need.end(), {P::q_norm, P::k_norm});
   for (P p : need)
     if (!have.contains(p)) return false;
@@ -173,36 +177,73 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
     }
     return nw;
   };
-  Weights<double> w;
-  for (int layer = 0; layer < cfg.depth; ++layer) {
-    const std::string p = block_prefix(layout, layer);
-    LayerWeights<double> lw;
-    for (const LayerTensor& t : layout.block) {
+  // A block's (or an expert's) tensors under prefix p into lw, with c's sizes.
+  auto read_block = [&](const std::string& p, const std::vector<LayerTensor>& tensors, const ModelConfig& c,
+                        LayerWeights<double>& lw) {
+    for (const LayerTensor& t : tensors) {
       const P first = t.parts.front();
       if (is_norm(first)) {
-        norm_of(lw, first) = norm(p + t.name, vector_length(first, cfg), norm_kind(first, cfg));
+        norm_of(lw, first) = norm(p + t.name, vector_length(first, c), norm_kind(first, c));
       } else if (is_matrix(first)) {  // the parts side by side along the output axis
         int cols = 0;
-        for (P part : t.parts) cols += matrix_shape(part, cfg).second;
-        const int rows = matrix_shape(first, cfg).first;
+        for (P part : t.parts) cols += matrix_shape(part, c).second;
+        const int rows = matrix_shape(first, c).first;
         const Matrix<double> all = ck.matrix(p + t.name, rows, cols, t.stored == Stored::out_in);
         int at = 0;
         for (P part : t.parts) {
-          const int n = matrix_shape(part, cfg).second;
+          const int n = matrix_shape(part, c).second;
           matrix_of(lw, part) = t.parts.size() == 1 ? all : columns(all, at, n);
           at += n;
         }
       } else {
         int n = 0;
-        for (P part : t.parts) n += vector_length(part, cfg);
+        for (P part : t.parts) n += vector_length(part, c);
         const std::vector<double> all = ck.vector(p + t.name, n);
         int at = 0;
         for (P part : t.parts) {
-          const int len = vector_length(part, cfg);
+          const int len = vector_length(part, c);
           vector_of(lw, part).assign(all.begin() + at, all.begin() + at + len);
           at += len;
         }
       }
+    }
+  };
+  // The router and the experts of a block under prefix p: one by one as checkpoints ship, or stacked (transformers 5).
+  ModelConfig expert_cfg = cfg;
+  expert_cfg.ffn = cfg.expert_width();
+  auto read_experts = [&](const std::string& p, LayerWeights<double>& lw) {
+    const bool one_by_one = layout.expert_block.empty() || layout.fused_experts.empty() ||
+                            ck.has(p + fmt::format(fmt::runtime(layout.expert), 0) + layout.expert_block.front().name);
+    const int f = expert_cfg.ffn, d = cfg.width;
+    lw.router = ck.matrix(p + (one_by_one ? layout.router : layout.fused_router), d, cfg.experts, true);
+    lw.experts.resize(std::size_t(cfg.experts));
+    if (one_by_one) {
+      for (int e = 0; e < cfg.experts; ++e)
+        read_block(p + fmt::format(fmt::runtime(layout.expert), e), layout.expert_block, expert_cfg, lw.experts[e]);
+      return;
+    }
+    const Tensor& gate_up = ck.get(p + layout.fused_experts + "gate_up_proj", {cfg.experts, 2 * f, d});
+    const Tensor& down = ck.get(p + layout.fused_experts + "down_proj", {cfg.experts, d, f});
+    for (int e = 0; e < cfg.experts; ++e) {
+      LayerWeights<double>& x = lw.experts[e];
+      x.w1 = Matrix<double>(d, f), x.w3 = Matrix<double>(d, f), x.w2 = Matrix<double>(f, d);
+      const double* gu = gate_up.values.data() + std::size_t(e) * 2 * f * d;
+      const double* dn = down.values.data() + std::size_t(e) * d * f;
+      for (int j = 0; j < f; ++j)
+        for (int i = 0; i < d; ++i) {
+          x.w1(i, j) = gu[std::size_t(j) * d + i], x.w3(i, j) = gu[std::size_t(f + j) * d + i];
+          x.w2(j, i) = dn[std::size_t(i) * f + j];
+        }
+    }
+  };
+  Weights<double> w;
+  for (int layer = 0; layer < cfg.depth; ++layer) {
+    const std::string p = block_prefix(layout, layer);
+    LayerWeights<double> lw;
+    read_block(p, layout.block, cfg, lw);
+    if (cfg.experts > 0) {
+      if (layout.expert.empty()) no_name(cfg, "experts");
+      read_experts(p, lw);
     }
     w.layers.push_back(std::move(lw));
   }
@@ -276,10 +317,8 @@ void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, c
     vec(base + ".weight", n.gamma), vec(base + ".bias", n.beta);
     if (n.eps >= 0) t[base + ".eps"] = Tensor{"F64", {1}, {n.eps}};
   };
-  for (int layer = 0; layer < int(w.layers.size()); ++layer) {
-    const LayerWeights<double>& lw = w.layers[layer];
-    const std::string p = block_prefix(layout, layer);
-    for (const LayerTensor& tensor : layout.block) {
+  auto write_block = [&](const std::string& p, const std::vector<LayerTensor>& tensors, const LayerWeights<double>& lw) {
+    for (const LayerTensor& tensor : tensors) {
       const P first = tensor.parts.front();
       if (is_norm(first)) {
         norm(p + tensor.name, norm_of(lw, first));
@@ -302,6 +341,14 @@ void save_safetensors_weights(const std::string& path, const ModelConfig& cfg, c
         vec(p + tensor.name, all);
       }
     }
+  };
+  for (int layer = 0; layer < int(w.layers.size()); ++layer) {  // experts one by one, as checkpoints ship
+    const LayerWeights<double>& lw = w.layers[layer];
+    const std::string p = block_prefix(layout, layer);
+    write_block(p, layout.block, lw);
+    if (!lw.router.empty()) mat(p + layout.router, lw.router, true);
+    for (std::size_t e = 0; e < lw.experts.size(); ++e)
+      write_block(p + fmt::format(fmt::runtime(layout.expert), e), layout.expert_block, lw.experts[e]);
   }
   if (cfg.embedding == Embedding::patch) {
     t[layout.patch_projection + ".weight"] =

@@ -137,10 +137,14 @@ void round_weights(Weights<double>& w, const FormatSpec& f) {
   auto rm = [&](Matrix<double>& m) { round_all(m.data, f); };
   auto rv = [&](std::vector<double>& v) { round_all(v, f); };
   for (auto& l : w.layers) {
-    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) rm(*m);
+    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3, &l.router}) rm(*m);
     for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma,
                     &l.norm2.beta, &l.q_norm.gamma, &l.k_norm.gamma})
       rv(*v);
+    for (auto& e : l.experts) {
+      for (auto* m : {&e.w1, &e.w2, &e.w3}) rm(*m);
+      rv(e.b1), rv(e.b2);
+    }
   }
   rm(w.patch_w), rm(w.pos), rm(w.wte), rv(w.patch_b), rv(w.cls);
   rm(w.lm_head), rv(w.final_norm.gamma), rv(w.final_norm.beta);
@@ -168,10 +172,12 @@ void fill_rope_tables(Weights<double>& w, int tokens) {
 Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
   Weights<double> r = w;
   auto rv = [&](std::vector<double>& v) { round_all(v, f); };
-  for (auto& l : r.layers)
+  for (auto& l : r.layers) {
     for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma, &l.norm2.beta,
                     &l.q_norm.gamma, &l.k_norm.gamma})
       rv(*v);
+    for (auto& e : l.experts) rv(e.b1), rv(e.b2);
+  }
   round_all(r.wte.data, f), round_all(r.pos.data, f), rv(r.patch_b), rv(r.cls);
   rv(r.final_norm.gamma), rv(r.final_norm.beta);
   if (!r.rope_inv_freq.empty()) {
@@ -267,13 +273,26 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
     LayerWeights<double> lw;
     lw.wq = to_matrix(q), lw.wk = to_matrix(k), lw.wv = to_matrix(v);
     lw.wo = to_matrix(draw.gaussian("wo", l, dq, d, std_of(dq, d)));
-    lw.w1 = to_matrix(draw.gaussian("w1", l, d, f, std_of(d, f)));
-    lw.w2 = to_matrix(draw.gaussian("w2", l, f, d, std_of(f, d)));
-    if (cfg.mlp == Mlp::gated) lw.w3 = to_matrix(draw.gaussian("w3", l, d, f, std_of(d, f)));
+    if (cfg.experts == 0) {
+      lw.w1 = to_matrix(draw.gaussian("w1", l, d, f, std_of(d, f)));
+      lw.w2 = to_matrix(draw.gaussian("w2", l, f, d, std_of(f, d)));
+      if (cfg.mlp == Mlp::gated) lw.w3 = to_matrix(draw.gaussian("w3", l, d, f, std_of(d, f)));
+    }
     const bool qb = cfg.has_qkv_bias();
     lw.bq = bias("bq", l, dq, qb), lw.bk = bias("bk", l, dkv, qb), lw.bv = bias("bv", l, dkv, qb);
     lw.bo = bias("bo", l, d, cfg.bias);
-    lw.b1 = bias("b1", l, f, cfg.bias), lw.b2 = bias("b2", l, d, cfg.bias);
+    if (cfg.experts == 0) lw.b1 = bias("b1", l, f, cfg.bias), lw.b2 = bias("b2", l, d, cfg.bias);
+    // Experts draw streams of their own (tagged by layer and expert), so a dense model's draws are unchanged.
+    if (cfg.experts > 0) lw.router = to_matrix(draw.gaussian("router", l, d, cfg.experts, std_of(d, cfg.experts)));
+    for (int e = 0; e < cfg.experts; ++e) {
+      const int tag = l * 4096 + e, fe = cfg.expert_width();
+      LayerWeights<double> x;
+      x.w1 = to_matrix(draw.gaussian("expert.w1", tag, d, fe, std_of(d, fe)));
+      x.w2 = to_matrix(draw.gaussian("expert.w2", tag, fe, d, std_of(fe, d)));
+      if (cfg.mlp == Mlp::gated) x.w3 = to_matrix(draw.gaussian("expert.w3", tag, d, fe, std_of(d, fe)));
+      x.b1 = bias("expert.b1", tag, fe, cfg.bias), x.b2 = bias("expert.b2", tag, d, cfg.bias);
+      lw.experts.push_back(std::move(x));
+    }
     lw.norm1 = norm(d), lw.norm2 = norm(d);
     if (cfg.qk_norm)  // RMSNorms over a head's width (their gains like every norm's)
       lw.q_norm.gamma.assign(dh, init.norm_gain), lw.k_norm.gamma.assign(dh, init.norm_gain);

@@ -21,8 +21,9 @@ std::string_view activation_name(Activation a) {
 }
 double parameter_count(const ModelConfig& c) {
   const double d = c.width, f = c.ffn, q = c.q_width(), kv = c.kv_width();
-  const double block = d * q + 2 * d * kv + q * d + (c.mlp == Mlp::gated ? 3 : 2) * d * f + 4 * d + 2 * f + q + 2 * kv +
-                       (c.qk_norm ? 2.0 * c.head_width() : 0.0);
+  const double mlps = c.experts > 0 ? double(c.experts) * (c.mlp == Mlp::gated ? 3 : 2) * d * c.expert_width() + d * c.experts
+                                     : (c.mlp == Mlp::gated ? 3 : 2) * d * f;  // the experts and the router
+  const double block = d * q + 2 * d * kv + q * d + mlps + 4 * d + 2 * f + q + 2 * kv + (c.qk_norm ? 2.0 * c.head_width() : 0.0);
   const double embed = c.embedding == Embedding::tokens ? double(c.vocab) * d + (c.learned_positions ? c.tokens * d : 0)
                        : c.embedding == Embedding::patch ? double(c.patch_dim()) * d + (c.tokens + 2) * d
                                                          : 0;
@@ -115,6 +116,11 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.tie_word_embeddings = m.get<bool>("tie_word_embeddings", c.tie_word_embeddings);
   c.learned_positions = m.get<bool>("learned_positions", c.learned_positions);
   c.qk_norm = m.get<bool>("qk_norm", c.qk_norm);
+  c.experts = m.get_int("experts", c.experts, 0, 1 << 12);
+  c.experts_per_token = m.get_int("experts_per_token", c.experts_per_token, 1, 1 << 12);
+  c.expert_ffn = m.get_int("expert_ffn", c.expert_ffn, 0, 1 << 18);
+  c.router_renormalize = m.get<bool>("router_renormalize", c.router_renormalize);
+  c.router_weights_cast = m.get<bool>("router_weights_cast", c.router_weights_cast);
   if (c.embedding == Embedding::patch && !m.has("tokens")) c.tokens = c.num_patches() + (c.class_token ? 1 : 0);
   m.finish();
 
@@ -182,7 +188,8 @@ std::string validate(const ModelConfig& c) {
                          Range{"width", c.width, 1, 1 << 16}, Range{"heads", c.heads, 1, 1 << 12},
                          Range{"ffn", c.ffn, 1, 1 << 18}, Range{"depth", c.depth, 0, 4096},
                          Range{"tokens", c.tokens, 1, 1 << 16}, Range{"kv_heads", c.kv_heads, 0, 1 << 12},
-                         Range{"head_dim", c.head_dim, 0, 1 << 14}, Range{"vocab", c.vocab, 0, 1 << 24}})
+                         Range{"head_dim", c.head_dim, 0, 1 << 14}, Range{"vocab", c.vocab, 0, 1 << 24},
+                         Range{"experts", c.experts, 0, 1 << 12}, Range{"expert_ffn", c.expert_ffn, 0, 1 << 18}})
     if (r.value < r.lo || r.value > r.hi)
       return fmt::format("model.{} = {} is outside {}..{}", r.name, r.value, r.lo, r.hi);
   // The numbers the TOML reader checks, checked here too so that config.json is held to the same rules (an
@@ -208,6 +215,8 @@ std::string validate(const ModelConfig& c) {
     return fmt::format("rotary embeddings need an even head width, not {}", c.head_width());
   if (c.sliding_window > 0 && c.tokens > c.sliding_window)
     return fmt::format("{} tokens exceed the sliding window of {} (not modelled)", c.tokens, c.sliding_window);
+  if (c.experts > 0 && (c.experts_per_token < 1 || c.experts_per_token > c.experts))
+    return fmt::format("model.experts_per_token = {} must be in 1..model.experts = {}", c.experts_per_token, c.experts);
   if (c.lm_head && c.embedding != Embedding::tokens) return "model.lm_head needs a token embedding (model.vocab)";
   if (c.rope.scaling == "llama3" && !(c.rope.factor >= 1 && c.rope.high_freq_factor > c.rope.low_freq_factor))
     return "rope_scaling llama3 needs rope_factor >= 1 and rope_high_freq_factor > rope_low_freq_factor";

@@ -17,15 +17,15 @@ namespace lpsim {
 std::string_view op_name(Op op) {
   static constexpr std::string_view names[op_count] = {"embed", "qkv", "score",  "scale",    "softmax", "pv",
                                                        "out_proj", "ffn_up", "ffn_down", "act", "norm", "residual",
-                                                       "rope", "lm_head"};
+                                                       "rope", "lm_head", "router", "route"};
   return names[static_cast<int>(op)];
 }
 
 bool is_gemm(Op op) {
   return op == Op::embed || op == Op::qkv || op == Op::score || op == Op::pv || op == Op::out_proj ||
-         op == Op::ffn_up || op == Op::ffn_down || op == Op::lm_head;
+         op == Op::ffn_up || op == Op::ffn_down || op == Op::lm_head || op == Op::router;
 }
-bool has_reduction(Op op) { return op == Op::softmax || op == Op::norm; }
+bool has_reduction(Op op) { return op == Op::softmax || op == Op::norm || op == Op::route; }
 
 double PrecisionPlan::unit_roundoff() const {
   double u = 0;
@@ -98,6 +98,7 @@ PrecisionPlan build(const PresetSpec& s) {
       case Op::act:
       case Op::scale: p.out = parse_format(s.act_out); break;
       case Op::residual: p.out = parse_format(s.residual_out); break;
+      case Op::route: p.out = compute; break;  // router_logits.float(): the preset's fp32 (fp64 in fp64)
       case Op::rope:  // on the stream's dtype: fp32 under autocast (q * fp32 cos promotes), half when pure
         p.out = parse_format(s.residual_out);
         p.compute = p.out;
@@ -108,7 +109,8 @@ PrecisionPlan build(const PresetSpec& s) {
       const bool attention = op == Op::score || op == Op::pv;
       // The embedding stays out of fp8 as Transformer Engine recipes keep the first layer in higher precision.
       // So does the LM head (Transformer Engine leaves the output layer in bf16).
-      const bool first_or_last = op == Op::embed || op == Op::lm_head;
+      // The router likewise (its decisions are discrete; Transformer Engine recipes and DeepSeek-V3's keep it out).
+      const bool first_or_last = op == Op::embed || op == Op::lm_head || op == Op::router;
       const bool linear_fp8 = s.fp8_scaling && !attention && !first_or_last;
       p.gemm = parse_policy(attention || (s.fp8_scaling && first_or_last) ? s.attn_gemm : s.gemm);
       p.gemm->output = p.out;

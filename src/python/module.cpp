@@ -150,6 +150,9 @@ py::dict tap_row(const TapError& t) {
     d["elements"] = t.elements, d["nonfinite"] = t.nonfinite, d["overflows"] = t.overflows;
     d["saturations"] = t.saturations, d["ref_fro"] = t.ref_fro;
     if (t.tap == Tap::logits) d["kl_mean"] = t.kl_mean, d["kl_max"] = t.kl_max, d["top1"] = t.top1, d["logit_max_abs"] = t.logit_max_abs;
+    if (t.route_flip == t.route_flip)  // a mixture-of-experts layer's ffn and block rows
+      d["route_flip"] = t.route_flip, d["route_reorder"] = t.route_reorder, d["route_weight_err"] = t.route_weight_err,
+      d["flipped_rel_fro"] = t.flipped_rel_fro, d["kept_rel_fro"] = t.kept_rel_fro;
   return d;
 }
 

@@ -16,6 +16,7 @@
 #include "lpsim/model/native_backend.hpp"
 #include "lpsim/reference/memory_estimate.hpp"
 #include "lpsim/reference/reference_ladder.hpp"
+#include "lpsim/reference/route_compare.hpp"
 #include "lpsim/stats/regression.hpp"
 #include "util/available_memory.hpp"
 #include "util/progress.hpp"
@@ -63,7 +64,7 @@ Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<W>& w, const Model
     if constexpr (std::is_same_v<B, EmulatedBackend>)
       if (events) events->push_back(be.events());
     return taps.emplace_back(std::move(m));
-  }));
+  }), [&](Routing&& r) { taps.routes.push_back(std::move(r)); });
   return taps;
 }
 
@@ -72,7 +73,8 @@ Taps<T> run_taps(B& be, const ModelConfig& cfg, const Weights<W>& w, const Model
 double reference_bytes(const ModelConfig& cfg, int bits) {
   const double per = 32 + 8 * std::ceil(bits / 64.0) + 16;  // mpfr_t, limbs, malloc's header
   const double n = cfg.tokens, d = cfg.width, f = cfg.ffn, v = cfg.vocab;
-  const double params = cfg.depth * (4 * d * d + 3 * d * f + 8 * d) + 2 * v * d + n * d;
+  const double experts = cfg.experts > 0 ? cfg.experts * (3 * d * cfg.expert_width() + d) - 3 * d * f : 0;
+  const double params = cfg.depth * (4 * d * d + 3 * d * f + 8 * d + experts) + 2 * v * d + n * d;
   const double taps = (4.0 * cfg.depth + 2) * n * d + (cfg.lm_head ? n * v : 0);
   const double live = 4 * n * n + 4 * n * std::max({d, f, v}) + 6 * n * d;
   return per * (params + taps + live);
@@ -214,6 +216,41 @@ template TapError compare_tap<double>(const Matrix<double>&, const Matrix<double
 template TapError compare_tap<Real>(const Matrix<double>&, const Matrix<Real>&);
 template TapError compare_tap<DD>(const Matrix<double>&, const Matrix<DD>&);
 
+// rel_fro over the rows of a tap a token mask selects (want: the value a row's mask must have); nan without rows.
+template <class R>
+double rows_rel_fro(const Matrix<double>& emulated, const Matrix<R>& reference, const std::vector<char>& mask, char want) {
+  long double num = 0, den = 0;
+  bool any = false;
+  for (int i = 0; i < emulated.rows; ++i) {
+    if (mask[std::size_t(i)] != want) continue;
+    any = true;
+    for (int j = 0; j < emulated.cols; ++j) {
+      const double x = emulated(i, j), r = to_double(reference(i, j));
+      const double e = std::isfinite(x) ? difference(x, reference(i, j)) : std::numeric_limits<double>::infinity();
+      num += (long double)e * e, den += (long double)r * r;
+    }
+  }
+  if (!any) return NAN;
+  return den > 0 ? std::sqrt(double(num / den)) : (num > 0 ? INFINITY : 0.0);
+}
+
+// The routing columns of a mixture-of-experts layer's ffn and block rows.
+template <class R>
+void route_metrics(TapError& t, const Taps<double>& emulated, const Taps<R>& reference, std::size_t tap_index) {
+  if (t.tap != Tap::ffn && t.tap != Tap::block) return;
+  auto at = [&](const std::vector<Routing>& routes) -> const Routing* {
+    for (const Routing& r : routes)
+      if (r.layer == t.layer) return &r;
+    return nullptr;
+  };
+  const Routing *e = at(emulated.routes), *r = at(reference.routes);
+  if (!e || !r) return;
+  const RouteComparison c = compare_routes(*e, *r);
+  t.route_flip = c.flip, t.route_reorder = c.reorder, t.route_weight_err = c.weight_err;
+  t.flipped_rel_fro = rows_rel_fro(emulated[tap_index], reference[tap_index], c.flipped, 1);
+  t.kept_rel_fro = rows_rel_fro(emulated[tap_index], reference[tap_index], c.flipped, 0);
+}
+
 template <class R>
 std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emulated, const Taps<R>& reference,
                                  const std::vector<RangeEvents>& events) {
@@ -227,6 +264,7 @@ std::vector<TapError> tap_errors(const ModelConfig& cfg, const Taps<double>& emu
     TapError t = compare_tap(emulated[i], reference[i]);
     t.layer = order[i].first, t.tap = order[i].second;
     if (t.tap == Tap::logits) logit_metrics(t, emulated[i], reference[i]);
+    route_metrics(t, emulated, reference, i);
     if (i < events.size()) {
       t.overflows = events[i].overflows - previous.overflows;
       t.saturations = events[i].saturations - previous.saturations;
@@ -337,14 +375,17 @@ StudyResult run_study(const ModelConfig& cfg, const PrecisionPlan& plan, const S
 
 std::string tap_csv_header() {
   return "model,plan,seed,batch,layer,tap,rel_fro,max_rel,mean_rel,median_rel,p95_rel,p99_rel,elements,zero_ref,"
-         "nonfinite,overflows,saturations,ref_fro,u,kl_mean,kl_max,top1,logit_max_abs";
+         "nonfinite,overflows,saturations,ref_fro,u,kl_mean,kl_max,top1,logit_max_abs,route_flip,route_reorder,"
+         "route_weight_err,flipped_rel_fro,kept_rel_fro";
 }
 
 std::string tap_metric_cells(const PrecisionPlan& plan, const TapError& t) {
-  return fmt::format("{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{},{:.9e},{:.9e},{:.9e},{:.9e}",
+  return fmt::format("{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{},{:.9e},{:.9e},{:.9e},{:.9e},"
+                     "{:.9e},{:.9e},{:.9e},{:.9e},{:.9e}",
                      t.layer, tap_name(t.tap), t.rel_fro, t.max_rel, t.mean_rel, t.median_rel, t.p95_rel, t.p99_rel,
                      t.elements, t.zero_ref, t.nonfinite, t.overflows, t.saturations, t.ref_fro, plan.unit_roundoff(),
-                     t.kl_mean, t.kl_max, t.top1, t.logit_max_abs);
+                     t.kl_mean, t.kl_max, t.top1, t.logit_max_abs, t.route_flip, t.route_reorder, t.route_weight_err,
+                     t.flipped_rel_fro, t.kept_rel_fro);
 }
 
 std::string tap_csv_row(const ModelConfig& cfg, const PrecisionPlan& plan, const StudyOptions& o, const TapError& t) {

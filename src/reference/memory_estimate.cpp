@@ -34,7 +34,8 @@ double live_bytes(const ModelConfig& c, double bytes, int concurrent_heads, int 
 // Parameters that GEMMs read (the emulated backend keeps a rounded copy of each).
 double gemm_parameters(const ModelConfig& c) {
   const double d = c.width, f = c.ffn, q = c.q_width(), kv = c.kv_width();
-  const double block = d * q + 2 * d * kv + q * d + (c.mlp == Mlp::gated ? 3 : 2) * d * f;
+  const double mlp = (c.mlp == Mlp::gated ? 3 : 2) * d * (c.experts > 0 ? double(c.experts) * c.expert_width() : f);
+  const double block = d * q + 2 * d * kv + q * d + mlp + (c.experts > 0 ? d * c.experts : 0);
   const double embed = c.embedding == Embedding::patch ? double(c.patch_dim()) * d : 0;
   return c.depth * block + embed + (c.lm_head ? double(c.vocab) * d : 0);
 }

@@ -19,6 +19,7 @@ struct Group {
   double u = 0;
   std::vector<double> block, attn, ffn;
   std::vector<double> logits, kl, top1;   // the logits rows (models with an LM head)
+  std::vector<double> flip, flipped, kept;  // the block rows of mixture-of-experts layers (route columns)
   std::vector<std::vector<double>> diag;  // per diagnostic column, its values on block rows (one per layer and batch)
   struct Final {
     int layer;
@@ -58,6 +59,9 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   // Files written before the logits columns existed have none: nan then.
   const std::vector<double> kl = t.has("kl_mean") ? t.numbers("kl_mean") : std::vector<double>(t.rows.size(), NAN),
                             top1 = t.has("top1") ? t.numbers("top1") : std::vector<double>(t.rows.size(), NAN);
+  auto column_or_nan = [&](const char* c) { return t.has(c) ? t.numbers(c) : std::vector<double>(t.rows.size(), NAN); };
+  const std::vector<double> flip = column_or_nan("route_flip"), flipped = column_or_nan("flipped_rel_fro"),
+                            kept = column_or_nan("kept_rel_fro");
   std::vector<Group> groups;
   std::map<std::vector<std::string>, std::size_t> index;
   for (std::size_t r = 0; r < t.rows.size(); ++r) {
@@ -83,6 +87,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
       g.diag.resize(diag_values.size());
       for (std::size_t k = 0; k < diag_values.size(); ++k) g.diag[k].push_back(diag_values[k][r]);
     }
+    if (tap == "block" && flip[r] == flip[r]) g.flip.push_back(flip[r]), g.flipped.push_back(flipped[r]), g.kept.push_back(kept[r]);
     if (tap == "attn") g.attn.push_back(rel[r]);
     if (tap == "ffn") g.ffn.push_back(rel[r]);
     g.nonfinite += long(nonfinite[r]), g.overflows += long(overflows[r]), g.saturations += long(saturations[r]);
@@ -94,7 +99,7 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
   out += "precision,u,batches,layers,r_block_p95,r_block_max,r_block_median,r_block_mean,r_final_mean,r_attn_p95,r_ffn_p95,"
          "final_mean_rel,final_median_rel,nonfinite,overflows,saturations";
   for (const char* c : diag_columns) out += fmt::format(",{}_p95", c);
-  out += ",r_logits_mean,kl_mean,top1_mean\n";
+  out += ",r_logits_mean,kl_mean,top1_mean,route_flip_mean,route_flip_max,flipped_rel_fro_mean,kept_rel_fro_mean\n";
   for (const Group& g : groups) {
     std::string line;
     for (const auto& k : g.key) line += csv_field(k) + ",";
@@ -123,6 +128,17 @@ std::string summarize(const SweepConfig&, const SweepPlan& plan, const std::stri
                                         ? quantile(sortable(g.diag[k]), 0.95)
                                         : NAN);
     out += fmt::format(",{:.9e},{:.9e},{:.9e}", average(g.logits), average(g.kl), average(g.top1));
+    // Router flips over the MoE layers' block rows (nan for a dense model; a group without flips has no flipped rows).
+    auto present = [](const std::vector<double>& v) {
+      double sum = 0;
+      int n = 0;
+      for (double x : v)
+        if (x == x) sum += x, ++n;
+      return n ? sum / n : NAN;
+    };
+    out += fmt::format(",{:.9e},{:.9e},{:.9e},{:.9e}", present(g.flip),
+                       g.flip.empty() ? NAN : *std::max_element(g.flip.begin(), g.flip.end()), present(g.flipped),
+                       present(g.kept));
     out += "\n";
   }
   return out;

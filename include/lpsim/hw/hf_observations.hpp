@@ -25,6 +25,17 @@ struct HfTolerance {
 // preset of the same name against the MPFR reference. Throws ConfigError for a malformed file or unknown model.
 std::vector<HfComparison> compare_hf_observations(const std::string& dir);
 bool within(const HfComparison& c, const HfTolerance& t);
+
+// A mixture-of-experts layer's routing on the GPU (DIR/routes.csv: per mode, layer and token the experts
+// transformers' router chose, "fp64" for its float64 run) against lpsim's emulation of the same mode.
+struct HfRouteAgreement {
+  std::string model, mode;
+  int layer = 0, tokens = 0;
+  int same_set = 0, same_order = 0;  // tokens whose expert set (and order) lpsim predicts as the GPU chose
+};
+// Empty when DIR/routes.csv does not exist.
+std::vector<HfRouteAgreement> compare_hf_routes(const std::string& dir);
+std::string hf_route_csv(const std::vector<HfRouteAgreement>& rows);
 std::string hf_comparison_csv(const std::vector<HfComparison>& rows);
 
 }  // namespace lpsim

@@ -16,7 +16,9 @@ namespace lpsim {
 class HfFields;  // src/model/hf_fields.hpp: typed reads of config.json naming the field in every error
 
 // A parameter of one block, as LayerWeights holds it (in x out matrices, vectors, norms).
-enum class LayerParam : std::uint8_t { wq, wk, wv, wo, w1, w3, w2, bq, bk, bv, bo, b1, b2, norm1, norm2, q_norm, k_norm };
+enum class LayerParam : std::uint8_t {
+  wq, wk, wv, wo, w1, w3, w2, bq, bk, bv, bo, b1, b2, norm1, norm2, q_norm, k_norm, router
+};
 
 // How a stored matrix is laid out: nn.Linear's out x in (read transposed) or GPT-2's Conv1D in x out.
 enum class Stored : std::uint8_t { out_in, in_out };
@@ -40,6 +42,13 @@ struct CheckpointLayout {
   std::string patch_projection;       // ViT's patch convolution (module name: .weight and .bias)
   std::string class_token, patch_positions;  // [1, 1, width], [1, tokens, width]
   std::string final_norm;             // a norm module, as in `block`
+  // Mixture of experts: each expert's tensors (parts w1, w3, w2 of its LayerWeights) under a block's prefix plus
+  // `expert` with {} for its index, the router's weight (nn.Linear's experts x width) named `router`; or the experts
+  // stacked as transformers 5 holds them: `fused_experts` + "gate_up_proj" [experts, 2 f, width] (gate rows, then
+  // up) and + "down_proj" [experts, width, f], with the router named `fused_router`.
+  std::string expert, router;
+  std::vector<LayerTensor> expert_block;
+  std::string fused_experts, fused_router;
   // Tensors a directory may hold that are not parameters of the forward (buffers, a pooler, a classifier).
   std::vector<std::string> ignored_prefixes, ignored_suffixes;
 };

@@ -48,9 +48,10 @@ using TapKeeper = std::function<const Matrix<T>&(int layer, Tap tap, Matrix<T>&&
 // The forward with every tap handed to keep; returns nothing: the last tap (or, for a model without blocks or
 // head, the embedding's output, handed to keep as the block output of layer -1) is its result.
 // W: the scalar the weights and input are held in (T itself, or double for the double-double reference).
+// routes, when given, receives each mixture-of-experts layer's Routing (after its ffn tap).
 template <class B, class T = typename B::Scalar, class W = T>
 void forward_kept(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelInput<W>& in,
-                  const TapKeeper<T>& keep) {
+                  const TapKeeper<T>& keep, const RouteSink& routes = {}) {
   Matrix<T> embedded = layers::embed<B, T>(be, cfg, w, in);
   if (cfg.depth == 0 && !cfg.final_norm && !cfg.lm_head) {
     keep(-1, Tap::block, std::move(embedded));
@@ -69,8 +70,14 @@ void forward_kept(B& be, const ModelConfig& cfg, const Weights<W>& w, const Mode
     Matrix<T> after = layers::residual_add(be, *x, a);
     if (!pre) after = normed(after, lw.norm1);
     x = &keep(l, Tap::mid, std::move(after));
-    const Matrix<T>& f =
-        keep(l, Tap::ffn, pre ? layers::normed_feed_forward(be, cfg, lw, *x) : layers::feed_forward(be, cfg, lw, *x));
+    Routing routing;
+    Routing* chosen = routes && !lw.experts.empty() ? &routing : nullptr;
+    const Matrix<T>& f = keep(l, Tap::ffn, pre ? layers::normed_feed_forward(be, cfg, lw, *x, chosen)
+                                               : layers::feed_forward(be, cfg, lw, *x, chosen));
+    if (chosen) {
+      routing.layer = l;
+      routes(std::move(routing));
+    }
     Matrix<T> out = layers::residual_add(be, *x, f);
     if (!pre) out = normed(out, lw.norm2);
     x = &keep(l, Tap::block, std::move(out));

@@ -22,6 +22,7 @@
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
+#include "lpsim/model/routing.hpp"
 #include "lpsim/model/row_kernels.hpp"
 #include "lpsim/model/weights.hpp"
 #include "lpsim/util/parallel_for.hpp"
@@ -150,8 +151,9 @@ void rotate(B& be, Matrix<T>& x, const Matrix<W>& cos_table, const Matrix<W>& si
 }
 
 // Row-wise softmax with the row maximum subtracted; with a causal mask row i sees columns 0..i and the others are 0.
+// op: the class whose compute, reduce and out it runs in (the attention's softmax; a router's, Op::route).
 template <class B, class T>
-Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
+Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal, Op op = Op::softmax) {
   using std::exp;
   Matrix<T> p(s.rows, s.cols, T(0));
   parallel_for(s.rows, parallel_rows(be, s.size()), [&](std::int64_t row_index) {
@@ -161,12 +163,14 @@ Matrix<T> softmax(B& be, const Matrix<T>& s, bool causal) {
     T m = s(i, 0);
     for (int j = 1; j < valid; ++j)
       if (s(i, j) > m) m = s(i, j);
-    for (int j = 0; j < valid; ++j) e[j] = be.compute(Op::softmax, T(exp(be.compute(Op::softmax, T(s(i, j) - m)))));
-    const T z = be.sum(Op::softmax, std::span<const T>(e.data(), valid));
-    for (int j = 0; j < valid; ++j) p(i, j) = be.compute(Op::softmax, T(e[j] / z));
+    auto compute = [&](const T& v) { return be.compute(op, v); };
+    for (int j = 0; j < valid; ++j) e[j] = compute(T(exp(rows::softmax_shift(s(i, j), m, compute))));
+    const T z = be.sum(op, std::span<const T>(e.data(), valid));
+    for (int j = 0; j < valid; ++j) p(i, j) = rows::softmax_normalise(e[j], z, compute);
   });
-  store_computed(be, Op::softmax, p);
-  if constexpr (hooks_of<B>().check_softmax) be.check_softmax(s, causal, p);
+  store_computed(be, op, p);
+  if constexpr (hooks_of<B>().check_softmax)
+    if (op == Op::softmax) be.check_softmax(s, causal, p);
   return p;
 }
 
@@ -184,10 +188,11 @@ Matrix<T> flash_head(B& be, const AttentionKernel& kernel, const Matrix<T>& q, c
   const int n = q.rows, keys = k.rows, d = v.cols, width = kernel.block_k;
   const T scale = fp(T(T(1) / sqrt(T(q.cols))));
   const T minus_inf(-std::numeric_limits<double>::infinity());
-  std::vector<T> m(n, minus_inf), l(n, T(0)), x;
+  std::vector<T> m(n, minus_inf), l(n, T(0));
   Matrix<T> acc(n, d, T(0));
   const Matrix<T> kt = transpose(k);
   const int tiles = (keys + width - 1) / width;
+  auto exp_t = [](const T& v) { return T(exp(v)); };
   for (int step = 0; step < tiles; ++step) {
     const int t = kernel.reverse ? tiles - 1 - step : step;
     const int first = t * width, count = std::min(width, keys - first);
@@ -196,19 +201,7 @@ Matrix<T> flash_head(B& be, const AttentionKernel& kernel, const Matrix<T>& q, c
     for (int i = 0; i < n; ++i) {
       const int valid = causal ? std::clamp(i + 1 - first, 0, count) : count;
       if (valid == 0) continue;  // every key of the tile is masked for this row: nothing changes
-      x.resize(valid);
-      T top = m[i];
-      for (int j = 0; j < valid; ++j) {
-        x[j] = fp(T(s(i, j) * scale));
-        if (x[j] > top) top = x[j];
-      }
-      const T alpha = m[i] == minus_inf ? T(0) : fp(T(exp(fp(T(m[i] - top)))));
-      T sum = fp(T(l[i] * alpha));
-      for (int j = 0; j < valid; ++j) {
-        p(i, j) = fp(T(exp(fp(T(x[j] - top)))));
-        sum = fp(T(sum + p(i, j)));
-      }
-      l[i] = sum, m[i] = top;
+      const T alpha = rows::flash_row(&s(i, 0), valid, scale, m[i], l[i], &p(i, 0), exp_t, fp);
       for (int c = 0; c < d; ++c) acc(i, c) = fp(T(acc(i, c) * alpha));
     }
     acc = be.accumulate(Op::pv, p, row_block(v, first, count), &acc);
@@ -360,10 +353,18 @@ Matrix<T> normed_attention(B& be, const ModelConfig& cfg, const LayerWeights<W>&
   return attention(be, cfg, w, norm(be, cfg.norm, x, w.norm1, cfg.norm_eps, cfg.norm_cast), rope_cos, rope_sin);
 }
 
+template <class B, class T, class W>
+Matrix<T> mixture_of_experts(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h,
+                             Routing* routing);
+
 // Two-layer perceptron: act(H W1 + b1) W2 + b2; gated (SwiGLU): (act(H W1) * H W3) W2, the activation and the
 // product each rounded to the act class's out (transformers' `down_proj(act_fn(gate_proj(x)) * up_proj(x))`).
+// A layer with experts routes each token to some of them (mixture_of_experts); routing, when given, receives what
+// it chose.
 template <class B, class T, class W>
-Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h) {
+Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h,
+                       Routing* routing = nullptr) {
+  if (!w.experts.empty()) return mixture_of_experts(be, cfg, w, h, routing);
   // The whole block on an accelerator where the backend has one that takes it (the same bits as below).
   if constexpr (hooks_of<B>().device_feed_forward)
     if (auto y = be.device_feed_forward(cfg, w, h)) return std::move(*y);
@@ -378,12 +379,85 @@ Matrix<T> feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, 
   return be.linear(Op::ffn_down, u, w.w2, w.b2.empty() ? nullptr : &w.b2);
 }
 
+// A scalar's value as a double for reports (MPFR, double-double, double); NaN for one that has none to give.
+template <class T>
+double value_of(const T& v) {
+  if constexpr (requires { static_cast<double>(v); }) return static_cast<double>(v);
+  else if constexpr (requires { to_double(v); }) return to_double(v);
+  else return NAN;
+}
+
+// The k experts of one row of router probabilities, the largest first (among equal ones the lower index first).
+template <class T>
+void top_experts(const T* p, int experts, int k, int* chosen) {
+  std::vector<int> order(experts);
+  for (int e = 0; e < experts; ++e) order[e] = e;
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int a, int b) { return p[a] > p[b] || (!(p[b] > p[a]) && a < b); });
+  std::copy_n(order.begin(), k, chosen);
+}
+
+// A mixture-of-experts MLP as transformers 5 computes Mixtral's and Qwen3-MoE's (docs/MODELS.md): logits = H W_router
+// (the router class), p = softmax(logits) in the route class, per token the k largest, renormalised to sum 1
+// (router_renormalize; the sum under route's reduce) and, with router_weights_cast, rounded to the router's out (the
+// logits' dtype). Each expert runs its MLP on the tokens sent to it (in token order; experts in index order); its
+// output times the token's weight is formed in the route class (fp32: a half tensor times fp32 weights), or in
+// ffn_down's class where the weights were cast (a product of two half tensors), cast to the stream's dtype (the
+// residual class's out) and added into the token's row (index_add_, the residual class).
+template <class B, class T, class W>
+Matrix<T> mixture_of_experts(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& h,
+                             Routing* routing) {
+  const int n = h.rows, experts = int(w.experts.size()), k = cfg.experts_per_token;
+  const Matrix<T> logits = be.linear(Op::router, h, w.router, nullptr);
+  const Matrix<T> p = softmax(be, logits, false, Op::route);
+  std::vector<int> chosen(std::size_t(n) * k);
+  Matrix<T> weight(n, k, uninitialized);
+  for (int t = 0; t < n; ++t) {
+    top_experts(&p(t, 0), experts, k, &chosen[std::size_t(t) * k]);
+    for (int r = 0; r < k; ++r) weight(t, r) = p(t, chosen[std::size_t(t) * k + r]);
+    if (cfg.router_renormalize) {
+      const T z = be.sum(Op::route, std::span<const T>(&weight(t, 0), k));
+      for (int r = 0; r < k; ++r) weight(t, r) = be.compute(Op::route, T(weight(t, r) / z));
+    }
+  }
+  store_computed(be, Op::route, weight);
+  const Op product_op = cfg.router_weights_cast ? Op::ffn_down : Op::route;
+  if (cfg.router_weights_cast) be.store(Op::router, weight);
+  if (routing) {
+    *routing = Routing{0, n, k, chosen, std::vector<double>(weight.size())};
+    for (std::size_t i = 0; i < weight.size(); ++i) routing->weights[i] = value_of(weight.data[i]);
+  }
+  Matrix<T> out(n, h.cols, T(0));
+  for (int e = 0; e < experts; ++e) {
+    std::vector<std::pair<int, int>> sent;  // (token, rank) in token order
+    for (int t = 0; t < n; ++t)
+      for (int r = 0; r < k; ++r)
+        if (chosen[std::size_t(t) * k + r] == e) sent.push_back({t, r});
+    if (sent.empty()) continue;
+    Matrix<T> x(int(sent.size()), h.cols, uninitialized);
+    for (std::size_t i = 0; i < sent.size(); ++i)
+      for (int c = 0; c < h.cols; ++c) x(int(i), c) = h(sent[i].first, c);
+    Matrix<T> y = feed_forward(be, cfg, w.experts[e], x);
+    for (std::size_t i = 0; i < sent.size(); ++i)
+      for (int c = 0; c < y.cols; ++c)
+        y(int(i), c) = be.compute(product_op, T(y(int(i), c) * weight(sent[i].first, sent[i].second)));
+    store_computed(be, product_op, y);
+    be.store(Op::residual, y);  // `.to(final_hidden_states.dtype)`
+    for (std::size_t i = 0; i < sent.size(); ++i)
+      for (int c = 0; c < y.cols; ++c) out(sent[i].first, c) = be.compute(Op::residual, T(out(sent[i].first, c) + y(int(i), c)));
+    store_computed(be, Op::residual, out);
+  }
+  return out;
+}
+
 // feed_forward(norm(x)) with the block's second norm (see normed_attention).
 template <class B, class T, class W>
-Matrix<T> normed_feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x) {
+Matrix<T> normed_feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x,
+                              Routing* routing = nullptr) {
   if constexpr (hooks_of<B>().device_feed_forward)
-    if (auto y = be.device_feed_forward(cfg, w, x, &w.norm2)) return std::move(*y);
-  return feed_forward(be, cfg, w, norm(be, cfg.norm, x, w.norm2, cfg.norm_eps, cfg.norm_cast));
+    if (w.experts.empty())
+      if (auto y = be.device_feed_forward(cfg, w, x, &w.norm2)) return std::move(*y);
+  return feed_forward(be, cfg, w, norm(be, cfg.norm, x, w.norm2, cfg.norm_eps, cfg.norm_cast), routing);
 }
 
 // The residual stream entering block 0: the input itself, [class token; patches W + b] + positions, or token

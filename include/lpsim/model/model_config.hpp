@@ -78,6 +78,16 @@ struct ModelConfig {
   bool learned_positions = true;     // token embedding plus learned positions (GPT-2); false with RoPE
   bool qk_norm = false;              // Qwen3: RMSNorm of each query and key head (its own gains) before RoPE
   int sliding_window = 0;            // Mistral: > 0 must be >= tokens (a window shorter than the input is not modelled)
+  // Mixture of experts (Mixtral, Qwen3-MoE; docs/MODELS.md): experts > 0 replaces every block's MLP by a router
+  // (width x experts, the Op::router class), a softmax over its logits and the top experts_per_token experts, each
+  // an MLP of expert_ffn (0: ffn) with the block's recipe. The selected weights are renormalised to sum 1
+  // (router_renormalize: Mixtral always, Qwen3-MoE's norm_topk_prob); router_weights_cast rounds them to the
+  // router logits' dtype before they scale the experts' outputs (Qwen3-MoE's `.to(router_logits.dtype)`).
+  int experts = 0;
+  int experts_per_token = 2;
+  int expert_ffn = 0;
+  bool router_renormalize = true;
+  bool router_weights_cast = false;
   InitConfig init;
   InputConfig input;
 
@@ -85,6 +95,7 @@ struct ModelConfig {
   int head_width() const { return head_dim > 0 ? head_dim : width / heads; }
   int kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
   int q_width() const { return heads * head_width(); }
+  int expert_width() const { return expert_ffn > 0 ? expert_ffn : ffn; }
   int kv_width() const { return kv_head_count() * head_width(); }
   int patch_dim() const { return channels * patch * patch; }
   int num_patches() const { return patch ? (image / patch) * (image / patch) : 0; }

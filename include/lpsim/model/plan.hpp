@@ -27,14 +27,17 @@
 namespace lpsim {
 
 // rope: the rotary embedding's q*cos + rotate_half(q)*sin (every step rounded to compute, as PyTorch's three
-// elementwise kernels do); lm_head: the final projection onto the vocabulary.
+// elementwise kernels do); lm_head: the final projection onto the vocabulary. Mixture of experts: router is the
+// router's GEMM (its logits), route the softmax over them, the renormalisation of the selected weights and the
+// product of an expert's output with its weight (transformers takes `router_logits.float()`: fp32 in every preset
+// but fp64).
 enum class Op : std::uint8_t {
-  embed, qkv, score, scale, softmax, pv, out_proj, ffn_up, ffn_down, act, norm, residual, rope, lm_head
+  embed, qkv, score, scale, softmax, pv, out_proj, ffn_up, ffn_down, act, norm, residual, rope, lm_head, router, route
 };
-inline constexpr int op_count = 14;
-inline constexpr Op all_ops[op_count] = {Op::embed,  Op::qkv,      Op::score,    Op::scale, Op::softmax,
-                                         Op::pv,     Op::out_proj, Op::ffn_up,   Op::ffn_down, Op::act,
-                                         Op::norm,   Op::residual, Op::rope,     Op::lm_head};
+inline constexpr int op_count = 16;
+inline constexpr Op all_ops[op_count] = {Op::embed,  Op::qkv,      Op::score,    Op::scale,    Op::softmax, Op::pv,
+                                         Op::out_proj, Op::ffn_up, Op::ffn_down, Op::act,      Op::norm,    Op::residual,
+                                         Op::rope,   Op::lm_head,  Op::router,   Op::route};
 std::string_view op_name(Op op);
 bool is_gemm(Op op);
 bool has_reduction(Op op);

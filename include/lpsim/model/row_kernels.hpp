@@ -63,4 +63,38 @@ LPSIM_HD T norm_affine(const T& c, const T& rstd, const W& gamma, const W* beta,
   return v;
 }
 
+// A softmax row's shifted argument s - m (m the row maximum), rounded to compute; exp of it is the next step.
+template <class T, class Compute>
+LPSIM_HD T softmax_shift(const T& s, const T& m, Compute compute) {
+  return compute(T(s - m));
+}
+
+// A softmax row's probability e / z (z the row's sum of exponentials), rounded to compute.
+template <class T, class Compute>
+LPSIM_HD T softmax_normalise(const T& e, const T& z, Compute compute) {
+  return compute(T(e / z));
+}
+
+// One row of a flash-attention key tile (plan.hpp's AttentionKernel): the scores s[0..valid) become x = s * scale,
+// the running maximum m and sum l are updated and p[j] = exp(x_j - m_new); returns alpha = exp(m_old - m_new), by
+// which the caller rescales the row's output accumulator (0 on the first tile a row sees). Every step is rounded to
+// compute (the softmax class); exp is the transcendental function in T. p may be s (each x is formed from its own s).
+template <class T, class Exp, class Compute>
+LPSIM_HD T flash_row(const T* s, int valid, const T& scale, T& m, T& l, T* p, Exp exp, Compute compute) {
+  const bool first = m == T(-HUGE_VAL);  // no tile has reached the row yet
+  T top = m;
+  for (int j = 0; j < valid; ++j) {
+    p[j] = compute(T(s[j] * scale));
+    if (p[j] > top) top = p[j];
+  }
+  const T alpha = first ? T(0) : compute(exp(compute(T(m - top))));
+  T sum = compute(T(l * alpha));
+  for (int j = 0; j < valid; ++j) {
+    p[j] = compute(exp(compute(T(p[j] - top))));
+    sum = compute(T(sum + p[j]));
+  }
+  l = sum, m = top;
+  return alpha;
+}
+
 }  // namespace lpsim::rows

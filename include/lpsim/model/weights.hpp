@@ -27,6 +27,10 @@ struct LayerWeights {
   Matrix<T> w3;                   // width x ffn: the up projection of a gated MLP (empty otherwise)
   std::vector<T> b1, b2;
   NormWeights<T> q_norm, k_norm;  // per-head RMSNorm of queries and keys before RoPE (Qwen3); empty gamma: none
+  // Mixture of experts (ModelConfig::experts > 0): the router, width x experts, and each expert's MLP in w1, w3, w2
+  // (b1, b2) of its own LayerWeights; w1/w2/w3 above are then empty.
+  Matrix<T> router;
+  std::vector<LayerWeights> experts;
 };
 
 template <class T>
@@ -62,18 +66,23 @@ NormWeights<To> convert(const NormWeights<From>& n) {
 }
 
 template <class To, class From>
+LayerWeights<To> convert_layer(const LayerWeights<From>& l) {
+  LayerWeights<To> o;
+  o.wq = convert<To>(l.wq), o.wk = convert<To>(l.wk), o.wv = convert<To>(l.wv), o.wo = convert<To>(l.wo);
+  o.bq = convert<To>(l.bq), o.bk = convert<To>(l.bk), o.bv = convert<To>(l.bv), o.bo = convert<To>(l.bo);
+  o.norm1 = convert<To>(l.norm1), o.norm2 = convert<To>(l.norm2);
+  o.w1 = convert<To>(l.w1), o.w2 = convert<To>(l.w2), o.b1 = convert<To>(l.b1), o.b2 = convert<To>(l.b2);
+  o.w3 = convert<To>(l.w3);
+  o.q_norm = convert<To>(l.q_norm), o.k_norm = convert<To>(l.k_norm);
+  o.router = convert<To>(l.router);
+  for (const auto& e : l.experts) o.experts.push_back(convert_layer<To>(e));
+  return o;
+}
+
+template <class To, class From>
 Weights<To> convert_weights(const Weights<From>& w) {
   Weights<To> out;
-  for (const auto& l : w.layers) {
-    LayerWeights<To> o;
-    o.wq = convert<To>(l.wq), o.wk = convert<To>(l.wk), o.wv = convert<To>(l.wv), o.wo = convert<To>(l.wo);
-    o.bq = convert<To>(l.bq), o.bk = convert<To>(l.bk), o.bv = convert<To>(l.bv), o.bo = convert<To>(l.bo);
-    o.norm1 = convert<To>(l.norm1), o.norm2 = convert<To>(l.norm2);
-    o.w1 = convert<To>(l.w1), o.w2 = convert<To>(l.w2), o.b1 = convert<To>(l.b1), o.b2 = convert<To>(l.b2);
-    o.w3 = convert<To>(l.w3);
-    o.q_norm = convert<To>(l.q_norm), o.k_norm = convert<To>(l.k_norm);
-    out.layers.push_back(std::move(o));
-  }
+  for (const auto& l : w.layers) out.layers.push_back(convert_layer<To>(l));
   out.patch_w = convert<To>(w.patch_w), out.patch_b = convert<To>(w.patch_b), out.cls = convert<To>(w.cls);
   out.pos = convert<To>(w.pos), out.wte = convert<To>(w.wte);
   out.final_norm = convert<To>(w.final_norm), out.lm_head = convert<To>(w.lm_head);

@@ -31,6 +31,11 @@ struct TapError {
   // The logits row only (nan elsewhere): over tokens, KL(p_ref || p_emulated) of the softmax distributions (mean,
   // max), the fraction of tokens whose arg max agrees, and the largest |logit difference|.
   double kl_mean = NAN, kl_max = NAN, top1 = NAN, logit_max_abs = NAN;
+  // A mixture-of-experts layer's ffn and block rows only (nan elsewhere; route_compare.hpp): the fraction of tokens
+  // whose set of experts differs from the reference's, the fraction with the same set in another order, the largest
+  // |weight - reference weight| among tokens with the same set, and rel_fro over the tokens with a flipped set and
+  // over the others.
+  double route_flip = NAN, route_reorder = NAN, route_weight_err = NAN, flipped_rel_fro = NAN, kept_rel_fro = NAN;
 };
 
 // Next-token metrics of emulated logits (tokens x vocab) against reference logits, in long double.
@@ -77,9 +82,12 @@ struct StudyResult {
   MemoryEstimate memory;       // what the study was estimated to need before it started (checked against MemAvailable)
 };
 
-// The taps of one forward (layer-major, in all_taps order), for callers that reuse one reference for many runs.
+// The taps of one forward (layer-major, in all_taps order), for callers that reuse one reference for many runs,
+// with what each mixture-of-experts layer's router chose (empty for a dense model).
 template <class T>
-using Taps = std::vector<Matrix<T>>;
+struct Taps : std::vector<Matrix<T>> {
+  std::vector<Routing> routes;
+};
 // Bytes an MPFR forward of this model at `bits` holds at its peak (parameters, stored taps, one head's scores and
 // probabilities, the MLP's activations), each number an mpfr_t with its limbs and the allocator's overhead.
 double reference_bytes(const ModelConfig& cfg, int bits);
