@@ -126,7 +126,7 @@ void export_models(const std::string& dir, const std::vector<std::string>& model
         R"("norm": "{}", "position": "{}", "activation": "{}", "eps": {:.17g}, "causal": {}, "embedding": "{}", )"
         R"("class_token": {}}})",
         model, seed, c.width, c.heads, c.ffn, c.depth, c.tokens, norm_name(c.norm),
-        c.position == NormPosition::pre ? "pre" : "post", activation_name(c.activation), c.norm_eps,
+        position_name(c.position), activation_name(c.activation), c.norm_eps,
         c.causal ? "true" : "false", embedding_name(c.embedding), c.class_token ? "true" : "false");
   }
   fmt::print("exported {} models to {}/export\n", models.size(), dir);

@@ -2,7 +2,8 @@
 """Observed forward error of transformers' own model classes on the GPU, against the same model in float64.
 
 Makes small seeded checkpoints with transformers' classes (GPT-2, ViT, Llama with GQA and llama3 rope scaling,
-Qwen2 with q/k/v biases and tied embeddings, Mistral, Qwen3 with QK-norm (sharded), Phi-3 with fused projections),
+Qwen2 with q/k/v biases and tied embeddings, Mistral, Qwen3 with QK-norm (sharded), Phi-3 with fused projections,
+Gemma 2 with sandwich norms and soft-capping (its branch taps after the post-norms), Mixtral and Qwen3-MoE),
 saves them with save_pretrained, writes the input each is run
 on, then runs each as users do, eager attention: torch.autocast fp16 and bf16, model.half(), model.to(bfloat16),
 each against model.to(float64). Per block: the attention branch (output of the out projection), the MLP branch
@@ -26,7 +27,7 @@ import sys
 import torch
 import transformers
 from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, MixtralConfig, MixtralForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          MistralForCausalLM, Gemma2Config, Gemma2ForCausalLM, MixtralConfig, MixtralForCausalLM, Phi3Config, Phi3ForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig,
                           Qwen3MoeForCausalLM, ViTConfig, ViTModel)
 
@@ -58,6 +59,11 @@ def models():
     # Phi-3: fused qkv_proj and gate_up_proj; its default pad_token_id (32000) is outside this vocabulary.
     yield "phi3", Phi3ForCausalLM, Phi3Config(rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None,
                                               resid_pdrop=0, embd_pdrop=0, attention_dropout=0, **llama)
+    # Gemma 2: sandwich norms with 1 + w, the embedding times sqrt(64), GeGLU, scores times 32^-1/2 soft-capped at 50,
+    # logits at 30, a tied head (eager only: sdpa cannot soft-cap).
+    yield "gemma2", Gemma2ForCausalLM, Gemma2Config(rope_theta=10000.0, head_dim=32, query_pre_attn_scalar=32,
+                                                    attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+                                                    sliding_window=4096, tie_word_embeddings=True, **llama)
     # Mixtral: four experts, top-2 renormalised, fp32 routing weights.
     yield "mixtral", MixtralForCausalLM, MixtralConfig(rope_theta=1000000.0, sliding_window=None, num_local_experts=4,
                                                        num_experts_per_tok=2, router_jitter_noise=0.0,
@@ -97,6 +103,8 @@ def probes(model):
                 found[(layer, "attn")] = mod
             elif rest in ("mlp.c_proj", "mlp.down_proj", "output.dense", "mlp.fc2", "mlp.dense2"):
                 found[(layer, "ffn")] = mod
+            elif rest in ("post_attention_layernorm", "post_feedforward_layernorm") and "Gemma" in type(mod).__name__:
+                found[(layer, "attn" if rest.startswith("post_attention") else "ffn")] = mod  # the sandwich's post-norms
             elif rest in ("mlp", "block_sparse_moe") and re.search("Sparse|Moe|MoE", type(mod).__name__):
                 found[(layer, "ffn")] = mod  # a mixture of experts: the block's output is the branch
             elif rest in ("mlp.gate", "block_sparse_moe.gate"):
@@ -141,7 +149,7 @@ def main():
     routes = ["model,mode,layer,token,experts"]
     for name, cls, cfg in models():
         for sharp in (False, True):
-            if sharp and name not in ("gpt2", "vit", "llama", "qwen3"):
+            if sharp and name not in ("gpt2", "vit", "llama", "qwen3", "gemma2"):
                 continue
             if ONLY and name not in ONLY:
                 continue
@@ -205,7 +213,8 @@ def observe(name, cls, cfg, rows, kernels, routes, sharp):
         gpu_in = {k: (v.to("cuda", torch.float64) if v.is_floating_point() else v.cuda()) for k, v in inputs.items()}
         ref = run(ref_model, gpu_in, None)
         del ref_model
-        for (mode, (kind, dtype)), attn in [(md, a) for a in ("eager", "sdpa") for md in MODES.items()]:
+        kernels_run = ("eager",) if name.startswith("gemma2") else ("eager", "sdpa")  # sdpa has no soft-capping
+        for (mode, (kind, dtype)), attn in [(md, a) for a in kernels_run for md in MODES.items()]:
             m = cls.from_pretrained(d, attn_implementation=attn).cuda().eval()
             if kind == "pure":
                 m = m.to(dtype)

@@ -7,18 +7,18 @@
 #   3. the defaults of the new families' config classes that lpsim's descriptions assume -> OUT/config_defaults.txt;
 #   4. transformers' MoE classes' source and a tiny Mixtral's and Qwen3-MoE's tensor names -> OUT/moe_source.txt.
 # Binaries come prebuilt in BIN (default .devrun: lpsim-cuda and lib/ with the shared libraries the machine lacks).
-# Usage: validate_families.sh OUT [FAMILIES]   (FAMILIES default mixtral,qwen3_moe)
+# Usage: validate_families.sh OUT [FAMILIES]   (FAMILIES default gemma2,mixtral,qwen3_moe)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=$1
-FAMILIES=${2:-mixtral,qwen3_moe}
+FAMILIES=${2:-gemma2,mixtral,qwen3_moe}
 BIN=${BIN:-.devrun}
 export LD_LIBRARY_PATH="$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}"
 mkdir -p "$OUT"
 status=0
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 "$BIN/lpsim-cuda" emulate -o "$OUT" -m models/gpt2-tiny.toml models/llama-tiny.toml models/tiny-vit.toml \
-  models/qwen3-tiny.toml models/phi3-tiny.toml models/mixtral-tiny.toml models/qwen3-moe-tiny.toml \
+  models/qwen3-tiny.toml models/phi3-tiny.toml models/mixtral-tiny.toml models/qwen3-moe-tiny.toml models/gemma2-tiny.toml \
   -p autocast-bf16 pure-fp16 fp8-e4m3 mxfp8 nvfp4 fp8-deepseek cuda/plans/autocast-fp16-tc.toml \
   cuda/plans/bf16-acc-sr.toml --check 2>&1 | tail -n 60 | tee "$OUT/emulate.txt" || status=1
 python3 - > "$OUT/config_defaults.txt" 2>&1 <<'PY' || status=1

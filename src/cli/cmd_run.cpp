@@ -71,7 +71,7 @@ void run(const RunOptions& o) {
   const double u = plan.unit_roundoff();
   fmt::print("model {} ({}, width {}, {} heads, ffn {}, depth {}, {} tokens, {}-{}, {})  plan {}  seed {}\n",
              cfg.name, cfg.arch, cfg.width, cfg.heads, cfg.ffn, cfg.depth, cfg.tokens,
-             cfg.position == NormPosition::pre ? "pre" : "post", norm_name(cfg.norm), activation_name(cfg.activation),
+             position_name(cfg.position), norm_name(cfg.norm), activation_name(cfg.activation),
              plan.name, study.seed);
   fmt::print("{:>5} {:<5} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>6}\n", "layer", "tap", "rel_fro",
              "/u", "max_rel", "median", "mean", "p95", "nonfin", "ovf", "sat");

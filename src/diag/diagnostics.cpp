@@ -200,6 +200,9 @@ std::string diagnostics_problem(const ModelConfig& cfg) {
   if (cfg.norm_cast) why.push_back("LlamaRMSNorm's cast inside the norm");
   if (cfg.qk_norm) why.push_back("per-head query/key norms");
   if (cfg.experts > 0) why.push_back(fmt::format("a mixture of {} experts", cfg.experts));
+  if (cfg.position == NormPosition::sandwich) why.push_back("norms after the branches (sandwich)");
+  if (cfg.attn_softcap > 0 || cfg.score_scalar > 0) why.push_back("soft-capped or rescaled attention scores");
+  if (cfg.norm_gain_offset != 0) why.push_back("norm gains applied as 1 + w");
   if (why.empty()) return "";
   return fmt::format("model {}: the diagnostics and bounds are written for multi-head attention without rotary "
                      "embeddings, a plain MLP and norms without a cast; this model has {} (run without diagnostics; "

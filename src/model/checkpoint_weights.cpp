@@ -18,7 +18,9 @@ namespace {
 
 using P = LayerParam;
 
-bool is_norm(P p) { return p == P::norm1 || p == P::norm2 || p == P::q_norm || p == P::k_norm; }
+bool is_norm(P p) {
+  return p == P::norm1 || p == P::norm2 || p == P::q_norm || p == P::k_norm || p == P::post_norm1 || p == P::post_norm2;
+}
 bool is_matrix(P p) { return p <= P::w2 || p == P::router; }
 
 // in x out, as LayerWeights holds it.
@@ -73,7 +75,8 @@ auto& vector_of(L& w, P p) {
 
 template <class L>
 auto& norm_of(L& w, P p) {
-  return p == P::norm1 ? w.norm1 : p == P::norm2 ? w.norm2 : p == P::q_norm ? w.q_norm : w.k_norm;
+  return p == P::norm1 ? w.norm1 : p == P::norm2 ? w.norm2 : p == P::q_norm ? w.q_norm : p == P::k_norm ? w.k_norm
+         : p == P::post_norm1 ? w.post_norm1 : w.post_norm2;
 }
 
 // Per-head query/key norms are RMSNorms in every family that has them (Qwen3, Gemma 3).
@@ -134,6 +137,7 @@ bool covers(const CheckpointLayout& l, const ModelConfig& c) {
   if (c.experts == 0) need.insert(need.end(), {P::w1, P::w2});
   if (c.experts == 0 && c.mlp == Mlp::gated) need.push_back(P::w3);
   if (c.qk_norm) need.insert(need.end(), {P::q_norm, P::k_norm});
+  if (c.position == NormPosition::sandwich) need.insert(need.end(), {P::post_norm1, P::post_norm2});
   for (P p : need)
     if (!have.contains(p)) return false;
   if (c.embedding == Embedding::patch && l.patch_projection.empty()) return false;
@@ -169,6 +173,7 @@ Weights<double> load_safetensors_weights(const std::string& path, const ModelCon
   const int d = cfg.width;
   auto norm = [&](const std::string& base, int n, NormKind kind) {
     NormWeights<double> nw{ck.vector(base + ".weight", n), {}};
+    nw.gain_offset = cfg.norm_gain_offset;  // Gemma stores w and applies 1 + w
     if (kind == NormKind::layernorm) nw.beta = ck.vector(base + ".bias", n);
     if (ck.has(base + ".eps")) {  // lpsim's extension: the norm's own eps (scripts/train_digits.py writes it)
       nw.eps = ck.vector(base + ".eps", 1)[0];

@@ -139,7 +139,7 @@ void round_weights(Weights<double>& w, const FormatSpec& f) {
   for (auto& l : w.layers) {
     for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3, &l.router}) rm(*m);
     for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma,
-                    &l.norm2.beta, &l.q_norm.gamma, &l.k_norm.gamma})
+                    &l.norm2.beta, &l.q_norm.gamma, &l.k_norm.gamma, &l.post_norm1.gamma, &l.post_norm2.gamma})
       rv(*v);
     for (auto& e : l.experts) {
       for (auto* m : {&e.w1, &e.w2, &e.w3}) rm(*m);
@@ -174,7 +174,7 @@ Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
   auto rv = [&](std::vector<double>& v) { round_all(v, f); };
   for (auto& l : r.layers) {
     for (auto* v : {&l.bq, &l.bk, &l.bv, &l.bo, &l.b1, &l.b2, &l.norm1.gamma, &l.norm1.beta, &l.norm2.gamma, &l.norm2.beta,
-                    &l.q_norm.gamma, &l.k_norm.gamma})
+                    &l.q_norm.gamma, &l.k_norm.gamma, &l.post_norm1.gamma, &l.post_norm2.gamma})
       rv(*v);
     for (auto& e : l.experts) rv(e.b1), rv(e.b2);
   }
@@ -255,8 +255,9 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
     if (!present) return std::vector<double>{};
     return init.bias_std > 0 ? to_vector(draw.gaussian(name, layer, 1, n, init.bias_std)) : std::vector<double>(n, 0.0);
   };
-  auto norm = [&](int n) {
-    NormWeights<double> w{std::vector<double>(n, init.norm_gain), {}};
+  auto norm = [&](int n) {  // gains init.norm_gain as applied (Gemma's stored w is the gain less its offset)
+    NormWeights<double> w{std::vector<double>(n, init.norm_gain - cfg.norm_gain_offset), {}};
+    w.gain_offset = cfg.norm_gain_offset;
     if (cfg.norm == NormKind::layernorm) w.beta.assign(n, init.norm_bias);
     return w;
   };
@@ -294,8 +295,11 @@ Weights<double> init_weights(const ModelConfig& cfg, std::uint64_t seed) {
       lw.experts.push_back(std::move(x));
     }
     lw.norm1 = norm(d), lw.norm2 = norm(d);
-    if (cfg.qk_norm)  // RMSNorms over a head's width (their gains like every norm's)
-      lw.q_norm.gamma.assign(dh, init.norm_gain), lw.k_norm.gamma.assign(dh, init.norm_gain);
+    if (cfg.position == NormPosition::sandwich) lw.post_norm1 = norm(d), lw.post_norm2 = norm(d);
+    if (cfg.qk_norm) {  // RMSNorms over a head's width (their gains like every norm's)
+      lw.q_norm = norm(dh), lw.k_norm = norm(dh);
+      lw.q_norm.beta.clear(), lw.k_norm.beta.clear();
+    }
     w.layers.push_back(std::move(lw));
   }
   if (cfg.embedding == Embedding::patch) {

@@ -32,6 +32,10 @@ double parameter_count(const ModelConfig& c) {
 
 int head_tap_count(const ModelConfig& c) { return (c.final_norm ? 1 : 0) + (c.lm_head ? 1 : 0); }
 
+std::string_view position_name(NormPosition p) {
+  return p == NormPosition::pre ? "pre" : p == NormPosition::post ? "post" : "sandwich";
+}
+
 std::string_view embedding_name(Embedding e) {
   return e == Embedding::none ? "none" : e == Embedding::patch ? "patch" : "tokens";
 }
@@ -78,8 +82,8 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.tokens = m.get_int("tokens", c.tokens, 1, 1 << 16);
   c.norm = pick<NormKind>(m.get_choice("norm", std::string(norm_name(c.norm)), {"layernorm", "rmsnorm"}),
                           {{"layernorm", NormKind::layernorm}, {"rmsnorm", NormKind::rmsnorm}});
-  c.position = pick<NormPosition>(m.get_choice("position", c.position == NormPosition::pre ? "pre" : "post", {"pre", "post"}),
-                                  {{"pre", NormPosition::pre}, {"post", NormPosition::post}});
+  c.position = pick<NormPosition>(m.get_choice("position", std::string(position_name(c.position)), {"pre", "post", "sandwich"}),
+                                  {{"pre", NormPosition::pre}, {"post", NormPosition::post}, {"sandwich", NormPosition::sandwich}});
   c.activation = pick<Activation>(
       m.get_choice("activation", std::string(activation_name(c.activation)), {"gelu", "gelu-tanh", "relu", "silu"}),
       {{"gelu", Activation::gelu}, {"gelu-tanh", Activation::gelu_tanh}, {"relu", Activation::relu}, {"silu", Activation::silu}});
@@ -121,6 +125,11 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.expert_ffn = m.get_int("expert_ffn", c.expert_ffn, 0, 1 << 18);
   c.router_renormalize = m.get<bool>("router_renormalize", c.router_renormalize);
   c.router_weights_cast = m.get<bool>("router_weights_cast", c.router_weights_cast);
+  c.embed_scale = m.get<bool>("embed_scale", c.embed_scale);
+  c.norm_gain_offset = m.get<double>("norm_gain_offset", c.norm_gain_offset);
+  c.score_scalar = m.get<double>("score_scalar", c.score_scalar);
+  c.attn_softcap = m.get<double>("attn_softcap", c.attn_softcap);
+  c.final_softcap = m.get<double>("final_softcap", c.final_softcap);
   if (c.embedding == Embedding::patch && !m.has("tokens")) c.tokens = c.num_patches() + (c.class_token ? 1 : 0);
   m.finish();
 
@@ -215,6 +224,10 @@ std::string validate(const ModelConfig& c) {
     return fmt::format("rotary embeddings need an even head width, not {}", c.head_width());
   if (c.sliding_window > 0 && c.tokens > c.sliding_window)
     return fmt::format("{} tokens exceed the sliding window of {} (not modelled)", c.tokens, c.sliding_window);
+  for (auto [key, v] : {std::pair{"score_scalar", c.score_scalar}, {"attn_softcap", c.attn_softcap},
+                        {"final_softcap", c.final_softcap}, {"norm_gain_offset", c.norm_gain_offset}})
+    if (!(std::isfinite(v) && v >= 0)) return fmt::format("model.{} = {} must be >= 0 (0: none)", key, v);
+  if (c.final_softcap > 0 && !c.lm_head) return "model.final_softcap needs an LM head";
   if (c.experts > 0 && (c.experts_per_token < 1 || c.experts_per_token > c.experts))
     return fmt::format("model.experts_per_token = {} must be in 1..model.experts = {}", c.experts_per_token, c.experts);
   if (c.lm_head && c.embedding != Embedding::tokens) return "model.lm_head needs a token embedding (model.vocab)";

@@ -17,7 +17,7 @@ class HfFields;  // src/model/hf_fields.hpp: typed reads of config.json naming t
 
 // A parameter of one block, as LayerWeights holds it (in x out matrices, vectors, norms).
 enum class LayerParam : std::uint8_t {
-  wq, wk, wv, wo, w1, w3, w2, bq, bk, bv, bo, b1, b2, norm1, norm2, q_norm, k_norm, router
+  wq, wk, wv, wo, w1, w3, w2, bq, bk, bv, bo, b1, b2, norm1, norm2, q_norm, k_norm, router, post_norm1, post_norm2
 };
 
 // How a stored matrix is laid out: nn.Linear's out x in (read transposed) or GPT-2's Conv1D in x out.

@@ -1,6 +1,7 @@
 #pragma once
 // The forward pass, once for every backend. Pre-LN: X' = X + MHSA(N1(X)), X'' = X' + FFN(N2(X')).
-// Post-LN: X' = N1(X + MHSA(X)), X'' = N2(X' + FFN(X')). Four taps per block: the attention branch, the stream
+// Post-LN: X' = N1(X + MHSA(X)), X'' = N2(X' + FFN(X')). Sandwich (Gemma): X' = X + M1(MHSA(N1(X))),
+// X'' = X' + M2(FFN(N2(X'))), the branch taps after M1 and M2. Four taps per block: the attention branch, the stream
 // after it, the FFN branch and the block output; then the final norm and the logits where the model has them.
 #include <array>
 #include <functional>
@@ -61,19 +62,25 @@ void forward_kept(B& be, const ModelConfig& cfg, const Weights<W>& w, const Mode
   for (int l = 0; l < cfg.depth; ++l) {
     be.set_layer(l);
     const LayerWeights<W>& lw = w.layers[l];
-    const bool pre = cfg.position == NormPosition::pre;
+    const bool pre = cfg.position != NormPosition::post, sandwich = cfg.position == NormPosition::sandwich;
     auto normed = [&](const Matrix<T>& v, const NormWeights<W>& nw) {
       return layers::norm(be, cfg.norm, v, nw, cfg.norm_eps, cfg.norm_cast);
     };
-    const Matrix<T>& a = keep(l, Tap::attn, pre ? layers::normed_attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin)
-                                                : layers::attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin));
+    // The sandwich's post-norm of a branch, cast back to the branch's dtype (Gemma's `.type_as(x)`).
+    auto post_normed = [&](Matrix<T>&& v, const NormWeights<W>& nw, Op branch) {
+      return sandwich ? layers::norm(be, cfg.norm, v, nw, cfg.norm_eps, cfg.norm_cast, true, branch) : std::move(v);
+    };
+    const Matrix<T>& a = keep(l, Tap::attn, post_normed(pre ? layers::normed_attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin)
+                                                            : layers::attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin),
+                                                        lw.post_norm1, Op::out_proj));
     Matrix<T> after = layers::residual_add(be, *x, a);
     if (!pre) after = normed(after, lw.norm1);
     x = &keep(l, Tap::mid, std::move(after));
     Routing routing;
     Routing* chosen = routes && !lw.experts.empty() ? &routing : nullptr;
-    const Matrix<T>& f = keep(l, Tap::ffn, pre ? layers::normed_feed_forward(be, cfg, lw, *x, chosen)
-                                               : layers::feed_forward(be, cfg, lw, *x, chosen));
+    const Matrix<T>& f = keep(l, Tap::ffn, post_normed(pre ? layers::normed_feed_forward(be, cfg, lw, *x, chosen)
+                                                           : layers::feed_forward(be, cfg, lw, *x, chosen),
+                                                       lw.post_norm2, Op::ffn_down));
     if (chosen) {
       routing.layer = l;
       routes(std::move(routing));
@@ -85,7 +92,11 @@ void forward_kept(B& be, const ModelConfig& cfg, const Weights<W>& w, const Mode
   be.set_layer(cfg.depth);
   if (cfg.final_norm)
     x = &keep(cfg.depth, Tap::final, layers::norm(be, cfg.norm, *x, w.final_norm, cfg.norm_eps, cfg.norm_cast, false));
-  if (cfg.lm_head) keep(cfg.depth, Tap::logits, be.linear(Op::lm_head, *x, w.lm_head, nullptr));
+  if (cfg.lm_head) {
+    Matrix<T> logits = be.linear(Op::lm_head, *x, w.lm_head, nullptr);
+    if (cfg.final_softcap > 0) layers::soft_cap(be, Op::lm_head, logits, cfg.final_softcap);  // Gemma 2
+    keep(cfg.depth, Tap::logits, std::move(logits));
+  }
 }
 
 // The forward with each tap shown to `tap`; returns the last value (the logits where the model has an LM head).

@@ -7,6 +7,8 @@
 //   compute(op, v)          one elementwise step rounded to the op's compute precision
 //   store(op, M)            the op's result rounded to its storage format
 // Everything else here is the arithmetic of the papers' equations, one rounding per step.
+#include <fmt/format.h>
+
 #include <boost/math/constants/constants.hpp>
 #include <boost/multiprecision/number.hpp>
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "lpsim/config/config_error.hpp"
 #include "lpsim/model/backend.hpp"
 #include "lpsim/model/matrix.hpp"
 #include "lpsim/model/model_config.hpp"
@@ -70,7 +73,9 @@ void store_computed(B& be, Op op, Matrix<T>& m) {
 // cast: RMSNorm as transformers' LlamaRMSNorm: x * rstd is rounded to its input's dtype (`hidden_states.to(
 // input_dtype)`) before the gain multiplies it, itself rounded again. The input's dtype is the stream's for a block's
 // norms (the norm class's `out`); cast_as names another class whose `out` it is (QK-norm: the q/k projection's, bf16
-// under autocast, where the product with the fp32 gain is then fp32 by type promotion).
+// under autocast, where the product with the fp32 gain is then fp32 by type promotion). Without cast, cast_as is the
+// class whose `out` the result is finally cast to (Gemma's RMSNorm: `.type_as(x)` of its input, the branch output's
+// dtype for the sandwich's post-norms). A gain offset (Gemma: 1 + w) is added to each gain in compute first.
 template <class B, class T, class W>
 Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w, double eps, bool cast = false,
                bool in_block = true, Op cast_as = Op::norm) {
@@ -80,6 +85,12 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
   const int n = x.rows, d = x.cols;
   Matrix<T> y(n, d, uninitialized);  // every row written below
   const T width(d), epsilon = be.compute(Op::norm, T(w.eps >= 0 ? w.eps : eps));
+  // With a gain offset, offset + gamma in the norm's compute (`1.0 + self.weight.float()`); without, gamma as held
+  // (in W: the double-double reference multiplies by a double).
+  std::vector<T> gain(w.gain_offset != 0 ? w.gamma.size() : 0);
+  for (std::size_t j = 0; j < gain.size(); ++j) gain[j] = be.compute(Op::norm, T(T(w.gain_offset) + T(w.gamma[j])));
+  std::vector<T> shift(w.gain_offset != 0 ? w.beta.size() : 0);
+  for (std::size_t j = 0; j < shift.size(); ++j) shift[j] = T(w.beta[j]);
   parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t row_index) {
     const int i = int(row_index);
     std::vector<T> centred(d);
@@ -100,13 +111,16 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
       return;
     }
     for (int j = 0; j < d; ++j)
-      y(i, j) = rows::norm_affine(centred[j], rstd, w.gamma[j], w.beta.empty() ? nullptr : &w.beta[j], compute);
+      y(i, j) = gain.empty() ? rows::norm_affine(centred[j], rstd, w.gamma[j], w.beta.empty() ? nullptr : &w.beta[j], compute)
+                             : rows::norm_affine(centred[j], rstd, gain[j], shift.empty() ? nullptr : &shift[j], compute);
   });
   if (cast && cast_as != Op::norm) be.store(cast_as, y);
   else store_computed(be, Op::norm, y);
+  if (!cast && cast_as != Op::norm) be.store(cast_as, y);
   if (cast) {  // the gain times the rounded normalised value, rounded again
     parallel_for(n, parallel_rows(be, std::size_t(n) * d), [&](std::int64_t i) {
-      for (int j = 0; j < d; ++j) y(int(i), j) = be.compute(Op::norm, T(y(int(i), j) * w.gamma[j]));
+      for (int j = 0; j < d; ++j)
+        y(int(i), j) = be.compute(Op::norm, gain.empty() ? T(y(int(i), j) * w.gamma[j]) : T(y(int(i), j) * gain[j]));
     });
     store_computed(be, Op::norm, y);
   }
@@ -114,10 +128,26 @@ Matrix<T> norm(B& be, NormKind kind, const Matrix<T>& x, const NormWeights<W>& w
   return y;
 }
 
-// S / sqrt(d_head) elementwise (PyTorch's `scores / math.sqrt(d)`: the divisor rounded to compute first), or
-// S * d_head^-1/2 (transformers' Llama: `* self.scaling`, a Python float PyTorch applies in fp32).
+// tanh(x / c) c elementwise, each of the three ops its own kernel rounded to the op class's compute and stored
+// to its out (Gemma 2's `attn_weights / softcapping; tanh; * softcapping` on the scores' and the logits' dtype).
 template <class B, class T>
-void scale_scores(B& be, Matrix<T>& s, int d_head, ScoreScale how = ScoreScale::divide) {
+void soft_cap(B& be, Op op, Matrix<T>& m, double cap) {
+  using std::tanh;
+  const T c = be.compute(op, T(cap));
+  const std::int64_t n = std::int64_t(m.size());
+  parallel_for(n, parallel_rows(be, m.size()), [&](std::int64_t i) { m.data[i] = be.compute(op, T(m.data[i] / c)); });
+  be.store(op, m);
+  parallel_for(n, parallel_rows(be, m.size()), [&](std::int64_t i) { m.data[i] = be.compute(op, T(tanh(m.data[i]))); });
+  be.store(op, m);
+  parallel_for(n, parallel_rows(be, m.size()), [&](std::int64_t i) { m.data[i] = be.compute(op, T(m.data[i] * c)); });
+  be.store(op, m);
+}
+
+// S / sqrt(d_head) elementwise (PyTorch's `scores / math.sqrt(d)`: the divisor rounded to compute first), or
+// S * d_head^-1/2 (transformers' Llama: `* self.scaling`, a Python float PyTorch applies in fp32). d_head is the
+// model's score scalar where it has one (Gemma's query_pre_attn_scalar).
+template <class B, class T>
+void scale_scores(B& be, Matrix<T>& s, double d_head, ScoreScale how = ScoreScale::divide) {
   using std::sqrt;
   if (how == ScoreScale::multiply) {
     const T factor = be.compute(Op::scale, T(T(1) / sqrt(T(d_head))));
@@ -279,9 +309,12 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
                     const Matrix<W>& rope_cos = {}, const Matrix<W>& rope_sin = {}) {
   auto bias = [](const std::vector<W>& b) { return b.empty() ? nullptr : &b; };
   if constexpr (hooks_of<B>().observe_attention_input) be.observe_attention_input(h);
+  // The devices' attention knows neither a score scalar nor soft-capping (Gemma 2): the host computes those.
+  const bool plain_scores = cfg.score_scalar == 0 && cfg.attn_softcap == 0;
   // The whole layer on an accelerator where the backend has one that takes it (the same bits as below).
   if constexpr (hooks_of<B>().device_attention)
-    if (auto y = be.device_attention(cfg, w, h, rope_cos, rope_sin)) return std::move(*y);
+    if (plain_scores)
+      if (auto y = be.device_attention(cfg, w, h, rope_cos, rope_sin)) return std::move(*y);
   const Matrix<T> q = be.linear(Op::qkv, h, w.wq, bias(w.bq));
   const Matrix<T> k = be.linear(Op::qkv, h, w.wk, bias(w.bk));
   const Matrix<T> v = be.linear(Op::qkv, h, w.wv, bias(w.bv));
@@ -305,7 +338,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
   // Every head at once on an accelerator where the backend has one that takes them (the same bits as below).
   std::vector<Matrix<T>> queries;  // rotated for it up front, and used below where it declines
   if constexpr (hooks_of<B>().device_heads) {
-    if (be.takes_heads()) {
+    if (plain_scores && be.takes_heads()) {
       queries.resize(cfg.heads);
       parallel_for(cfg.heads, parallel_heads(be, cfg.heads), [&](std::int64_t i) { queries[i] = query(int(i)); });
       std::vector<Matrix<T>> values(cfg.kv_head_count());
@@ -323,19 +356,23 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     // The flash kernel where the backend emulates one (in exact arithmetic it is the math below).
     if constexpr (hooks_of<B>().attention_kernel) {
       if (be.attention_kernel().kind == AttentionKernel::Kind::flash) {
+        if (!plain_scores)  // PyTorch's sdpa has no soft-capping either (transformers runs Gemma 2 eager)
+          throw ConfigError(fmt::format("model {}: the flash kernel has no score scalar or soft-capping; use a plan "
+                                        "without +flash", cfg.name));
         set_columns(heads, head * dh, flash_head(be, be.attention_kernel(), qh, kh, vh, cfg.causal));
         return;
       }
     }
     // The whole head on an accelerator where the backend has one that takes it (the same bits as below).
     if constexpr (hooks_of<B>().device_head) {
-      if (auto out = be.device_head(qh, kh, vh, cfg.causal, cfg.score_scale)) {
+      if (auto out = plain_scores ? be.device_head(qh, kh, vh, cfg.causal, cfg.score_scale) : std::nullopt) {
         set_columns(heads, head * dh, *out);
         return;
       }
     }
     Matrix<T> s = be.gemm(Op::score, qh, transpose(kh), nullptr);
-    scale_scores(be, s, dh, cfg.score_scale);
+    scale_scores(be, s, cfg.score_scalar > 0 ? cfg.score_scalar : double(dh), cfg.score_scale);
+    if (cfg.attn_softcap > 0) soft_cap(be, Op::scale, s, cfg.attn_softcap);
     const Matrix<T> p = softmax(be, s, cfg.causal);
     if constexpr (hooks_of<B>().observe_head) be.observe_head(qh, kh, s, p, vh);
     set_columns(heads, head * dh, be.gemm(Op::pv, p, vh, nullptr));
@@ -349,7 +386,8 @@ template <class B, class T, class W>
 Matrix<T> normed_attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x,
                            const Matrix<W>& rope_cos, const Matrix<W>& rope_sin) {
   if constexpr (hooks_of<B>().device_attention)
-    if (auto y = be.device_attention(cfg, w, x, rope_cos, rope_sin, &w.norm1)) return std::move(*y);
+    if (w.norm1.gain_offset == 0 && cfg.score_scalar == 0 && cfg.attn_softcap == 0)
+      if (auto y = be.device_attention(cfg, w, x, rope_cos, rope_sin, &w.norm1)) return std::move(*y);
   return attention(be, cfg, w, norm(be, cfg.norm, x, w.norm1, cfg.norm_eps, cfg.norm_cast), rope_cos, rope_sin);
 }
 
@@ -455,7 +493,7 @@ template <class B, class T, class W>
 Matrix<T> normed_feed_forward(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x,
                               Routing* routing = nullptr) {
   if constexpr (hooks_of<B>().device_feed_forward)
-    if (w.experts.empty())
+    if (w.experts.empty() && w.norm2.gain_offset == 0)
       if (auto y = be.device_feed_forward(cfg, w, x, &w.norm2)) return std::move(*y);
   return feed_forward(be, cfg, w, norm(be, cfg.norm, x, w.norm2, cfg.norm_eps, cfg.norm_cast), routing);
 }
@@ -487,6 +525,12 @@ Matrix<T> embed(B& be, const ModelConfig& cfg, const Weights<W>& w, const ModelI
       for (int j = 0; j < cfg.width; ++j)
         x(t, j) = positions ? be.compute(Op::residual, T(T(w.wte(in.ids[t], j)) + T(w.pos(t, j))))
                             : T(w.wte(in.ids[t], j));
+    if (cfg.embed_scale) {  // Gemma: `inputs_embeds * normalizer`, sqrt(width) a Python float in the stream's dtype
+      using std::sqrt;
+      Matrix<T> normalizer(1, 1, T(sqrt(double(cfg.width))));
+      be.store(Op::residual, normalizer);
+      for (T& v : x.data) v = be.compute(Op::residual, T(v * normalizer(0, 0)));
+    }
   }
   be.store(Op::residual, x);
   return x;

@@ -8,7 +8,8 @@
 namespace lpsim {
 
 enum class NormKind : std::uint8_t { layernorm, rmsnorm };
-enum class NormPosition : std::uint8_t { pre, post };  // pre: X + f(N(X)); post: N(X + f(X))
+// pre: X + f(N(X)); post: N(X + f(X)); sandwich (Gemma 2/3): X + M(f(N(X))), a norm before and after each branch
+enum class NormPosition : std::uint8_t { pre, post, sandwich };
 enum class Activation : std::uint8_t { gelu, gelu_tanh, relu, silu };
 enum class Mlp : std::uint8_t { plain, gated };          // gated: down(act(gate(X)) * up(X)), SwiGLU with silu
 enum class ScoreScale : std::uint8_t { divide, multiply };  // S / fl(sqrt(d)) (GPT-2, ViT) or S * fl32(d^-1/2) (Llama)
@@ -88,6 +89,14 @@ struct ModelConfig {
   int expert_ffn = 0;
   bool router_renormalize = true;
   bool router_weights_cast = false;
+  // Gemma 2 (docs/MODELS.md): the token embedding times sqrt(width) rounded to the stream's dtype (embed_scale);
+  // norm gains stored as w and applied as (norm_gain_offset + w) in the norm's compute (Gemma's RMSNorm: 1 + w);
+  // scores times score_scalar^-1/2 (query_pre_attn_scalar; 0: the head width) and soft-capped as tanh(s / c) c
+  // (attn_softcap; 0: none); the logits soft-capped likewise (final_softcap).
+  bool embed_scale = false;
+  double norm_gain_offset = 0;
+  double score_scalar = 0;
+  double attn_softcap = 0, final_softcap = 0;
   InitConfig init;
   InputConfig input;
 
@@ -112,6 +121,7 @@ std::string validate(const ModelConfig& c);
 std::string_view norm_name(NormKind k);
 std::string_view activation_name(Activation a);
 std::string_view embedding_name(Embedding e);
+std::string_view position_name(NormPosition p);
 // Parameters of the forward (every block, embeddings, final norm, LM head), as a double: no overflow at any size.
 double parameter_count(const ModelConfig& c);
 // The taps after the last block: "final" with a final norm, then "logits" with an LM head.

@@ -14,6 +14,7 @@ struct NormWeights {
   std::vector<T> gamma;
   std::vector<T> beta;  // empty for RMSNorm
   double eps = -1;      // < 0: the model's norm_eps; a checkpoint may carry its own (arXiv 2510.21770's Exp-3 eps bump)
+  double gain_offset = 0;  // the gain applied is gain_offset + gamma, formed in the norm's compute (Gemma: 1 + w)
 };
 
 template <class T>
@@ -22,7 +23,8 @@ struct LayerWeights {
   // uses columns [h*d_head, (h+1)*d_head) of wq and the same rows of wo; key/value head h / (heads / kv_heads).
   Matrix<T> wq, wk, wv, wo;
   std::vector<T> bq, bk, bv, bo;  // empty when the model has no biases
-  NormWeights<T> norm1, norm2;    // before (pre-LN) or after (post-LN) attention and FFN
+  NormWeights<T> norm1, norm2;    // before (pre-LN, sandwich) or after (post-LN) attention and FFN
+  NormWeights<T> post_norm1, post_norm2;  // sandwich: on the attention and FFN branches' outputs
   Matrix<T> w1, w2;               // width x ffn, ffn x width (a gated MLP: w1 is the gate)
   Matrix<T> w3;                   // width x ffn: the up projection of a gated MLP (empty otherwise)
   std::vector<T> b1, b2;
@@ -62,7 +64,7 @@ struct ModelInput {
 
 template <class To, class From>
 NormWeights<To> convert(const NormWeights<From>& n) {
-  return {convert<To>(n.gamma), convert<To>(n.beta), n.eps};
+  return {convert<To>(n.gamma), convert<To>(n.beta), n.eps, n.gain_offset};
 }
 
 template <class To, class From>
@@ -71,6 +73,7 @@ LayerWeights<To> convert_layer(const LayerWeights<From>& l) {
   o.wq = convert<To>(l.wq), o.wk = convert<To>(l.wk), o.wv = convert<To>(l.wv), o.wo = convert<To>(l.wo);
   o.bq = convert<To>(l.bq), o.bk = convert<To>(l.bk), o.bv = convert<To>(l.bv), o.bo = convert<To>(l.bo);
   o.norm1 = convert<To>(l.norm1), o.norm2 = convert<To>(l.norm2);
+  o.post_norm1 = convert<To>(l.post_norm1), o.post_norm2 = convert<To>(l.post_norm2);
   o.w1 = convert<To>(l.w1), o.w2 = convert<To>(l.w2), o.b1 = convert<To>(l.b1), o.b2 = convert<To>(l.b2);
   o.w3 = convert<To>(l.w3);
   o.q_norm = convert<To>(l.q_norm), o.k_norm = convert<To>(l.k_norm);
