@@ -271,7 +271,16 @@ const EmulatedBackend::Operand& EmulatedBackend::weight(Op op, const Matrix<doub
   const auto key = std::make_tuple(w.data.data(), w.data.size(), static_cast<int>(op));
   auto it = weights_.find(key);
   if (it == weights_.end()) {
-    it = weights_.emplace(key, prepare(op, w)).first;
+    if (const auto& scheme = plan_[op].weight_only) {  // quantised along k, dequantised, then cast like any operand
+      const BlockQuantized q = quantize_blocks(*scheme, w.data, w.rows, w.cols, 0, block_rounding_stream(*scheme));
+      count_events(0, q.saturated);
+      Matrix<double> dequantized(w.rows, w.cols, uninitialized);
+      for (int r = 0; r < w.rows; ++r)
+        for (int c = 0; c < w.cols; ++c) dequantized(r, c) = q.value(r, c);
+      it = weights_.emplace(key, prepare(op, dequantized)).first;
+    } else {
+      it = weights_.emplace(key, prepare(op, w)).first;
+    }
     it->second.id = new_weight_id();
   }
   return it->second;

@@ -59,6 +59,10 @@ const std::vector<BlockScheme>& block_schemes() {
       b.stochastic = true;
       return b;
     };
+    auto integer = [](BlockScheme b, int bits) {
+      b.int_bits = bits;
+      return b;
+    };
     return std::vector<BlockScheme>{
         s("mxfp8-e4m3", "e4m3", 32, false, ScaleRule::pow2_floor, "e8m0", "OCP MX v1.0 MXFP8 (E4M3 elements)"),
         s("mxfp8-e5m2", "e5m2", 32, false, ScaleRule::pow2_floor, "e8m0", "OCP MX v1.0 MXFP8 (E5M2 elements)"),
@@ -77,6 +81,12 @@ const std::vector<BlockScheme>& block_schemes() {
           "DeepSeek-V3 activations: E4M3 in 1x128 tiles, fp32 scale amax/448"),
         s("fp8-128x128", "e4m3", 128, true, ScaleRule::amax_fp32, "fp32",
           "DeepSeek-V3 weights: E4M3 in 128x128 blocks, fp32 scale amax/448"),
+        integer(s("int4-g128", "fp16", 128, false, ScaleRule::int_affine, "fp16 + int4 zero",
+                  "GPTQ/AWQ weights: 4-bit codes in groups of 128 with an fp16 scale and a zero point"), 4),
+        integer(s("int4-g32", "fp16", 32, false, ScaleRule::int_affine, "fp16 + int4 zero",
+                  "4-bit codes in groups of 32 with an fp16 scale and a zero point"), 4),
+        integer(s("int8-g128", "fp16", 128, false, ScaleRule::int_affine, "fp16 + int8 zero",
+                  "8-bit codes in groups of 128 with an fp16 scale and a zero point"), 8),
     };
   }();
   return schemes;
@@ -112,6 +122,7 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
   q.step_rows = step_r, q.step_cols = step_c;
   q.elements.assign(x.size(), 0.0);
   q.scales.assign(std::size_t(q.block_rows) * q.block_cols, 1.0);
+  if (s.rule == ScaleRule::int_affine) q.zeros.assign(q.scales.size(), 0.0);
   const FormatSpec& e = s.element.spec;
   if (s.rule == ScaleRule::nvfp4) {
     double amax = 0;
@@ -158,6 +169,23 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
           const double enc = f32(e.max_finite() / a);
           scale = f32(a / e.max_finite());
           each([&](double v) { return to_element(f32(v * enc), e, q.saturated, rnd); });
+          break;
+        }
+        case ScaleRule::int_affine: {
+          const double maxq = std::ldexp(1.0, s.int_bits) - 1;
+          double lo = 0, hi = 0;
+          for (int r = r0; r < r1; ++r)
+            for (int c = c0; c < c1; ++c) lo = std::min(lo, x[std::size_t(r) * cols + c]), hi = std::max(hi, x[std::size_t(r) * cols + c]);
+          if (lo == 0 && hi == 0) lo = -1, hi = 1;
+          scale = round_to(f32((hi - lo) / maxq), formats::fp16, Rounding::nearest_even);
+          if (scale == 0) scale = formats::fp16.min_subnormal();  // a range below fp16's: the smallest scale
+          const double zero = std::clamp(std::nearbyint(f32(-lo / scale)), 0.0, maxq);  // fp32, as torch computes it
+          q.zeros[std::size_t(br) * q.block_cols + bc] = zero;
+          each([&](double v) {
+            const double code = std::nearbyint(f32(v / scale)) + zero;
+            if (code < 0 || code > maxq) ++q.saturated;
+            return std::clamp(code, 0.0, maxq) - zero;
+          });
           break;
         }
         case ScaleRule::nvfp4: {

@@ -60,6 +60,7 @@ struct PresetSpec {
   bool fp8_scaling;                  // linear layers (not embed, lm_head) scaled: per tensor, or by blocks below
   const char* blocks = nullptr;      // block scheme of the linear layers' activations (and weights)
   const char* weight_blocks = nullptr;
+  const char* weight_only = nullptr;  // weight-only quantisation of the linear layers (not embed, lm_head, router)
 };
 
 // What real systems do (docs/SOURCES.md): autocast runs matmuls in half with fp32 accumulation and returns half,
@@ -83,6 +84,17 @@ constexpr PresetSpec preset_specs[] = {
     {"nvfp4", "in=e2m1,acc=fp32", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true, "nvfp4"},
     {"fp8-deepseek", "fp8e4m3-tc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true, "fp8-1x128",
      "fp8-128x128"},
+    // Weight-only serving (vLLM, TGI, transformers with GPTQ/AWQ/MXFP4/FP8 checkpoints): the model in bf16 as
+    // pure-bf16, the linear layers' weights quantised and dequantised to bf16 before a bf16 GEMM with fp32
+    // accumulation (Marlin's and the dequantise-then-GEMM kernels' arithmetic; docs/MODELS.md).
+    {"w4a16-int4-g128", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", false, nullptr,
+     nullptr, "int4-g128"},
+    {"w4a16-mxfp4", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", false, nullptr,
+     nullptr, "mxfp4"},
+    {"w4a16-nvfp4", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", false, nullptr,
+     nullptr, "nvfp4"},
+    {"w8a16-fp8", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", false, nullptr,
+     nullptr, "fp8-128x128"},
 };
 
 PrecisionPlan build(const PresetSpec& s) {
@@ -121,11 +133,13 @@ PrecisionPlan build(const PresetSpec& s) {
       }
     }
     if (has_reduction(op)) p.reduce = reduction_policy(compute, default_reduce(compute));
+    if (s.weight_only && (op == Op::qkv || op == Op::out_proj || op == Op::ffn_up || op == Op::ffn_down))
+      p.weight_only = block_scheme(s.weight_only);
   }
   // model.half(): a chained activation's every op runs on half tensors; under autocast torch.pow promotes the
   // chain to fp32, one rounding at the end as a fused activation has.
   plan[Op::act].composite = std::string_view(s.name).starts_with("pure-");
-  if (std::string_view(s.name).starts_with("pure-") || s.fp8_scaling) plan.params = parse_format(s.residual_out);
+  if (std::string_view(s.name).starts_with("pure-") || s.fp8_scaling || s.weight_only) plan.params = parse_format(s.residual_out);
   return plan;
 }
 
@@ -190,9 +204,7 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
   const toml::table* table = root["plan"].as_table();
   if (!table) throw ConfigError(fmt::format("{}: table [plan] is missing", file));
   TomlFields f(*table, file, "plan.");
-  PrecisionPlan plan = plan_preset(f.get_choice("preset", "fp32", {"fp64", "fp32", "autocast-fp16", "autocast-bf16",
-                                                                   "pure-fp16", "pure-bf16", "fp8-e4m3", "mxfp8",
-                                                                   "mxfp4", "nvfp4", "fp8-deepseek"}));
+  PrecisionPlan plan = plan_preset(f.get_choice("preset", "fp32", plan_preset_names()));
   plan.name = f.get<std::string>("name", std::filesystem::path(file).stem().string());
   if (const auto p = f.optional<std::string>("params")) {
     if (*p == "none") plan.params.reset();
@@ -267,6 +279,18 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
                     representable((*b)->element.spec.min_subnormal(), p.gemm->input.spec)))
           o.fail("policy", fmt::format("in = {} cannot hold the {} elements of scheme {}", p.gemm->input.name,
                                        (*b)->element.name, (*b)->name));
+      if (const auto s = o.optional<std::string>("weight_only")) {
+        p.weight_only.reset();
+        if (*s != "none") try {
+          p.weight_only = block_scheme(*s);
+        } catch (const ConfigError& e) {
+          o.fail("weight_only", fmt::format("= '{}' is neither none nor a block scheme: {}", *s, e.what()));
+        }
+      }
+      if (p.weight_only && (op == Op::score || op == Op::pv))
+        o.fail("weight_only", "applies to classes with weights (qkv, out_proj, ffn_up, ffn_down, embed, lm_head, router)");
+      if (p.weight_only && (p.blocks || p.scaling))
+        o.fail("weight_only", "and scaling of the activations do not go together (weight-only keeps activations as they are)");
       if (p.blocks && p.weight_blocks && p.blocks->block != p.weight_blocks->block)
         o.fail("weight_scaling", fmt::format("blocks of {} along k differ from the activations' {}",
                                              p.weight_blocks->block, p.blocks->block));
@@ -331,6 +355,7 @@ std::string describe(const PrecisionPlan& plan) {
     if (p.gemm) s += fmt::format("  gemm {}{}", to_string(*p.gemm), p.scaling ? " (per-tensor scaling)" : "");
     if (p.blocks) s += fmt::format(" (block scaling {}{})", p.blocks->name,
                                    p.weight_blocks ? ", weights " + p.weight_blocks->name : std::string());
+    if (p.weight_only) s += fmt::format(" (weights only: {})", p.weight_only->name);
     if (p.reduce) s += fmt::format("  reduce {}", to_string(*p.reduce));
     if (p.composite) s += "  composite";
     s += "\n";

@@ -179,6 +179,7 @@ TEST(BlockScale, EverySchemeQuantisesWithinItsDefinition) {
         for (int j = 0; j < c; ++j) {
           const double scale = q.scales[q.block_of(i, j)] / q.tensor_scale, el = q.elements[std::size_t(i) * c + j];
           const double xs = x[std::size_t(i) * c + j] / scale;
+          if (s.int_bits) continue;  // integer codes: IntegerGroupsTakeTheNearestPointOfTheirGrid
           if (std::fabs(xs) <= f.max_finite() && std::fabs(xs) >= f.min_normal()) {
             const double ulp = std::ldexp(1.0, std::ilogb(xs) - f.precision + 1);
             // fp32 steps add at most 2^-24; stochastic rounding goes to either neighbour, within one ulp
@@ -204,6 +205,47 @@ TEST(BlockScale, EverySchemeQuantisesWithinItsDefinition) {
         EXPECT_EQ(q.saturated, 0);
       }
     }
+  }
+}
+
+// GPTQ/AWQ-style integer groups against enumeration: each group's scale is fp16((hi - lo) / (2^bits - 1)) with lo
+// and hi its range widened to hold 0, the zero point an integer code, and every value the nearest of the group's
+// 2^bits grid points (code - zero) scale (ties either way), found by trying them all.
+TEST(BlockScale, IntegerGroupsTakeTheNearestPointOfTheirGrid) {
+  std::mt19937_64 g(5);
+  std::normal_distribution<double> n(0, 1);
+  for (const char* name : {"int4-g128", "int4-g32", "int8-g128"}) {
+    SCOPED_TRACE(name);
+    const BlockScheme s = block_scheme(name);
+    const int maxq = (1 << s.int_bits) - 1, k = 2 * s.block + 9, cols = 3;
+    std::vector<double> w(std::size_t(k) * cols);
+    for (std::size_t i = 0; i < w.size(); ++i)  // a shifted column: its groups' ranges hold no 0 of their own
+      w[i] = double(float(i % cols == 2 ? 3 + n(g) * 0.1 : n(g) * 0.02));
+    const BlockQuantized q = quantize_blocks(s, w, k, cols, 0);
+    ASSERT_EQ(q.zeros.size(), q.scales.size());
+    for (int c = 0; c < cols; ++c)
+      for (int b0 = 0; b0 < k; b0 += s.block) {
+        const int b1 = std::min(k, b0 + s.block), block = q.block_of(b0, c);
+        double lo = 0, hi = 0;
+        for (int r = b0; r < b1; ++r) lo = std::min(lo, w[std::size_t(r) * cols + c]), hi = std::max(hi, w[std::size_t(r) * cols + c]);
+        const double scale = q.scales[block], zero = q.zeros[block];
+        EXPECT_EQ(scale, round_to(double(float((hi - lo) / maxq)), formats::fp16, Rounding::nearest_even));
+        EXPECT_EQ(zero, std::nearbyint(zero));
+        EXPECT_GE(zero, 0);
+        EXPECT_LE(zero, maxq);
+        for (int r = b0; r < b1; ++r) {
+          const double x = w[std::size_t(r) * cols + c], got = q.value(r, c);
+          double best = INFINITY;
+          bool on_grid = false;
+          for (int code = 0; code <= maxq; ++code) {
+            const double point = (code - zero) * scale;
+            best = std::min(best, std::fabs(point - x));
+            on_grid |= point == got;
+          }
+          EXPECT_TRUE(on_grid) << r << "," << c;
+          EXPECT_LE(std::fabs(got - x), best * (1 + 1e-6) + 1e-300) << r << "," << c;
+        }
+      }
   }
 }
 

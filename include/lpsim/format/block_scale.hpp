@@ -10,6 +10,11 @@
 //   pow2_ceil: scale = 2^ceil(log2(amax / max_elem)), so no element saturates (the round-up rule of cuBLAS);
 //   amax_fp32 (DeepSeek-V3, as DeepGEMM's reference quantiser): amax clamped below at 1e-4, elements
 //       fp8(fp32(x * fp32(max_elem / amax))), scale = fp32(amax / max_elem);
+//   int_affine (GPTQ's and AWQ's asymmetric integer groups, the GPTQ reference quantiser's find_params): the group's
+//       range [min(x, 0), max(x, 0)] ([-1, 1] when both are 0) over 2^bits - 1 steps, scale = fp16((hi - lo) /
+//       (2^bits - 1)) as checkpoints store it, zero = round(-lo / scale) clamped to [0, 2^bits - 1], code =
+//       clamp(round(x / scale) + zero, 0, 2^bits - 1) (round half to even, torch.round's); the value is
+//       (code - zero) scale. Elements hold code - zero, zeros the zero points;
 //   nvfp4 (NVIDIA Transformer Engine's reference): a per-tensor fp32 encode scale S = fp32(max_e4m3 max_e2m1 /
 //       amax_tensor) (1 when amax_tensor is 0), block scale s = e4m3(fp32(fp32(amax / max_e2m1) * S)), elements
 //       e2m1(fp32(x * fp32(S / s))) (0 when s is 0); the value is element * s / S.
@@ -29,7 +34,7 @@
 
 namespace lpsim {
 
-enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, amax_fp32, nvfp4 };
+enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, amax_fp32, nvfp4, int_affine };
 
 struct BlockScheme {
   std::string name;
@@ -40,11 +45,12 @@ struct BlockScheme {
   ScaleRule rule = ScaleRule::pow2_floor;
   std::string scale_format;  // e8m0, e4m3 or fp32, for the listing
   bool stochastic = false;   // elements rounded stochastically (the -sr schemes)
+  int int_bits = 0;          // int_affine: the codes' width (element holds code - zero, exact in fp16)
   friend bool operator==(const BlockScheme& a, const BlockScheme& b) { return a.name == b.name; }
 };
 
 // mxfp8-e4m3, mxfp8-e5m2, mxfp6-e2m3, mxfp6-e3m2, mxfp4, mxfp4-ceil, mxfp4-sr, nvfp4, nvfp4-sr, fp8-1x128,
-// fp8-128x128.
+// fp8-128x128, int4-g128, int4-g32, int8-g128.
 const std::vector<BlockScheme>& block_schemes();
 // Throws ConfigError naming the scheme and listing the known ones.
 BlockScheme block_scheme(std::string_view name);
@@ -59,6 +65,7 @@ struct BlockQuantized {
   std::vector<double> scales;          // per block, row-major over the grid (NaN: a NaN/Inf in the block)
                                        // (elements of a NaN block are 0)
   double tensor_scale = 1;             // nvfp4's encode scale S (the value is element * scale / S)
+  std::vector<double> zeros;           // int_affine: each block's zero point (the code of 0; empty otherwise)
   long saturated = 0;                  // elements clamped to the largest normal
   int block_of(int r, int c) const;    // index into scales
   double value(int r, int c) const;    // the dequantised value

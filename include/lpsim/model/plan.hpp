@@ -69,6 +69,10 @@ struct OpPrecision {
   // tiles along k, weights by weight_blocks when set (DeepSeek's 128 x 128), else by blocks. The policy then sums
   // each block's elements (its input must hold them) and the partials are promoted in fp32 with the scales.
   std::optional<BlockScheme> blocks, weight_blocks;
+  // Weight-only quantisation (W4A16, W8A16; docs/MODELS.md): the weights are quantised by this scheme along k
+  // (int4 groups with fp16 scales and zero points, MXFP4, NVFP4, fp8 tiles), dequantised and cast to the policy's
+  // input format, as the kernels that serve such checkpoints feed their half-precision MMA; activations as the plan.
+  std::optional<BlockScheme> weight_only;
   OutputScaling out_scaling = OutputScaling::none;  // elementwise classes only
   // act only: an activation the model computes as a chain of framework ops (ModelConfig::activation_chain) has
   // every step rounded to `out`, as PyTorch does for half tensors outside autocast (pure presets set it).
@@ -104,8 +108,9 @@ struct PrecisionPlan {
   double unit_roundoff() const;
 };
 
-// fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3, and the block-scaled mxfp8, mxfp4,
-// nvfp4, fp8-deepseek (docs/MODELS.md and docs/BLOCKSCALE.md say what each models),
+// fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3, the block-scaled mxfp8, mxfp4,
+// nvfp4, fp8-deepseek, and the weight-only w4a16-int4-g128, w4a16-mxfp4, w4a16-nvfp4, w8a16-fp8 (docs/MODELS.md and
+// docs/BLOCKSCALE.md say what each models),
 // each with an optional "+flash" (attention by the flash kernel, as PyTorch's sdpa runs on Hopper: autocast-fp16+flash).
 const std::vector<std::string>& plan_preset_names();
 PrecisionPlan plan_preset(std::string_view name);  // throws ConfigError with a suggestion
