@@ -3,7 +3,8 @@
 
 Makes small seeded checkpoints with transformers' classes (GPT-2, ViT, Llama with GQA and llama3 rope scaling,
 Qwen2 with q/k/v biases and tied embeddings, Mistral, Qwen3 with QK-norm (sharded), Phi-3 with fused projections,
-Gemma 2 with sandwich norms and soft-capping (its branch taps after the post-norms), Mixtral and Qwen3-MoE),
+Gemma 2 with sandwich norms and soft-capping (its branch taps after the post-norms), Gemma 3 with QK-norm and
+per-layer RoPE bases, Mixtral and Qwen3-MoE),
 saves them with save_pretrained, writes the input each is run
 on, then runs each as users do, eager attention: torch.autocast fp16 and bf16, model.half(), model.to(bfloat16),
 each against model.to(float64). Per block: the attention branch (output of the out projection), the MLP branch
@@ -27,7 +28,8 @@ import sys
 import torch
 import transformers
 from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, Gemma2Config, Gemma2ForCausalLM, MixtralConfig, MixtralForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          MistralForCausalLM, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig,
+                          MixtralConfig, MixtralForCausalLM, Phi3Config, Phi3ForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig,
                           Qwen3MoeForCausalLM, ViTConfig, ViTModel)
 
@@ -64,6 +66,12 @@ def models():
     yield "gemma2", Gemma2ForCausalLM, Gemma2Config(rope_theta=10000.0, head_dim=32, query_pre_attn_scalar=32,
                                                     attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
                                                     sliding_window=4096, tie_word_embeddings=True, **llama)
+    # Gemma 3 text: Gemma 2's block with QK-norm, no soft-capping, layers 0 and 2 sliding (local rope base 10^4),
+    # layer 1 full (10^6); the window is longer than the input.
+    yield "gemma3", Gemma3ForCausalLM, Gemma3TextConfig(head_dim=32, query_pre_attn_scalar=32, sliding_window=512,
+                                                        layer_types=["sliding_attention", "full_attention",
+                                                                     "sliding_attention"],
+                                                        tie_word_embeddings=True, **llama)
     # Mixtral: four experts, top-2 renormalised, fp32 routing weights.
     yield "mixtral", MixtralForCausalLM, MixtralConfig(rope_theta=1000000.0, sliding_window=None, num_local_experts=4,
                                                        num_experts_per_tok=2, router_jitter_noise=0.0,
@@ -149,7 +157,7 @@ def main():
     routes = ["model,mode,layer,token,experts"]
     for name, cls, cfg in models():
         for sharp in (False, True):
-            if sharp and name not in ("gpt2", "vit", "llama", "qwen3", "gemma2"):
+            if sharp and name not in ("gpt2", "vit", "llama", "qwen3", "gemma2"):  # Gemma 3: QK-norm undoes it
                 continue
             if ONLY and name not in ONLY:
                 continue
@@ -213,7 +221,7 @@ def observe(name, cls, cfg, rows, kernels, routes, sharp):
         gpu_in = {k: (v.to("cuda", torch.float64) if v.is_floating_point() else v.cuda()) for k, v in inputs.items()}
         ref = run(ref_model, gpu_in, None)
         del ref_model
-        kernels_run = ("eager",) if name.startswith("gemma2") else ("eager", "sdpa")  # sdpa has no soft-capping
+        kernels_run = ("eager",) if name.startswith("gemma") else ("eager", "sdpa")  # sdpa has no soft-capping
         for (mode, (kind, dtype)), attn in [(md, a) for a in kernels_run for md in MODES.items()]:
             m = cls.from_pretrained(d, attn_implementation=attn).cuda().eval()
             if kind == "pure":

@@ -1,26 +1,25 @@
 #!/usr/bin/env bash
 # The GPU side of the family descriptions (docs/DESIGN.md) in one command, for the H100/H200 machine (device tool):
-#   1. the GPU emulation of every tiny model x plan that ran before, and of the new families, against the CPU
-#      emulation tap by tap with range events (lpsim-cuda emulate --check) -> OUT/emulated_forward.csv;
-#   2. transformers' own classes of the new families against float64 (scripts/hf_observe.py FAMILIES)
-#      -> OUT/hf.tar.gz (observed.csv, kernels.csv, versions.txt, the checkpoints and their inputs);
-#   3. the defaults of the new families' config classes that lpsim's descriptions assume -> OUT/config_defaults.txt;
-#   4. transformers' MoE classes' source and a tiny Mixtral's and Qwen3-MoE's tensor names -> OUT/moe_source.txt.
+#   1. transformers' own classes of the new families against float64 (scripts/hf_observe.py FAMILIES)
+#      -> OUT/hf.tar.gz (observed.csv, kernels.csv, routes.csv, versions.txt, the checkpoints and their inputs);
+#   2. the defaults of the new families' config classes that lpsim's descriptions assume -> OUT/config_defaults.txt;
+#   3. transformers' MoE classes' source and a tiny Mixtral's and Qwen3-MoE's tensor names -> OUT/moe_source.txt;
+#   4. the GPU emulation of every tiny model x plan that ran before, and of the new families, against the CPU
+#      emulation tap by tap with range events (lpsim-cuda emulate --check) -> OUT/emulated_forward.csv, within
+#      EMULATE_SECONDS (default 300).
 # Binaries come prebuilt in BIN (default .devrun: lpsim-cuda and lib/ with the shared libraries the machine lacks).
-# Usage: validate_families.sh OUT [FAMILIES]   (FAMILIES default gemma2,mixtral,qwen3_moe)
+# Usage: validate_families.sh OUT [FAMILIES]   (FAMILIES default gemma2,gemma3,mixtral,qwen3_moe)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=$1
-FAMILIES=${2:-gemma2,mixtral,qwen3_moe}
+FAMILIES=${2:-gemma2,gemma3,mixtral,qwen3_moe}
 BIN=${BIN:-.devrun}
 export LD_LIBRARY_PATH="$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}"
 mkdir -p "$OUT"
 status=0
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-"$BIN/lpsim-cuda" emulate -o "$OUT" -m models/gpt2-tiny.toml models/llama-tiny.toml models/tiny-vit.toml \
-  models/qwen3-tiny.toml models/phi3-tiny.toml models/mixtral-tiny.toml models/qwen3-moe-tiny.toml models/gemma2-tiny.toml \
-  -p autocast-bf16 pure-fp16 fp8-e4m3 mxfp8 nvfp4 fp8-deepseek cuda/plans/autocast-fp16-tc.toml \
-  cuda/plans/bf16-acc-sr.toml --check 2>&1 | tail -n 60 | tee "$OUT/emulate.txt" || status=1
+# transformers first (what the other steps cannot replace), then the GPU emulation within what time is left.
+PYTHONUNBUFFERED=1 python3 scripts/hf_observe.py "$OUT/hf" "$FAMILIES" 2>&1 | tail -n 20 | tee "$OUT/hf_observe.txt" || status=1
 python3 - > "$OUT/config_defaults.txt" 2>&1 <<'PY' || status=1
 import transformers
 from transformers import MixtralConfig, Phi3Config, Qwen3Config, Qwen3MoeConfig
@@ -54,6 +53,10 @@ for cls, cfg in ((MixtralForCausalLM, MixtralConfig(num_local_experts=4, num_exp
     with safe_open(d + "/model.safetensors", "pt") as st:
         for k in sorted(st.keys()): print(k, list(st.get_slice(k).get_shape()))
 PY
-PYTHONUNBUFFERED=1 python3 scripts/hf_observe.py "$OUT/hf" "$FAMILIES" 2>&1 | tail -n 20 | tee "$OUT/hf_observe.txt" || status=1
+timeout "${EMULATE_SECONDS:-300}" "$BIN/lpsim-cuda" emulate -o "$OUT" -m models/gpt2-tiny.toml models/llama-tiny.toml models/tiny-vit.toml \
+  models/qwen3-tiny.toml models/phi3-tiny.toml models/mixtral-tiny.toml models/qwen3-moe-tiny.toml models/gemma2-tiny.toml \
+  models/gemma3-tiny.toml \
+  -p autocast-bf16 pure-fp16 fp8-e4m3 mxfp8 nvfp4 fp8-deepseek cuda/plans/autocast-fp16-tc.toml \
+  cuda/plans/bf16-acc-sr.toml --check 2>&1 | tail -n 60 | tee "$OUT/emulate.txt" || status=1
 tar -czf "$OUT/hf.tar.gz" -C "$OUT" hf && rm -rf "$OUT/hf"
 exit $status

@@ -154,15 +154,27 @@ float f32(double v) { return static_cast<float>(v); }
 
 // cos and sin of position * inv_freq in fp32 (the angle rounded to float, cos and sin correctly rounded), the second
 // half of each row repeating the first: transformers' `freqs = inv_freq @ positions` (fp32), `cat(freqs, freqs)`.
-void fill_rope_tables(Weights<double>& w, int tokens) {
-  const int half = int(w.rope_inv_freq.size()), d = 2 * half;
-  w.rope_cos = Matrix<double>(tokens, d), w.rope_sin = Matrix<double>(tokens, d);
+void fill_rope_tables(const std::vector<double>& inv_freq, int tokens, Matrix<double>& cos, Matrix<double>& sin) {
+  const int half = int(inv_freq.size()), d = 2 * half;
+  cos = Matrix<double>(tokens, d), sin = Matrix<double>(tokens, d);
   for (int t = 0; t < tokens; ++t)
     for (int i = 0; i < half; ++i) {
-      const float angle = f32(double(t) * w.rope_inv_freq[i]);
-      w.rope_cos(t, i) = w.rope_cos(t, i + half) = double(f32(std::cos(double(angle))));
-      w.rope_sin(t, i) = w.rope_sin(t, i + half) = double(f32(std::sin(double(angle))));
+      const float angle = f32(double(t) * inv_freq[i]);
+      cos(t, i) = cos(t, i + half) = double(f32(std::cos(double(angle))));
+      sin(t, i) = sin(t, i + half) = double(f32(std::sin(double(angle))));
     }
+}
+
+void fill_rope_tables(Weights<double>& w, int tokens) {
+  fill_rope_tables(w.rope_inv_freq, tokens, w.rope_cos, w.rope_sin);
+  if (!w.rope_local_inv_freq.empty()) fill_rope_tables(w.rope_local_inv_freq, tokens, w.rope_local_cos, w.rope_local_sin);
+}
+
+// 1 / theta^(2i/d) step by step in fp32, as transformers' default rope init computes inv_freq.
+std::vector<float> default_inv_freq(double theta, int d) {
+  std::vector<float> inv(d / 2);
+  for (int i = 0; i < d / 2; ++i) inv[i] = f32(1.0 / double(f32(std::pow(double(f32(theta)), double(f32(double(2 * i) / d))))));
+  return inv;
 }
 
 }  // namespace
@@ -181,7 +193,7 @@ Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
   round_all(r.wte.data, f), round_all(r.pos.data, f), rv(r.patch_b), rv(r.cls);
   rv(r.final_norm.gamma), rv(r.final_norm.beta);
   if (!r.rope_inv_freq.empty()) {
-    rv(r.rope_inv_freq);
+    rv(r.rope_inv_freq), rv(r.rope_local_inv_freq);
     fill_rope_tables(r, r.rope_cos.rows);
   }
   return r;
@@ -193,9 +205,7 @@ Weights<double> params_rounded(const Weights<double>& w, const FormatSpec& f) {
 void add_rope_tables(Weights<double>& w, const ModelConfig& cfg) {
   if (!(cfg.rope.theta > 0)) return;
   const int d = cfg.head_width(), half = d / 2;
-  std::vector<float> inv(half);
-  for (int i = 0; i < half; ++i)
-    inv[i] = f32(1.0 / double(f32(std::pow(double(f32(cfg.rope.theta)), double(f32(double(2 * i) / d))))));
+  std::vector<float> inv = default_inv_freq(cfg.rope.theta, d);
   if (cfg.rope.scaling == "llama3") {  // transformers' _compute_llama3_parameters, in the same fp32 steps
     const RopeConfig& r = cfg.rope;
     const double old_len = r.original_max_positions;
@@ -213,6 +223,10 @@ void add_rope_tables(Weights<double>& w, const ModelConfig& cfg) {
     }
   }
   w.rope_inv_freq.assign(inv.begin(), inv.end());
+  if (cfg.rope_local_theta > 0 && cfg.sliding_pattern > 0) {  // Gemma 3's local layers: default rope, their own base
+    const std::vector<float> local = default_inv_freq(cfg.rope_local_theta, d);
+    w.rope_local_inv_freq.assign(local.begin(), local.end());
+  }
   fill_rope_tables(w, cfg.tokens);
 }
 

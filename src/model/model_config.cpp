@@ -130,6 +130,8 @@ ModelConfig parse_model_config(std::string_view text, const std::string& file) {
   c.score_scalar = m.get<double>("score_scalar", c.score_scalar);
   c.attn_softcap = m.get<double>("attn_softcap", c.attn_softcap);
   c.final_softcap = m.get<double>("final_softcap", c.final_softcap);
+  c.rope_local_theta = m.get<double>("rope_local_theta", c.rope_local_theta);
+  c.sliding_pattern = m.get_int("sliding_pattern", c.sliding_pattern, 0, 4096);
   if (c.embedding == Embedding::patch && !m.has("tokens")) c.tokens = c.num_patches() + (c.class_token ? 1 : 0);
   m.finish();
 
@@ -225,7 +227,8 @@ std::string validate(const ModelConfig& c) {
   if (c.sliding_window > 0 && c.tokens > c.sliding_window)
     return fmt::format("{} tokens exceed the sliding window of {} (not modelled)", c.tokens, c.sliding_window);
   for (auto [key, v] : {std::pair{"score_scalar", c.score_scalar}, {"attn_softcap", c.attn_softcap},
-                        {"final_softcap", c.final_softcap}, {"norm_gain_offset", c.norm_gain_offset}})
+                        {"final_softcap", c.final_softcap}, {"norm_gain_offset", c.norm_gain_offset},
+                        {"rope_local_theta", c.rope_local_theta}})
     if (!(std::isfinite(v) && v >= 0)) return fmt::format("model.{} = {} must be >= 0 (0: none)", key, v);
   if (c.final_softcap > 0 && !c.lm_head) return "model.final_softcap needs an LM head";
   if (c.experts > 0 && (c.experts_per_token < 1 || c.experts_per_token > c.experts))

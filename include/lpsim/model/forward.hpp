@@ -70,8 +70,12 @@ void forward_kept(B& be, const ModelConfig& cfg, const Weights<W>& w, const Mode
     auto post_normed = [&](Matrix<T>&& v, const NormWeights<W>& nw, Op branch) {
       return sandwich ? layers::norm(be, cfg.norm, v, nw, cfg.norm_eps, cfg.norm_cast, true, branch) : std::move(v);
     };
-    const Matrix<T>& a = keep(l, Tap::attn, post_normed(pre ? layers::normed_attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin)
-                                                            : layers::attention(be, cfg, lw, *x, w.rope_cos, w.rope_sin),
+    // Gemma 3's sliding-window layers rotate by their own tables.
+    const bool local = cfg.local_layer(l) && !w.rope_local_cos.empty();
+    const Matrix<W>& cos = local ? w.rope_local_cos : w.rope_cos;
+    const Matrix<W>& sin = local ? w.rope_local_sin : w.rope_sin;
+    const Matrix<T>& a = keep(l, Tap::attn, post_normed(pre ? layers::normed_attention(be, cfg, lw, *x, cos, sin)
+                                                            : layers::attention(be, cfg, lw, *x, cos, sin),
                                                         lw.post_norm1, Op::out_proj));
     Matrix<T> after = layers::residual_add(be, *x, a);
     if (!pre) after = normed(after, lw.norm1);

@@ -97,6 +97,11 @@ struct ModelConfig {
   double norm_gain_offset = 0;
   double score_scalar = 0;
   double attn_softcap = 0, final_softcap = 0;
+  // Gemma 3: sliding-window layers rotate with their own base (rope_local_theta; 0: every layer rope.theta); with
+  // sliding_pattern p > 0 layer l is a sliding-window layer unless (l + 1) is a multiple of p (Gemma 3: 6).
+  double rope_local_theta = 0;
+  int sliding_pattern = 0;
+  bool local_layer(int l) const { return rope_local_theta > 0 && sliding_pattern > 0 && (l + 1) % sliding_pattern != 0; }
   InitConfig init;
   InputConfig input;
 

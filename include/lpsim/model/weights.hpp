@@ -51,6 +51,9 @@ struct Weights {
   // The frequencies the tables come from (d_head / 2, values of fp32): transformers' inv_freq buffer, which
   // model.to(dtype) rounds like any buffer (params_rounded recomputes the tables from the rounded ones).
   std::vector<T> rope_inv_freq;
+  // The sliding-window layers' tables where they rotate with their own base (Gemma 3; empty otherwise).
+  Matrix<T> rope_local_cos, rope_local_sin;
+  std::vector<T> rope_local_inv_freq;
 };
 
 // What enters the first block: the residual stream itself (embedding none), the image cut into patches
@@ -91,6 +94,8 @@ Weights<To> convert_weights(const Weights<From>& w) {
   out.final_norm = convert<To>(w.final_norm), out.lm_head = convert<To>(w.lm_head);
   out.rope_cos = convert<To>(w.rope_cos), out.rope_sin = convert<To>(w.rope_sin);
   out.rope_inv_freq = convert<To>(w.rope_inv_freq);
+  out.rope_local_cos = convert<To>(w.rope_local_cos), out.rope_local_sin = convert<To>(w.rope_local_sin);
+  out.rope_local_inv_freq = convert<To>(w.rope_local_inv_freq);
   return out;
 }
 

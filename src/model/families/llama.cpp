@@ -90,6 +90,16 @@ CheckpointLayout layout(const ModelConfig& c) {
   return l;
 }
 
+void with_experts(CheckpointLayout& l, std::string router, std::string expert, const std::array<std::string, 3>& gate_up_down) {
+  using P = LayerParam;
+  std::erase_if(l.block, [](const LayerTensor& t) { return t.name.starts_with("mlp."); });
+  l.router = std::move(router);
+  l.expert = std::move(expert);
+  l.expert_block = {{gate_up_down[0], {P::w1}}, {gate_up_down[1], {P::w3}}, {gate_up_down[2], {P::w2}}};
+  l.fused_experts = "mlp.experts.";
+  l.fused_router = "mlp.gate.weight";
+}
+
 }  // namespace llama_family
 
 extern const Family family_llama{.arch = "llama",

@@ -2,8 +2,6 @@
 // num_local_experts experts, a softmax over its logits in fp32, the top num_experts_per_tok renormalised to sum 1
 // and kept in fp32, each expert a SwiGLU MLP of intermediate_size (w1 gate, w3 up, w2 down). Checkpoints as they
 // ship (block_sparse_moe.experts.E.w1 ...) or as transformers 5 stacks them (mlp.experts.gate_up_proj).
-#include <algorithm>
-
 #include "lpsim/model/family.hpp"
 #include "model/families/llama.hpp"
 #include "model/hf_fields.hpp"
@@ -30,14 +28,9 @@ void from_hf(const HfFields& f, std::string_view, ModelConfig& c) {
 }
 
 CheckpointLayout layout(const ModelConfig& c) {
-  using P = LayerParam;
   CheckpointLayout l = llama_family::layout(c);
-  std::erase_if(l.block, [](const LayerTensor& t) { return t.name.starts_with("mlp."); });
-  l.router = "block_sparse_moe.gate.weight";
-  l.expert = "block_sparse_moe.experts.{}.";
-  l.expert_block = {{"w1.weight", {P::w1}}, {"w3.weight", {P::w3}}, {"w2.weight", {P::w2}}};
-  l.fused_experts = "mlp.experts.";
-  l.fused_router = "mlp.gate.weight";
+  llama_family::with_experts(l, "block_sparse_moe.gate.weight", "block_sparse_moe.experts.{}.",
+                             {"w1.weight", "w3.weight", "w2.weight"});
   return l;
 }
 

@@ -2,8 +2,6 @@
 // num_experts experts, a softmax in fp32, the top num_experts_per_tok, renormalised only with norm_topk_prob, and the
 // weights cast to the router logits' dtype before they scale the experts' outputs; each expert a SwiGLU MLP of
 // moe_intermediate_size. Dense layers among sparse ones (decoder_sparse_step > 1, mlp_only_layers) are refused.
-#include <algorithm>
-
 #include "lpsim/model/family.hpp"
 #include "model/families/llama.hpp"
 #include "model/hf_fields.hpp"
@@ -35,14 +33,8 @@ void from_hf(const HfFields& f, std::string_view type, ModelConfig& c) {
 }
 
 CheckpointLayout layout(const ModelConfig& c) {
-  using P = LayerParam;
   CheckpointLayout l = llama_family::layout(c);
-  std::erase_if(l.block, [](const LayerTensor& t) { return t.name.starts_with("mlp."); });
-  l.router = "mlp.gate.weight";
-  l.expert = "mlp.experts.{}.";
-  l.expert_block = {{"gate_proj.weight", {P::w1}}, {"up_proj.weight", {P::w3}}, {"down_proj.weight", {P::w2}}};
-  l.fused_experts = "mlp.experts.";
-  l.fused_router = "mlp.gate.weight";
+  llama_family::with_experts(l, "mlp.gate.weight", "mlp.experts.{}.", {"gate_proj.weight", "up_proj.weight", "down_proj.weight"});
   return l;
 }
 

@@ -14,6 +14,7 @@
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/hf_config_dir.hpp"
 #include "support/scratch_dir.hpp"
 
 namespace lpsim {
@@ -41,15 +42,6 @@ final_softcap = 3.0
 )", "gemma2.toml");
   c.depth = depth;
   return c;
-}
-
-std::string error_of(const std::filesystem::path& dir) {
-  try {
-    load_model_config(dir.string());
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Gemma2, ConfigJsonAndCheckpointNamesRoundTrip) {
@@ -91,10 +83,7 @@ TEST(Gemma2, ConfigJsonAndCheckpointNamesRoundTrip) {
 
 TEST(Gemma2, ConfigFieldsAreReadOrRefusedByName) {
   const auto dir = test::scratch_dir("gemma2_bad");
-  auto with = [&](const std::string& extra) {
-    std::ofstream(dir / "config.json") << config_json.substr(0, config_json.size() - 1) + ", " + extra + "}";
-    return error_of(dir);
-  };
+  auto with = [&](const std::string& extra) { return test::config_error_with(dir, config_json, extra); };
   EXPECT_NE(with(R"("hidden_activation": "gelu")").find("'hidden_activation'"), std::string::npos);
   EXPECT_NE(with(R"("attention_bias": true)").find("'attention_bias'"), std::string::npos);
   EXPECT_NE(with(R"("attn_logit_softcapping": -1)").find("'attn_logit_softcapping'"), std::string::npos);

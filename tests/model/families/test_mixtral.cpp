@@ -18,6 +18,7 @@
 #include "lpsim/model/safetensors.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/reference/route_compare.hpp"
+#include "support/hf_config_dir.hpp"
 #include "support/scratch_dir.hpp"
 
 namespace lpsim {
@@ -44,15 +45,6 @@ experts_per_token = 2
 )", "mixtral.toml");
   c.tokens = tokens;
   return c;
-}
-
-std::string error_of(const std::filesystem::path& dir) {
-  try {
-    load_model_config(dir.string());
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Mixtral, ConfigJsonAndCheckpointNamesRoundTrip) {
@@ -126,10 +118,7 @@ TEST(Mixtral, StackedExpertsReadAsOneByOne) {
 
 TEST(Mixtral, ConfigFieldsAreCheckedByName) {
   const auto dir = scratch("bad");
-  auto with = [&](const std::string& extra) {
-    std::ofstream(dir / "config.json") << config_json.substr(0, config_json.size() - 1) + ", " + extra + "}";
-    return error_of(dir);
-  };
+  auto with = [&](const std::string& extra) { return test::config_error_with(dir, config_json, extra); };
   EXPECT_NE(with(R"("num_experts_per_tok": 5)").find("experts_per_token"), std::string::npos);
   EXPECT_NE(with(R"("hidden_act": "gelu")").find("'hidden_act'"), std::string::npos);
   EXPECT_EQ(with(R"("router_jitter_noise": 0.1)"), "");

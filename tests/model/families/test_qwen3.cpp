@@ -12,6 +12,7 @@
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/hf_config_dir.hpp"
 #include "support/scratch_dir.hpp"
 
 namespace lpsim {
@@ -39,15 +40,6 @@ tie_word_embeddings = true
 [init]
 norm_gain = 1.0
 )", "qwen3.toml");
-}
-
-std::string error_of(const std::filesystem::path& dir) {
-  try {
-    load_model_config(dir.string());
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Qwen3, ConfigJsonAndCheckpointNamesRoundTrip) {
@@ -85,10 +77,7 @@ TEST(Qwen3, ConfigJsonAndCheckpointNamesRoundTrip) {
 
 TEST(Qwen3, ConfigFieldsNotModelledAreRefusedByName) {
   const auto dir = scratch("bad");
-  auto with = [&](const std::string& extra) {
-    std::ofstream(dir / "config.json") << config_json.substr(0, config_json.size() - 1) + ", " + extra + "}";
-    return error_of(dir);
-  };
+  auto with = [&](const std::string& extra) { return test::config_error_with(dir, config_json, extra); };
   EXPECT_NE(with(R"("use_sliding_window": true)").find("'use_sliding_window'"), std::string::npos);
   EXPECT_NE(with(R"("attention_bias": true)").find("'attention_bias'"), std::string::npos);
   EXPECT_NE(with(R"("layer_types": ["full_attention", "sliding_attention"])").find("'layer_types'"), std::string::npos);

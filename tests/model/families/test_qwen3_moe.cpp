@@ -13,6 +13,7 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
 #include "lpsim/reference/forward_error.hpp"
+#include "support/hf_config_dir.hpp"
 #include "support/scratch_dir.hpp"
 
 namespace lpsim {
@@ -22,15 +23,6 @@ const std::string config_json = R"({"model_type": "qwen3_moe", "hidden_size": 64
   "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 96, "moe_intermediate_size": 40,
   "num_hidden_layers": 2, "vocab_size": 128, "num_experts": 6, "num_experts_per_tok": 3, "rms_norm_eps": 1e-06,
   "rope_theta": 1000000.0, "tie_word_embeddings": true, "max_position_embeddings": 64})";
-
-std::string error_of(const std::filesystem::path& dir) {
-  try {
-    load_model_config(dir.string());
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Qwen3Moe, ConfigJsonAndCheckpointNamesRoundTrip) {
   const auto dir = test::scratch_dir("qwen3_moe_dir");
@@ -65,10 +57,7 @@ TEST(Qwen3Moe, ConfigJsonAndCheckpointNamesRoundTrip) {
 
 TEST(Qwen3Moe, DenseLayersAmongSparseOnesAreRefusedByName) {
   const auto dir = test::scratch_dir("qwen3_moe_bad");
-  auto with = [&](const std::string& extra) {
-    std::ofstream(dir / "config.json") << config_json.substr(0, config_json.size() - 1) + ", " + extra + "}";
-    return error_of(dir);
-  };
+  auto with = [&](const std::string& extra) { return test::config_error_with(dir, config_json, extra); };
   EXPECT_NE(with(R"("decoder_sparse_step": 2)").find("'decoder_sparse_step'"), std::string::npos);
   EXPECT_NE(with(R"("mlp_only_layers": [0])").find("'mlp_only_layers'"), std::string::npos);
   EXPECT_EQ(with(R"("mlp_only_layers": [])"), "");
