@@ -10,6 +10,7 @@
 #include "config/toml_fields.hpp"
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/format/round_scalar.hpp"
+#include "lpsim/model/model_config.hpp"
 #include "util/read_text.hpp"
 
 namespace lpsim {
@@ -340,6 +341,13 @@ PrecisionPlan load_plan(const std::string& spec) {
   if (is_preset) return plan_preset(spec);
   if (!std::filesystem::exists(spec)) return plan_preset(spec);  // throws with the preset list and a suggestion
   return parse_plan(read_text(spec, "plan file"), spec);
+}
+
+std::string plan_model_problem(const ModelConfig& cfg, const PrecisionPlan& plan) {
+  if (plan.attention.kind == AttentionKernel::Kind::flash && (cfg.score_scalar > 0 || cfg.attn_softcap > 0))
+    return fmt::format("plan {} runs the flash kernel, which has no score scalar or soft-capping (model {}; "
+                       "transformers runs Gemma eager): use a plan without +flash", plan.name, cfg.name);
+  return "";
 }
 
 std::string describe(const PrecisionPlan& plan) {

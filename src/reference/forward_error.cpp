@@ -316,6 +316,8 @@ std::vector<StudyResult> compare_plans(const ModelConfig& cfg, const std::vector
                                        const StudyOptions& options) {
   check_study_options(options);  // the CLI, Python and every other caller alike (Python ran MPFR for 'xyz' before)
   if (plans.empty()) return {};
+  for (const PrecisionPlan& plan : plans)
+    if (const std::string why = plan_model_problem(cfg, plan); !why.empty()) throw ConfigError(why);
   StudyOptions o = options;
   o.reference = choose_reference(cfg, o.reference, o.reference_bits, o.check_reference);
   // Refuse before any work what cannot fit: weights, the emulated forwards (every plan's taps are kept until the

@@ -261,6 +261,9 @@ SweepPlan expand(const SweepConfig& s) {
         if (std::string(e.what()).find(a->key) != std::string::npos) line = a->line;
       throw ConfigError(fmt::format("{} line {}: axes {}: {}", s.file, line, which, e.what()));
     }
+    for (const PlanChoice& c : out.plans)  // a plan the model cannot run, before any work
+      if (const std::string why = plan_model_problem(model, c.plan); !why.empty())
+        throw ConfigError(fmt::format("{}: {}", s.file, why));
     if (s.diagnostics)  // refused before any reference is computed, with the reason
       if (const std::string why = diagnostics_problem(model); !why.empty())
         throw ConfigError(fmt::format("{}: key 'sweep.diagnostics' = true: {}", s.file, why));

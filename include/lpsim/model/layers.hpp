@@ -311,6 +311,10 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
   if constexpr (hooks_of<B>().observe_attention_input) be.observe_attention_input(h);
   // The devices' attention knows neither a score scalar nor soft-capping (Gemma 2): the host computes those.
   const bool plain_scores = cfg.score_scalar == 0 && cfg.attn_softcap == 0;
+  if constexpr (hooks_of<B>().attention_kernel)  // here, before the heads' parallel loop, so that it can be caught
+    if (!plain_scores && be.attention_kernel().kind == AttentionKernel::Kind::flash)  // sdpa cannot soft-cap either
+      throw ConfigError(fmt::format("model {}: the flash kernel has no score scalar or soft-capping; use a plan "
+                                    "without +flash", cfg.name));
   // The whole layer on an accelerator where the backend has one that takes it (the same bits as below).
   if constexpr (hooks_of<B>().device_attention)
     if (plain_scores)
@@ -356,9 +360,6 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     // The flash kernel where the backend emulates one (in exact arithmetic it is the math below).
     if constexpr (hooks_of<B>().attention_kernel) {
       if (be.attention_kernel().kind == AttentionKernel::Kind::flash) {
-        if (!plain_scores)  // PyTorch's sdpa has no soft-capping either (transformers runs Gemma 2 eager)
-          throw ConfigError(fmt::format("model {}: the flash kernel has no score scalar or soft-capping; use a plan "
-                                        "without +flash", cfg.name));
         set_columns(heads, head * dh, flash_head(be, be.attention_kernel(), qh, kh, vh, cfg.causal));
         return;
       }

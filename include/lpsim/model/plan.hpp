@@ -122,6 +122,11 @@ PrecisionPlan parse_plan(std::string_view toml_text, const std::string& file_nam
 // True when the TOML text has a [plan] table (a model file may carry its own plan).
 bool has_plan_table(std::string_view toml_text, const std::string& file_name);
 
+// What a plan cannot compute for a model, named ("" when it can): the flash kernel has no score scalar or
+// soft-capping (Gemma). Studies and sweeps refuse such a pair before any work.
+struct ModelConfig;
+std::string plan_model_problem(const ModelConfig& cfg, const PrecisionPlan& plan);
+
 // One line per operation class, for `lpsim run --show-plan` and the manifest.
 std::string describe(const PrecisionPlan& plan);
 
