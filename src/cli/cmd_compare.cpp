@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <numeric>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -33,17 +34,23 @@ struct CompareOptions {
 struct PlanSummary {
   double block_p50 = NAN, block_p95 = NAN, block_max = NAN, final_error = NAN, logits_error = NAN;
   double kl_mean = NAN, top1 = NAN;
+  double route_flip = NAN, route_flip_max = NAN;  // over the MoE layers' ffn rows (nan for a dense model)
   long overflows = 0, saturations = 0, nonfinite = 0;
 };
 
 PlanSummary summarize(const StudyResult& r) {
   PlanSummary s;
-  std::vector<double> blocks;
+  std::vector<double> blocks, flips;
   for (const TapError& t : r.taps) {
+    if (t.tap == Tap::ffn && !std::isnan(t.route_flip)) flips.push_back(t.route_flip);
     if (t.tap == Tap::block) blocks.push_back(t.rel_fro);
     if (t.tap == Tap::final) s.final_error = t.rel_fro;
     if (t.tap == Tap::logits) s.logits_error = t.rel_fro, s.kl_mean = t.kl_mean, s.top1 = t.top1;
     s.overflows += t.overflows, s.saturations += t.saturations, s.nonfinite += t.nonfinite;
+  }
+  if (!flips.empty()) {
+    s.route_flip = std::accumulate(flips.begin(), flips.end(), 0.0) / double(flips.size());
+    s.route_flip_max = *std::max_element(flips.begin(), flips.end());
   }
   if (!blocks.empty()) {
     s.block_p50 = quantile(blocks, 0.5), s.block_p95 = quantile(blocks, 0.95);
@@ -72,20 +79,22 @@ void compare(const CompareOptions& o) {
              cfg.arch, cfg.width, cfg.heads, cfg.depth, cfg.tokens, study.seed, results.front().reference.kind,
              results.front().reference.bits,
              study.check_reference ? fmt::format(", checked: error {:.1e}", results.front().reference.fro_rel) : "");
-  fmt::print("{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9} {:>9} {:>8}\n", "plan", "block p50",
-             "block p95", "block max", "final", "logits", "KL mean", "top-1", "overflows", "saturated", "Inf/NaN");
+  fmt::print("{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>8} {:>9} {:>9} {:>8}\n", "plan", "block p50",
+             "block p95", "block max", "final", "logits", "KL mean", "top-1", "flips", "overflows", "saturated", "Inf/NaN");
   std::string summary = "model,plan,u,block_p50,block_p95,block_max,final,logits,kl_mean,top1,overflows,saturations,"
-                        "nonfinite,reference,reference_adequate\n";
+                        "nonfinite,reference,reference_adequate,route_flip_mean,route_flip_max\n";
   std::string taps = tap_csv_header() + "\n";
   for (std::size_t i = 0; i < plans.size(); ++i) {
     const PlanSummary s = summarize(results[i]);
-    fmt::print("{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9} {:>9} {:>8}\n", plans[i].name,
+    fmt::print("{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>8} {:>9} {:>9} {:>8}\n", plans[i].name,
                cell(s.block_p50), cell(s.block_p95), cell(s.block_max), cell(s.final_error), cell(s.logits_error),
-               cell(s.kl_mean), cell(s.top1, "{:.4f}"), s.overflows, s.saturations, s.nonfinite);
-    summary += fmt::format("{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{}\n",
+               cell(s.kl_mean), cell(s.top1, "{:.4f}"), std::isnan(s.route_flip) ? "-" : fmt::format("{:.2f}%", 100 * s.route_flip),
+               s.overflows, s.saturations, s.nonfinite);
+    summary += fmt::format("{},{},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{:.9e},{},{},{},{},{},{:.9e},{:.9e}\n",
                            csv_field(cfg.name), csv_field(plans[i].name), plans[i].unit_roundoff(), s.block_p50,
                            s.block_p95, s.block_max, s.final_error, s.logits_error, s.kl_mean, s.top1, s.overflows,
-                           s.saturations, s.nonfinite, results[i].reference.kind, results[i].reference.adequate);
+                           s.saturations, s.nonfinite, results[i].reference.kind, results[i].reference.adequate,
+                           s.route_flip, s.route_flip_max);
     for (const TapError& t : results[i].taps) taps += tap_csv_row(cfg, plans[i], study, t) + "\n";
     if (!results[i].reference.adequate)
       fmt::print("  warning: the reference is not adequate for {} (its error is not below 1% of the plan's)\n",
@@ -95,7 +104,9 @@ void compare(const CompareOptions& o) {
                  s.nonfinite, s.overflows);
   }
   fmt::print("block: ||E||_F/||X||_F of each block's output over the {} layers; final: after the final norm; logits: "
-             "the LM head's output with KL(p_ref || p) and top-1 agreement over tokens\n", cfg.depth);
+             "the LM head's output with KL(p_ref || p) and top-1 agreement over tokens{}\n", cfg.depth,
+             cfg.experts > 0 ? "; flips: the tokens a layer's router sent to other experts than the reference's, mean "
+                               "over the MoE layers" : "");
   write_atomically(dir + "/taps.csv", taps);
   write_atomically(dir + "/summary.csv", summary);
   fmt::print("wrote {}/taps.csv, summary.csv\n", dir);
