@@ -44,7 +44,7 @@ constexpr Alias aliases[] = {
     {"fp8e4m3", "e4m3"},        {"float8_e4m3fn", "e4m3"}, {"fp8e5m2", "e5m2"},         {"float8_e5m2", "e5m2"},
     {"float8_e4m3fnuz", "e4m3fnuz"}, {"float8_e5m2fnuz", "e5m2fnuz"}, {"fp6e2m3", "e2m3"}, {"fp6e3m2", "e3m2"},
     {"fp4e2m1", "e2m1"},        {"float6_e2m3fn", "e2m3"}, {"float6_e3m2fn", "e3m2"},   {"float4_e2m1fn", "e2m1"},
-    {"e8m10", "tf32"},
+    {"e8m10", "tf32"},          {"float8_e4m3", "e4m3ieee"}, {"float8_e3m4", "e3m4"},
 };
 
 std::string lower(std::string_view s) {
@@ -117,6 +117,7 @@ const std::vector<Format>& named_formats() {
     v.push_back(named("e5m2:sat", "OCP fp8 E5M2, saturating conversion", e5m2_sat));
     v.push_back(named("e4m3fnuz", "fp8 E4M3FNUZ (AMD/Graphcore: bias 8, no -0, NaN = 0x80)", e4m3fnuz));
     v.push_back(named("e5m2fnuz", "fp8 E5M2FNUZ (bias 16, no -0, NaN = 0x80)", e5m2fnuz));
+    v.push_back(named("e4m3ieee", "fp8 E4M3 with IEEE specials (ml_dtypes float8_e4m3: bias 7, inf, max 240)", e4m3ieee));
     v.push_back(named("e2m3", "OCP MX fp6 E2M3 (finite only, saturating)", e2m3));
     v.push_back(named("e3m2", "OCP MX fp6 E3M2 (finite only, saturating)", e3m2));
     v.push_back(named("e2m1", "OCP MX fp4 E2M1 (finite only, saturating)", e2m1));

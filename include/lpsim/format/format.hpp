@@ -102,6 +102,7 @@ inline constexpr FormatSpec e4m3 = make_spec(4, 3, Encoding::fn);
 inline constexpr FormatSpec e4m3_sat = with_overflow(e4m3, Overflow::saturate);
 inline constexpr FormatSpec e5m2_sat = with_overflow(e5m2, Overflow::saturate);
 inline constexpr FormatSpec e4m3fnuz = make_spec(4, 3, Encoding::fnuz);
+inline constexpr FormatSpec e4m3ieee = make_spec(4, 3, Encoding::ieee);  // ml_dtypes' float8_e4m3: bias 7, inf
 inline constexpr FormatSpec e5m2fnuz = make_spec(5, 2, Encoding::fnuz);
 inline constexpr FormatSpec e2m3 = make_spec(2, 3, Encoding::finite_only);
 inline constexpr FormatSpec e3m2 = make_spec(3, 2, Encoding::finite_only);
