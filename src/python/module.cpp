@@ -3,6 +3,7 @@
 //   lpsim.gemm(a, b, "fp16-fp32acc")                  -> a @ b under an accumulation policy
 //   lpsim.dot(a, b, policy)                           -> float
 //   lpsim.quantize(x, "mxfp4", axis=1)                -> dict: values, elements, scales, tensor_scale, saturated
+//   lpsim.bits(x, "e4m3"), lpsim.from_bits(b, "e4m3") -> bit patterns (uint8/16/32/64) of x rounded, and back
 //   lpsim.study("models/tiny-vit.toml", "autocast-bf16", seed=0, reference="auto", input=None)
 //                                                     -> dict: taps (list of dicts), reference, times
 // PyTorch tensors pass through NumPy (t.numpy()). Errors are Python exceptions (ValueError) with lpsim's message.
@@ -22,6 +23,7 @@
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/format/array_round.hpp"
 #include "lpsim/format/block_scale.hpp"
+#include "lpsim/format/encoding.hpp"
 #include "lpsim/format/format.hpp"
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/format/rounding.hpp"
@@ -82,6 +84,41 @@ py::array round_values(const py::object& x_in, const std::string& format, const 
   const Rounding r = parse_rounding(mode);
   const bool is_float = py::array::ensure(x_in).dtype().is(py::dtype::of<float>());
   return is_float ? round_as<float>(py::array::ensure(x_in), f, r, seed) : round_as<double>(a, f, r, seed);
+}
+
+// The bit patterns of x rounded to the format (as `round`), any shape, in the narrowest unsigned type that holds
+// the format's width (as ml_dtypes' `.view(np.uint8)` gives them for fp8).
+template <class U>
+py::array patterns_as(const Doubles& x, const Format& f, Rounding r, std::uint64_t seed) {
+  py::array_t<U> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  std::vector<double> v(x.data(), x.data() + x.size());
+  round_array(std::span<const double>(v), std::span<double>(v), f.spec, r, StochasticStream{seed, 0, 0});
+  U* o = out.mutable_data();
+  for (std::size_t i = 0; i < v.size(); ++i) o[i] = static_cast<U>(encode(v[i], f.spec));
+  return out;
+}
+
+py::array bits_of(const py::object& x_in, const std::string& format, const std::string& mode, std::uint64_t seed) {
+  const Doubles x = real_array(x_in, "bits: x");
+  const Format f = parse_format(format);
+  if (!f.spec.encodable())
+    throw FormatError(fmt::format("bits: format '{}' is a value set with no bit encoding", f.name));
+  const Rounding r = parse_rounding(mode);
+  const int w = f.spec.width();
+  return w <= 8 ? patterns_as<std::uint8_t>(x, f, r, seed) : w <= 16 ? patterns_as<std::uint16_t>(x, f, r, seed)
+         : w <= 32 ? patterns_as<std::uint32_t>(x, f, r, seed) : patterns_as<std::uint64_t>(x, f, r, seed);
+}
+
+py::array_t<double> from_bits(const py::object& b_in, const std::string& format) {
+  const py::array a = py::array::ensure(b_in);
+  if (!a || (a.dtype().kind() != 'u' && a.dtype().kind() != 'i'))
+    throw py::type_error("from_bits: b must be an array of integers (bit patterns)");
+  const auto b = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  const Format f = parse_format(format);
+  py::array_t<double> out(std::vector<py::ssize_t>(b.shape(), b.shape() + b.ndim()));
+  double* o = out.mutable_data();
+  for (py::ssize_t i = 0; i < b.size(); ++i) o[i] = decode(b.data()[i], f.spec);  // names a pattern too wide
+  return out;
 }
 
 // The operands as the policy takes them: rounded to its input format with RNE first (as `lpsim dot` does) unless
@@ -226,6 +263,12 @@ PYBIND11_MODULE(lpsim, m) {
         "sr), any shape. float32 in gives float32 out (formats wider than float32 are rounded through double and "
         "stored as float32); any other real array (float64, integers, bools) gives float64 out, exact. Stochastic "
         "rounding draws element i's bits from (seed, i), so results do not depend on threads or shape.");
+  m.def("bits", &bits_of, py::arg("x"), py::arg("format"), py::arg("mode") = "rne", py::arg("seed") = 0,
+        "the bit patterns of x rounded to the format (as round), any shape, as uint8 (formats of up to 8 bits), "
+        "uint16, uint32 or uint64: sign, exponent and mantissa fields as the format lays them out (e4m3: OCP "
+        "E4M3FN, so lpsim.bits(x, 'e4m3') equals ml_dtypes' x.astype(float8_e4m3fn).view(uint8)).");
+  m.def("from_bits", &from_bits, py::arg("b"), py::arg("format"),
+        "the values (float64) that the bit patterns b stand for in the format, any shape; NaN patterns give NaN.");
   m.def("formats", [] {
     std::vector<std::string> names;
     for (const Format& f : named_formats()) names.push_back(f.name);

@@ -190,3 +190,38 @@ def test_compare_gives_each_plan_the_rows_of_its_own_study():
         assert [(r["layer"], r["tap"], r["rel_fro"]) for r in mine] == [(t["layer"], t["tap"], t["rel_fro"]) for t in alone]
     with pytest.raises(ValueError, match="threads = -1"):
         lpsim.study(model, "fp32", threads=-1)
+
+
+def test_bits_are_numpys_float16_and_float32_patterns():
+    x = spread(20000, -30, 20, 11)
+    with np.errstate(over="ignore"):
+        want16 = x.astype(np.float16).view(np.uint16)
+    got16 = lpsim.bits(x, "fp16")
+    assert got16.dtype == np.uint16 and got16.shape == x.shape
+    np.testing.assert_array_equal(got16, want16)
+    x32 = spread(20000, -140, 120, 12).reshape(100, 200)
+    got32 = lpsim.bits(x32, "fp32")
+    assert got32.dtype == np.uint32 and got32.shape == (100, 200)
+    np.testing.assert_array_equal(got32, x32.astype(np.float32).view(np.uint32))
+    back = lpsim.from_bits(got16, "fp16")
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(back, x.astype(np.float16).astype(np.float64))
+
+
+def test_bits_of_e4m3_by_the_ocp_definition():
+    # Every one of the 256 patterns decodes as OCP E4M3FN defines it (sign, 4 exponent bits with bias 7, 3 mantissa
+    # bits, subnormals at exponent 0, S.1111.111 the only NaN) and encodes back to itself.
+    b = np.arange(256, dtype=np.uint8)
+    v = lpsim.from_bits(b, "e4m3")
+    for p, value in zip(b.tolist(), v.tolist()):
+        sign, e, m = -1.0 if p & 0x80 else 1.0, (p >> 3) & 0xF, p & 7
+        if e == 0xF and m == 7:
+            assert math.isnan(value)
+            continue
+        want = sign * (m / 8) * 2.0 ** -6 if e == 0 else sign * (1 + m / 8) * 2.0 ** (e - 7)
+        assert value == want, (p, value, want)
+    finite = ~np.isnan(v)
+    np.testing.assert_array_equal(lpsim.bits(v[finite], "e4m3"), b[finite])
+    assert lpsim.bits(np.array([0.3]), "e4m3").dtype == np.uint8
+    with pytest.raises(ValueError):
+        lpsim.bits(np.array([1.0]), "p5:emax20")  # a value set with no bit layout
