@@ -10,18 +10,12 @@
 #include "lpsim/format/round_scalar.hpp"
 #include "lpsim/accum/block_scaled_gemm.hpp"
 #include "lpsim/emulation/emulated_backend.hpp"
+#include "support/plan_error.hpp"
 
 namespace lpsim {
 namespace {
 
-std::string error_of(const std::string& toml) {
-  try {
-    parse_plan(toml, "p.toml");
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::plan_error;
 
 TEST(BlockPlans, PresetsScaleTheLinearLayersOnly) {
   const PrecisionPlan d = plan_preset("fp8-deepseek");
@@ -38,14 +32,14 @@ TEST(BlockPlans, PresetsScaleTheLinearLayersOnly) {
 }
 
 TEST(BlockPlans, MistakesNameTheKey) {
-  EXPECT_NE(error_of("[plan]\n[plan.qkv]\nscaling = \"mxfp5\"\n").find("plan.qkv.scaling' = 'mxfp5' is neither tensor"),
+  EXPECT_NE(plan_error("[plan]\n[plan.qkv]\nscaling = \"mxfp5\"\n").find("plan.qkv.scaling' = 'mxfp5' is neither tensor"),
             std::string::npos);
-  EXPECT_NE(error_of("[plan]\n[plan.qkv]\nweight_scaling = \"mxfp4\"\n").find("plan.qkv.weight_scaling' needs scaling"),
+  EXPECT_NE(plan_error("[plan]\n[plan.qkv]\nweight_scaling = \"mxfp4\"\n").find("plan.qkv.weight_scaling' needs scaling"),
             std::string::npos);
-  EXPECT_NE(error_of("[plan]\n[plan.qkv]\npolicy = \"in=e2m1,acc=fp32\"\nscaling = \"mxfp8-e4m3\"\n")
+  EXPECT_NE(plan_error("[plan]\n[plan.qkv]\npolicy = \"in=e2m1,acc=fp32\"\nscaling = \"mxfp8-e4m3\"\n")
                 .find("in = e2m1 cannot hold the e4m3 elements of scheme mxfp8-e4m3"),
             std::string::npos);
-  EXPECT_NE(error_of("[plan]\n[plan.qkv]\npolicy = \"in=e4m3,acc=fp32\"\nscaling = \"mxfp8-e4m3\"\n"
+  EXPECT_NE(plan_error("[plan]\n[plan.qkv]\npolicy = \"in=e4m3,acc=fp32\"\nscaling = \"mxfp8-e4m3\"\n"
                      "weight_scaling = \"fp8-128x128\"\n").find("blocks of 128 along k differ from the activations' 32"),
             std::string::npos);
   const PrecisionPlan p = parse_plan("[plan]\npreset = \"autocast-bf16\"\n[plan.ffn_up]\npolicy = \"in=e2m1,acc=fp32\"\n"

@@ -7,19 +7,13 @@
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/emulation/emulated_backend.hpp"
+#include "support/plan_error.hpp"
 #include "lpsim/format/block_scale.hpp"
 
 namespace lpsim {
 namespace {
 
-std::string error_of(const std::string& toml) {
-  try {
-    parse_plan(toml, "p.toml");
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::plan_error;
 
 TEST(WeightOnlyPlans, PresetsQuantiseTheLinearLayersWeightsOnly) {
   for (auto [preset, scheme] : {std::pair{"w4a16-int4-g128", "int4-g128"}, {"w4a16-mxfp4", "mxfp4"},
@@ -38,11 +32,11 @@ TEST(WeightOnlyPlans, PresetsQuantiseTheLinearLayersWeightsOnly) {
 }
 
 TEST(WeightOnlyPlans, MistakesNameTheKey) {
-  EXPECT_NE(error_of("[plan]\npreset = \"pure-bf16\"\n[plan.qkv]\nweight_only = \"int3\"\n").find("plan.qkv.weight_only"),
+  EXPECT_NE(plan_error("[plan]\npreset = \"pure-bf16\"\n[plan.qkv]\nweight_only = \"int3\"\n").find("plan.qkv.weight_only"),
             std::string::npos);
-  EXPECT_NE(error_of("[plan]\npreset = \"pure-bf16\"\n[plan.score]\nweight_only = \"int4-g128\"\n").find("plan.score.weight_only"),
+  EXPECT_NE(plan_error("[plan]\npreset = \"pure-bf16\"\n[plan.score]\nweight_only = \"int4-g128\"\n").find("plan.score.weight_only"),
             std::string::npos);
-  EXPECT_NE(error_of("[plan]\npreset = \"mxfp4\"\n[plan.qkv]\nweight_only = \"int4-g128\"\n").find("plan.qkv.weight_only"),
+  EXPECT_NE(plan_error("[plan]\npreset = \"mxfp4\"\n[plan.qkv]\nweight_only = \"int4-g128\"\n").find("plan.qkv.weight_only"),
             std::string::npos);
   const PrecisionPlan p = parse_plan("[plan]\npreset = \"pure-fp16\"\n[plan.ffn_down]\nweight_only = \"int4-g32\"\n", "p.toml");
   EXPECT_EQ(p[Op::ffn_down].weight_only->name, "int4-g32");

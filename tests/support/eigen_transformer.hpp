@@ -44,6 +44,16 @@ inline Mat softmax(const Mat& s, bool causal) {
   return p;
 }
 
+// A head's rows rotated by transformers' tables: x cos + rotate_half(x) sin, rotate_half(x) = [-x2, x1].
+inline Mat rotary(const Mat& x, const Matrix<double>& cos, const Matrix<double>& sin) {
+  const Eigen::Index d = x.cols(), half = d / 2;
+  Mat y(x.rows(), d);
+  for (Eigen::Index i = 0; i < x.rows(); ++i)
+    for (Eigen::Index j = 0; j < d; ++j)
+      y(i, j) = x(i, j) * cos(int(i), int(j)) + (j < half ? -x(i, j + half) : x(i, j - half)) * sin(int(i), int(j));
+  return y;
+}
+
 inline double activation(Activation a, double x) {
   switch (a) {
     case Activation::relu: return std::max(x, 0.0);

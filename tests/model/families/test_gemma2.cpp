@@ -14,6 +14,7 @@
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/eigen_transformer.hpp"
 #include "support/hf_config_dir.hpp"
 #include "support/scratch_dir.hpp"
 
@@ -100,14 +101,8 @@ TEST(Gemma2, ConfigFieldsAreReadOrRefusedByName) {
   EXPECT_NE(validate(long_input).find("sliding window"), std::string::npos);
 }
 
-using M = Eigen::MatrixXd;
-
-M eig(const Matrix<double>& m) {
-  M e(m.rows, m.cols);
-  for (int i = 0; i < m.rows; ++i)
-    for (int j = 0; j < m.cols; ++j) e(i, j) = m(i, j);
-  return e;
-}
+using M = test::Mat;
+using test::to_eigen;
 
 // The whole forward of a one-block Gemma 2 in float64 against Eigen, written from Gemma2's modelling code: the
 // embedding times sqrt(width), RMSNorm x rstd (1 + w), q, k, v, RoPE, scores times 24^-1/2 soft-capped at 5,
@@ -120,52 +115,37 @@ TEST(Gemma2, ForwardMatchesAnEigenOracle) {
     w.layers[0].norm1.gamma[i] = 0.1 - 0.003 * i, w.layers[0].post_norm1.gamma[i] = 0.5,
     w.layers[0].norm2.gamma[i] = -0.25 + 0.01 * i, w.layers[0].post_norm2.gamma[i] = 0.002 * i, w.final_norm.gamma[i] = 0.2;
   const ModelInput<double> in = make_input(c, 6);
-  const int n = c.tokens, dh = 32, half = 16;
-  auto rms = [&](M x, const std::vector<double>& g) {
-    for (int i = 0; i < x.rows(); ++i) {
-      const double r = 1 / std::sqrt(x.row(i).squaredNorm() / x.cols() + c.norm_eps);
-      for (int j = 0; j < x.cols(); ++j) x(i, j) *= r * (1 + g[j]);
-    }
-    return x;
+  const int n = c.tokens, dh = 32;
+  auto rms = [&](const M& x, const std::vector<double>& g) {  // Gemma's gains: 1 + w
+    NormWeights<double> gain{g, {}};
+    for (double& v : gain.gamma) v += 1;
+    return test::layer_norm(x, gain, c.norm_eps, true);
   };
-  auto rotate = [&](M x) {
-    M y = x;
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < dh; ++j) y(i, j) = x(i, j) * w.rope_cos(i, j) + (j < half ? -x(i, j + half) : x(i, j - half)) * w.rope_sin(i, j);
-    return y;
-  };
-  auto gelu_tanh = [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); };
+  auto rotate = [&](const M& x) { return test::rotary(x, w.rope_cos, w.rope_sin); };
   M x(n, 64);
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < 64; ++j) x(i, j) = w.wte(in.ids[i], j) * std::sqrt(64.0);
   const auto& lw = w.layers[0];
   const M h = rms(x, lw.norm1.gamma);
-  const M q = h * eig(lw.wq), k = h * eig(lw.wk), v = h * eig(lw.wv);
+  const M q = h * to_eigen(lw.wq), k = h * to_eigen(lw.wk), v = h * to_eigen(lw.wv);
   M heads(n, 4 * dh);
   for (int head = 0; head < 4; ++head) {
     const int g = head / 2;
     M s = rotate(q.middleCols(head * dh, dh)) * rotate(k.middleCols(g * dh, dh)).transpose() / std::sqrt(24.0);
     s = ((s / 5.0).array().tanh() * 5.0).matrix();
-    M p = M::Zero(n, n);
-    for (int i = 0; i < n; ++i) {
-      const double top = s.row(i).head(i + 1).maxCoeff();
-      double z = 0;
-      for (int j = 0; j <= i; ++j) z += p(i, j) = std::exp(s(i, j) - top);
-      p.row(i) /= z;
-    }
-    heads.middleCols(head * dh, dh) = p * v.middleCols(g * dh, dh);
+    heads.middleCols(head * dh, dh) = test::softmax(s, true) * v.middleCols(g * dh, dh);
   }
-  const M mid = x + rms(heads * eig(lw.wo), lw.post_norm1.gamma);
+  const M mid = x + rms(heads * to_eigen(lw.wo), lw.post_norm1.gamma);
   const M h2 = rms(mid, lw.norm2.gamma);
-  M u = h2 * eig(lw.w1);
-  const M up = h2 * eig(lw.w3);
-  for (int i = 0; i < u.size(); ++i) u.data()[i] = gelu_tanh(u.data()[i]) * up.data()[i];
-  const M out = mid + rms(u * eig(lw.w2), lw.post_norm2.gamma);
-  const M want = ((rms(out, w.final_norm.gamma) * eig(w.lm_head) / 3.0).array().tanh() * 3.0).matrix();
+  M u = h2 * to_eigen(lw.w1);
+  const M up = h2 * to_eigen(lw.w3);
+  for (int i = 0; i < u.size(); ++i) u.data()[i] = test::activation(Activation::gelu_tanh, u.data()[i]) * up.data()[i];
+  const M out = mid + rms(u * to_eigen(lw.w2), lw.post_norm2.gamma);
+  const M want = ((rms(out, w.final_norm.gamma) * to_eigen(w.lm_head) / 3.0).array().tanh() * 3.0).matrix();
   EmulatedBackend be(plan_preset("fp64"));
   const Matrix<double> got = forward(be, c, w, in);
-  EXPECT_LT((eig(got) - want).norm() / want.norm(), 1e-13);
-  EXPECT_LE(eig(got).cwiseAbs().maxCoeff(), 3.0);  // capped
+  EXPECT_LT((to_eigen(got) - want).norm() / want.norm(), 1e-13);
+  EXPECT_LE(to_eigen(got).cwiseAbs().maxCoeff(), 3.0);  // capped
 }
 
 bool all_bf16(const Matrix<double>& m) {

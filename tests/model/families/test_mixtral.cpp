@@ -18,6 +18,7 @@
 #include "lpsim/model/safetensors.hpp"
 #include "lpsim/reference/forward_error.hpp"
 #include "lpsim/reference/route_compare.hpp"
+#include "support/eigen_transformer.hpp"
 #include "support/hf_config_dir.hpp"
 #include "support/scratch_dir.hpp"
 
@@ -133,45 +134,35 @@ TEST(Mixtral, TopExpertsTakeTheLowerIndexAmongEqualProbabilities) {
   EXPECT_EQ(chosen[2], 4);
 }
 
-Eigen::MatrixXd eig(const Matrix<double>& m) {
-  Eigen::MatrixXd e(m.rows, m.cols);
-  for (int i = 0; i < m.rows; ++i)
-    for (int j = 0; j < m.cols; ++j) e(i, j) = m(i, j);
-  return e;
-}
-
-// Layer 0's MoE branch in float64 against Eigen: RMSNorm of the stream after attention, router logits, softmax,
-// the two largest renormalised, and the sum of the weighted SwiGLU experts.
+// Layer 0's MoE branch in float64 against Eigen (tests/support/eigen_transformer.hpp): RMSNorm of the stream after
+// attention, router logits, softmax, the two largest renormalised, and the sum of the weighted SwiGLU experts.
 TEST(Mixtral, ExpertsBranchMatchesAnEigenOracle) {
+  using test::to_eigen;
   const ModelConfig c = toml_mixtral();
   const Weights<double> w = make_weights(c, 5);
   const ModelInput<double> in = make_input(c, 6);
   EmulatedBackend be(plan_preset("fp64"));
   const Taps<double> taps = emulated_taps(be, c, w, in);
   ASSERT_EQ(taps.routes.size(), 2u);
-  const Eigen::MatrixXd mid = eig(taps[1]);
   const auto& lw = w.layers[0];
-  Eigen::MatrixXd h = mid;
-  for (int i = 0; i < h.rows(); ++i) h.row(i) *= 1 / std::sqrt(mid.row(i).squaredNorm() / c.width + c.norm_eps);
-  for (int j = 0; j < c.width; ++j) h.col(j) *= lw.norm2.gamma[j];
-  const Eigen::MatrixXd logits = h * eig(lw.router);
-  Eigen::MatrixXd want = Eigen::MatrixXd::Zero(h.rows(), c.width);
+  const test::Mat h = test::layer_norm(to_eigen(taps[1]), lw.norm2, c.norm_eps, true);
+  const test::Mat p = test::softmax(h * to_eigen(lw.router), false);
+  test::Mat want = test::Mat::Zero(h.rows(), c.width);
+  auto silu = [](double x) { return test::activation(Activation::silu, x); };
   for (int t = 0; t < h.rows(); ++t) {
-    Eigen::VectorXd p = (logits.row(t).array() - logits.row(t).maxCoeff()).exp();
-    p /= p.sum();
     std::vector<int> order(4);
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
-    const double z = p[order[0]] + p[order[1]];
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return p(t, a) > p(t, b); });
+    const double z = p(t, order[0]) + p(t, order[1]);
     for (int r = 0; r < 2; ++r) {
       const auto& x = lw.experts[order[r]];
-      const Eigen::RowVectorXd g = h.row(t) * eig(x.w1), u = h.row(t) * eig(x.w3);
-      const Eigen::RowVectorXd a = (g.array() / (1 + (-g.array()).exp()) * u.array()).matrix();
-      want.row(t) += p[order[r]] / z * (a * eig(x.w2));
+      const test::Vec g = h.row(t) * to_eigen(x.w1), u = h.row(t) * to_eigen(x.w3);
+      const test::Vec a = g.unaryExpr(silu).cwiseProduct(u);
+      want.row(t) += p(t, order[r]) / z * (a * to_eigen(x.w2));
       EXPECT_EQ(taps.routes[0].expert(t, r), order[r]);
     }
   }
-  EXPECT_LT((eig(taps[2]) - want).norm() / want.norm(), 1e-13);
+  EXPECT_LT((to_eigen(taps[2]) - want).norm() / want.norm(), 1e-13);
 }
 
 // Experts 1 and 2 with router columns a hair apart (1e-4 relative, below bf16's spacing of 2^-8): bf16 logits order

@@ -12,6 +12,7 @@
 #include "lpsim/model/forward.hpp"
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/eigen_transformer.hpp"
 #include "support/hf_config_dir.hpp"
 #include "support/scratch_dir.hpp"
 
@@ -129,57 +130,27 @@ TEST(Qwen3, AttentionBranchMatchesAnEigenOracle) {
   for (std::size_t i = 0; i < 32; ++i)
     w.layers[0].q_norm.gamma[i] = 0.75 + i / 40.0, w.layers[0].k_norm.gamma[i] = 1.25 - i / 50.0;
   const ModelInput<double> in = make_input(c, 6);
-  using M = Eigen::MatrixXd;
-  auto eig = [](const Matrix<double>& m) {
-    M e(m.rows, m.cols);
-    for (int i = 0; i < m.rows; ++i)
-      for (int j = 0; j < m.cols; ++j) e(i, j) = m(i, j);
-    return e;
-  };
-  auto rms = [](M x, const std::vector<double>& g, double eps) {
-    for (int i = 0; i < x.rows(); ++i) {
-      const double r = 1 / std::sqrt(x.row(i).squaredNorm() / x.cols() + eps);
-      for (int j = 0; j < x.cols(); ++j) x(i, j) *= r * g[j];
-    }
-    return x;
-  };
-  const int n = c.tokens, dh = 32, half = dh / 2;
-  auto rotate = [&](M x) {
-    M y = x;
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < dh; ++j) {
-        const double other = j < half ? -x(i, j + half) : x(i, j - half);
-        y(i, j) = x(i, j) * w.rope_cos(i, j) + other * w.rope_sin(i, j);
-      }
-    return y;
-  };
+  using M = test::Mat;
+  using test::to_eigen;
+  const int n = c.tokens, dh = 32;
+  auto rms = [&](const M& x, const NormWeights<double>& g) { return test::layer_norm(x, g, c.norm_eps, true); };
+  auto rotate = [&](const M& x) { return test::rotary(x, w.rope_cos, w.rope_sin); };
   M x(n, c.width);
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < c.width; ++j) x(i, j) = w.wte(in.ids[i], j);
   const auto& lw = w.layers[0];
-  const M h = rms(x, lw.norm1.gamma, c.norm_eps);
-  const M q = h * eig(lw.wq), k = h * eig(lw.wk), v = h * eig(lw.wv);
+  const M h = rms(x, lw.norm1);
+  const M q = h * to_eigen(lw.wq), k = h * to_eigen(lw.wk), v = h * to_eigen(lw.wv);
   M heads(n, 4 * dh);
   for (int head = 0; head < 4; ++head) {
     const int g = head / 2;
-    const M qh = rotate(rms(q.middleCols(head * dh, dh), lw.q_norm.gamma, c.norm_eps));
-    const M kh = rotate(rms(k.middleCols(g * dh, dh), lw.k_norm.gamma, c.norm_eps));
-    M s = qh * kh.transpose() / std::sqrt(double(dh));
-    M p = M::Zero(n, n);
-    for (int i = 0; i < n; ++i) {
-      const double top = s.row(i).head(i + 1).maxCoeff();
-      double z = 0;
-      for (int j = 0; j <= i; ++j) z += p(i, j) = std::exp(s(i, j) - top);
-      p.row(i) /= z;
-    }
-    heads.middleCols(head * dh, dh) = p * v.middleCols(g * dh, dh);
+    const M qh = rotate(rms(q.middleCols(head * dh, dh), lw.q_norm));
+    const M kh = rotate(rms(k.middleCols(g * dh, dh), lw.k_norm));
+    const M s = qh * kh.transpose() / std::sqrt(double(dh));
+    heads.middleCols(head * dh, dh) = test::softmax(s, true) * v.middleCols(g * dh, dh);
   }
-  const M expected = heads * eig(lw.wo);
   const Matrix<double> got = attention_tap(c, w, in);
-  Matrix<double> want(n, c.width);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < c.width; ++j) want(i, j) = expected(i, j);
-  EXPECT_LT(relative(got, want), 1e-13);
+  EXPECT_LT(relative(got, test::from_eigen(heads * to_eigen(lw.wo))), 1e-13);
 }
 
 }  // namespace
