@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <tuple>
 
 #include "lpsim/config/config_error.hpp"
@@ -92,13 +93,11 @@ std::vector<HfRouteAgreement> compare_hf_routes(const std::string& dir) {
     const int layer = std::stoi(row[c_layer]), token = std::stoi(row[c_token]);
     if (layer < 0 || layer >= int(routes.size()) || token < 0 || token >= routes[layer].tokens)
       throw ConfigError(fmt::format("{} row {}: {} has no routed layer {} token {}", file, r + 2, model, layer, token));
-    std::vector<int> gpu;
-    for (std::size_t at = 0; at < row[c_experts].size();) {
-      std::size_t used = 0;
-      gpu.push_back(std::stoi(row[c_experts].substr(at), &used));
-      at += used;
-      while (at < row[c_experts].size() && row[c_experts][at] == ' ') ++at;
-    }
+    std::vector<int> gpu;  // the experts, space-separated
+    std::istringstream experts(row[c_experts]);
+    for (int e; experts >> e;) gpu.push_back(e);
+    if (!experts.eof())
+      throw ConfigError(fmt::format("{} row {}: experts '{}' is not a list of integers", file, r + 2, row[c_experts]));
     const Routing& mine = routes[layer];
     std::vector<int> ours(mine.experts.begin() + std::size_t(token) * mine.k, mine.experts.begin() + std::size_t(token + 1) * mine.k);
     HfRouteAgreement& a = agree[{model, mode, layer}];

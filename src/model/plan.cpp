@@ -124,7 +124,8 @@ PrecisionPlan build(const PresetSpec& s) {
       // So does the LM head (Transformer Engine leaves the output layer in bf16).
       // The router likewise (its decisions are discrete; Transformer Engine recipes and DeepSeek-V3's keep it out).
       const bool first_or_last = op == Op::embed || op == Op::lm_head || op == Op::router;
-      const bool linear_fp8 = s.fp8_scaling && !attention && !first_or_last;
+      const bool linear = !attention && !first_or_last;  // qkv, out_proj, ffn_up, ffn_down
+      const bool linear_fp8 = s.fp8_scaling && linear;
       p.gemm = parse_policy(attention || (s.fp8_scaling && first_or_last) ? s.attn_gemm : s.gemm);
       p.gemm->output = p.out;
       p.scaling = linear_fp8 && !s.blocks;
@@ -132,10 +133,9 @@ PrecisionPlan build(const PresetSpec& s) {
         p.blocks = block_scheme(s.blocks);
         if (s.weight_blocks) p.weight_blocks = block_scheme(s.weight_blocks);
       }
+      if (s.weight_only && linear) p.weight_only = block_scheme(s.weight_only);
     }
     if (has_reduction(op)) p.reduce = reduction_policy(compute, default_reduce(compute));
-    if (s.weight_only && (op == Op::qkv || op == Op::out_proj || op == Op::ffn_up || op == Op::ffn_down))
-      p.weight_only = block_scheme(s.weight_only);
   }
   // model.half(): a chained activation's every op runs on half tensors; under autocast torch.pow promotes the
   // chain to fp32, one rounding at the end as a fused activation has.
@@ -344,7 +344,7 @@ PrecisionPlan load_plan(const std::string& spec) {
 }
 
 std::string plan_model_problem(const ModelConfig& cfg, const PrecisionPlan& plan) {
-  if (plan.attention.kind == AttentionKernel::Kind::flash && (cfg.score_scalar > 0 || cfg.attn_softcap > 0))
+  if (plan.attention.kind == AttentionKernel::Kind::flash && cfg.rescaled_scores())
     return fmt::format("plan {} runs the flash kernel, which has no score scalar or soft-capping (model {}; "
                        "transformers runs Gemma eager): use a plan without +flash", plan.name, cfg.name);
   return "";

@@ -33,8 +33,6 @@ double difference(double emulated, const Real& reference) {
   return d.convert_to<double>();
 }
 double difference(double emulated, const DD& reference) { return to_double(DD(emulated) - reference); }
-double to_double(double v) { return v; }
-double to_double(const Real& v) { return v.convert_to<double>(); }
 Real to_real(const DD& v) { return Real(v.x[0]) + Real(v.x[1]); }
 const Real& to_real(const Real& v) { return v; }
 Real to_real(double v) { return Real(v); }
@@ -129,7 +127,7 @@ void compare_references(ReferenceCheck& check, const Taps<R1>& ref, const Taps<R
   for (std::size_t t = 0; t < ref.size(); ++t) {
     double num = 0, den = 0;
     for (std::size_t i = 0; i < ref[t].size(); ++i) {
-      const double b = to_double(better[t].data[i]);
+      const double b = layers::value_of(better[t].data[i]);
       Real d = to_real(ref[t].data[i]) - to_real(better[t].data[i]);
       const double e = d.template convert_to<double>();
       num += e * e, den += b * b;
@@ -144,6 +142,22 @@ template void compare_references<Real, Real>(ReferenceCheck&, const Taps<Real>&,
 template void compare_references<DD, Real>(ReferenceCheck&, const Taps<DD>&, const Taps<Real>&);
 template void compare_references<double, DD>(ReferenceCheck&, const Taps<double>&, const Taps<DD>&);
 
+namespace {
+
+// One emulated entry's error against the reference (formed exactly where the reference is MPFR); an Inf/NaN entry's
+// is infinite.
+template <class R>
+double entry_error(double x, const R& reference) {
+  return std::isfinite(x) ? difference(x, reference) : std::numeric_limits<double>::infinity();
+}
+
+// ||E||_F / ||R||_F from the sums of squares: infinite for an error against a zero reference, 0 for none.
+double fro_ratio(long double num, long double den) {
+  return den > 0 ? std::sqrt(double(num / den)) : (num > 0 ? INFINITY : 0.0);
+}
+
+}  // namespace
+
 template <class R>
 TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference) {
   TapError t;
@@ -153,9 +167,9 @@ TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference)
   long double num = 0, den = 0;
   for (std::size_t i = 0; i < emulated.size(); ++i) {
     const double x = emulated.data[i];
-    const double r = to_double(reference.data[i]);
+    const double r = layers::value_of(reference.data[i]);
     if (!std::isfinite(x)) ++t.nonfinite;
-    const double e = std::isfinite(x) ? difference(x, reference.data[i]) : std::numeric_limits<double>::infinity();
+    const double e = entry_error(x, reference.data[i]);
     num += (long double)e * e, den += (long double)r * r;
     if (r == 0) {
       ++t.zero_ref;
@@ -164,7 +178,7 @@ TapError compare_tap(const Matrix<double>& emulated, const Matrix<R>& reference)
     rel.push_back(std::fabs(e / r));
   }
   t.ref_fro = std::sqrt(double(den));
-  t.rel_fro = den > 0 ? std::sqrt(double(num / den)) : (num > 0 ? INFINITY : 0.0);
+  t.rel_fro = fro_ratio(num, den);
   if (!rel.empty()) {
     std::sort(rel.begin(), rel.end());
     t.max_rel = rel.back();
@@ -186,7 +200,7 @@ void logit_metrics(TapError& t, const Matrix<double>& emulated, const Matrix<R>&
   for (int i = 0; i < n; ++i) {
     int arg_r = 0, arg_e = 0;
     for (int j = 0; j < v; ++j) {
-      r[j] = static_cast<long double>(to_double(reference(i, j))), e[j] = emulated(i, j);
+      r[j] = static_cast<long double>(layers::value_of(reference(i, j))), e[j] = emulated(i, j);
       if (r[j] > r[arg_r]) arg_r = j;
       if (e[j] > e[arg_e]) arg_e = j;
       max_abs = std::max(max_abs, double(std::fabs(e[j] - r[j])));
@@ -225,13 +239,12 @@ double rows_rel_fro(const Matrix<double>& emulated, const Matrix<R>& reference, 
     if (mask[std::size_t(i)] != want) continue;
     any = true;
     for (int j = 0; j < emulated.cols; ++j) {
-      const double x = emulated(i, j), r = to_double(reference(i, j));
-      const double e = std::isfinite(x) ? difference(x, reference(i, j)) : std::numeric_limits<double>::infinity();
+      const double x = emulated(i, j), r = layers::value_of(reference(i, j));
+      const double e = entry_error(x, reference(i, j));
       num += (long double)e * e, den += (long double)r * r;
     }
   }
-  if (!any) return NAN;
-  return den > 0 ? std::sqrt(double(num / den)) : (num > 0 ? INFINITY : 0.0);
+  return any ? fro_ratio(num, den) : NAN;
 }
 
 // The routing columns of a mixture-of-experts layer's ffn and block rows.

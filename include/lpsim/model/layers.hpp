@@ -310,7 +310,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
   auto bias = [](const std::vector<W>& b) { return b.empty() ? nullptr : &b; };
   if constexpr (hooks_of<B>().observe_attention_input) be.observe_attention_input(h);
   // The devices' attention knows neither a score scalar nor soft-capping (Gemma 2): the host computes those.
-  const bool plain_scores = cfg.score_scalar == 0 && cfg.attn_softcap == 0;
+  const bool plain_scores = !cfg.rescaled_scores();
   if constexpr (hooks_of<B>().attention_kernel)  // here, before the heads' parallel loop, so that it can be caught
     if (!plain_scores && be.attention_kernel().kind == AttentionKernel::Kind::flash)  // sdpa cannot soft-cap either
       throw ConfigError(fmt::format("model {}: the flash kernel has no score scalar or soft-capping; use a plan "
@@ -387,7 +387,7 @@ template <class B, class T, class W>
 Matrix<T> normed_attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, const Matrix<T>& x,
                            const Matrix<W>& rope_cos, const Matrix<W>& rope_sin) {
   if constexpr (hooks_of<B>().device_attention)
-    if (w.norm1.gain_offset == 0 && cfg.score_scalar == 0 && cfg.attn_softcap == 0)
+    if (w.norm1.gain_offset == 0 && !cfg.rescaled_scores())
       if (auto y = be.device_attention(cfg, w, x, rope_cos, rope_sin, &w.norm1)) return std::move(*y);
   return attention(be, cfg, w, norm(be, cfg.norm, x, w.norm1, cfg.norm_eps, cfg.norm_cast), rope_cos, rope_sin);
 }

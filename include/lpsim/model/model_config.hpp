@@ -101,6 +101,8 @@ struct ModelConfig {
   // sliding_pattern p > 0 layer l is a sliding-window layer unless (l + 1) is a multiple of p (Gemma 3: 6).
   double rope_local_theta = 0;
   int sliding_pattern = 0;
+  // Scores other than S / sqrt(d_head) (Gemma's scalar or soft-capping): what the devices and the flash kernel lack.
+  bool rescaled_scores() const { return score_scalar > 0 || attn_softcap > 0; }
   bool local_layer(int l) const { return rope_local_theta > 0 && sliding_pattern > 0 && (l + 1) % sliding_pattern != 0; }
   InitConfig init;
   InputConfig input;
