@@ -157,7 +157,7 @@ void add_bounds_command(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "input batch");
   cmd->add_option("--ref-bits", o->ref_bits, "MPFR precision of the exact side (default 128)");
   cmd->add_option("--output,-o", o->output, "CSV path (default results/bounds/<model>_<plan>_s<seed>.csv)");
-  cmd->add_flag("--residual", o->residual, "also the residual gains rho_l, Theorems 2 and 3 and 002's depth bound (small models: a reverse-mode tape)");
+  cmd->add_flag("--residual", o->residual, "also the residual gains rho_l, Theorems 2 and 3 and arXiv 2503.10251's depth bound (small models: a reverse-mode tape)");
   cmd->callback([o] { run(*o); });
 }
 

@@ -31,7 +31,7 @@ void add_stats_command(CLI::App& app) {
     RegressionRequest r = *q;
     r.log_x = !*linear_x, r.log_y = !*linear_y;
     CsvTable t = read_csv(*file);
-    for (const std::string& f : *only) {  // e.g. plan=autocast-bf16,autocast-fp16 (001's "mixed precision" rows)
+    for (const std::string& f : *only) {  // e.g. plan=autocast-bf16,autocast-fp16 (arXiv 2510.21770's "mixed precision" rows)
       const auto eq = f.find('=');
       if (eq == std::string::npos) throw ConfigError(fmt::format("--only '{}' must be COLUMN=V1,V2,...", f));
       const int c = t.column(f.substr(0, eq));

@@ -46,7 +46,7 @@ void report(const SweepConfig& s, const std::string& dir, bool plot) {
   q.aggregate = s.aggregate;
   if (std::find(summary.header.begin(), summary.header.end(), q.group) == summary.header.end()) q.group = "precision";
   std::string csv = regression_csv(summary, q), text = regression_text(summary, q);
-  for (const std::string& x : s.stats_x) {  // one table per further predictor (001's Table 2 rows)
+  for (const std::string& x : s.stats_x) {  // one table per further predictor (arXiv 2510.21770's Table 2 rows)
     RegressionRequest more = q;
     more.x = x, more.group = "";
     const std::string c = regression_csv(summary, more);

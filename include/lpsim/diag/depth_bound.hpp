@@ -5,9 +5,9 @@
 // (pre-LN: block k is (I + f_ffn)(I + f_attn), each factor's Jacobian norm at most 1 + rho), with
 //   local_l = ||B~_l(fl(X_l)) - B_l(X_l)||_F: block l run under the plan on the exact input as the hardware stores
 //   it, against the exact block on the exact input (MPFR) — the error block l itself adds.
-// With alpha and local replaced by their maxima this is 002's worst case C u alpha^L, exponential in depth; the
+// With alpha and local replaced by their maxima this is arXiv 2503.10251's worst case C u alpha^L, exponential in depth; the
 // report gives both beside the observed error of the whole emulated forward at every depth. Our construction from
-// 002's summary (its constants are not stated there); rho is the power-iteration estimate (diag/residual_gain.hpp).
+// arXiv 2503.10251's summary (its constants are not stated there); rho is the power-iteration estimate (diag/residual_gain.hpp).
 #include <vector>
 
 #include "lpsim/diag/residual_gain.hpp"
@@ -23,7 +23,7 @@ struct DepthBoundRow {
   double alpha = 0;       // (1 + rho_attn)(1 + rho_ffn) of block l
   double observed = 0;    // ||E_{l+1}|| / ||X_{l+1}||: the whole emulated forward after block l
   double bound = 0;       // the recursion's right side after block l, relative to ||X_{l+1}||
-  double uniform = 0;     // the same with max local and max alpha so far: 002's alpha^L form
+  double uniform = 0;     // the same with max local and max alpha so far: arXiv 2503.10251's alpha^L form
   bool held = false;
 };
 

@@ -1,6 +1,6 @@
 #pragma once
 // The per-layer diagnostic columns that every per-tap CSV carries (sweeps' taps.csv, `lpsim run`'s CSV): seed
-// 001-004's diagnostics of the layer and the plan's combined predictor, "nan" where diagnostics were not computed.
+// the papers' diagnostics (docs/SOURCES.md) of the layer and the plan's combined predictor, "nan" where diagnostics were not computed.
 #include <string>
 #include <vector>
 

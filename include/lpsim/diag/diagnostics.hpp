@@ -10,8 +10,8 @@
 //   predictor = kappa_softmax (1 + kappa_score) kappa(V) ||W_O||_2 + kappa(W1) + kappa(W2) + C_LN (W_O enters once,
 //   as the multiplier: arXiv 2510.21770 uses +kappa(W_O) in kappa_eff only where W_O is not factored out)
 // Heads are aggregated by max (kappa_softmax also by sum); the two norms of a layer add their C_LN.
-// Also, from the other seeds: theta(p) of 003 (max and mean over rows); for M = W_Q W_K^T of each head, 002's
-// condition number on its rank and its bound factor sigma_max(|W_Q||W_K|^T) sigma_max(M) / sigma_min(M), 004's
+// Also, from the other papers: theta(p) of arXiv 2602.18849 (max and mean over rows); for M = W_Q W_K^T of each head, arXiv 2503.10251's
+// condition number on its rank and its bound factor sigma_max(|W_Q||W_K|^T) sigma_max(M) / sigma_min(M), arXiv 2602.18851's
 // ||M||_2 by power iteration without forming M, the logit bounds of diag/logit_bounds.hpp (deterministic with the
 // biases; rank-aware probabilistic from the attention input's second moments) beside the observed max |S_ij|, and the
 // power-of-two FP8 e4m3 scales they give.
@@ -41,10 +41,10 @@ struct LayerDiagnostics {
   double eps_norm1 = -1, eps_norm2 = -1;                // each norm's own eps (< 0: the model's norm_eps)
   double theta_max = 0, theta_mean = 0;                 // max over heads
   bool theta_exact = true;
-  double qk_norm = 0, qk_norm_power = 0;                // ||W_Q W_K^T||_2: SVD, and 004's power iteration; max over heads
+  double qk_norm = 0, qk_norm_power = 0;                // ||W_Q W_K^T||_2: SVD, and arXiv 2602.18851's power iteration; max over heads
   double qk_cond = 0, qk_ratio = 0;                     // arXiv 2503.10251, max over heads
   double logit_max = 0, logit_bound = 0, fp8_scale = 0; // observed max |S|, its bound (with biases), the scale it guarantees
-  double logit_bound_rank = 0, logit_bound_agnostic = 0;  // 004's tail bound at kLogitDelta: rank-aware, rank-agnostic
+  double logit_bound_rank = 0, logit_bound_agnostic = 0;  // arXiv 2602.18851's tail bound at kLogitDelta: rank-aware, rank-agnostic
   double fp8_scale_rank = 0;                            // the e4m3 scale the rank-aware bound gives
   // Residual branch gains ||J_f||_2 (diag/residual_gain.hpp; NaN unless asked for) and the amplification
   // prod_{k>l} (1 + rho_attn_k)(1 + rho_ffn_k) that Theorem 3 applies to this layer's local error.

@@ -1,7 +1,7 @@
 #pragma once
 // arXiv 2602.18851's FP8 overflow scenario, forward only: attention logits S / sqrt(d_h) stored in fp8 e4m3 under four
 // per-tensor scalings (current amax, Transformer Engine's delayed amax history, the geometry-aware scale from the
-// deterministic logit bound that the weights alone give, and the scale from 004's rank-aware bound) and two block
+// deterministic logit bound that the weights alone give, and the scale from arXiv 2602.18851's rank-aware bound) and two block
 // scalings along each row of logits (MXFP8, DeepSeek's 1x128 tiles), over a sequence of input batches of which some carry a transient
 // outlier token. Overflows (e4m3 has no infinity: NaN, as ml_dtypes casts), saturations and the forward error of each
 // batch against the float64 reference are counted per scheme.

@@ -4,7 +4,7 @@
 //   deterministic (Cauchy-Schwarz, h >= every ||h_i||):
 //     no biases:   ||W_Q W_K^T||_2 h^2 / sqrt(d_h)                     (the bilinear form's own norm)
 //     with biases: (||W_Q||_2 h + ||b_Q||)(||W_K||_2 h + ||b_K||) / sqrt(d_h)
-//   rank-aware probabilistic (our concrete form of 004's inequality; its abstract gives no constants): rows
+//   rank-aware probabilistic (our concrete form of arXiv 2602.18851's inequality; its abstract gives no constants): rows
 //     h_i ~ N(0, diag(c)) independent, c the attention input's per-coordinate second moments. Off the diagonal
 //     S_ij = sum_k s_k g_k g'_k, s_k the singular values of D W_Q W_K^T D / sqrt(d_h) (D = diag(sqrt(c))), g, g'
 //     independent standard normal vectors; on the diagonal S_ii = sum_k mu_k g_k^2, mu the eigenvalues of the

@@ -20,7 +20,7 @@ struct TapError {
   int layer = 0;
   Tap tap = Tap::block;
   double rel_fro = 0;      // ||X_emulated - X_ref||_F / ||X_ref||_F
-  // Componentwise |x - x_ref| / |x_ref| over entries with x_ref != 0 (paper 002's measure): summary statistics.
+  // Componentwise |x - x_ref| / |x_ref| over entries with x_ref != 0 (arXiv 2503.10251's measure): summary statistics.
   double max_rel = 0, mean_rel = 0, median_rel = 0, p95_rel = 0, p99_rel = 0;
   long elements = 0;
   long zero_ref = 0;       // entries where the reference is exactly 0 (left out of the componentwise statistics)

@@ -57,7 +57,7 @@ struct SweepConfig {
   std::string plot_x = "u", plot_y = "r_block_p95", plot_color = "plan";
   bool log_x = true, log_y = true;
   bool aggregate = false;  // plot and regress the mean and median of y at each x
-  std::vector<std::string> stats_x;  // more predictors for stats.csv (one regression table per x, as 001's Table 2)
+  std::vector<std::string> stats_x;  // more predictors for stats.csv (one regression table per x, as arXiv 2510.21770's Table 2)
   std::vector<std::string> extra_plots;  // more x columns, each plotted as scatter_<x>.png/svg
 };
 
