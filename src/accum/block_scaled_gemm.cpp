@@ -61,6 +61,13 @@ bool fused_block_scaled(const AccumPolicy& p, const BlockQuantized& a, const Blo
   return true;
 }
 
+// The per-tensor factor of Transformer Engine's NVFP4 GEMM: fp32(fp32(A_a A_b) / (2688 * 2688)), the amaxes'
+// product over the product of the two encode ranges (an operand without a tensor scale contributes 1 / 1).
+float tensor_factor(const BlockQuantized& a, const BlockQuantized& b) {
+  const float num = float(a.tensor_decode_numerator() * b.tensor_decode_numerator());
+  return num / float(a.tensor_decode_denominator() * b.tensor_decode_denominator());
+}
+
 }  // namespace
 
 std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b,
@@ -89,9 +96,9 @@ std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuan
       }
   }
   std::vector<double> out(acc.begin(), acc.end());
-  if (a.tensor_scale != 1 || b.tensor_scale != 1) {
-    const float inv = 1.0f / float(a.tensor_scale * b.tensor_scale);
-    for (double& v : out) v = double(float(v) * inv);
+  if (a.tensor_scaled || b.tensor_scaled) {
+    const float alpha = tensor_factor(a, b);
+    for (double& v : out) v = double(float(v) * alpha);
   }
   return out;
 }
@@ -120,15 +127,15 @@ std::vector<double> reference_block_scaled_gemm(const AccumPolicy& policy, const
         mpfr_add_d(y, y, acc, MPFR_RNDN);  // exact unless 2^200 apart, where the rounding to fp32 is the same
         acc = to_fp32(y);
       }
-      if (a.tensor_scale != 1 || b.tensor_scale != 1) {
-        mpfr_set_d(x, a.tensor_scale, MPFR_RNDN);
-        mpfr_mul_d(x, x, b.tensor_scale, MPFR_RNDN);
-        const double t = to_fp32(x);
-        mpfr_set_d(x, 1.0, MPFR_RNDN);
-        mpfr_div_d(x, x, t, MPFR_RNDN);
-        const double inv = to_fp32(x);  // 1/t correctly rounded: MPFR's division at 256 bits, then once to fp32
+      if (a.tensor_scaled || b.tensor_scaled) {
+        mpfr_set_d(x, a.tensor_decode_numerator(), MPFR_RNDN);
+        mpfr_mul_d(x, x, b.tensor_decode_numerator(), MPFR_RNDN);
+        const double num = to_fp32(x);
+        mpfr_set_d(x, num, MPFR_RNDN);
+        mpfr_div_d(x, x, a.tensor_decode_denominator() * b.tensor_decode_denominator(), MPFR_RNDN);  // 2688^2 exact
+        const double alpha = to_fp32(x);  // correctly rounded: MPFR's division at 256 bits, then once to fp32
         mpfr_set_d(y, acc, MPFR_RNDN);
-        mpfr_mul_d(y, y, inv, MPFR_RNDN);
+        mpfr_mul_d(y, y, alpha, MPFR_RNDN);
         acc = to_fp32(y);
       }
       out[std::size_t(i) * n + j] = acc;

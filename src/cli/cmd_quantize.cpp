@@ -46,7 +46,7 @@ std::vector<double> read_numbers(const std::string& path) {
 
 // The bit pattern of a block's scale: E8M0 is the biased exponent (0xff NaN); E4M3 its encoding; fp32 its bits.
 std::string scale_bits(const BlockScheme& s, double scale) {
-  if (s.rule == ScaleRule::pow2_floor || s.rule == ScaleRule::pow2_ceil)
+  if (s.rule == ScaleRule::pow2_floor || s.rule == ScaleRule::pow2_ceil || s.rule == ScaleRule::pow2_rceil)
     return std::isnan(scale) ? "0xff" : fmt::format("0x{:02x}", std::ilogb(scale) + 127);
   if (s.rule == ScaleRule::nvfp4) return fmt::format("0x{:02x}", encode(scale, formats::e4m3));
   return fmt::format("0x{:08x}", encode(scale, formats::fp32));
@@ -88,7 +88,9 @@ void add_quantize_command(CLI::App& app) {
     const BlockQuantized q = quantize_blocks(s, x, rows, cols, opt->axis, {opt->seed, 0, 0});
     fmt::print("scheme {} ({}); {} x {} blocks of {}; {} element(s) saturated{}\n", s.name, s.description,
                q.block_rows, q.block_cols, s.square ? fmt::format("{0}x{0}", s.block) : fmt::format("1x{}", s.block),
-               q.saturated, q.tensor_scale != 1 ? fmt::format("; tensor scale {:.9g}", q.tensor_scale) : "");
+               q.saturated,
+               q.tensor_scaled ? fmt::format("; tensor amax {:.9g}, encode scale {:.9g}", q.tensor_amax, q.tensor_scale)
+                               : "");
     fmt::print("{:>6} {:>6} {:>16} {:>16} {:>8} {:>6}\n", "row", "col", "input", "dequantised", "element", "block");
     const int hex = (s.element.spec.width() + 3) / 4;
     for (int r = 0; r < rows; ++r)

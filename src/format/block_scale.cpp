@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "lpsim/config/config_error.hpp"
 #include "lpsim/format/round_scalar.hpp"
@@ -15,14 +16,24 @@ namespace lpsim {
 
 namespace {
 
-double f32(double x) { return double(float(x)); }  // one rounding to binary32 (RNE)
+double f32(double x) { return double(float(x)); }  // one rounding to binary32 (RNE; beyond its range: inf)
+constexpr double flt_max = std::numeric_limits<float>::max();
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// The E8M0 scale of pow2_floor and pow2_ceil: an exponent in [-127, 127].
-double pow2_scale(double amax, const FormatSpec& e, bool ceil_rule) {
+// The E8M0 scale of pow2_floor, pow2_ceil and pow2_rceil: an exponent in [-127, 127].
+double pow2_scale(double amax, const FormatSpec& e, ScaleRule rule) {
+  if (rule == ScaleRule::pow2_rceil) {
+    // Transformer Engine's MX kernels: v = fp32(fp32(amax) * fp32(1 / max_elem)) rounded up to a power of two
+    // (ptx::float_to_e8m0; cvt.rp.satfinite.ue8m0x2.f32 on Blackwell), 0 and v <= 2^-127 giving 2^-127.
+    const double v = f32(f32(amax) * f32(1.0 / e.max_finite()));
+    if (v <= std::ldexp(1.0, -127)) return std::ldexp(1.0, -127);
+    int x = std::ilogb(v);
+    if (v != std::ldexp(1.0, x)) ++x;
+    return std::ldexp(1.0, std::min(x, 127));
+  }
   if (amax == 0) return std::ldexp(1.0, -127);
   int x;
-  if (!ceil_rule) {
+  if (rule == ScaleRule::pow2_floor) {
     x = std::ilogb(amax) - e.emax;  // OCP: floor(log2 amax) - emax of the element format
   } else {  // the smallest x with amax <= max_elem 2^x
     const double max = e.max_finite();
@@ -70,7 +81,17 @@ const std::vector<BlockScheme>& block_schemes() {
         s("mxfp6-e3m2", "e3m2", 32, false, ScaleRule::pow2_floor, "e8m0", "OCP MX v1.0 MXFP6 (E3M2 elements)"),
         s("mxfp4", "e2m1", 32, false, ScaleRule::pow2_floor, "e8m0", "OCP MX v1.0 MXFP4 (E2M1 elements)"),
         s("mxfp4-ceil", "e2m1", 32, false, ScaleRule::pow2_ceil, "e8m0",
-          "MXFP4 with the scale rounded up so that no element saturates (cuBLAS's rule)"),
+          "MXFP4 with the scale 2^ceil(log2(amax / 6)), exactly: no element saturates"),
+        s("mxfp8-e4m3-rceil", "e4m3", 32, false, ScaleRule::pow2_rceil, "e8m0",
+          "MXFP8 (E4M3) with the round-up scale of NVIDIA's kernels (RCEIL of fp32(amax / 448))"),
+        s("mxfp8-e5m2-rceil", "e5m2", 32, false, ScaleRule::pow2_rceil, "e8m0",
+          "MXFP8 (E5M2) with the round-up scale of NVIDIA's kernels (RCEIL of fp32(amax / 57344))"),
+        s("mxfp6-e2m3-rceil", "e2m3", 32, false, ScaleRule::pow2_rceil, "e8m0",
+          "MXFP6 (E2M3) with the round-up scale of NVIDIA's kernels (RCEIL of fp32(amax / 7.5))"),
+        s("mxfp6-e3m2-rceil", "e3m2", 32, false, ScaleRule::pow2_rceil, "e8m0",
+          "MXFP6 (E3M2) with the round-up scale of NVIDIA's kernels (RCEIL of fp32(amax / 28))"),
+        s("mxfp4-rceil", "e2m1", 32, false, ScaleRule::pow2_rceil, "e8m0",
+          "MXFP4 with the round-up scale of NVIDIA's kernels (RCEIL of fp32(amax / 6))"),
         s("nvfp4", "e2m1", 16, false, ScaleRule::nvfp4, "e4m3 + fp32 per tensor",
           "NVIDIA NVFP4: E2M1 in blocks of 16, E4M3 block scales, an fp32 per-tensor scale"),
         stochastic(s("mxfp4-sr", "e2m1", 32, false, ScaleRule::pow2_floor, "e8m0",
@@ -104,8 +125,15 @@ BlockScheme block_scheme(std::string_view name) {
 
 int BlockQuantized::block_of(int r, int c) const { return (r / step_rows) * block_cols + c / step_cols; }
 
+// NVFP4's per-tensor decode factor A / (max_e4m3 max_e2m1), as Transformer Engine's GEMM applies it.
+constexpr double nvfp4_tensor_range = 448.0 * 6.0;
+
+double BlockQuantized::tensor_decode_denominator() const { return tensor_scaled ? nvfp4_tensor_range : 1.0; }
+
 double BlockQuantized::value(int r, int c) const {
-  return elements[std::size_t(r) * cols + c] * scales[block_of(r, c)] / tensor_scale;
+  // element * scale * A is exact in double (2 + 4 + 24 significant bits); one rounding for the division.
+  return elements[std::size_t(r) * cols + c] * scales[block_of(r, c)] * tensor_decode_numerator() /
+         tensor_decode_denominator();
 }
 
 BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis,
@@ -124,11 +152,19 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
   q.scales.assign(std::size_t(q.block_rows) * q.block_cols, 1.0);
   if (s.rule == ScaleRule::int_affine) q.zeros.assign(q.scales.size(), 0.0);
   const FormatSpec& e = s.element.spec;
+  double nvfp4_multiplier = 0, nvfp4_decode = 0;  // fp32(S * fp32(1/6)) and fp32(1 / S)
   if (s.rule == ScaleRule::nvfp4) {
+    // Transformer Engine's NVFP4QuantizerRef: S capped at FLT_MAX (a zero or tiny tensor would otherwise give an
+    // infinite S and NaN elements), the block scale from S times fp32(1/6), the element multiplier as the
+    // reciprocal of the block's decode scale. The amax is over the finite values (a NaN/Inf block is NaN below).
     double amax = 0;
     for (double v : x)
       if (std::isfinite(v)) amax = std::max(amax, std::fabs(v));
-    q.tensor_scale = amax > 0 ? f32(f32(formats::e4m3.max_finite() * e.max_finite()) / f32(amax)) : 1.0;
+    q.tensor_scaled = true;
+    q.tensor_amax = f32(amax);
+    q.tensor_scale = std::min(f32(nvfp4_tensor_range / q.tensor_amax), flt_max);  // 2688 / 0 = inf -> FLT_MAX
+    nvfp4_multiplier = f32(q.tensor_scale * f32(1.0 / e.max_finite()));
+    nvfp4_decode = f32(1.0 / q.tensor_scale);
   }
   for (int br = 0; br < q.block_rows; ++br)
     for (int bc = 0; bc < q.block_cols; ++bc) {
@@ -159,8 +195,9 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
       }
       switch (s.rule) {
         case ScaleRule::pow2_floor:
-        case ScaleRule::pow2_ceil: {
-          scale = pow2_scale(amax, e, s.rule == ScaleRule::pow2_ceil);
+        case ScaleRule::pow2_ceil:
+        case ScaleRule::pow2_rceil: {
+          scale = pow2_scale(amax, e, s.rule);
           each([&](double v) { return to_element(v / scale, e, q.saturated, rnd); });  // v / 2^x is exact
           break;
         }
@@ -189,10 +226,10 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
           break;
         }
         case ScaleRule::nvfp4: {
-          const double sd = f32(f32(amax / e.max_finite()) * q.tensor_scale);
-          long ignored = 0;  // an E4M3 block scale beyond 448 is clamped (Transformer Engine saturates it)
-          scale = to_element(sd, formats::e4m3, ignored);
-          const double enc = scale == 0 ? 0.0 : f32(q.tensor_scale / scale);
+          const double sd = std::min(f32(f32(amax) * nvfp4_multiplier), formats::e4m3.max_finite());
+          scale = round_to(sd, formats::e4m3, Rounding::nearest_even);
+          // 1 / (0 * d) = inf -> FLT_MAX: a block whose scale underflows to 0 keeps finite elements (value 0).
+          const double enc = std::min(f32(1.0 / f32(scale * nvfp4_decode)), flt_max);
           each([&](double v) { return to_element(f32(v * enc), e, q.saturated, rnd); });
           break;
         }

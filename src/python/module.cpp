@@ -2,7 +2,7 @@
 //   lpsim.round(x, "e4m3", mode="rne", seed=0)       -> float64 array of x rounded to the format
 //   lpsim.gemm(a, b, "fp16-fp32acc")                  -> a @ b under an accumulation policy
 //   lpsim.dot(a, b, policy)                           -> float
-//   lpsim.quantize(x, "mxfp4", axis=1)                -> dict: values, elements, scales, tensor_scale, saturated
+//   lpsim.quantize(x, "mxfp4", axis=1)                -> dict: values, elements, scales, tensor_scale, tensor_amax, saturated
 //   lpsim.bits(x, "e4m3"), lpsim.from_bits(b, "e4m3") -> bit patterns (uint8/16/32/64) of x rounded, and back
 //   lpsim.study("models/tiny-vit.toml", "autocast-bf16", seed=0, reference="auto", input=None)
 //                                                     -> dict: taps (list of dicts), reference, times
@@ -175,7 +175,7 @@ py::dict quantize_values(const py::object& x_in, const std::string& scheme, int 
   std::copy(q.scales.begin(), q.scales.end(), scales.mutable_data());
   py::dict d;
   d["values"] = values, d["elements"] = elements, d["scales"] = scales;
-  d["tensor_scale"] = q.tensor_scale, d["saturated"] = q.saturated;
+  d["tensor_scale"] = q.tensor_scale, d["tensor_amax"] = q.tensor_amax, d["saturated"] = q.saturated;
   return d;
 }
 

@@ -195,13 +195,13 @@ TEST(BlockScale, EverySchemeQuantisesWithinItsDefinition) {
         if (s.rule == ScaleRule::pow2_floor) {
           EXPECT_GE(ratio, std::ldexp(1.0, f.emax));
           EXPECT_LT(ratio, std::ldexp(1.0, f.emax + 1));
-        } else if (s.rule == ScaleRule::pow2_ceil) {
+        } else if (s.rule == ScaleRule::pow2_ceil || s.rule == ScaleRule::pow2_rceil) {
           EXPECT_LE(ratio, f.max_finite());
           EXPECT_GT(ratio, f.max_finite() / 2);
         }
       }
       // Only OCP's floor rule and NVFP4's rounded E4M3 block scale can leave elements beyond the largest.
-      if (s.rule == ScaleRule::pow2_ceil || s.rule == ScaleRule::amax_fp32) {
+      if (s.rule == ScaleRule::pow2_ceil || s.rule == ScaleRule::pow2_rceil || s.rule == ScaleRule::amax_fp32) {
         EXPECT_EQ(q.saturated, 0);
       }
     }

@@ -13,8 +13,8 @@ namespace lpsim {
 // same length along k. For each output element and each k-block b: the partial sum of the elements' products under
 // `policy` (its input must hold the element values; the partial is kept in its accumulator format), then
 // acc = fp32(partial * fp32(scale_A * scale_B) + acc) with one rounding (an fma; DeepSeek's promotion to CUDA
-// cores; exact scaling for power-of-two scales); at the end acc * fp32(1 / fp32(S_A S_B)) when tensor scales are
-// not 1. Returns fp32 values. With a device (accum/gemm.hpp's GemmDevice), the partial products run on it (the
+// cores; exact scaling for power-of-two scales); at the end, with per-tensor scales (nvfp4), acc times
+// alpha = fp32(fp32(A_A A_B) / 2688^2) with A the tensors' amaxes, as Transformer Engine's NVFP4 GEMM. Returns fp32 values. With a device (accum/gemm.hpp's GemmDevice), the partial products run on it (the
 // same bits); the promotion stays here.
 std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b,
                                       GemmDevice* device = nullptr);

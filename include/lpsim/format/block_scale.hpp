@@ -7,7 +7,9 @@
 // and elements 0: every value of the block is NaN):
 //   pow2_floor (OCP MX v1.0, section 6.3): scale = 2^(floor(log2 amax) - emax_elem), an E8M0 exponent clamped to
 //       [-127, 127]; elements x / scale rounded to the element format and saturated to its largest normal;
-//   pow2_ceil: scale = 2^ceil(log2(amax / max_elem)), so no element saturates (the round-up rule of cuBLAS);
+//   pow2_ceil: scale = 2^ceil(log2(amax / max_elem)) exactly, so no element saturates;
+//   pow2_rceil (Transformer Engine's MX kernels, "RCEIL"): v = fp32(fp32(amax) * fp32(1 / max_elem)) rounded up to a
+//       power of two in [2^-127, 2^127]; the same as pow2_ceil except where fp32's rounding or range decides;
 //   amax_fp32 (DeepSeek-V3, as DeepGEMM's reference quantiser): amax clamped below at 1e-4, elements
 //       fp8(fp32(x * fp32(max_elem / amax))), scale = fp32(amax / max_elem);
 //   int_affine (GPTQ's and AWQ's asymmetric integer groups, the GPTQ reference quantiser's find_params): the group's
@@ -15,9 +17,11 @@
 //       (2^bits - 1)) as checkpoints store it, zero = round(-lo / scale) clamped to [0, 2^bits - 1], code =
 //       clamp(round(x / scale) + zero, 0, 2^bits - 1) (round half to even, torch.round's); the value is
 //       (code - zero) scale. Elements hold code - zero, zeros the zero points;
-//   nvfp4 (NVIDIA Transformer Engine's reference): a per-tensor fp32 encode scale S = fp32(max_e4m3 max_e2m1 /
-//       amax_tensor) (1 when amax_tensor is 0), block scale s = e4m3(fp32(fp32(amax / max_e2m1) * S)), elements
-//       e2m1(fp32(x * fp32(S / s))) (0 when s is 0); the value is element * s / S.
+//   nvfp4 (NVIDIA Transformer Engine's reference quantiser, NVFP4QuantizerRef): with A = fp32(amax_tensor) over the
+//       finite values, the per-tensor encode scale S = min(fp32(2688 / A), FLT_MAX) (FLT_MAX for a zero tensor),
+//       block scale s = e4m3(min(fp32(fp32(amax) * fp32(S * fp32(1/6))), 448)), element multiplier
+//       e = min(fp32(1 / fp32(s * fp32(1 / S))), FLT_MAX), elements e2m1(clamp(fp32(x * e), +-6)); the value is
+//       element * s * A / 2688 (the GEMM's per-tensor factor, see block_scaled_gemm.hpp).
 // A block is 1 x block elements along the reduction dimension, or block x block (square, DeepSeek's weights).
 // Elements are rounded to nearest even, or (schemes ending in -sr) stochastically: x / scale goes to one of its two
 // neighbours in the element format with probability proportional to closeness (unbiased), from random bits that
@@ -34,7 +38,7 @@
 
 namespace lpsim {
 
-enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, amax_fp32, nvfp4, int_affine };
+enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, pow2_rceil, amax_fp32, nvfp4, int_affine };
 
 struct BlockScheme {
   std::string name;
@@ -49,8 +53,8 @@ struct BlockScheme {
   friend bool operator==(const BlockScheme& a, const BlockScheme& b) { return a.name == b.name; }
 };
 
-// mxfp8-e4m3, mxfp8-e5m2, mxfp6-e2m3, mxfp6-e3m2, mxfp4, mxfp4-ceil, mxfp4-sr, nvfp4, nvfp4-sr, fp8-1x128,
-// fp8-128x128, int4-g128, int4-g32, int8-g128.
+// mxfp8-e4m3, mxfp8-e5m2, mxfp6-e2m3, mxfp6-e3m2, mxfp4, mxfp4-ceil, the -rceil variants of the five MX types,
+// nvfp4, mxfp4-sr, nvfp4-sr, fp8-1x128, fp8-128x128, int4-g128, int4-g32, int8-g128.
 const std::vector<BlockScheme>& block_schemes();
 // Throws ConfigError naming the scheme and listing the known ones.
 BlockScheme block_scheme(std::string_view name);
@@ -64,7 +68,11 @@ struct BlockQuantized {
   std::vector<double> elements;        // values of the element format, row-major like the input
   std::vector<double> scales;          // per block, row-major over the grid (NaN: a NaN/Inf in the block)
                                        // (elements of a NaN block are 0)
-  double tensor_scale = 1;             // nvfp4's encode scale S (the value is element * scale / S)
+  bool tensor_scaled = false;          // nvfp4: a second, per-tensor scale
+  double tensor_scale = 1;             // nvfp4's encode scale S (for the listing; the value uses tensor_amax)
+  double tensor_amax = 0;              // nvfp4's fp32 amax A of the tensor (the value is element * scale * A / 2688)
+  double tensor_decode_numerator() const { return tensor_scaled ? tensor_amax : 1.0; }
+  double tensor_decode_denominator() const;  // 2688 = 448 * 6 for nvfp4, 1 otherwise
   std::vector<double> zeros;           // int_affine: each block's zero point (the code of 0; empty otherwise)
   long saturated = 0;                  // elements clamped to the largest normal
   int block_of(int r, int c) const;    // index into scales
