@@ -169,6 +169,9 @@ def main():
         f.write("\n".join(rows) + "\n")
     with open(f"{OUT}/kernels.csv", "w") as f:
         f.write("\n".join(kernels) + "\n")
+    if DEFAULT_EXPERTS:
+        with open(f"{OUT}/versions.txt", "a") as f:
+            f.write(f"experts_implementation default {' '.join(sorted(DEFAULT_EXPERTS))}; observed with eager\n")
     if len(routes) > 1:
         with open(f"{OUT}/routes.csv", "w") as f:
             f.write("\n".join(routes) + "\n")
@@ -188,6 +191,21 @@ def attention_kernels(model, inputs, autocast_dtype):
 def top_k(logits, k):
     """The experts a router's logits choose, largest first, as softmax then topk does (softmax keeps the order)."""
     return torch.topk(torch.softmax(logits.float(), -1), k, dim=-1).indices.tolist()
+
+
+def eager_experts(model):
+    """The MoE experts as transformers' eager loop over experts (one F.linear per expert and projection), the
+    arithmetic lpsim's MoE description models; the default grouped_mm/batched_mm kernels take no float64 and run
+    outside autocast's cast list. The implementation a plain from_pretrained picks is recorded in versions.txt."""
+    for mod in model.modules():
+        c = getattr(mod, "config", None)
+        if c is not None and hasattr(c, "_experts_implementation"):
+            DEFAULT_EXPERTS.add(str(c._experts_implementation))
+            c._experts_implementation = "eager"
+    return model
+
+
+DEFAULT_EXPERTS = set()
 
 
 def observe(name, cls, cfg, rows, kernels, routes, sharp):
@@ -217,13 +235,13 @@ def observe(name, cls, cfg, rows, kernels, routes, sharp):
                 with safe_open(shard, "pt") as st:
                     keys += list(st.keys())
             f.write("\n".join(sorted(keys)) + "\n")
-        ref_model = cls.from_pretrained(d, attn_implementation="eager").to("cuda", torch.float64).eval()
+        ref_model = eager_experts(cls.from_pretrained(d, attn_implementation="eager")).to("cuda", torch.float64).eval()
         gpu_in = {k: (v.to("cuda", torch.float64) if v.is_floating_point() else v.cuda()) for k, v in inputs.items()}
         ref = run(ref_model, gpu_in, None)
         del ref_model
         kernels_run = ("eager",) if name.startswith("gemma") else ("eager", "sdpa")  # sdpa has no soft-capping
         for (mode, (kind, dtype)), attn in [(md, a) for a in kernels_run for md in MODES.items()]:
-            m = cls.from_pretrained(d, attn_implementation=attn).cuda().eval()
+            m = eager_experts(cls.from_pretrained(d, attn_implementation=attn)).cuda().eval()
             if kind == "pure":
                 m = m.to(dtype)
             xin = {k: (v.to(torch.float32 if kind == "autocast" else dtype) if v.is_floating_point() else v)
