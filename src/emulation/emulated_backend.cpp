@@ -1,5 +1,7 @@
 #include "lpsim/emulation/emulated_backend.hpp"
 
+#include "lpsim/emulation/kv_cache_store.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -459,6 +461,18 @@ bool EmulatedBackend::fused_result(Op op, int m, int n, const float* values, boo
   count_events(counts.a, 0);
   tick(op);  // as store() does
   return true;
+}
+
+}  // namespace lpsim
+
+namespace lpsim {
+
+void EmulatedBackend::store_kv(std::vector<Matrix<double>>& keys, std::vector<Matrix<double>>& values) {
+  if (!plan_.kv_cache.active()) return;
+  // Read back in the dtype attention computes in: the qkv class's out (its range events counted as any rounding).
+  const auto read = [this](double v) { return round_one(out_[static_cast<int>(Op::qkv)], v); };
+  const long saturated = kv_cache_roundtrip(plan_.kv_cache, keys, read) + kv_cache_roundtrip(plan_.kv_cache, values, read);
+  count_events(0, saturated);
 }
 
 }  // namespace lpsim

@@ -240,6 +240,7 @@ std::optional<Matrix<double>> EmulatedBackend::device_attention(const ModelConfi
                                                                 const NormWeights<double>* norm) {
   if (!block_recipe_ || stochastic_ || h.empty()) return std::nullopt;  // stochastic: see takes_heads
   if (cfg.qk_norm) return std::nullopt;  // the device's attention layer has no per-head norms: the host's path
+  if (plan_.kv_cache.active()) return std::nullopt;  // the KV cache is the host's (the heads may still go)
   const int rows = h.rows, dh = cfg.head_width(), heads = cfg.heads, kv = cfg.kv_head_count();
   if (dh <= 0 || kv <= 0 || heads % kv != 0) return std::nullopt;
   if (w.wq.cols != heads * dh || w.wk.cols != kv * dh || w.wv.cols != kv * dh || w.wo.rows != heads * dh)

@@ -169,7 +169,28 @@ static std::string attention_problem(const PrecisionPlan& plan) {
   return "";
 }
 
+// The KV cache suffixes of a preset name (plan.hpp): the suffix and the cache it sets.
+static const std::vector<std::pair<std::string, KvCache>>& kv_suffixes() {
+  static const std::vector<std::pair<std::string, KvCache>> list = [] {
+    KvCache tensor, head, unit, nvfp4;
+    tensor.format = head.format = unit.format = parse_format("e4m3");
+    head.scale = KvCache::Scale::head;
+    unit.scale = KvCache::Scale::fixed;
+    nvfp4.blocks = block_scheme("nvfp4");
+    return std::vector<std::pair<std::string, KvCache>>{
+        {"+kv-fp8", tensor}, {"+kv-fp8-head", head}, {"+kv-fp8-unit", unit}, {"+kv-nvfp4", nvfp4}};
+  }();
+  return list;
+}
+
 PrecisionPlan plan_preset(std::string_view name) {
+  for (const auto& [suffix, cache] : kv_suffixes())
+    if (name.ends_with(suffix)) {
+      PrecisionPlan plan = plan_preset(name.substr(0, name.size() - suffix.size()));
+      plan.name = std::string(name);
+      plan.kv_cache = cache;
+      return plan;
+    }
   if (name.ends_with("+flash")) {
     PrecisionPlan plan = plan_preset(name.substr(0, name.size() - 6));
     plan.name = std::string(name);
@@ -196,6 +217,43 @@ Format format_field(TomlFields& f, std::string_view key, const Format& fallback)
   } catch (const FormatError& e) {
     f.fail(key, e.what());
   }
+}
+
+// [plan.kv_cache]: format = "e4m3" with scale = "tensor" | "head" | "fixed" (and fixed_scale), or scheme = "<block
+// scheme>"; format = "none" switches a preset's cache off.
+void parse_kv_cache(const toml::table& table, const std::string& file, KvCache& kv) {
+  TomlFields k(table, file, "plan.kv_cache.");
+  const auto format = k.optional<std::string>("format");
+  const auto scheme = k.optional<std::string>("scheme");
+  if (format && scheme) k.fail("scheme", "and format do not go together (a block scheme has its own element format)");
+  if (format) {
+    kv = KvCache{};
+    if (*format != "none") try {
+      kv.format = parse_format(*format);
+    } catch (const FormatError& e) {
+      k.fail("format", e.what());
+    }
+  }
+  if (scheme) {
+    kv = KvCache{};
+    try {
+      kv.blocks = block_scheme(*scheme);
+    } catch (const ConfigError& e) {
+      k.fail("scheme", e.what());
+    }
+    if (kv.blocks->stochastic) k.fail("scheme", fmt::format("= '{}': a KV cache is written once, rounded to nearest", *scheme));
+  }
+  if (const auto sc = k.optional<std::string>("scale")) {
+    if (!kv.format) k.fail("scale", "needs format = \"<format>\" (a block scheme has its own scales)");
+    if (*sc != "tensor" && *sc != "head" && *sc != "fixed") k.fail("scale", fmt::format("= '{}' is not one of tensor, head, fixed", *sc));
+    kv.scale = *sc == "tensor" ? KvCache::Scale::tensor : *sc == "head" ? KvCache::Scale::head : KvCache::Scale::fixed;
+  }
+  if (const auto v = k.optional<double>("fixed_scale")) {
+    if (kv.scale != KvCache::Scale::fixed) k.fail("fixed_scale", "needs scale = \"fixed\"");
+    if (!(*v > 0) || !std::isfinite(*v)) k.fail("fixed_scale", fmt::format("= {} is not a positive finite number", *v));
+    kv.fixed_scale = *v;
+  }
+  k.finish();
 }
 
 }  // namespace
@@ -235,6 +293,7 @@ PrecisionPlan parse_plan(std::string_view text, const std::string& file) {
       f.fail("rounding", e.what());
     }
   }
+  if (const toml::table* kv = f.subtable("kv_cache")) parse_kv_cache(*kv, file, plan.kv_cache);
   for (Op op : all_ops) {
     const toml::table* sub = f.subtable(op_name(op));
     if (!sub) continue;
@@ -347,6 +406,10 @@ std::string plan_model_problem(const ModelConfig& cfg, const PrecisionPlan& plan
   if (plan.attention.kind == AttentionKernel::Kind::flash && cfg.rescaled_scores())
     return fmt::format("plan {} runs the flash kernel, which has no score scalar or soft-capping (model {}; "
                        "transformers runs Gemma eager): use a plan without +flash", plan.name, cfg.name);
+  if (plan.kv_cache.blocks && cfg.head_width() % plan.kv_cache.blocks->block != 0)
+    return fmt::format("plan {}: kv_cache.scheme {} has blocks of {} and model {} heads of {}; a block would span two "
+                       "heads", plan.name, plan.kv_cache.blocks->name, plan.kv_cache.blocks->block, cfg.name,
+                       cfg.head_width());
   return "";
 }
 
@@ -356,6 +419,13 @@ std::string describe(const PrecisionPlan& plan) {
   if (plan.attention.kind == AttentionKernel::Kind::flash)
     s += fmt::format("  attention: flash kernel, tiles of {} keys, {}\n", plan.attention.block_k,
                      plan.attention.reverse ? "last tile first" : "first tile first");
+  if (const KvCache& kv = plan.kv_cache; kv.blocks)
+    s += fmt::format("  kv cache: keys and values in {}\n", kv.blocks->name);
+  else if (kv.format)
+    s += fmt::format("  kv cache: keys and values in {}, {}\n", kv.format->name,
+                     kv.scale == KvCache::Scale::fixed  ? fmt::format("scale {}", kv.fixed_scale)
+                     : kv.scale == KvCache::Scale::head ? std::string("one scale per key/value head")
+                                                        : std::string("one scale per layer"));
   for (Op op : all_ops) {
     const OpPrecision& p = plan[op];
     s += fmt::format("  {:<9} compute {:<6} out {:<9} round {}", op_name(op), p.compute.name, p.out.name,

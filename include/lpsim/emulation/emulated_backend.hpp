@@ -35,7 +35,7 @@ class EmulatedBackend {
   using Scalar = double;
   static constexpr BackendHooks hooks{.rows_in_parallel = true, .heads_in_parallel = true, .store_computed = true,
                                       .attention_kernel = true, .device_head = true, .device_heads = true,
-                                      .device_attention = true, .device_feed_forward = true};
+                                      .device_attention = true, .device_feed_forward = true, .kv_cache = true};
   // seed feeds stochastic rounding (a plan with rounding = sr); streams are counted in forward order, so the
   // result does not depend on threads.
   explicit EmulatedBackend(PrecisionPlan plan, std::uint64_t seed = 0);
@@ -51,6 +51,8 @@ class EmulatedBackend {
   // when null), left in the accumulator: a fused kernel's tile product (flash attention, layers.hpp).
   Matrix<double> accumulate(Op op, const Matrix<double>& a, const Matrix<double>& b, const Matrix<double>* c);
   const AttentionKernel& attention_kernel() const { return plan_.attention; }
+  // The plan's KV cache (plan.hpp): each key/value head replaced by what the cache returns; saturations counted.
+  void store_kv(std::vector<Matrix<double>>& keys, std::vector<Matrix<double>>& values);
   double sum(Op op, std::span<const double> x);
   double dot(Op op, std::span<const double> x, std::span<const double> y);
   [[gnu::always_inline]] double compute(Op op, double v) {  // inlined: called for every elementwise step

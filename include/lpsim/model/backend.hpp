@@ -24,6 +24,7 @@ struct BackendHooks {
   bool device_heads = false;             // a layer's heads on an accelerator (takes_heads, device_heads)
   bool device_attention = false;         // a whole attention layer on an accelerator
   bool device_feed_forward = false;      // a whole MLP on an accelerator
+  bool kv_cache = false;                 // keys and values stored in a KV cache format (plan.hpp, KvCache)
   bool observe_norm_input = false;       // diagnostics: each block norm's input
   bool observe_attention_input = false;  // diagnostics: each attention layer's input
   bool observe_head = false;             // diagnostics: q, k, scores, probabilities and v of each head
@@ -88,6 +89,8 @@ concept device_feed_forward = requires(B& be, const ModelConfig& c, const LayerW
   { *be.device_feed_forward(c, w, h, norm) } -> std::convertible_to<Matrix<S>>;
 };
 template <class B, class S = typename B::Scalar, class W = weight_of<B>>
+concept kv_cache = requires(B& be, std::vector<Matrix<S>>& heads) { be.store_kv(heads, heads); };
+template <class B, class S = typename B::Scalar, class W = weight_of<B>>
 concept observe_norm_input = requires(B& be, const Matrix<S>& x) { be.observe_norm_input(x); };
 template <class B, class S = typename B::Scalar, class W = weight_of<B>>
 concept observe_attention_input = requires(B& be, const Matrix<S>& x) { be.observe_attention_input(x); };
@@ -123,6 +126,7 @@ consteval BackendHooks hooks_of() {
   LPSIM_CHECK_HOOK(device_heads);
   LPSIM_CHECK_HOOK(device_attention);
   LPSIM_CHECK_HOOK(device_feed_forward);
+  LPSIM_CHECK_HOOK(kv_cache);
   LPSIM_CHECK_HOOK(observe_norm_input);
   LPSIM_CHECK_HOOK(observe_attention_input);
   LPSIM_CHECK_HOOK(observe_head);

@@ -329,11 +329,14 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
   auto head_norm = [&](Matrix<T> x, const NormWeights<W>& gains) {
     return cfg.qk_norm ? norm(be, NormKind::rmsnorm, x, gains, cfg.norm_eps, cfg.norm_cast, false, Op::qkv) : x;
   };
-  std::vector<Matrix<T>> keys(cfg.kv_head_count());  // rotated once per key/value head, shared by its group
-  for (int g = 0; g < cfg.kv_head_count(); ++g) {
+  std::vector<Matrix<T>> keys(cfg.kv_head_count()), values(cfg.kv_head_count());  // once per key/value head,
+  for (int g = 0; g < cfg.kv_head_count(); ++g) {                                     // shared by its group
     keys[g] = head_norm(columns(k, g * dh, dh), w.k_norm);
     if (rope) rotate(be, keys[g], rope_cos, rope_sin);
+    values[g] = columns(v, g * dh, dh);
   }
+  // What a serving engine's KV cache returns for them, where the plan stores them in one.
+  if constexpr (hooks_of<B>().kv_cache) be.store_kv(keys, values);
   auto query = [&](int head) {
     Matrix<T> qh = head_norm(columns(q, head * dh, dh), w.q_norm);
     if (rope) rotate(be, qh, rope_cos, rope_sin);
@@ -345,8 +348,6 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     if (plain_scores && be.takes_heads()) {
       queries.resize(cfg.heads);
       parallel_for(cfg.heads, parallel_heads(be, cfg.heads), [&](std::int64_t i) { queries[i] = query(int(i)); });
-      std::vector<Matrix<T>> values(cfg.kv_head_count());
-      for (int g = 0; g < cfg.kv_head_count(); ++g) values[g] = columns(v, g * dh, dh);
       if (auto all = be.device_heads(queries, keys, values, cfg.causal, cfg.score_scale))
         return be.linear(Op::out_proj, *all, w.wo, bias(w.bo));
     }
@@ -356,7 +357,7 @@ Matrix<T> attention(B& be, const ModelConfig& cfg, const LayerWeights<W>& w, con
     const int head = int(head_index), g = head / group;
     Matrix<T> qh = queries.empty() ? query(head) : std::move(queries[head]);
     const Matrix<T>& kh = keys[g];
-    const Matrix<T> vh = columns(v, g * dh, dh);
+    const Matrix<T>& vh = values[g];
     // The flash kernel where the backend emulates one (in exact arithmetic it is the math below).
     if constexpr (hooks_of<B>().attention_kernel) {
       if (be.attention_kernel().kind == AttentionKernel::Kind::flash) {

@@ -94,6 +94,22 @@ struct AttentionKernel {
   friend bool operator==(const AttentionKernel&, const AttentionKernel&) = default;
 };
 
+// The KV cache (docs/MODELS.md, "KV cache"): the keys (after QK-norm and rotation) and the values of every layer
+// stored in a narrow format between their projection and attention, as serving engines keep them, and read back
+// dequantised: element * scale in fp32, rounded to the qkv class's out (the dtype attention computes in), as vLLM's
+// fp8 cache does ("dequantize-then-attend"). Either a format with a scale, or a block scheme along each row of the
+// layer's keys (values), every head's head_dim a whole number of blocks.
+struct KvCache {
+  enum class Scale : std::uint8_t { fixed, tensor, head };
+  std::optional<Format> format;  // e4m3, e5m2, ...: x / scale rounded to nearest even, saturating (SATFINITE)
+  // fixed: fixed_scale (vLLM's 1.0 where a checkpoint has no calibrated k_scale/v_scale); tensor: fp32(amax / max)
+  // over the layer's keys (values), all heads; head: the same per key/value head. amax 0 gives the scale 1.
+  Scale scale = Scale::tensor;
+  double fixed_scale = 1;
+  std::optional<BlockScheme> blocks;  // instead of format: 1 x block tiles along the rows (nvfp4, mxfp8, ...)
+  bool active() const { return format.has_value() || blocks.has_value(); }
+};
+
 struct PrecisionPlan {
   std::string name;
   std::array<OpPrecision, op_count> ops;
@@ -104,6 +120,7 @@ struct PrecisionPlan {
   // stored). GEMM weights are rounded by their policy's input format anyway.
   std::optional<Format> params;
   AttentionKernel attention;
+  KvCache kv_cache;
   // The smallest unit roundoff among the storage formats of GEMM inputs: the eps_mach of the papers' scaling.
   double unit_roundoff() const;
 };
@@ -111,7 +128,9 @@ struct PrecisionPlan {
 // fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3, the block-scaled mxfp8, mxfp4,
 // nvfp4, fp8-deepseek, and the weight-only w4a16-int4-g128, w4a16-mxfp4, w4a16-nvfp4, w8a16-fp8 (docs/MODELS.md and
 // docs/BLOCKSCALE.md say what each models),
-// each with an optional "+flash" (attention by the flash kernel, as PyTorch's sdpa runs on Hopper: autocast-fp16+flash).
+// each with an optional "+flash" (attention by the flash kernel, as PyTorch's sdpa runs on Hopper: autocast-fp16+flash)
+// and an optional KV cache suffix: +kv-fp8 (E4M3, one dynamic scale per layer's keys and values), +kv-fp8-head
+// (per key/value head), +kv-fp8-unit (scale 1: vLLM without calibrated scales), +kv-nvfp4 (autocast-bf16+kv-fp8).
 const std::vector<std::string>& plan_preset_names();
 PrecisionPlan plan_preset(std::string_view name);  // throws ConfigError with a suggestion
 
