@@ -66,9 +66,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_flag("--list", opt->list, "list the schemes with their definitions");
   cmd->callback([opt] {
     if (opt->list) {
-      fmt::print("{:<12} {:>8} {:>6} {:>8} {:<22} {}\n", "scheme", "element", "block", "shape", "scale", "definition");
+      fmt::print("{:<17} {:>8} {:>6} {:>8} {:<22} {}\n", "scheme", "element", "block", "shape", "scale", "definition");
       for (const BlockScheme& s : block_schemes())
-        fmt::print("{:<12} {:>8} {:>6} {:>8} {:<22} {}\n", s.name, s.element.name, s.block,
+        fmt::print("{:<17} {:>8} {:>6} {:>8} {:<22} {}\n", s.name, s.element.name, s.block,
                    s.square ? fmt::format("{0}x{0}", s.block) : fmt::format("1x{}", s.block), s.scale_format,
                    s.description);
       return;
