@@ -68,11 +68,32 @@ float tensor_factor(const BlockQuantized& a, const BlockQuantized& b) {
   return num / float(a.tensor_decode_denominator() * b.tensor_decode_denominator());
 }
 
+// int8-rowwise operands (one block over all of k) pair only with each other: vLLM's scaled_mm epilogue.
+bool scaled_mm_operands(const BlockQuantized& a, const BlockQuantized& b, int kb) {
+  if (!a.scaled_mm && !b.scaled_mm) return false;
+  if (!a.scaled_mm || !b.scaled_mm || kb != a.cols)
+    throw std::invalid_argument("block_scaled_gemm: an int8-rowwise operand pairs only with another (one scale per "
+                                "row of A and column of B over all of k)");
+  return true;
+}
+
 }  // namespace
 
 std::vector<double> block_scaled_gemm(const AccumPolicy& policy, const BlockQuantized& a, const BlockQuantized& b,
                                       GemmDevice* device) {
   const int kb = check_operands(policy, a, b), m = a.rows, n = b.cols, k = a.cols;
+  if (scaled_mm_operands(a, b, kb)) {  // D = fp32(s_a * fp32(s_b * fp32(A B))): the int32 sum converted once
+    std::vector<double> out(std::size_t(m) * n);
+    GemmOptions options;
+    options.device = device;
+    gemm(partial_policy(policy), m, n, k, a.elements, b.elements, out, options);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        double& c = out[std::size_t(i) * n + j];
+        c = double(float(a.scales[i]) * (float(b.scales[j]) * float(c)));
+      }
+    return out;
+  }
   const AccumPolicy p = partial_policy(policy);
   static thread_local std::vector<float> acc;
   acc.assign(std::size_t(m) * n, 0.0f);
@@ -110,6 +131,21 @@ std::vector<double> reference_block_scaled_gemm(const AccumPolicy& policy, const
   std::vector<double> out(std::size_t(m) * n);
   Mpfr x(256), y(256);
   auto to_fp32 = [&](mpfr_ptr v) { return mpfr_round_to_format(v, formats::fp32, Rounding::nearest_even); };
+  if (scaled_mm_operands(a, b, kb)) {
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        std::vector<double> row(a.elements.begin() + std::ptrdiff_t(i) * k, a.elements.begin() + std::ptrdiff_t(i + 1) * k),
+            column(k);
+        for (int t = 0; t < k; ++t) column[t] = b.elements[std::size_t(t) * n + j];
+        mpfr_set_d(y, reference_dot(p, row, column), MPFR_RNDN);
+        mpfr_set_d(y, to_fp32(y), MPFR_RNDN);  // the int32 sum converted to float
+        mpfr_mul_d(y, y, b.scales[j], MPFR_RNDN);
+        mpfr_set_d(y, to_fp32(y), MPFR_RNDN);
+        mpfr_mul_d(y, y, a.scales[i], MPFR_RNDN);
+        out[std::size_t(i) * n + j] = to_fp32(y);
+      }
+    return out;
+  }
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) {
       double acc = 0;

@@ -108,6 +108,8 @@ const std::vector<BlockScheme>& block_schemes() {
                   "4-bit codes in groups of 32 with an fp16 scale and a zero point"), 4),
         integer(s("int8-g128", "fp16", 128, false, ScaleRule::int_affine, "fp16 + int8 zero",
                   "8-bit codes in groups of 128 with an fp16 scale and a zero point"), 8),
+        integer(s("int8-rowwise", "fp16", 0, false, ScaleRule::int_symmetric, "fp32",
+                  "int8 codes, one fp32 scale amax/127 per token or output channel (vLLM's W8A8)"), 8),
     };
   }();
   return schemes;
@@ -143,7 +145,7 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
     throw ConfigError(fmt::format("quantize: {} values do not fill a {} x {} matrix", x.size(), rows, cols));
   BlockQuantized q;
   q.rows = rows, q.cols = cols, q.axis = axis;
-  const int b = s.block;
+  const int b = s.block > 0 ? s.block : (axis == 1 ? cols : rows);  // 0: the whole reduction dimension
   // Block edges: along the reduction dimension every `b`; across it every 1 (or every b for square blocks).
   const int step_r = axis == 0 ? b : (s.square ? b : 1), step_c = axis == 1 ? b : (s.square ? b : 1);
   q.block_rows = ceil_div(rows, step_r), q.block_cols = ceil_div(cols, step_c);
@@ -151,6 +153,7 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
   q.elements.assign(x.size(), 0.0);
   q.scales.assign(std::size_t(q.block_rows) * q.block_cols, 1.0);
   if (s.rule == ScaleRule::int_affine) q.zeros.assign(q.scales.size(), 0.0);
+  q.scaled_mm = s.rule == ScaleRule::int_symmetric;
   const FormatSpec& e = s.element.spec;
   double nvfp4_multiplier = 0, nvfp4_decode = 0;  // fp32(S * fp32(1/6)) and fp32(1 / S)
   if (s.rule == ScaleRule::nvfp4) {
@@ -222,6 +225,22 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
             const double code = std::nearbyint(f32(v / scale)) + zero;
             if (code < 0 || code > maxq) ++q.saturated;
             return std::clamp(code, 0.0, maxq) - zero;
+          });
+          break;
+        }
+        case ScaleRule::int_symmetric: {
+          const double a = f32(amax);
+          if (a == 0) {  // vLLM would divide by 0; lpsim's choice: codes 0 with scale 1 (the value is 0 either way)
+            scale = 1;
+            each([](double) { return 0.0; });
+            break;
+          }
+          scale = f32(a / 127);
+          const double mult = f32(127 / a);
+          each([&](double v) {
+            const double code = std::nearbyint(f32(v * mult));
+            if (code < -128 || code > 127) ++q.saturated;
+            return std::clamp(code, -128.0, 127.0);
           });
           break;
         }

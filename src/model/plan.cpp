@@ -96,6 +96,11 @@ constexpr PresetSpec preset_specs[] = {
      nullptr, "nvfp4"},
     {"w8a16-fp8", "bf16-fp32acc", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", false, nullptr,
      nullptr, "fp8-128x128"},
+    // W8A8 int8 as vLLM serves SmoothQuant/compressed-tensors checkpoints: activations quantised per token on the
+    // fly, weights per output channel, int8 x int8 summed exactly (int32; fp64 holds every such sum below 2^53),
+    // CUTLASS's scaled_mm epilogue, bf16 out; the rest as pure-bf16.
+    {"w8a8-int8", "in=fp16,acc=fp64", "bf16-fp32acc", "fp32", "bf16", "bf16", "bf16", "bf16", "bf16", true,
+     "int8-rowwise"},
 };
 
 PrecisionPlan build(const PresetSpec& s) {
@@ -406,7 +411,7 @@ std::string plan_model_problem(const ModelConfig& cfg, const PrecisionPlan& plan
   if (plan.attention.kind == AttentionKernel::Kind::flash && cfg.rescaled_scores())
     return fmt::format("plan {} runs the flash kernel, which has no score scalar or soft-capping (model {}; "
                        "transformers runs Gemma eager): use a plan without +flash", plan.name, cfg.name);
-  if (plan.kv_cache.blocks && cfg.head_width() % plan.kv_cache.blocks->block != 0)
+  if (plan.kv_cache.blocks && plan.kv_cache.blocks->block > 0 && cfg.head_width() % plan.kv_cache.blocks->block != 0)
     return fmt::format("plan {}: kv_cache.scheme {} has blocks of {} and model {} heads of {}; a block would span two "
                        "heads", plan.name, plan.kv_cache.blocks->name, plan.kv_cache.blocks->block, cfg.name,
                        cfg.head_width());

@@ -56,6 +56,30 @@ for name, value in zip(["pearson", "r2", "slope", "slope_lo", "slope_hi"], m.gro
         failures.append(f"README quotes the quick sweep's {name} as {value}; results/quick/stats.csv has {float(row[name]):.3f}")
 print("quick sweep regression compared")
 
+# 4. The deployment table, as quoted, against the shipped results/deploy-{llama,moe}/summary.csv (medians of 3 seeds).
+def medians(sweep):
+    by = {}
+    for r in csv.DictReader(open(root / f"results/{sweep}/summary.csv")):
+        by.setdefault(r["plan"], []).append(r)
+    med = lambda rows, key: sorted(float(r[key]) for r in rows)[len(rows) // 2]
+    return {plan: {k: med(rows, k) for k in ("r_block_mean", "kl_mean", "top1_mean", "route_flip_mean")
+                   if rows[0][k] not in ("", "nan")} for plan, rows in by.items()}
+
+def shown(value):  # the README's two significant figures
+    return f"{value:.1e}".replace("e-0", "e-")
+
+llama, moe = medians("deploy-llama"), medians("deploy-moe")
+table = re.findall(r"^\| ([a-z0-9+-]+) \| ([0-9.e-]+) \| ([0-9.e-]+) \| ([0-9.]+) \| ([0-9.e-]+) \| ([0-9.e-]+) \| ([0-9.]+)% \|$",
+                   readme, re.M)
+assert len(table) == 8, table
+for plan, block, kl, top1, mblock, mkl, flips in table:
+    l, m = llama[plan], moe[plan]
+    printed = (shown(l["r_block_mean"]), shown(l["kl_mean"]), f"{l['top1_mean']:.2f}", shown(m["r_block_mean"]),
+               shown(m["kl_mean"]), f"{100 * m['route_flip_mean']:.1f}" if "." in flips else f"{100 * m['route_flip_mean']:.0f}")
+    if printed != (block, kl, top1, mblock, mkl, flips):
+        failures.append(f"README's deployment row {plan} quotes {(block, kl, top1, mblock, mkl, flips)}; results have {printed}")
+print(f"{len(table)} deployment rows compared")
+
 for f in failures:
     print("FAIL:", f)
 print(f"{len(failures)} README discrepancies")

@@ -17,6 +17,9 @@
 //       (2^bits - 1)) as checkpoints store it, zero = round(-lo / scale) clamped to [0, 2^bits - 1], code =
 //       clamp(round(x / scale) + zero, 0, 2^bits - 1) (round half to even, torch.round's); the value is
 //       (code - zero) scale. Elements hold code - zero, zeros the zero points;
+//   int_symmetric (vLLM's W8A8 int8: dynamic_scaled_int8_quant per token, the weights per output channel): scale =
+//       fp32(amax / 127), code = clamp(rint(fp32(x * fp32(127 / amax))), -128, 127) (amax 0: codes 0, scale 1);
+//       the value is code * scale. Its block is the whole reduction dimension (block = 0 in the scheme);
 //   nvfp4 (NVIDIA Transformer Engine's reference quantiser, NVFP4QuantizerRef): with A = fp32(amax_tensor) over the
 //       finite values, the per-tensor encode scale S = min(fp32(2688 / A), FLT_MAX) (FLT_MAX for a zero tensor),
 //       block scale s = e4m3(min(fp32(fp32(amax) * fp32(S * fp32(1/6))), 448)), element multiplier
@@ -38,13 +41,13 @@
 
 namespace lpsim {
 
-enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, pow2_rceil, amax_fp32, nvfp4, int_affine };
+enum class ScaleRule : std::uint8_t { pow2_floor, pow2_ceil, pow2_rceil, amax_fp32, nvfp4, int_affine, int_symmetric };
 
 struct BlockScheme {
   std::string name;
   std::string description;
   Format element;
-  int block = 32;       // elements per block along the reduction dimension
+  int block = 32;       // elements per block along the reduction dimension (0: all of it, one scale per row/column)
   bool square = false;  // block x block tiles (also across the other dimension)
   ScaleRule rule = ScaleRule::pow2_floor;
   std::string scale_format;  // e8m0, e4m3 or fp32, for the listing
@@ -54,7 +57,7 @@ struct BlockScheme {
 };
 
 // mxfp8-e4m3, mxfp8-e5m2, mxfp6-e2m3, mxfp6-e3m2, mxfp4, mxfp4-ceil, the -rceil variants of the five MX types,
-// nvfp4, mxfp4-sr, nvfp4-sr, fp8-1x128, fp8-128x128, int4-g128, int4-g32, int8-g128.
+// nvfp4, mxfp4-sr, nvfp4-sr, fp8-1x128, fp8-128x128, int4-g128, int4-g32, int8-g128, int8-rowwise.
 const std::vector<BlockScheme>& block_schemes();
 // Throws ConfigError naming the scheme and listing the known ones.
 BlockScheme block_scheme(std::string_view name);
@@ -75,6 +78,7 @@ struct BlockQuantized {
   double tensor_decode_denominator() const;  // 2688 = 448 * 6 for nvfp4, 1 otherwise
   std::vector<double> zeros;           // int_affine: each block's zero point (the code of 0; empty otherwise)
   long saturated = 0;                  // elements clamped to the largest normal
+  bool scaled_mm = false;              // int_symmetric: the product's epilogue is vLLM's (block_scaled_gemm.hpp)
   int block_of(int r, int c) const;    // index into scales
   double value(int r, int c) const;    // the dequantised value
 };

@@ -126,7 +126,7 @@ struct PrecisionPlan {
 };
 
 // fp64, fp32, autocast-fp16, autocast-bf16, pure-fp16, pure-bf16, fp8-e4m3, the block-scaled mxfp8, mxfp4,
-// nvfp4, fp8-deepseek, and the weight-only w4a16-int4-g128, w4a16-mxfp4, w4a16-nvfp4, w8a16-fp8 (docs/MODELS.md and
+// nvfp4, fp8-deepseek, the weight-only w4a16-int4-g128, w4a16-mxfp4, w4a16-nvfp4, w8a16-fp8, and w8a8-int8 (docs/MODELS.md and
 // docs/BLOCKSCALE.md say what each models),
 // each with an optional "+flash" (attention by the flash kernel, as PyTorch's sdpa runs on Hopper: autocast-fp16+flash)
 // and an optional KV cache suffix: +kv-fp8 (E4M3, one dynamic scale per layer's keys and values), +kv-fp8-head
