@@ -152,8 +152,41 @@ bool covers(const CheckpointLayout& l, const ModelConfig& c) {
 
 }  // namespace
 
+// A fine-grained fp8 checkpoint's weights as values: each E4M3 `X.weight` [out, in] times its fp32
+// `X.weight_scale_inv` [ceil(out / r), ceil(in / c)] block by block (exact in double: 4 by 24 significant bits), as
+// transformers' fp8 integration dequantises them; the scale tensors are consumed.
+static void dequantize_shipped_fp8(std::map<std::string, Tensor>& tensors, const ModelConfig& cfg, const std::string& path) {
+  const int br = cfg.shipped_block_rows, bc = cfg.shipped_block_cols;
+  std::vector<std::string> scales;
+  for (const auto& [name, t] : tensors)
+    if (name.ends_with(".weight_scale_inv")) scales.push_back(name);
+  for (const std::string& name : scales) {
+    const std::string weight = name.substr(0, name.size() - std::string_view("_scale_inv").size());
+    auto it = tensors.find(weight);
+    if (it == tensors.end())
+      throw ConfigError(fmt::format("checkpoint '{}': tensor '{}' has no weight '{}'", path, name, weight));
+    Tensor& w = it->second;
+    const Tensor& s = tensors.at(name);
+    if (w.dtype != "F8_E4M3" || w.shape.size() != 2)
+      throw ConfigError(fmt::format("checkpoint '{}': tensor '{}' is {} {}, an fp8 checkpoint's scaled weight is a "
+                                    "F8_E4M3 matrix", path, weight, w.dtype, w.shape));
+    const std::int64_t out = w.shape[0], in = w.shape[1], grid_r = (out + br - 1) / br, grid_c = (in + bc - 1) / bc;
+    if (s.shape != std::vector<std::int64_t>{grid_r, grid_c})
+      throw ConfigError(fmt::format("checkpoint '{}': tensor '{}' has shape {}; {} x {} blocks of {} x {} need [{}, {}]",
+                                    path, name, s.shape, out, in, br, bc, grid_r, grid_c));
+    for (std::int64_t o = 0; o < out; ++o)
+      for (std::int64_t i = 0; i < in; ++i) w.values[std::size_t(o * in + i)] *= s.values[std::size_t((o / br) * grid_c + i / bc)];
+    w.dtype = "F32";  // now values, no longer codes
+    tensors.erase(name);
+  }
+  for (const auto& [name, t] : tensors)
+    if (t.dtype == "F8_E4M3")
+      throw ConfigError(fmt::format("checkpoint '{}': tensor '{}' is F8_E4M3 without a weight_scale_inv", path, name));
+}
+
 Weights<double> load_safetensors_weights(const std::string& path, const ModelConfig& cfg) {
-  const auto tensors = read_checkpoint(path);
+  auto tensors = read_checkpoint(path);
+  if (cfg.shipped_quantization == "fp8") dequantize_shipped_fp8(tensors, cfg, path);
   const Family* family = family_by_arch(cfg.arch);
   if (!family) throw ConfigError(fmt::format("model.arch = '{}' is not a family ({})", cfg.arch, fmt::join(family_arch_names(), ", ")));
   // The family's own names; a single file written under another family's names that hold this model is read

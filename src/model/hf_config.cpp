@@ -102,6 +102,27 @@ void read_gelu_or_relu(const HfFields& f, const std::string& key, const std::str
 
 int default_tokens(const HfFields& f, const std::string& key, int fallback) { return std::min(32, f.integer(key, fallback)); }
 
+// quantization_config: transformers' fine-grained fp8 (quant_method "fp8", fmt "e4m3", weight_block_size [r, c]) is
+// read; every other method is refused by name (its stored integers would be read as values).
+void read_quantization_config(const HfFields& f, ModelConfig& c) {
+  if (!f.has("quantization_config")) return;
+  const HfFields q = f.object("quantization_config");
+  const std::string method = q.text("quant_method", "");
+  if (method != "fp8")
+    q.fail("quant_method", fmt::format("= '{}' is not loaded yet (fp8 is: E4M3 weights with weight_scale_inv); lpsim "
+                                       "would read its stored codes as values", method));
+  if (const std::string fmt_name = q.text("fmt", "e4m3"); fmt_name != "e4m3")
+    q.fail("fmt", fmt::format("= '{}' is not loaded yet (e4m3)", fmt_name));
+  if (q.text("activation_scheme", "dynamic") != "dynamic")
+    q.fail("activation_scheme", "is not 'dynamic' (static activation scales are not read yet)");
+  const Json& block = q.json().contains("weight_block_size") ? q.json().at("weight_block_size") : Json();
+  if (!block.is_array() || block.size() != 2 || !block[0].is_number_integer() || !block[1].is_number_integer() ||
+      block[0].get<int>() < 1 || block[1].get<int>() < 1)
+    q.fail("weight_block_size", "must be two positive integers (per-tensor fp8 scales are not read yet)");
+  c.shipped_quantization = "fp8";
+  c.shipped_block_rows = block[0].get<int>(), c.shipped_block_cols = block[1].get<int>();
+}
+
 ModelConfig model_config_from_hf(const std::string& dir) {
   const std::filesystem::path path = std::filesystem::path(dir) / "config.json";
   if (!std::filesystem::is_regular_file(path))
@@ -121,6 +142,7 @@ ModelConfig model_config_from_hf(const std::string& dir) {
   ModelConfig c;  // not defaults(): those are a TOML file's sizes and initialiser, config.json gives its own
   c.arch = family->arch;
   family->from_hf(f, type, c);
+  read_quantization_config(f, c);
   c.init.weights = dir;
   c.name = std::filesystem::path(dir).filename().string();
   if (c.name.empty()) c.name = std::filesystem::path(dir).parent_path().filename().string();

@@ -76,6 +76,11 @@ struct ModelConfig {
   bool final_norm = false;     // a norm after the last block (GPT-2's ln_f, Llama's norm, ViT's layernorm)
   bool lm_head = false;        // logits = final (width) x W_head (width x vocab)
   bool tie_word_embeddings = false;  // W_head = wte^T
+  // A checkpoint that ships quantised (config.json's quantization_config; docs/BLOCKSCALE.md, "Pre-quantised
+  // checkpoints"): "fp8" = E4M3 weights with fp32 weight_scale_inv per block of block_rows x block_cols of the
+  // stored [out, in] weight (DeepSeek-V3, Qwen3-FP8); the weights load as codes times scales, exactly.
+  std::string shipped_quantization;
+  int shipped_block_rows = 0, shipped_block_cols = 0;
   bool learned_positions = true;     // token embedding plus learned positions (GPT-2); false with RoPE
   bool qk_norm = false;              // Qwen3: RMSNorm of each query and key head (its own gains) before RoPE
   int sliding_window = 0;            // Mistral: > 0 must be >= tokens (a window shorter than the input is not modelled)
