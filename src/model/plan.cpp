@@ -208,8 +208,13 @@ PrecisionPlan plan_preset(std::string_view name) {
     if (name == s.name) return build(s);
   std::string list;
   for (const auto& n : plan_preset_names()) list += (list.empty() ? "" : ", ") + n;
-  throw ConfigError(fmt::format("plan '{}' is neither a preset ({}) nor a file{}", name, list,
-                                did_you_mean_part(name, plan_preset_names())));
+  std::vector<std::string> suffixes{"+flash"};
+  for (const auto& [suffix, cache] : kv_suffixes()) suffixes.push_back(suffix);
+  if (const auto plus = name.rfind('+'); plus != std::string_view::npos)  // a preset with a suffix lpsim lacks
+    throw ConfigError(fmt::format("plan '{}': '{}' is not a preset suffix ({}){}", name, name.substr(plus),
+                                  fmt::join(suffixes, ", "), did_you_mean_part(name.substr(plus), suffixes)));
+  throw ConfigError(fmt::format("plan '{}' is neither a preset ({}; each with the suffixes {}) nor a file{}", name, list,
+                                fmt::join(suffixes, ", "), did_you_mean_part(name, plan_preset_names())));
 }
 
 namespace {

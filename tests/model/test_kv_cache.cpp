@@ -193,6 +193,13 @@ TEST(KvCache, PresetsAndPlanFieldsAreCheckedByName) {
   EXPECT_EQ(plan_preset("pure-bf16+flash+kv-fp8-head").attention.kind, AttentionKernel::Kind::flash);
   EXPECT_EQ(plan_preset("autocast-fp16+kv-fp8-unit").kv_cache.scale, KvCache::Scale::fixed);
   EXPECT_EQ(plan_preset("autocast-bf16+kv-nvfp4").kv_cache.blocks->name, "nvfp4");
+  try {
+    plan_preset("autocast-bf16+kv-fp9");
+    ADD_FAILURE() << "a misspelt suffix was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'+kv-fp9' is not a preset suffix"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("did you mean '+kv-fp8'"), std::string::npos) << e.what();
+  }
   auto error = [](const std::string& table) {
     try {
       parse_plan("[plan]\npreset = \"autocast-bf16\"\n[plan.kv_cache]\n" + table, "kv.toml");
