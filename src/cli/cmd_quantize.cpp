@@ -44,6 +44,12 @@ std::vector<double> read_numbers(const std::string& path) {
   return v;
 }
 
+// A block's length along k ("k": all of it, int8-rowwise) and its shape.
+std::string block_length(const BlockScheme& s) { return s.block > 0 ? std::to_string(s.block) : "k"; }
+std::string block_shape(const BlockScheme& s) {
+  return s.square ? fmt::format("{0}x{0}", s.block) : fmt::format("1x{}", block_length(s));
+}
+
 // The bit pattern of a block's scale: E8M0 is the biased exponent (0xff NaN); E4M3 its encoding; fp32 its bits.
 std::string scale_bits(const BlockScheme& s, double scale) {
   if (s.rule == ScaleRule::pow2_floor || s.rule == ScaleRule::pow2_ceil || s.rule == ScaleRule::pow2_rceil)
@@ -68,9 +74,8 @@ void add_quantize_command(CLI::App& app) {
     if (opt->list) {
       fmt::print("{:<17} {:>8} {:>6} {:>8} {:<22} {}\n", "scheme", "element", "block", "shape", "scale", "definition");
       for (const BlockScheme& s : block_schemes())
-        fmt::print("{:<17} {:>8} {:>6} {:>8} {:<22} {}\n", s.name, s.element.name, s.block,
-                   s.square ? fmt::format("{0}x{0}", s.block) : fmt::format("1x{}", s.block), s.scale_format,
-                   s.description);
+        fmt::print("{:<17} {:>8} {:>6} {:>8} {:<22} {}\n", s.name, s.element.name, block_length(s), block_shape(s),
+                   s.scale_format, s.description);
       return;
     }
     if (opt->scheme.empty() || opt->shape.empty() || opt->input.empty())
@@ -87,7 +92,7 @@ void add_quantize_command(CLI::App& app) {
                                     std::size_t(rows) * cols));
     const BlockQuantized q = quantize_blocks(s, x, rows, cols, opt->axis, {opt->seed, 0, 0});
     fmt::print("scheme {} ({}); {} x {} blocks of {}; {} element(s) saturated{}\n", s.name, s.description,
-               q.block_rows, q.block_cols, s.square ? fmt::format("{0}x{0}", s.block) : fmt::format("1x{}", s.block),
+               q.block_rows, q.block_cols, block_shape(s),
                q.saturated,
                q.tensor_scaled ? fmt::format("; tensor amax {:.9g}, encode scale {:.9g}", q.tensor_amax, q.tensor_scale)
                                : "");
