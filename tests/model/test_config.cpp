@@ -101,7 +101,7 @@ TEST(Plan, MistakesNameFileLineAndKey) {
   EXPECT_EQ(error_of([] { parse_plan("[plan]\npreset = \"autocast-fp61\"\n", "p.toml"); }),
             "p.toml line 2: key 'plan.preset' = 'autocast-fp61' is not one of fp64, fp32, autocast-fp16, autocast-bf16, "
             "pure-fp16, pure-bf16, fp8-e4m3, mxfp8, mxfp4, nvfp4, fp8-deepseek, w4a16-int4-g128, w4a16-mxfp4, w4a16-nvfp4, "
-            "w8a16-fp8 (did you mean 'autocast-fp16'?)");
+            "w8a16-fp8, w8a8-int8 (did you mean 'autocast-fp16'?)");
   EXPECT_EQ(error_of([] { parse_plan("[plan]\n[plan.softmx]\nout = \"fp16\"\n", "p.toml"); }),
             "p.toml line 2: key 'plan.softmx' is unknown (did you mean 'softmax'?)");
   EXPECT_EQ(error_of([] { parse_plan("[plan]\n[plan.qkv]\nreduce = \"fp32\"\n", "p.toml"); }),
