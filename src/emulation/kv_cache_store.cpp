@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "lpsim/format/block_scale.hpp"
-#include "lpsim/format/round_scalar.hpp"
 
 namespace lpsim {
 
@@ -17,19 +16,6 @@ double largest_finite(const Matrix<double>& m) {
   for (double v : m.data)
     if (std::isfinite(v)) a = std::max(a, std::fabs(v));
   return a;
-}
-
-// x / s to the cache format: RNE, saturating beyond +-max (counted where RNE would have gone past max).
-double to_cache_element(double v, const FormatSpec& f, long& saturated) {
-  if (std::isnan(v)) return v;
-  const double max = f.max_finite();
-  const double limit = max + std::ldexp(1.0, std::ilogb(max) - f.precision);  // max + half its ulp
-  if (std::fabs(v) >= limit) {
-    ++saturated;
-    return std::copysign(max, v);
-  }
-  if (std::fabs(v) > max) return std::copysign(max, v);
-  return round_to(v, f, Rounding::nearest_even);
 }
 
 }  // namespace
@@ -48,7 +34,7 @@ long kv_cache_roundtrip(const KvCache& cache, std::vector<Matrix<double>>& heads
     for (const Matrix<double>& h : heads) tensor_amax = std::max(tensor_amax, largest_finite(h));
     for (Matrix<double>& h : heads) {
       const double s = kv_cache_scale(cache, cache.scale == KvCache::Scale::head ? largest_finite(h) : tensor_amax);
-      for (double& v : h.data) v = read(f32(to_cache_element(f32(v / s), cache.format->spec, saturated) * s));
+      for (double& v : h.data) v = read(f32(saturating_element(f32(v / s), cache.format->spec, saturated) * s));
     }
     return saturated;
   }

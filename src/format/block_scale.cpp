@@ -44,21 +44,19 @@ double pow2_scale(double amax, const FormatSpec& e, ScaleRule rule) {
   return std::ldexp(1.0, std::clamp(x, -127, 127));
 }
 
-// v rounded to the element format (RNE), clamped to its largest finite value where it would round beyond it (OCP's
-// saturation; a value just above the largest that rounds down to it is not counted).
-// With a random word (stochastic schemes) the rounding below the largest value is stochastic instead.
-double to_element(double v, const FormatSpec& e, long& saturated, const std::uint64_t* random = nullptr) {
+}  // namespace
+
+double saturating_element(double v, const FormatSpec& e, long& saturated, const std::uint64_t* random) {
+  if (std::isnan(v)) return v;
   const double max = e.max_finite();
   const double limit = max + std::ldexp(1.0, std::ilogb(max) - e.precision);  // max + half its ulp: a tie rounds up
   if (std::fabs(v) >= limit) {
     ++saturated;
     return std::copysign(max, v);
   }
-  if (std::fabs(v) > max) return std::copysign(max, v);
+  if (std::fabs(v) > max) return std::copysign(max, v);  // rounds down to max under RNE: not counted
   return random ? round_to(v, e, Rounding::stochastic, *random) : round_to(v, e, Rounding::nearest_even);
 }
-
-}  // namespace
 
 const std::vector<BlockScheme>& block_schemes() {
   static const std::vector<BlockScheme> schemes = [] {
@@ -201,14 +199,14 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
         case ScaleRule::pow2_ceil:
         case ScaleRule::pow2_rceil: {
           scale = pow2_scale(amax, e, s.rule);
-          each([&](double v) { return to_element(v / scale, e, q.saturated, rnd); });  // v / 2^x is exact
+          each([&](double v) { return saturating_element(v / scale, e, q.saturated, rnd); });  // v / 2^x is exact
           break;
         }
         case ScaleRule::amax_fp32: {
           const double a = std::max(f32(amax), 1e-4);
           const double enc = f32(e.max_finite() / a);
           scale = f32(a / e.max_finite());
-          each([&](double v) { return to_element(f32(v * enc), e, q.saturated, rnd); });
+          each([&](double v) { return saturating_element(f32(v * enc), e, q.saturated, rnd); });
           break;
         }
         case ScaleRule::int_affine: {
@@ -249,7 +247,7 @@ BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, 
           scale = round_to(sd, formats::e4m3, Rounding::nearest_even);
           // 1 / (0 * d) = inf -> FLT_MAX: a block whose scale underflows to 0 keeps finite elements (value 0).
           const double enc = std::min(f32(1.0 / f32(scale * nvfp4_decode)), flt_max);
-          each([&](double v) { return to_element(f32(v * enc), e, q.saturated, rnd); });
+          each([&](double v) { return saturating_element(f32(v * enc), e, q.saturated, rnd); });
           break;
         }
       }

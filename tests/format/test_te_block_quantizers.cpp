@@ -16,24 +16,13 @@
 #include "lpsim/accum/block_scaled_gemm.hpp"
 #include "lpsim/accum/policy.hpp"
 #include "lpsim/format/block_scale.hpp"
+#include "support/e4m3_table.hpp"
 
 namespace lpsim {
 namespace {
 
-// E4M3 (fn) round to nearest, ties to the even code, over its table; v in [0, 448].
-float e4m3_table(float v) {
-  std::vector<float> values;  // codes 0..126, increasing
-  for (int code = 0; code < 127; ++code) {
-    const int e = code >> 3, m = code & 7;
-    values.push_back(e == 0 ? std::ldexp(float(m), -9) : std::ldexp(1.0f + float(m) / 8.0f, e - 7));
-  }
-  const auto hi = std::lower_bound(values.begin(), values.end(), v);
-  if (*hi == v || hi == values.begin()) return *hi;
-  const auto lo = hi - 1;
-  const float dlo = v - *lo, dhi = *hi - v;
-  if (dlo != dhi) return dlo < dhi ? *lo : *hi;
-  return ((lo - values.begin()) % 2 == 0) ? *lo : *hi;
-}
+// E4M3 by its table (v in [0, 448] after TE's clamp), as a float.
+float e4m3_table(float v) { return float(test::e4m3_nearest(v)); }
 
 // TE's cast_to_fp4x2 thresholds, as values (x already clamped to [-6, 6]).
 float e2m1_thresholds(float x) {

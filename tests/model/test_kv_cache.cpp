@@ -19,32 +19,11 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/plan.hpp"
+#include "support/e4m3_table.hpp"
 #include "support/eigen_transformer.hpp"
 
 namespace lpsim {
 namespace {
-
-// E4M3 (fn), saturating: the nearest of its 127 finite non-negative values, ties to the even code, +-448 beyond.
-double e4m3_table(double v) {
-  static const std::vector<double> values = [] {
-    std::vector<double> t;
-    for (int code = 0; code < 127; ++code) {
-      const int e = code >> 3, m = code & 7;
-      t.push_back(e == 0 ? std::ldexp(double(m), -9) : std::ldexp(1.0 + m / 8.0, e - 7));
-    }
-    return t;
-  }();
-  const double a = std::min(std::fabs(v), 448.0);
-  const auto hi = std::lower_bound(values.begin(), values.end(), a);
-  double r;
-  if (*hi == a || hi == values.begin()) r = *hi;
-  else {
-    const auto lo = hi - 1;
-    const double dlo = a - *lo, dhi = *hi - a;
-    r = dlo < dhi ? *lo : dhi < dlo ? *hi : ((lo - values.begin()) % 2 == 0 ? *lo : *hi);
-  }
-  return std::copysign(r, v);
-}
 
 KvCache fp8_cache(KvCache::Scale scale, double fixed = 1) {
   KvCache c;
@@ -68,7 +47,7 @@ TEST(KvCache, Fp8ElementsAreTheNearestE4m3OnEveryBf16Value) {
   const long saturated = kv_cache_roundtrip(fp8_cache(KvCache::Scale::fixed), heads, identity);
   long expect_saturated = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
-    ASSERT_EQ(heads[0].data[i], e4m3_table(x[i])) << x[i];
+    ASSERT_EQ(heads[0].data[i], test::e4m3_nearest(x[i])) << x[i];
     expect_saturated += std::fabs(x[i]) >= 464;  // where RNE would pass 448 (half its ulp of 32 above)
   }
   EXPECT_EQ(saturated, expect_saturated);
@@ -88,8 +67,8 @@ TEST(KvCache, ScalesPerLayerOrPerHeadAndSpecialValues) {
   EXPECT_EQ(layer[0].data[2], -0.01171875);  // 0.005 = 2.56 * 2^-9 -> the subnormal 3 * 2^-9
   kv_cache_roundtrip(fp8_cache(KvCache::Scale::head), per_head, identity);
   const double s1 = double(float(8.0f / 448.0f));
-  EXPECT_EQ(per_head[1].data[0], double(float(e4m3_table(double(float(8 / s1))) * s1)));
-  EXPECT_EQ(per_head[1].data[1], double(float(e4m3_table(double(float(0.3 / s1))) * s1)));
+  EXPECT_EQ(per_head[1].data[0], double(float(test::e4m3_nearest(double(float(8 / s1))) * s1)));
+  EXPECT_EQ(per_head[1].data[1], double(float(test::e4m3_nearest(double(float(0.3 / s1))) * s1)));
   // Fixed scale 1: beyond the range saturates (counted), infinity too, NaN stays NaN.
   std::vector<Matrix<double>> special{Matrix<double>(1, 4)};
   special[0].data = {450, 500, -std::numeric_limits<double>::infinity(), std::nan("")};
@@ -158,7 +137,7 @@ TEST(KvCache, TheForwardCachesRotatedKeysAndValuesOnly) {
   auto cache = [](M x) {  // the oracle's cache: fp32(e4m3(fp32(x / s)) * s), s = fp32(amax / 448)
     const double s = double(float(float(x.cwiseAbs().maxCoeff()) / 448.0f));
     for (int i = 0; i < x.rows(); ++i)
-      for (int j = 0; j < x.cols(); ++j) x(i, j) = double(float(e4m3_table(double(float(x(i, j) / s))) * s));
+      for (int j = 0; j < x.cols(); ++j) x(i, j) = double(float(test::e4m3_nearest(double(float(x(i, j) / s))) * s));
     return x;
   };
   M x(n, c.width);

@@ -18,22 +18,13 @@
 #include "lpsim/model/init.hpp"
 #include "lpsim/model/model_config.hpp"
 #include "lpsim/model/safetensors.hpp"
+#include "support/e4m3_table.hpp"
 #include "support/scratch_dir.hpp"
 
 namespace lpsim {
 namespace {
 
 const std::string llama = std::string(LPSIM_SOURCE_DIR) + "/results/hf/models/llama";
-
-// Every finite non-negative E4M3 value, by its encoding.
-std::vector<double> e4m3_values() {
-  std::vector<double> t;
-  for (int code = 0; code < 127; ++code) {
-    const int e = code >> 3, m = code & 7;
-    t.push_back(e == 0 ? std::ldexp(double(m), -9) : std::ldexp(1.0 + m / 8.0, e - 7));
-  }
-  return t;
-}
 
 struct Shipped {
   std::filesystem::path dir;
@@ -49,7 +40,7 @@ Shipped make_fp8_checkpoint(const std::string& name, const std::string& quantiza
   cfg["quantization_config"] = nlohmann::json::parse(quantization_config);
   std::ofstream(s.dir / "config.json") << cfg.dump(2);
   std::map<std::string, Tensor> tensors = read_checkpoint(llama);
-  const std::vector<double> values = e4m3_values();
+  const std::vector<double>& values = test::e4m3_values();
   std::mt19937_64 g(7);
   std::uniform_int_distribution<int> pick(0, int(values.size()) - 1), sign(0, 1), exponent(-16, -8);
   std::uniform_int_distribution<std::int64_t> mantissa(0, (1 << 20) - 1);

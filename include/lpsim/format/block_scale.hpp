@@ -83,6 +83,11 @@ struct BlockQuantized {
   double value(int r, int c) const;    // the dequantised value
 };
 
+// v rounded to the element format e (RNE, or stochastically with a random word), clamped to +-max beyond its
+// largest finite value (OCP's and NVIDIA's SATFINITE; infinities too; NaN stays NaN). `saturated` counts the values
+// that RNE would have taken past max (|v| >= max + half an ulp of max).
+double saturating_element(double v, const FormatSpec& e, long& saturated, const std::uint64_t* random = nullptr);
+
 // sr: the random stream of a stochastic scheme (ignored by the others); element i of x draws index sr.offset + i.
 BlockQuantized quantize_blocks(const BlockScheme& s, std::span<const double> x, int rows, int cols, int axis,
                                const StochasticStream& sr = {});
